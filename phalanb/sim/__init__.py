@@ -1,0 +1,17 @@
+"""phalanb's local service: the confidential-inference API, simulated faithfully on 127.0.0.1.
+
+The real services cannot be reached from a test machine (and cost money to reach anywhere), so every test,
+notebook and demo runs against this simulator. It speaks the same HTTP API (SPEC §2), hashes and signs exactly as
+the real proxy does, and its attestation report has the real shape.
+
+>>> from phalanb.sim import Simulator, SimConfig
+>>> with Simulator(SimConfig(seed=1, ttft_ms=0, tokens_per_second=0)) as sim:   # doctest: +SKIP
+...     print(sim.base_url)
+http://127.0.0.1:54321/v1
+"""
+
+from .config import FAULTS, SimConfig
+from .keys import SimKeys
+from .server import Simulator
+
+__all__ = ["FAULTS", "SimConfig", "SimKeys", "Simulator"]

@@ -1,0 +1,71 @@
+"""The simulator's attestation report (dstack vllm-proxy v1.1 shape, SPEC §5).
+
+The report binds the signing key to a nonce: ``report_data = address_bytes.ljust(32, b"\\0") ‖ nonce``. The TDX
+quote that carries ``report_data`` and the GPU evidence that carries the nonce come from two providers:
+
+- ``tdx``: an object with ``attest(report_data: bytes) -> TdxAttestation`` (quote bytes, event log, info,
+  vm_config), implemented by :mod:`phalanb.tdx.sim`;
+- ``gpu``: an object with ``payload(nonce_hex: str) -> dict`` (the ``nvidia_payload`` object), implemented by
+  :mod:`phalanb.gpu.sim`.
+
+When a provider is absent the corresponding fields are ``null`` and a verifier must report them as missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .keys import SimKeys
+
+__all__ = ["TdxAttestation", "TdxProvider", "GpuProvider", "build_report"]
+
+
+@dataclass
+class TdxAttestation:
+    quote: bytes
+    event_log: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    vm_config: str = ""
+
+
+class TdxProvider(Protocol):
+    def attest(self, report_data: bytes) -> TdxAttestation: ...
+
+
+class GpuProvider(Protocol):
+    def payload(self, nonce_hex: str) -> dict[str, Any]: ...
+
+
+def report_data_for(keys: SimKeys, algo: str, nonce: bytes) -> bytes:
+    return keys.address_bytes(algo).ljust(32, b"\0") + nonce
+
+
+def build_report(*, keys: SimKeys, algo: str, nonce: bytes, tdx: TdxProvider | None,
+                 gpu: GpuProvider | None) -> dict[str, Any]:
+    report_data = report_data_for(keys, algo, nonce)
+    quote_hex = None
+    event_log = None
+    info: dict[str, Any] = {}
+    vm_config = ""
+    if tdx is not None:
+        att = tdx.attest(report_data)
+        quote_hex = att.quote.hex()
+        event_log = json.dumps(att.event_log)
+        info = att.info
+        vm_config = att.vm_config
+    nvidia_payload = json.dumps(gpu.payload(nonce.hex())) if gpu is not None else None
+    entry: dict[str, Any] = {
+        "signing_address": keys.address(algo),
+        "signing_algo": algo,
+        "signing_public_key": keys.ecdsa_public_key_hex if algo == "ecdsa" else keys.ed25519_public_hex,
+        "request_nonce": nonce.hex(),
+        "intel_quote": quote_hex,
+        "quote": quote_hex,
+        "nvidia_payload": nvidia_payload,
+        "event_log": event_log,
+        "info": info,
+        "vm_config": vm_config,
+    }
+    return {**entry, "all_attestations": [dict(entry)]}

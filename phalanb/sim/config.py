@@ -1,0 +1,73 @@
+"""Settings of the simulated service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+
+__all__ = ["FAULTS", "SimConfig"]
+
+#: Faults the simulator can inject, each reproducing something a real service (or an attacker) can do.
+FAULTS: dict[str, str] = {
+    "chat_500": "the chat endpoint answers HTTP 500 with an OpenAI-style error body",
+    "signature_500": "the signature endpoint answers HTTP 500",
+    "attestation_500": "the attestation endpoint answers HTTP 500",
+    "cut_stream": "the stream stops half-way without data: [DONE] (the connection is closed)",
+    "tamper_response": "the server signs the bytes it produced but sends one altered byte (a man in the middle)",
+    "tamper_request": "the server signs the hash of a different request body (a rewriting gateway)",
+    "wrong_signing_key": "signatures are made with a key that the attestation report does not name",
+    "ignore_nonce": "the attestation report ignores the client's nonce and uses one of its own",
+    "signature_missing": "the signature endpoint answers 404 for every chat id (a node that never saw the chat)",
+}
+
+
+@dataclass
+class SimConfig:
+    """Everything the simulator can be told.
+
+    ``ttft_ms`` and ``tokens_per_second`` shape the timing (0 tokens/s means "as fast as possible");
+    ``signature_ttl`` and ``max_signatures`` reproduce the real cache (1200 s, 1000 entries).
+    ``nonstream_hash`` picks which server generation to imitate for non-streaming replies: ``"body"`` hashes
+    the bytes sent (candidate A), ``"json_dumps"`` hashes ``json.dumps(json.loads(body))`` (candidate B).
+    ``text_format`` picks the 2-part ``req:resp`` or 3-part ``model:req:resp`` signed text.
+    """
+
+    seed: int | None = None
+    models: tuple[str, ...] = ("phalanb/sim-llama-3-8b",)
+    signature_ttl: float = 1200.0
+    max_signatures: int = 1000
+    ttft_ms: float = 200.0
+    ttft_jitter: float = 0.0
+    tokens_per_second: float = 50.0
+    token_jitter: float = 0.0
+    default_max_tokens: int = 24
+    nonstream_hash: str = "body"
+    text_format: str = "2part"
+    gpus: int = 1
+    api_key: str | None = field(default=None, repr=False)
+    faults: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.signature_ttl < 0:
+            raise InputError(f"signature_ttl must be >= 0 seconds, got {self.signature_ttl}")
+        if self.max_signatures < 1:
+            raise InputError(f"max_signatures must be >= 1, got {self.max_signatures}")
+        if self.ttft_ms < 0 or self.tokens_per_second < 0:
+            raise InputError("ttft_ms and tokens_per_second must be >= 0")
+        if not 0 <= self.ttft_jitter < 1 or not 0 <= self.token_jitter < 1:
+            raise InputError("ttft_jitter and token_jitter are fractions in [0, 1)")
+        if self.nonstream_hash not in ("body", "json_dumps"):
+            raise InputError(f"nonstream_hash must be 'body' or 'json_dumps', got {self.nonstream_hash!r}")
+        if self.text_format not in ("2part", "3part"):
+            raise InputError(f"text_format must be '2part' or '3part', got {self.text_format!r}")
+        if not 0 <= self.gpus <= 8:
+            raise InputError(f"gpus must be between 0 and 8, got {self.gpus}")
+        if not self.models:
+            raise InputError("the simulator needs at least one model name")
+        unknown = set(self.faults) - set(FAULTS)
+        if unknown:
+            raise InputError(f"unknown simulator faults {sorted(unknown)}; known: {sorted(FAULTS)}")

@@ -1,0 +1,179 @@
+"""Checks and verdicts: what was checked, what held, and what could not be checked.
+
+A :class:`Check` is one link of the trust chain with a stable id (``"signature.valid"``), a :class:`Status` and a
+one-line reason a person can read. A :class:`Verdict` is the list of checks plus the overall answer:
+
+- ``verified`` only when every *required* check passed;
+- ``failed`` when any check failed;
+- ``incomplete`` otherwise — something was skipped (offline, not implemented, no collateral, a format that
+  cannot bind) and the verdict lists what and why.
+
+Warnings never make a verdict fail, but they are shown.
+
+>>> v = Verdict([Check("request.hash", Status.PASS, "sha256 of the sent bytes matches the signed text")])
+>>> v.status
+'verified'
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+__all__ = ["Status", "Check", "Verdict"]
+
+
+class Status(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIPPED = "skipped"
+    WARNING = "warning"
+
+    def __str__(self) -> str:  # so f-strings print "pass", not "Status.PASS"
+        return self.value
+
+
+@dataclass(frozen=True)
+class Check:
+    """One link of the chain.
+
+    ``evidence`` holds the values the check used (hashes, addresses, offsets) so a reader can redo it by hand.
+    ``required`` checks decide the verdict; optional ones only inform.
+    """
+
+    id: str
+    status: Status
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "reason": self.reason,
+            "required": self.required,
+            "evidence": _jsonable(self.evidence),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Check":
+        return cls(
+            id=data["id"],
+            status=Status(data["status"]),
+            reason=data["reason"],
+            evidence=dict(data.get("evidence") or {}),
+            required=bool(data.get("required", True)),
+        )
+
+
+VERIFIED = "verified"
+FAILED = "failed"
+INCOMPLETE = "incomplete"
+
+
+class Verdict:
+    """An ordered list of checks and the overall answer derived from them (never stored separately)."""
+
+    def __init__(self, checks: Iterable[Check] = ()):
+        self.checks: list[Check] = list(checks)
+        ids = [c.id for c in self.checks]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate check ids in a verdict: {sorted(dup)}")
+
+    def __iter__(self):
+        return iter(self.checks)
+
+    def __len__(self) -> int:
+        return len(self.checks)
+
+    def __getitem__(self, check_id: str) -> Check:
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        raise KeyError(check_id)
+
+    def get(self, check_id: str) -> Check | None:
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        return None
+
+    @property
+    def status(self) -> str:
+        if any(c.status is Status.FAIL for c in self.checks):
+            return FAILED
+        required = [c for c in self.checks if c.required]
+        if required and all(c.status is Status.PASS for c in required):
+            return VERIFIED
+        return INCOMPLETE
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status is Status.FAIL]
+
+    @property
+    def skipped(self) -> list[Check]:
+        return [c for c in self.checks if c.required and c.status is not Status.PASS and c.status is not Status.FAIL]
+
+    @property
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if c.status is Status.WARNING]
+
+    def exit_code(self) -> int:
+        """CLI convention: 0 verified, 1 failed, 3 incomplete (2 is reserved for usage and input errors)."""
+        return {VERIFIED: 0, FAILED: 1, INCOMPLETE: 3}[self.status]
+
+    def summary(self) -> str:
+        if self.status == VERIFIED:
+            return f"verified: all {len(self.checks)} checks passed"
+        if self.status == FAILED:
+            return "failed: " + "; ".join(f"{c.id} ({c.reason})" for c in self.failed)
+        return "incomplete: not checked: " + "; ".join(f"{c.id} ({c.reason})" for c in self.skipped)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "checks": [c.to_dict() for c in self.checks]}
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Verdict":
+        # The stored "status" is deliberately ignored: a verdict is recomputed from its checks, never believed.
+        return cls(Check.from_dict(c) for c in data.get("checks", []))
+
+    def table(self) -> str:
+        """A fixed-width text table (the CLI's output)."""
+        width = max([len(c.id) for c in self.checks] + [5])
+        lines = [f"{'check':<{width}}  {'status':<8} reason", f"{'-' * width}  {'-' * 8} {'-' * 40}"]
+        for c in self.checks:
+            lines.append(f"{c.id:<{width}}  {c.status.value:<8} {c.reason}")
+        lines.append("")
+        lines.append(f"verdict: {self.summary()}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        counts = {s.value: sum(c.status is s for c in self.checks) for s in Status}
+        return f"<Verdict {self.status} {counts}>"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value

@@ -1,0 +1,367 @@
+"""Talking to a confidential-inference service over httpx, keeping the exact bytes.
+
+>>> client = Client(base_url="https://api.red-pill.ai/v1", model="phala/deepseek-v3.2")   # doctest: +SKIP
+>>> ex = client.chat("What is your model name?")                                         # doctest: +SKIP
+>>> sig = client.signature(ex.chat_id)                                                   # doctest: +SKIP
+>>> att = client.attestation()               # a fresh random 32-byte nonce every time     # doctest: +SKIP
+
+The API key comes from ``api_key=`` or the environment (``PHALANB_API_KEY``, then ``REDPILL_API_KEY``); it is
+sent only in the ``Authorization`` header, and never appears in a repr, a log line, an error or a saved file.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import httpx
+
+from .apikey import ApiKey, check_key_transport, resolve_api_key
+from .errors import (
+    InputError,
+    NotFoundError,
+    ParseError,
+    ServiceError,
+    SignatureExpiredError,
+    TransportError,
+)
+from .exchange import Exchange, ExchangeRecorder
+from .signatures import ALGOS, SignatureRecord
+
+__all__ = ["Client", "AttestationFetch", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "new_nonce", "encode_body", "default_transport"]
+
+DEFAULT_BASE_URL = "https://api.red-pill.ai/v1"
+#: Connect quickly or fail; allow slow models a minute between bytes.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=10.0)
+_MAX_ERROR_BODY = 64 * 1024
+_MAX_JSON_BODY = 64 * 1024 * 1024  # attestation reports with 8 GPUs are ~1 MB; refuse absurd ones
+
+SIGNATURE_EXPIRED_HELP = (
+    "the service has no signature for this chat id. Signatures live in a per-node cache (1200 s by default, "
+    "300 s before 2025-02, at most 1000 entries, so busy nodes forget sooner); they appear only after a stream "
+    "has ended; and with several nodes the lookup can reach one that never saw the chat. Fetch the signature "
+    "right after the reply, from the same endpoint.")
+
+
+def default_transport() -> httpx.HTTPTransport:
+    """httpx's transport with TCP_NODELAY: without it a request written in two segments (headers, body) can wait
+    for a delayed ACK (~40 ms on Linux), which would pollute every latency figure phalanb reports."""
+    return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+
+
+def new_nonce() -> bytes:
+    """32 random bytes from the OS: the freshness challenge for an attestation report."""
+    return secrets.token_bytes(32)
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The request bytes phalanb sends for a JSON body: compact, UTF-8. These exact bytes are what gets hashed."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass
+class AttestationFetch:
+    """An attestation report as fetched: the parsed JSON, the exact bytes, the nonce sent and how long it took."""
+
+    report: dict[str, Any]
+    raw: bytes
+    nonce: bytes | None
+    url: str
+    params: dict[str, str] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    fetched_at: float = 0.0
+
+    @property
+    def nonce_hex(self) -> str | None:
+        return None if self.nonce is None else self.nonce.hex()
+
+    def __repr__(self) -> str:
+        return f"<AttestationFetch {self.url} nonce={self.nonce_hex} {len(self.raw)}B {self.elapsed_s * 1000:.0f} ms>"
+
+
+def _server_message(body: bytes) -> str | None:
+    """The error message a server put in its body: OpenAI ``error.message``, FastAPI ``detail``, or the text."""
+    text = body[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return text[:300] or None
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+        if isinstance(obj.get("detail"), str):
+            return obj["detail"]
+        if isinstance(obj.get("message"), str):
+            return obj["message"]
+    return text[:300] or None
+
+
+def _decode_content(body: bytes, encoding: str | None) -> bytes:
+    """Undo a transfer compression the server applied although phalanb asked for ``identity``.
+
+    The service hashed the body before compression, so the decompressed bytes are the ones to hash.
+    """
+    if not encoding or encoding == "identity":
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        try:
+            return zlib.decompress(body)
+        except zlib.error:
+            return zlib.decompress(body, -zlib.MAX_WBITS)
+    raise TransportError(f"the server compressed the body with {encoding!r} although phalanb asked for identity; "
+                         "phalanb cannot recover the exact bytes it signed")
+
+
+class Client:
+    """A byte-exact client for the OpenAI-compatible confidential-inference API (SPEC §2).
+
+    All configuration is keyword-only. ``transport`` plugs in any httpx transport (tests, the OpenAI-SDK capture,
+    proxies). ``allow_insecure_http`` permits sending the key over plain http to a non-loopback host.
+    """
+
+    def __init__(self, *, base_url: str = DEFAULT_BASE_URL, model: str | None = None,
+                 api_key: str | ApiKey | None = None, signing_algo: str = "ecdsa",
+                 timeout: float | httpx.Timeout | None = None, transport: httpx.BaseTransport | None = None,
+                 allow_insecure_http: bool = False, headers: Mapping[str, str] | None = None):
+        if signing_algo not in ALGOS:
+            raise InputError(f"signing_algo must be one of {', '.join(ALGOS)}, got {signing_algo!r}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.signing_algo = signing_algo
+        self._key = resolve_api_key(api_key)
+        check_key_transport(self.base_url, self._key, allow_insecure_http=allow_insecure_http)
+        if isinstance(timeout, (int, float)):
+            timeout = httpx.Timeout(timeout, connect=min(float(timeout), 10.0))
+        if transport is None:
+            transport = default_transport()
+        self._http = httpx.Client(timeout=timeout or DEFAULT_TIMEOUT, transport=transport,
+                                  headers={"Accept-Encoding": "identity", **dict(headers or {})},
+                                  follow_redirects=False)
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        key = "set" if self._key is not None else "none"
+        return f"<phalanb.Client {self.base_url} model={self.model!r} api_key={key}>"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def has_api_key(self) -> bool:
+        return self._key is not None
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {} if self._key is None else {"Authorization": f"Bearer {self._key.reveal()}"}
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _model(self, model: str | None) -> str:
+        m = model or self.model
+        if not m:
+            raise InputError("no model given: pass model= to the Client or to this call")
+        return m
+
+    # -- transport errors become phalanb errors ---------------------------------------------------------
+    def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        try:
+            return self._http.send(request, stream=stream)
+        except httpx.ConnectError as exc:
+            raise TransportError(f"could not connect to {request.url.host}:{request.url.port or ''} "
+                                 f"({_reason(exc)}); is the service running and the base URL right?",
+                                 url=str(request.url)) from None
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"timed out talking to {request.url.host} ({type(exc).__name__}); the client's "
+                                 "timeouts can be raised with timeout=", url=str(request.url)) from None
+        except httpx.HTTPError as exc:
+            raise TransportError(f"HTTP failure talking to {request.url.host}: {_reason(exc)}",
+                                 url=str(request.url)) from None
+
+    def _raise_for_status(self, response: httpx.Response, body: bytes, *, what: str) -> None:
+        if response.status_code < 400:
+            return
+        msg = _server_message(body)
+        status = response.status_code
+        text = f"{what} failed: HTTP {status}" + (f": {msg}" if msg else "")
+        cls = NotFoundError if status == 404 else ServiceError
+        raise cls(text, status=status, server_message=msg, url=str(response.request.url))
+
+    def _get_json(self, path: str, params: Mapping[str, str], *, what: str, auth: bool = True
+                  ) -> tuple[Any, bytes, float]:
+        request = self._http.build_request("GET", self._url(path), params=params,
+                                           headers=self._auth_headers() if auth else {})
+        t0 = time.perf_counter()
+        response = self._send(request, stream=True)
+        try:
+            body = self._read_limited(response, _MAX_JSON_BODY, what=what)
+        finally:
+            response.close()
+        elapsed = time.perf_counter() - t0
+        self._raise_for_status(response, body, what=what)
+        try:
+            return json.loads(body), body, elapsed
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ParseError(f"{what}: the server's answer is not JSON ({exc})", field="body") from None
+
+    def _read_limited(self, response: httpx.Response, limit: int, *, what: str) -> bytes:
+        parts, size = [], 0
+        try:
+            for chunk in response.iter_raw():
+                size += len(chunk)
+                if size > limit:
+                    raise ParseError(f"{what}: the answer exceeds {limit} bytes", field="body", offset=limit)
+                parts.append(chunk)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{what}: the connection broke after {size} bytes ({_reason(exc)})",
+                                 url=str(response.request.url)) from None
+        return _decode_content(b"".join(parts), response.headers.get("content-encoding"))
+
+    # -- the API ---------------------------------------------------------------------------------------
+    def chat(self, messages: str | Sequence[Mapping[str, Any]] | None = None, *, stream: bool = True,
+             model: str | None = None, max_tokens: int | None = None, body: Mapping[str, Any] | None = None,
+             raw_body: bytes | None = None, on_text: Callable[[str], None] | None = None) -> Exchange:
+        """Send one chat request and return the :class:`~phalanb.exchange.Exchange` with the exact bytes.
+
+        ``messages`` is a prompt string or an OpenAI message list. ``body`` adds or overrides JSON fields;
+        ``raw_body`` sends bytes exactly as given (for reproducing someone else's request). ``on_text`` is
+        called with each piece of reply text as it streams in.
+        """
+        if raw_body is not None:
+            if messages is not None or body is not None:
+                raise InputError("give either raw_body or messages/body, not both")
+            data = bytes(raw_body)
+            try:
+                stream = bool(json.loads(data).get("stream", False))
+            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                raise InputError("raw_body must be a JSON object (the service would refuse anything else)") from None
+        else:
+            if isinstance(messages, str):
+                messages = [{"role": "user", "content": messages}]
+            payload: dict[str, Any] = {"model": self._model(model), "messages": list(messages or []),
+                                       "stream": stream}
+            if max_tokens is not None:
+                payload["max_tokens"] = max_tokens
+            payload.update(body or {})
+            if not payload["messages"]:
+                raise InputError("no messages to send")
+            stream = bool(payload.get("stream"))
+            data = encode_body(payload)
+        headers = {"Content-Type": "application/json", **self._auth_headers()}
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        request = self._http.build_request("POST", self._url("chat/completions"), content=data, headers=headers)
+        recorder = ExchangeRecorder(url=str(request.url), request_bytes=request.content, stream=stream,
+                                    request_headers=request.headers, on_text=on_text)
+        recorder.mark_sent()
+        response = self._send(request, stream=True)
+        try:
+            recorder.mark_headers(response.status_code, response.headers)
+            encoding = response.headers.get("content-encoding")
+            if encoding not in (None, "identity") and stream:
+                raise TransportError(f"the server compressed the stream ({encoding}) although phalanb asked for "
+                                     "identity; the exact bytes cannot be recovered chunk by chunk")
+            if response.status_code >= 400:
+                body_bytes = self._read_limited(response, _MAX_ERROR_BODY * 16, what="chat")
+                self._raise_for_status(response, body_bytes, what="chat")
+            try:
+                for chunk in response.iter_raw():
+                    recorder.feed(chunk)
+            except httpx.HTTPError as exc:
+                partial = recorder.finish(complete=False)
+                err = TransportError(f"the chat stream was cut after {len(partial.response_bytes)} bytes "
+                                     f"({_reason(exc)}); the reply is incomplete and the service keeps no "
+                                     "signature for it", url=str(request.url))
+                err.partial = partial  # type: ignore[attr-defined]
+                raise err from None
+            if encoding not in (None, "identity"):
+                recorder.replace_body(_decode_content(recorder.received, encoding))
+            exchange = recorder.finish()
+        finally:
+            response.close()
+        if stream and not exchange.complete:
+            err = TransportError(f"the chat stream ended without 'data: [DONE]' after "
+                                 f"{len(exchange.response_bytes)} bytes; the reply is incomplete",
+                                 url=exchange.url)
+            err.partial = exchange  # type: ignore[attr-defined]
+            raise err
+        return exchange
+
+    def signature(self, chat_id: str, *, model: str | None = None, signing_algo: str | None = None
+                  ) -> SignatureRecord:
+        """``GET /signature/{chat_id}``. A 404 raises :class:`SignatureExpiredError` with the explanation."""
+        if not chat_id or "/" in chat_id:
+            raise InputError(f"not a chat id: {chat_id!r}")
+        algo = signing_algo or self.signing_algo
+        if algo not in ALGOS:
+            raise InputError(f"signing_algo must be one of {', '.join(ALGOS)}, got {algo!r}")
+        params = {"signing_algo": algo}
+        m = model or self.model
+        if m:
+            params["model"] = m
+        try:
+            data, _, _ = self._get_json(f"signature/{chat_id}", params, what="signature fetch")
+        except NotFoundError as exc:
+            raise SignatureExpiredError(f"signature for {chat_id} not found (HTTP 404"
+                                        f"{': ' + exc.server_message if exc.server_message else ''}): "
+                                        f"{SIGNATURE_EXPIRED_HELP}", status=404,
+                                        server_message=exc.server_message, url=exc.url) from None
+        return SignatureRecord.from_dict(data, chat_id=chat_id)
+
+    def attestation(self, *, nonce: bytes | str | None = None, model: str | None = None,
+                    signing_algo: str | None = None, signing_address: str | None = None,
+                    extra_params: Mapping[str, str] | None = None) -> AttestationFetch:
+        """``GET /attestation/report`` with a fresh random 32-byte nonce unless one is given."""
+        if nonce is None:
+            nonce_b = new_nonce()
+        elif isinstance(nonce, str):
+            try:
+                nonce_b = bytes.fromhex(nonce.removeprefix("0x"))
+            except ValueError:
+                raise InputError("nonce must be 64 hex digits") from None
+        else:
+            nonce_b = bytes(nonce)
+        if len(nonce_b) != 32:
+            raise InputError(f"nonce must be 32 bytes, got {len(nonce_b)}")
+        params = {"nonce": nonce_b.hex(), "signing_algo": signing_algo or self.signing_algo}
+        m = model or self.model
+        if m:
+            params["model"] = m
+        if signing_address:
+            params["signing_address"] = signing_address
+        params.update(extra_params or {})
+        fetched_at = time.time()
+        data, raw, elapsed = self._get_json("attestation/report", params, what="attestation fetch")
+        if not isinstance(data, dict):
+            raise ParseError("the attestation report is JSON but not an object", field="report")
+        return AttestationFetch(report=data, raw=raw, nonce=nonce_b, url=self._url("attestation/report"),
+                                params=params, elapsed_s=elapsed, fetched_at=fetched_at)
+
+    def models(self) -> list[str]:
+        """``GET /models``: the model ids the service offers."""
+        data, _, _ = self._get_json("models", {}, what="model list")
+        try:
+            return [m["id"] for m in data["data"]]
+        except (KeyError, TypeError) as exc:
+            raise ParseError(f"the model list has an unexpected shape ({exc!r})", field="data") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+

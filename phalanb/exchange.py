@@ -1,0 +1,254 @@
+"""One chat exchange as it happened on the wire: the exact request bytes, the exact response bytes, and when
+each piece arrived.
+
+Both ways of chatting (phalanb's own :class:`~phalanb.client.Client` and the OpenAI-SDK capture in
+:mod:`phalanb.capture`) feed raw chunks into an :class:`ExchangeRecorder`, so there is one definition of "the
+bytes" and one of "the timings".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .apikey import REDACTED
+from .errors import ParseError
+from .sse import ChatAssembler, SSEDecoder, parse_completion
+
+__all__ = ["Timings", "Exchange", "ExchangeRecorder", "redact_headers"]
+
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
+
+
+def redact_headers(headers: Mapping[str, str] | Any) -> dict[str, str]:
+    """Headers as a plain dict with every credential replaced by ``<redacted>``."""
+    items = headers.multi_items() if hasattr(headers, "multi_items") else headers.items()
+    out: dict[str, str] = {}
+    for k, v in items:
+        out[k.lower()] = REDACTED if k.lower() in _SECRET_HEADERS else v
+    return out
+
+
+@dataclass
+class Timings:
+    """``time.perf_counter_ns`` stamps of one exchange (monotonic; compare within a process only).
+
+    ``chunks`` holds (arrival ns, byte count) for every raw chunk read from the socket.
+    """
+
+    request_sent_ns: int = 0
+    headers_ns: int | None = None
+    first_byte_ns: int | None = None
+    first_token_ns: int | None = None
+    done_ns: int | None = None
+    chunks: list[tuple[int, int]] = field(default_factory=list)
+    token_ns: list[int] = field(default_factory=list)  # arrival of every chunk that added content
+    wall_start: float = 0.0  # time.time() at request_sent, to place the exchange on a calendar
+
+    def _since(self, ns: int | None) -> float | None:
+        return None if ns is None else (ns - self.request_sent_ns) / 1e9
+
+    @property
+    def ttfb_s(self) -> float | None:
+        """Seconds from sending the request to the first body byte."""
+        return self._since(self.first_byte_ns)
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Seconds from sending the request to the first chunk that carried content."""
+        return self._since(self.first_token_ns)
+
+    @property
+    def total_s(self) -> float | None:
+        return self._since(self.done_ns)
+
+    @property
+    def inter_token_s(self) -> list[float]:
+        return [(b - a) / 1e9 for a, b in zip(self.token_ns, self.token_ns[1:])]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request_sent_ns": self.request_sent_ns, "headers_ns": self.headers_ns,
+                "first_byte_ns": self.first_byte_ns, "first_token_ns": self.first_token_ns,
+                "done_ns": self.done_ns, "chunks": [list(c) for c in self.chunks],
+                "token_ns": list(self.token_ns), "wall_start": self.wall_start}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Timings":
+        return cls(request_sent_ns=d.get("request_sent_ns", 0), headers_ns=d.get("headers_ns"),
+                   first_byte_ns=d.get("first_byte_ns"), first_token_ns=d.get("first_token_ns"),
+                   done_ns=d.get("done_ns"), chunks=[tuple(c) for c in d.get("chunks", [])],
+                   token_ns=list(d.get("token_ns", [])), wall_start=d.get("wall_start", 0.0))
+
+
+@dataclass
+class Exchange:
+    """A chat request and its reply, byte-exact. Hash ``request_bytes`` and ``response_bytes``; nothing else."""
+
+    url: str
+    request_bytes: bytes
+    response_bytes: bytes
+    status: int
+    stream: bool
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    chat_id: str | None = None
+    model: str | None = None
+    text: str = ""
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    complete: bool = True
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def request_sha256(self) -> str:
+        return hashlib.sha256(self.request_bytes).hexdigest()
+
+    @property
+    def response_sha256(self) -> str:
+        return hashlib.sha256(self.response_bytes).hexdigest()
+
+    @property
+    def output_tokens(self) -> int | None:
+        if self.usage and isinstance(self.usage.get("completion_tokens"), int):
+            return self.usage["completion_tokens"]
+        return None
+
+    def __repr__(self) -> str:
+        return (f"<Exchange {self.chat_id or '?'} {'stream' if self.stream else 'json'} status={self.status} "
+                f"request={len(self.request_bytes)}B response={len(self.response_bytes)}B>")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: bytes in base64, headers already redacted."""
+        return {
+            "url": self.url, "status": self.status, "stream": self.stream,
+            "request_b64": base64.b64encode(self.request_bytes).decode(),
+            "response_b64": base64.b64encode(self.response_bytes).decode(),
+            "request_headers": redact_headers(self.request_headers),
+            "response_headers": redact_headers(self.response_headers),
+            "chat_id": self.chat_id, "model": self.model, "text": self.text, "usage": self.usage,
+            "finish_reason": self.finish_reason, "complete": self.complete, "timings": self.timings.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Exchange":
+        if not isinstance(d, Mapping):
+            raise ParseError("an exchange must be a JSON object", field="exchange")
+        try:
+            req = base64.b64decode(d["request_b64"], validate=True)
+            resp = base64.b64decode(d["response_b64"], validate=True)
+        except KeyError as exc:
+            raise ParseError(f"missing {exc.args[0]}", field=f"exchange.{exc.args[0]}") from None
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise ParseError(f"not valid base64 ({exc})", field="exchange.request_b64/response_b64") from None
+        ex = cls.from_bytes(url=str(d.get("url", "")), request_bytes=req, response_bytes=resp,
+                            status=int(d.get("status", 200)), stream=bool(d.get("stream")),
+                            request_headers=dict(d.get("request_headers") or {}),
+                            response_headers=dict(d.get("response_headers") or {}),
+                            timings=Timings.from_dict(d.get("timings") or {}))
+        ex.complete = bool(d.get("complete", ex.complete))
+        return ex
+
+    @classmethod
+    def from_bytes(cls, *, request_bytes: bytes, response_bytes: bytes, stream: bool | None = None,
+                   url: str = "", status: int = 200, request_headers: Mapping[str, str] | None = None,
+                   response_headers: Mapping[str, str] | None = None, timings: Timings | None = None) -> "Exchange":
+        """Rebuild an exchange from saved bytes (e.g. the fixtures' ``request_body.json`` + ``response_body.sse``).
+
+        ``stream`` is guessed from the response when not given: SSE bodies start with ``data:``.
+        """
+        if stream is None:
+            stream = response_bytes.lstrip().startswith((b"data:", b":"))
+        rec = ExchangeRecorder(url=url, request_bytes=request_bytes, stream=stream,
+                               request_headers=dict(request_headers or {}))
+        rec.status = status
+        rec.response_headers = dict(response_headers or {})
+        rec.feed(response_bytes, now_ns=0)
+        ex = rec.finish(now_ns=0)
+        if timings is not None:
+            ex.timings = timings
+        return ex
+
+
+class ExchangeRecorder:
+    """Collects raw response chunks as they arrive and understands them on the fly (for timings and live text).
+
+    The bytes are appended untouched; parsing failures of the *content* do not alter them.
+    """
+
+    def __init__(self, *, url: str, request_bytes: bytes, stream: bool, request_headers: Mapping[str, str],
+                 on_text: Callable[[str], None] | None = None):
+        self.url = url
+        self.request_bytes = request_bytes
+        self.stream = stream
+        self.request_headers = redact_headers(request_headers)
+        self.response_headers: dict[str, str] = {}
+        self.status = 0
+        self._parts: list[bytes] = []
+        self._decoder = SSEDecoder() if stream else None
+        self._assembler = ChatAssembler()
+        self._on_text = on_text
+        self.timings = Timings(request_sent_ns=time.perf_counter_ns(), wall_start=time.time())
+
+    def mark_sent(self) -> None:
+        self.timings.request_sent_ns = time.perf_counter_ns()
+        self.timings.wall_start = time.time()
+
+    def mark_headers(self, status: int, headers: Mapping[str, str] | Any) -> None:
+        self.timings.headers_ns = time.perf_counter_ns()
+        self.status = status
+        self.response_headers = redact_headers(headers)
+
+    def feed(self, chunk: bytes, *, now_ns: int | None = None) -> None:
+        if not chunk:
+            return
+        t = time.perf_counter_ns() if now_ns is None else now_ns
+        if self.timings.first_byte_ns is None:
+            self.timings.first_byte_ns = t
+        self.timings.chunks.append((t, len(chunk)))
+        self._parts.append(chunk)
+        if self._decoder is not None and self.status < 400:
+            for event in self._decoder.feed(chunk):
+                added = self._assembler.add(event)
+                if added:
+                    if self.timings.first_token_ns is None:
+                        self.timings.first_token_ns = t
+                    self.timings.token_ns.append(t)
+                    if self._on_text is not None:
+                        self._on_text(added)
+
+    def replace_body(self, body: bytes) -> None:
+        """Swap the received bytes for their decompressed form (the form the service hashed)."""
+        self._parts = [body]
+
+    @property
+    def received(self) -> bytes:
+        return b"".join(self._parts)
+
+    def finish(self, *, complete: bool = True, now_ns: int | None = None) -> Exchange:
+        self.timings.done_ns = time.perf_counter_ns() if now_ns is None else now_ns
+        body = self.received
+        if self.stream:
+            asm = self._assembler
+            leftover = self._decoder.close() if self._decoder else b""
+            if leftover.strip():
+                complete = False
+            if not asm.saw_done:
+                complete = False
+        elif self.status < 400 and complete:
+            asm = parse_completion(body)
+            if self.timings.first_byte_ns is not None:
+                self.timings.first_token_ns = self.timings.first_byte_ns
+                self.timings.token_ns = [self.timings.first_byte_ns]
+            if asm.text and self._on_text is not None:
+                self._on_text(asm.text)
+        else:
+            asm = ChatAssembler()
+        return Exchange(url=self.url, request_bytes=self.request_bytes, response_bytes=body, status=self.status,
+                        stream=self.stream, request_headers=self.request_headers,
+                        response_headers=self.response_headers, chat_id=asm.chat_id, model=asm.model,
+                        text=asm.text, usage=asm.usage, finish_reason=asm.finish_reason, complete=complete,
+                        timings=self.timings)

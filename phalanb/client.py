@@ -132,13 +132,15 @@ class Client:
     def __init__(self, *, base_url: str = DEFAULT_BASE_URL, model: str | None = None,
                  api_key: str | ApiKey | None = None, signing_algo: str = "ecdsa",
                  timeout: float | httpx.Timeout | None = None, transport: httpx.BaseTransport | None = None,
-                 allow_insecure_http: bool = False, headers: Mapping[str, str] | None = None):
+                 allow_insecure_http: bool = False, headers: Mapping[str, str] | None = None,
+                 api_key_env: bool = True):
         if signing_algo not in ALGOS:
             raise InputError(f"signing_algo must be one of {', '.join(ALGOS)}, got {signing_algo!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.signing_algo = signing_algo
-        self._key = resolve_api_key(api_key)
+        # api_key_env=False: never pick a key up from the environment (e.g. for the embedded simulator).
+        self._key = resolve_api_key(api_key, environ=None if api_key_env else {})
         check_key_transport(self.base_url, self._key, allow_insecure_http=allow_insecure_http)
         if isinstance(timeout, (int, float)):
             timeout = httpx.Timeout(timeout, connect=min(float(timeout), 10.0))

@@ -138,8 +138,8 @@ class Verdict:
         if self.status == VERIFIED:
             return f"verified: all {len(self.checks)} checks passed"
         if self.status == FAILED:
-            return "failed: " + "; ".join(f"{c.id} ({c.reason})" for c in self.failed)
-        return "incomplete: not checked: " + "; ".join(f"{c.id} ({c.reason})" for c in self.skipped)
+            return "failed: " + _grouped(self.failed)
+        return "incomplete: not checked: " + _grouped(self.skipped)
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "checks": [c.to_dict() for c in self.checks]}
@@ -165,6 +165,14 @@ class Verdict:
     def __repr__(self) -> str:
         counts = {s.value: sum(c.status is s for c in self.checks) for s in Status}
         return f"<Verdict {self.status} {counts}>"
+
+
+def _grouped(checks: list[Check]) -> str:
+    """``a, b (reason); c (other reason)``: checks sharing a reason are named together."""
+    by_reason: dict[str, list[str]] = {}
+    for c in checks:
+        by_reason.setdefault(c.reason, []).append(c.id)
+    return "; ".join(f"{', '.join(ids)} ({reason})" for reason, ids in by_reason.items())
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,179 @@
+"""The core subcommands: ``sim``, ``demo`` and ``chat``.
+
+The API key is read from the environment only (``PHALANB_API_KEY`` or ``REDPILL_API_KEY``): a key on the command
+line would sit in the shell history and in every process listing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from .apikey import ENV_VARS
+from .client import Client
+from .errors import InputError, SignatureExpiredError
+from .policy import Policy
+from .signatures import ALGOS
+from .verify import verify_exchange
+
+__all__ = ["register"]
+
+DEMO_PROMPT = "In one sentence: why does a confidential LLM sign its replies?"
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+    return parse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sim", help="run the local simulated service in the foreground",
+                       description="Run phalanb's simulated confidential-inference service. The first stdout line "
+                       "is its base URL.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    p.add_argument("--seed", type=int, default=None, help="derive keys and text from this seed (reproducible)")
+    p.add_argument("--signature-ttl", type=_positive(float), default=1200.0, metavar="SECONDS",
+                   help="how long signatures stay retrievable (default 1200, as the real proxy)")
+    p.add_argument("--max-signatures", type=int, default=1000, help="signature cache size (default 1000)")
+    p.add_argument("--ttft-ms", type=_positive(float), default=200.0, help="time to first token (default 200)")
+    p.add_argument("--tokens-per-second", type=_positive(float), default=50.0,
+                   help="token rate after the first (default 50; 0 = as fast as possible)")
+    p.add_argument("--model", action="append", dest="models", metavar="NAME",
+                   help="model name to serve (repeatable; default phalanb/sim-llama-3-8b)")
+    p.add_argument("--gpus", type=int, default=1, help="simulated GPUs in the attestation (0-8, default 1)")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME",
+                   help="inject a fault (repeatable); see `phalanb sim --list-faults`")
+    p.add_argument("--list-faults", action="store_true", help="list the faults the simulator can inject and exit")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("demo", help="chat once and verify everything phalanb can verify",
+                       description="Start the embedded simulator (unless --base-url is given), chat once, fetch "
+                       "the signature and a fresh attestation, verify, and print a table of checks. Exit code 0 "
+                       "only when every check passed; 1 when one failed; 3 when something could not be checked.")
+    _client_args(p)
+    p.add_argument("--prompt", default=DEMO_PROMPT)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("chat", help="send one chat request and keep the exact bytes",
+                       description="Send one chat request, print the reply, fetch its signature, and optionally "
+                       "save the exchange (exact bytes, base64) and signature as JSON.")
+    _client_args(p)
+    p.add_argument("prompt", help="the user message")
+    p.add_argument("--save", type=Path, metavar="FILE", help="write the exchange and signature as JSON")
+    p.add_argument("--no-signature", action="store_true", help="do not fetch the signature")
+    p.set_defaults(func=cmd_chat)
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-url", help="service base URL, e.g. https://api.red-pill.ai/v1 (default: the embedded "
+                   f"simulator). The API key comes from ${ENV_VARS[0]} or ${ENV_VARS[1]}.")
+    p.add_argument("--model", help="model id (default: the first one the service lists)")
+    p.add_argument("--no-stream", action="store_true", help="ask for a non-streaming reply")
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--signing-algo", choices=ALGOS, default="ecdsa")
+    p.add_argument("--timeout", type=_positive(float), default=60.0, help="seconds (default 60)")
+    p.add_argument("--allow-insecure-http", action="store_true",
+                   help="allow sending the API key over plain http to a non-loopback host")
+
+
+@contextlib.contextmanager
+def _service(args: argparse.Namespace) -> Iterator[tuple[Client, bool]]:
+    """A client for --base-url, or for a freshly started embedded simulator (then True)."""
+    if args.base_url:
+        with Client(base_url=args.base_url, model=args.model, signing_algo=args.signing_algo,
+                    timeout=args.timeout, allow_insecure_http=args.allow_insecure_http) as client:
+            if client.model is None:
+                models = client.models()
+                if not models:
+                    raise InputError("the service lists no models; pass --model")
+                client.model = models[0]
+            yield client, False
+        return
+    from .sim import SimConfig, Simulator
+
+    with Simulator(SimConfig(ttft_ms=50.0, tokens_per_second=200.0)) as sim:
+        # The embedded simulator needs no key; never send the user's real key to it.
+        with Client(base_url=sim.base_url, model=args.model or sim.model, signing_algo=args.signing_algo,
+                    timeout=args.timeout, api_key_env=False) as client:
+            yield client, True
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from .sim import FAULTS, SimConfig, Simulator
+
+    if args.list_faults:
+        for name, what in FAULTS.items():
+            print(f"{name:<20} {what}")
+        return 0
+    config = SimConfig(seed=args.seed, signature_ttl=args.signature_ttl, max_signatures=args.max_signatures,
+                       ttft_ms=args.ttft_ms, tokens_per_second=args.tokens_per_second, gpus=args.gpus,
+                       models=tuple(args.models) if args.models else SimConfig().models, faults=set(args.fault))
+    try:
+        Simulator(config, host=args.host, port=args.port).serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    out = sys.stderr if args.json else sys.stdout
+    with _service(args) as (client, simulated):
+        if simulated:
+            print(f"Using phalanb's embedded simulator at {client.base_url} (no API key, no network). Its roots "
+                  "are SIMULATED: a pass proves phalanb's checks work, not that real hardware answered.", file=out)
+        print(f"> {args.prompt}", file=out)
+        exchange = client.chat(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
+                               on_text=lambda t: (out.write(t), out.flush()))
+        print("\n", file=out)
+        signature = client.signature(exchange.chat_id)
+        attestation = client.attestation(signing_algo=signature.signing_algo,
+                                         signing_address=signature.signing_address)
+        policy = Policy(trust="simulated" if simulated else "production")
+        verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce, policy=policy)
+    if args.json:
+        print(json.dumps({"base_url": client.base_url, "simulated": simulated, "model": client.model,
+                          "chat_id": exchange.chat_id, "reply": exchange.text,
+                          "nonce": attestation.nonce_hex, "verdict": verdict.to_dict()}, indent=2))
+    else:
+        print(verdict.table())
+    return verdict.exit_code()
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    with _service(args) as (client, simulated):
+        exchange = client.chat(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
+                               on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()))
+        print()
+        record: dict[str, Any] = {"kind": "phalanb.exchange", "version": 1, "base_url": client.base_url,
+                                  "simulated": simulated, "exchange": exchange.to_dict()}
+        if not args.no_signature:
+            try:
+                record["signature"] = client.signature(exchange.chat_id).to_dict()
+            except SignatureExpiredError as exc:
+                print(f"phalanb: {exc}", file=sys.stderr)
+                record["signature"] = None
+    t = exchange.timings
+    print(f"chat id {exchange.chat_id}; request sha256 {exchange.request_sha256}; response sha256 "
+          f"{exchange.response_sha256}; first token {t.ttft_s * 1000 if t.ttft_s is not None else float('nan'):.0f}"
+          f" ms; total {t.total_s * 1000:.0f} ms", file=sys.stderr)
+    if args.save:
+        try:
+            args.save.write_text(json.dumps(record, indent=2))
+        except OSError as exc:
+            raise InputError(f"cannot write {args.save}: {exc.strerror}") from None
+        print(f"saved to {args.save}", file=sys.stderr)
+    return 0
+

@@ -1,0 +1,310 @@
+"""``nvidia_payload`` in every shape a user can meet, read into one :class:`GpuPayload` (SPEC §9).
+
+Shapes seen in the wild (the payload says which one it was in :attr:`GpuPayload.variant`):
+
+- ``dstack``: ``{"nonce", "evidence_list": [{"certificate", "evidence", "arch"}…], "arch"}``, as a JSON **string**
+  (vllm-proxy's ``nvidia_payload``) or an object; keys may be sorted (NEAR); items may carry their own ``nonce``.
+- ``nvidia-sdk``: a bare list of items each with its own ``nonce`` (NVIDIA's C++ SDK serialization).
+- ``chutes``: a Chutes ``gpu_evidence`` list (no nonces anywhere), or a Chutes attestation entry holding one.
+- ``files``: one evidence file (hex text, base64 or binary) plus one PEM chain file, as NVIDIA's samples ship.
+
+Evidence is base64 of the SPDM bytes, or (2024-25 services) base64 of the ASCII *hex* of them: decoded bytes that
+read ``11e001ff`` are hex text and are decoded once more. Certificates are base64 of a PEM chain, leaf first.
+
+This module only reads; nothing here verifies (see :mod:`phalanb.gpu.verify`).
+
+>>> p = parse_payload(report["nvidia_payload"])          # doctest: +SKIP
+>>> p.variant, len(p.gpus), p.gpus[0].spdm.opaque.driver_version   # doctest: +SKIP
+('dstack', 8, '570.172.08')
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from cryptography import x509
+
+from ..errors import InputError, ParseError
+from .spdm import SpdmEvidence, parse_evidence
+
+__all__ = ["GpuEvidence", "GpuPayload", "parse_payload", "parse_files", "parse_cert_chain", "decode_evidence",
+           "arch_of_chain"]
+
+ARCHES = ("HOPPER", "BLACKWELL")
+_HEX_MAGIC = b"11e001ff"  # ASCII hex of the GET_MEASUREMENTS header: evidence that was hex text before base64
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+@dataclass(frozen=True)
+class GpuEvidence:
+    """One GPU's evidence: decoded SPDM, its certificate chain (leaf first) and how both were encoded."""
+
+    index: int
+    arch: str | None
+    spdm: SpdmEvidence
+    certificates: tuple[x509.Certificate, ...]
+    evidence_encoding: str  # "base64", "base64-hex", "hex", "binary"
+    item_nonce: str | None = None  # the item's own "nonce" key, when the serialization carries one
+    evidence_text: str | None = None  # the item's "evidence" string as received (kept for NRAS)
+    certificate_text: str | None = None  # the item's "certificate" string as received
+
+    @property
+    def evidence_bytes(self) -> bytes:
+        return self.spdm.raw
+
+    @property
+    def requester_nonce(self) -> bytes:
+        return self.spdm.requester_nonce
+
+
+@dataclass(frozen=True)
+class GpuPayload:
+    """Every GPU of one payload, the payload's own nonce and arch, and which serialization carried them."""
+
+    variant: str
+    gpus: tuple[GpuEvidence, ...]
+    nonce: str | None = None
+    arch: str | None = None
+    encoded_as: str = "object"  # "json-string", "object", "files"
+    keys_sorted: bool = False
+    raw: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def description(self) -> str:
+        """One line saying what was seen, e.g. ``dstack (JSON string, keys sorted, per-item nonce, base64)``."""
+        parts = [self.encoded_as.replace("-", " ")]
+        if self.keys_sorted:
+            parts.append("keys sorted")
+        if any(g.item_nonce is not None for g in self.gpus):
+            parts.append("per-item nonce")
+        encodings = sorted({g.evidence_encoding for g in self.gpus})
+        parts.append("evidence " + "/".join(encodings))
+        arches = sorted({g.arch or "?" for g in self.gpus})
+        parts.append("/".join(arches))
+        return f"{self.variant} ({', '.join(parts)}; {len(self.gpus)} GPU{'s' if len(self.gpus) != 1 else ''})"
+
+
+def _b64(text: Any, name: str) -> bytes:
+    if not isinstance(text, str):
+        raise ParseError(f"expected a base64 string, got {type(text).__name__}", field=name)
+    compact = "".join(text.split())
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ParseError(f"not valid base64 ({exc}); expected base64 of the SPDM bytes or of their hex",
+                         field=name) from None
+
+
+def decode_evidence(value: str | bytes, name: str = "evidence") -> tuple[bytes, str]:
+    """Evidence bytes and the encoding they arrived in, from base64, base64-of-hex, hex text or raw bytes."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value)
+        if value[:4] == b"\x11\xe0\x01\xff" or value[:2] == b"\x11\xe0":
+            return value, "binary"
+        stripped = value.strip()
+        if stripped[:8].lower() == _HEX_MAGIC:
+            return _unhex(stripped, name), "hex"
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            raise ParseError("binary evidence must start with the GET_MEASUREMENTS header 11 e0",
+                             field=name, offset=0) from None
+    text = value.strip()
+    if text[:8].lower() == _HEX_MAGIC.decode():
+        return _unhex(text.encode(), name), "hex"
+    raw = _b64(text, name)
+    if raw[:8].lower() == _HEX_MAGIC:
+        return _unhex(raw, name), "base64-hex"
+    return raw, "base64"
+
+
+def _unhex(text: bytes, name: str) -> bytes:
+    try:
+        return bytes.fromhex(text.decode("ascii").strip())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"looks like hex text (starts 11e001ff) but does not decode: {exc}", field=name) from None
+
+
+def parse_cert_chain(pem: bytes | str, name: str = "certificate") -> tuple[x509.Certificate, ...]:
+    """Every certificate of a PEM chain, in order. Zero certificates or a block that does not parse → ParseError."""
+    if isinstance(pem, str):
+        pem = pem.encode()
+    blocks = _PEM_BLOCK.findall(pem)
+    if not blocks:
+        raise ParseError("no PEM certificate found (expected -----BEGIN CERTIFICATE----- blocks, leaf first)",
+                         field=name)
+    certs = []
+    for i, block in enumerate(blocks):
+        try:
+            certs.append(x509.load_pem_x509_certificate(block))
+        except ValueError as exc:
+            raise ParseError(f"certificate {i} of the chain does not parse: {exc}", field=f"{name}[{i}]") from None
+    return tuple(certs)
+
+
+def _norm_arch(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ParseError(f"arch must be a string, got {type(value).__name__}", field=name)
+    return value.upper()
+
+
+def _nonce_text(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ParseError(f"nonce must be a hex string, got {type(value).__name__}", field=name)
+    text = value.lower().removeprefix("0x")
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        raise ParseError(f"nonce {value[:80]!r} is not hex", field=name) from None
+    return text
+
+
+def _item(item: Any, index: int, where: str) -> GpuEvidence:
+    name = f"{where}[{index}]"
+    if not isinstance(item, dict):
+        raise ParseError(f"each GPU entry must be an object with evidence and certificate, got "
+                         f"{type(item).__name__}", field=name)
+    for key in ("evidence", "certificate"):
+        if key not in item:
+            raise ParseError(f"missing '{key}' (has {sorted(item)})", field=name)
+    raw, encoding = decode_evidence(item["evidence"], f"{name}.evidence")
+    try:
+        spdm = parse_evidence(raw)
+    except ParseError as exc:
+        raise ParseError(f"GPU {index}: {exc.reason}", field=f"{name}.evidence.{exc.field}" if exc.field else
+                         f"{name}.evidence", offset=exc.offset) from None
+    pem = _b64(item["certificate"], f"{name}.certificate")
+    certs = parse_cert_chain(pem, f"{name}.certificate")
+    return GpuEvidence(index=index, arch=_norm_arch(item.get("arch"), f"{name}.arch"), spdm=spdm,
+                       certificates=certs, evidence_encoding=encoding,
+                       item_nonce=_nonce_text(item.get("nonce"), f"{name}.nonce"),
+                       evidence_text=item["evidence"] if isinstance(item["evidence"], str) else None,
+                       certificate_text=item["certificate"])
+
+
+def _keys_sorted(obj: Any) -> bool:
+    """True when every object in the payload lists its keys in sorted order (NEAR's serializer does)."""
+    dicts: list[dict] = []
+    if isinstance(obj, dict):
+        dicts.append(obj)
+        dicts.extend(i for i in obj.get("evidence_list") or [] if isinstance(i, dict))
+    elif isinstance(obj, list):
+        dicts.extend(i for i in obj if isinstance(i, dict))
+    multi = [d for d in dicts if len(d) > 1]
+    return bool(multi) and all(list(d) == sorted(d) for d in multi)
+
+
+def parse_payload(value: str | bytes | dict | list) -> GpuPayload:
+    """Read any ``nvidia_payload`` variant (JSON text or already-decoded object). Raises :class:`ParseError`.
+
+    >>> parse_payload('{"nonce": "00", "evidence_list": []}')
+    Traceback (most recent call last):
+    phalanb.errors.ParseError: evidence_list: the payload lists no GPU evidence
+    """
+    encoded_as = "object"
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParseError("the payload is neither JSON text nor an object", field="nvidia_payload") from None
+    if isinstance(value, str):
+        encoded_as = "json-string"
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ParseError(f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
+                             field="nvidia_payload", offset=exc.pos) from None
+        if isinstance(value, str):  # double-encoded: a JSON string holding the JSON text
+            return parse_payload(value)
+    obj = value
+    if isinstance(obj, dict) and "nvidia_payload" in obj:
+        raise InputError("this is a whole attestation report: pass report['nvidia_payload'] instead")
+    if isinstance(obj, dict) and "evidence_list" in obj:
+        items = obj["evidence_list"]
+        where, variant = "evidence_list", "dstack"
+        nonce = _nonce_text(obj.get("nonce"), "nonce")
+        arch = _norm_arch(obj.get("arch"), "arch")
+    elif isinstance(obj, dict) and "gpu_evidence" in obj:
+        items = obj["gpu_evidence"]
+        where, variant = "gpu_evidence", "chutes"
+        nonce, arch = None, None
+    elif isinstance(obj, list):
+        items = obj
+        where = "evidence_list"
+        has_nonce = [isinstance(i, dict) and "nonce" in i for i in items]
+        variant = "nvidia-sdk" if items and all(has_nonce) else "chutes"
+        nonce, arch = None, None
+    else:
+        kind = type(obj).__name__
+        keys = f" with keys {sorted(obj)[:8]}" if isinstance(obj, dict) else ""
+        raise ParseError(f"expected an object with evidence_list (dstack), a list of GPU entries (NVIDIA SDK, "
+                         f"Chutes gpu_evidence) or an object with gpu_evidence; got a {kind}{keys}",
+                         field="nvidia_payload")
+    if not isinstance(items, list):
+        raise ParseError(f"must be a list, got {type(items).__name__}", field=where)
+    if not items:
+        raise ParseError("the payload lists no GPU evidence", field=where)
+    gpus = tuple(_item(it, i, where) for i, it in enumerate(items))
+    # An item without its own arch inherits the payload's (2024-25 dstack), else what its leaf certificate says.
+    gpus = tuple(g if g.arch else replace(g, arch=arch or arch_of_chain(g.certificates)) for g in gpus)
+    if nonce is None:
+        item_nonces = {g.item_nonce for g in gpus if g.item_nonce}
+        nonce = item_nonces.pop() if len(item_nonces) == 1 else None
+    if arch is None:
+        arches = {g.arch for g in gpus if g.arch}
+        arch = arches.pop() if len(arches) == 1 else None
+    return GpuPayload(variant=variant, gpus=gpus, nonce=nonce, arch=arch, encoded_as=encoded_as,
+                      keys_sorted=_keys_sorted(obj), raw=obj)
+
+
+def _read(source: str | bytes | Path, name: str) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the {name} file {source}: {exc.strerror}") from None
+
+
+def parse_files(evidence: str | bytes | Path, chain: str | bytes | Path, *, arch: str | None = None) -> GpuPayload:
+    """One GPU from an evidence file (hex text, base64 or binary) and a PEM chain file, as NVIDIA's samples ship.
+
+    ``arch`` defaults to what the leaf certificate says (GH100 → HOPPER, GB100 → BLACKWELL).
+    """
+    raw, encoding = decode_evidence(_read(evidence, "evidence"), "evidence")
+    spdm = parse_evidence(raw)
+    certs = parse_cert_chain(_read(chain, "certificate chain"), "certificate")
+    if arch is None:
+        arch = arch_of_chain(certs)
+    gpu = GpuEvidence(index=0, arch=_norm_arch(arch, "arch"), spdm=spdm, certificates=certs,
+                      evidence_encoding=encoding)
+    return GpuPayload(variant="files", gpus=(gpu,), nonce=None, arch=gpu.arch, encoded_as="files")
+
+
+_CHIP_ARCH = {"GH1": "HOPPER", "GB1": "BLACKWELL", "GB2": "BLACKWELL"}
+
+
+def arch_of_chain(certs: Sequence[x509.Certificate]) -> str | None:
+    """HOPPER or BLACKWELL from the chip name in the leaf's common name (``GH100 A01 GSP FMC LF``), else None."""
+    for cert in certs[:2]:
+        cn = _cn(cert)
+        if cn:
+            arch = _CHIP_ARCH.get(cn[:3].upper())
+            if arch:
+                return arch
+    return None
+
+
+def _cn(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""

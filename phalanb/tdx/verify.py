@@ -25,7 +25,7 @@ from importlib import resources
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -191,8 +191,13 @@ def _load_chain(quote: Quote) -> list[x509.Certificate]:
     certs = []
     for i, pem in enumerate(quote.pck_chain_pem):
         try:
-            certs.append(x509.load_pem_x509_certificate(pem.encode()))
-        except ValueError as exc:
+            cert = x509.load_pem_x509_certificate(pem.encode())
+            # cryptography decodes names, keys and extensions lazily; touch them now so a malformed
+            # certificate is reported here as a parse error, not later as a KeyError deep in a check.
+            _ = (cert.subject, cert.issuer, cert.public_key(), cert.extensions, cert.not_valid_after_utc,
+                 cert.not_valid_before_utc, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
+            certs.append(cert)
+        except (ValueError, KeyError, TypeError, UnsupportedAlgorithm) as exc:
             raise ParseError(f"certificate {i} of the PCK chain is not valid X.509: {exc}",
                              field="pck_chain", offset=quote.field("pck_chain").offset) from None
     return _order_chain(certs)
@@ -338,6 +343,11 @@ def verify_pck_chain(quote: Quote, root: TrustRoot | None = None, at: float | No
         return Step("pck_chain", False, f"the chain's root '{name}' has key sha256 {key[:16]}…, not the pinned "
                     f"{root.name} root key {root.key_sha256[:16]}… (a look-alike root: same name, other key)",
                     inputs)
+    if chain_root is not None and chain_root.public_bytes(serialization.Encoding.DER) != root.der:
+        # Same key, different bytes: the copy in the quote was altered (or re-issued). Trust comes from the pinned
+        # certificate, but a chain that carries a modified root is not what the platform produced.
+        return Step("pck_chain", False, "the root certificate inside the quote has the pinned key but differs "
+                    f"from the pinned {root.name} root certificate byte for byte (an altered copy)", inputs)
     for i, cert in enumerate(path):
         issuer = path[i + 1] if i + 1 < len(path) else pinned
         label = "leaf" if i == 0 else f"certificate {i}"
@@ -347,7 +357,7 @@ def verify_pck_chain(quote: Quote, root: TrustRoot | None = None, at: float | No
                         f"'{issuer.subject.rfc4514_string()}'", inputs)
         try:
             cert.verify_directly_issued_by(issuer)
-        except (InvalidSignature, ValueError, TypeError) as exc:
+        except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm) as exc:
             return Step("pck_chain", False, f"{label} '{cert.subject.rfc4514_string()}' is not signed by "
                         f"'{issuer.subject.rfc4514_string()}'" + (f" ({exc})" if str(exc) else ""), inputs)
         if i + 1 < len(path) or issuer is pinned:

@@ -1,0 +1,361 @@
+"""Collateral (TCB info, QE identity, CRLs) and TCB status with dcap-qvl, plus the policy that judges it.
+
+Three separate jobs, so offline re-verification is the same code as online verification (SPEC §7 steps 5-6):
+
+- **fetch** (:func:`fetch_collateral`, async; :func:`fetch_collateral_sync`): ask a PCCS or Intel PCS;
+- **verify** (:func:`verify_with_collateral`): dcap-qvl with stored collateral, a trust root and a time;
+- **judge** (:func:`judge`, :class:`TdxPolicy`): which TCB statuses and advisories are acceptable; DEBUG TDs are
+  always rejected.
+
+>>> col = load_collateral("tdx_quote_collateral.json")                       # doctest: +SKIP
+>>> res = verify_with_collateral(quote, col, at=1752919234)                  # doctest: +SKIP
+>>> res.status, [c.status.value for c in judge(quote, res, TdxPolicy())]    # doctest: +SKIP
+('UpToDate', ['pass', 'pass'])
+
+Collateral is valid for about 30 days. Verifying outside its window is an explained *skipped* check (the verdict
+becomes incomplete), never a crash and never a pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import dcap_qvl
+from cryptography import x509
+
+from ..errors import InputError, TransportError
+from ..verdict import Check, Status
+from .quote import Quote, parse_quote
+from .verify import SIMULATED_ROOT_MARK, TrustRoot, verify_pck_chain
+
+__all__ = [
+    "TCB_STATUSES",
+    "Collateral",
+    "load_collateral",
+    "fetch_collateral",
+    "fetch_collateral_sync",
+    "DcapResult",
+    "verify_with_collateral",
+    "TdxPolicy",
+    "judge",
+    "debug_check",
+]
+
+#: TCB statuses Intel's TCB info can give a platform (SPEC §7), with what each means for a user.
+TCB_STATUSES: dict[str, str] = {
+    "UpToDate": "the platform has all security updates",
+    "SWHardeningNeeded": "up to date, but some attacks need software mitigations the TD must apply itself",
+    "ConfigurationNeeded": "up to date, but the platform's BIOS configuration needs changes",
+    "ConfigurationAndSWHardeningNeeded": "configuration changes and software mitigations needed",
+    "OutOfDate": "the platform misses security updates (microcode / TDX module)",
+    "OutOfDateConfigurationNeeded": "out of date and misconfigured",
+    "Revoked": "the platform's keys are revoked: nothing it signs can be trusted",
+    "TDRelaunchAdvised": "a TDX module update happened at runtime; relaunch the TD to benefit from it",
+}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Collateral as data (JSON-able, for audit bundles)
+
+def _iso(ts: str) -> int:
+    return int(_dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
+
+
+@dataclass(frozen=True)
+class Collateral:
+    """dcap-qvl's collateral (its own JSON form) plus where it came from. Save :meth:`to_dict` in a bundle."""
+
+    data: dict[str, Any]
+    source: str = ""
+    fetched_at: int | None = None
+
+    def dcap(self) -> "dcap_qvl.QuoteCollateralV3":
+        try:
+            return dcap_qvl.QuoteCollateralV3.from_json(json.dumps(self.data))
+        except ValueError as exc:
+            raise InputError(f"the collateral is not in dcap-qvl's QuoteCollateralV3 form: {exc}") from None
+
+    @property
+    def tcb_info(self) -> dict[str, Any]:
+        return json.loads(self.data["tcb_info"])
+
+    @property
+    def qe_identity(self) -> dict[str, Any]:
+        return json.loads(self.data["qe_identity"])
+
+    @property
+    def fmspc(self) -> str:
+        return str(self.tcb_info.get("fmspc", "")).lower()
+
+    def window(self) -> tuple[int, int, dict[str, tuple[int, int]]]:
+        """(valid from, valid until, per item) in Unix seconds: the latest issue date and the earliest next update
+        of TCB info, QE identity and both CRLs. dcap-qvl accepts the collateral only inside this window."""
+        items: dict[str, tuple[int, int]] = {}
+        for name in ("tcb_info", "qe_identity"):
+            d = json.loads(self.data[name])
+            items[name] = (_iso(d["issueDate"]), _iso(d["nextUpdate"]))
+        for name in ("root_ca_crl", "pck_crl"):
+            raw = self.data[name]
+            der = bytes.fromhex(raw) if isinstance(raw, str) else bytes(raw)
+            crl = x509.load_der_x509_crl(der)
+            nxt = crl.next_update_utc
+            items[name] = (int(crl.last_update_utc.timestamp()), int(nxt.timestamp()) if nxt else 2**63)
+        return max(a for a, _ in items.values()), min(b for _, b in items.values()), items
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "dcap-qvl QuoteCollateralV3", "source": self.source, "fetched_at": self.fetched_at,
+                "collateral": self.data}
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dcap(cls, col: "dcap_qvl.QuoteCollateralV3", *, source: str = "",
+                  fetched_at: int | None = None) -> "Collateral":
+        return cls(json.loads(col.to_json()), source, fetched_at)
+
+
+def load_collateral(value: Any, *, source: str | None = None) -> Collateral:
+    """Collateral from a path, JSON text, a dict (dcap-qvl's form or :meth:`Collateral.to_dict`), or a
+    ``dcap_qvl.QuoteCollateralV3``."""
+    if isinstance(value, Collateral):
+        return value
+    if isinstance(value, dcap_qvl.QuoteCollateralV3):
+        return Collateral.from_dcap(value, source=source or "")
+    if isinstance(value, Path) or (isinstance(value, str) and not value.lstrip().startswith("{")):
+        path = Path(value)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InputError(f"cannot read collateral file {path}: {exc.strerror or exc}") from None
+        return load_collateral(text, source=source or f"file:{path}")
+    if isinstance(value, (bytes, str)):
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"the collateral is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"collateral must be a path, JSON text or a dict, not {type(value).__name__}")
+    if "collateral" in value and isinstance(value["collateral"], dict):
+        col = Collateral(value["collateral"], source or value.get("source", ""), value.get("fetched_at"))
+    else:
+        col = Collateral(value, source or "")
+    missing = [k for k in ("tcb_info", "qe_identity", "pck_crl", "root_ca_crl", "tcb_info_issuer_chain")
+               if k not in col.data]
+    if missing:
+        raise InputError(f"the collateral lacks {missing}; expected dcap-qvl's QuoteCollateralV3 JSON")
+    col.dcap()  # validates the whole shape now rather than at verification time
+    return col
+
+
+async def fetch_collateral(quote: Quote | bytes | str, pccs_url: str) -> Collateral:
+    """Fetch collateral for ``quote`` from a PCCS (or Intel PCS) at ``pccs_url`` (async; network).
+
+    ``pccs_url`` is the service root, e.g. ``https://pccs.phala.network`` or a simulator's ``…/pccs``; the
+    ``/sgx|tdx/certification/v4/…`` paths are added by dcap-qvl.
+    """
+    raw = quote.raw if isinstance(quote, Quote) else parse_quote(quote).raw
+    try:
+        col = await dcap_qvl.get_collateral(pccs_url, raw)
+    except ValueError as exc:
+        raise TransportError(f"could not fetch collateral from {pccs_url}: {exc}", url=pccs_url) from None
+    return Collateral.from_dcap(col, source=f"pccs:{pccs_url}", fetched_at=int(time.time()))
+
+
+def fetch_collateral_sync(quote: Quote | bytes | str, pccs_url: str, *, timeout: float = 60.0) -> Collateral:
+    """:func:`fetch_collateral` for synchronous callers; works inside a running event loop (Jupyter) too, by
+    running the coroutine on a private loop in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(asyncio.wait_for(fetch_collateral(quote, pccs_url), timeout))
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = asyncio.run(asyncio.wait_for(fetch_collateral(quote, pccs_url), timeout))
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name="phalanb-collateral", daemon=True)
+    t.start()
+    t.join(timeout + 5)
+    if "error" in box:
+        raise box["error"]
+    if "value" not in box:
+        raise TransportError(f"fetching collateral from {pccs_url} took longer than {timeout} s", url=pccs_url)
+    return box["value"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Verify with dcap-qvl
+
+_EXPIRY_MARKERS = ("expired", "issue date is in the future", "notvalidyet", "crlexpired", "certexpired")
+
+
+@dataclass
+class DcapResult:
+    """What dcap-qvl said. ``status`` is the TCB status when verification succeeded; otherwise ``error`` holds
+    its message and ``expired`` tells whether the cause is the collateral's validity window."""
+
+    at: int
+    root: str
+    status: str | None = None
+    advisory_ids: list[str] = field(default_factory=list)
+    error: str | None = None
+    expired: bool = False
+    window: tuple[int, int] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "root": self.root, "status": self.status, "advisory_ids": self.advisory_ids,
+                "error": self.error, "expired": self.expired, "window": list(self.window) if self.window else None}
+
+
+def verify_with_collateral(quote: Quote | bytes | str, collateral: Any, *, at: int | float | None = None,
+                           root: TrustRoot | None = None) -> DcapResult:
+    """dcap-qvl verification (signatures, chain to ``root``, CRLs, TCB info, QE identity) at time ``at`` (Unix
+    seconds; default now). Never raises for a quote that fails: the reason is in the result."""
+    q = quote if isinstance(quote, Quote) else parse_quote(quote)
+    col = load_collateral(collateral)
+    root = root or TrustRoot.intel()
+    now = int(time.time() if at is None else at)
+    result = DcapResult(at=now, root=root.name)
+    try:
+        start, end, _ = col.window()
+        result.window = (start, end)
+    except (KeyError, ValueError, TypeError):
+        start = end = None
+    try:
+        verified = dcap_qvl.verify_with_root_ca(q.raw, col.dcap(), root.der, now)
+    except ValueError as exc:
+        msg = " ".join(str(exc).split())
+        result.error = msg
+        outside = start is not None and end is not None and not start <= now <= end
+        result.expired = outside or any(m in msg.lower().replace(" ", "") for m in
+                                        (x.replace(" ", "") for x in _EXPIRY_MARKERS))
+        if not result.expired:
+            # Name the root when it is the reason, in words a user can act on.
+            chain = verify_pck_chain(q, root, now)
+            if not chain.ok:
+                result.error = f"{msg} ({chain.reason})"
+        return result
+    result.status = verified.status
+    result.advisory_ids = list(verified.advisory_ids)
+    try:
+        details = json.loads(verified.to_json())
+        result.details = {k: details.get(k) for k in ("qe_status", "platform_status")}
+    except (ValueError, AttributeError):
+        pass
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Judge
+
+@dataclass(frozen=True)
+class TdxPolicy:
+    """What a TDX quote must satisfy beyond valid signatures.
+
+    ``accepted_statuses`` pass; ``warn_statuses`` are accepted but reported as warnings (opt in, e.g.
+    ``TdxPolicy().allowing("SWHardeningNeeded")``); anything else fails. ``rejected_advisories`` fail even when
+    the status is accepted. DEBUG TDs are always rejected (not configurable: a debug TD has no confidentiality).
+    ``trust_root`` defaults to Intel's pinned root; the simulator's root must be passed explicitly.
+    """
+
+    accepted_statuses: frozenset[str] = frozenset({"UpToDate"})
+    warn_statuses: frozenset[str] = frozenset()
+    rejected_advisories: frozenset[str] = frozenset()
+    trust_root: TrustRoot | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("accepted_statuses", "warn_statuses", "rejected_advisories"):
+            object.__setattr__(self, name, frozenset(getattr(self, name)))
+        unknown = (self.accepted_statuses | self.warn_statuses) - set(TCB_STATUSES)
+        if unknown:
+            raise InputError(f"unknown TCB status {sorted(unknown)}; known: {sorted(TCB_STATUSES)}")
+        if "Revoked" in self.accepted_statuses | self.warn_statuses:
+            raise InputError("a Revoked platform can never be accepted")
+
+    def allowing(self, *statuses: str) -> "TdxPolicy":
+        """A copy that also accepts ``statuses``, as warnings."""
+        return TdxPolicy(self.accepted_statuses, self.warn_statuses | set(statuses), self.rejected_advisories,
+                         self.trust_root)
+
+    def rejecting(self, advisories: Iterable[str]) -> "TdxPolicy":
+        return TdxPolicy(self.accepted_statuses, self.warn_statuses,
+                         self.rejected_advisories | set(advisories), self.trust_root)
+
+    @property
+    def root(self) -> TrustRoot:
+        return self.trust_root or TrustRoot.intel()
+
+
+def debug_check(quote: Quote) -> Check:
+    """``tdx.debug_disabled``: the TD's DEBUG attribute is off (from the quote alone; no collateral needed)."""
+    attrs = quote.body.attributes
+    ev = {"td_attributes": quote.body.td_attributes.hex(), "flags": attrs.flags}
+    if attrs.debug:
+        return Check("tdx.debug_disabled", Status.FAIL, "the TD runs in DEBUG mode: the host can read its memory, "
+                     "so nothing it attests is confidential", ev)
+    return Check("tdx.debug_disabled", Status.PASS, f"DEBUG is off (td_attributes {attrs})", ev)
+
+
+def _fmt(ts: int) -> str:
+    return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def judge(quote: Quote, result: DcapResult | None, policy: TdxPolicy | None = None) -> list[Check]:
+    """``tdx.tcb_status`` (from dcap-qvl's result and the policy) and ``tdx.debug_disabled``."""
+    policy = policy or TdxPolicy()
+    checks: list[Check] = []
+    if result is None:
+        checks.append(Check("tdx.tcb_status", Status.SKIPPED, "no collateral given: TCB status, revocation and QE "
+                            "identity not checked (fetch it from a PCCS or pass a stored copy)"))
+    elif not result.ok and result.expired:
+        window = ""
+        if result.window:
+            window = f" (valid {_fmt(result.window[0])} to {_fmt(result.window[1])})"
+        checks.append(Check("tdx.tcb_status", Status.SKIPPED,
+                            f"the collateral is not valid at {_fmt(result.at)}{window}: fetch fresh collateral, or "
+                            f"verify at a time inside its window; dcap-qvl said: {result.error}", result.to_dict()))
+    elif not result.ok:
+        reason = result.error or "dcap-qvl refused the quote"
+        if SIMULATED_ROOT_MARK in reason.lower():
+            reason += " — this quote comes from phalanb's simulated root; pass the simulated trust root to accept it"
+        checks.append(Check("tdx.tcb_status", Status.FAIL, f"DCAP verification failed: {reason}", result.to_dict()))
+    else:
+        status = result.status or "Unknown"
+        meaning = TCB_STATUSES.get(status, "an unknown status")
+        bad_adv = sorted(set(result.advisory_ids) & policy.rejected_advisories)
+        adv = f"; advisories {', '.join(result.advisory_ids)}" if result.advisory_ids else ""
+        if bad_adv:
+            checks.append(Check("tdx.tcb_status", Status.FAIL, f"TCB {status}, but advisories {bad_adv} are "
+                                "rejected by the policy", result.to_dict()))
+        elif status in policy.accepted_statuses:
+            checks.append(Check("tdx.tcb_status", Status.PASS, f"TCB {status} ({meaning}){adv}", result.to_dict()))
+        elif status in policy.warn_statuses:
+            # A warning alone would leave the verdict "incomplete": the required check passes, and a separate
+            # optional warning says what was accepted.
+            checks.append(Check("tdx.tcb_status", Status.PASS, f"TCB {status} accepted by policy ({meaning}){adv}",
+                                result.to_dict()))
+            checks.append(Check("tdx.tcb_warning", Status.WARNING, f"TCB {status}: {meaning}{adv}",
+                                result.to_dict(), required=False))
+        else:
+            checks.append(Check("tdx.tcb_status", Status.FAIL, f"TCB {status} ({meaning}) is not accepted by the "
+                                f"policy (accepted: {sorted(policy.accepted_statuses | policy.warn_statuses)}){adv}",
+                                result.to_dict()))
+    checks.append(debug_check(quote))
+    return checks
+

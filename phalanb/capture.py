@@ -56,8 +56,9 @@ class _RecordingStream(httpx.SyncByteStream):
                                     timings=self._recorder.timings))
 
     def close(self) -> None:
-        # The SDK may close early (a client that stops reading); what was received is kept, marked incomplete.
-        self._finish(complete=False)
+        # The SDK closes the stream as soon as it has read data: [DONE]; a stream is complete when [DONE] arrived
+        # (the recorder checks that), and a client that stopped reading earlier gets an incomplete exchange.
+        self._finish(complete=True)
         self._inner.close()
 
 

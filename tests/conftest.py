@@ -23,6 +23,29 @@ TEST_API_KEY = "sk-phalanb-test-" + "k3y" * 8  # a recognisable fake key, greppe
 
 
 @pytest.fixture(scope="session")
+def api_key() -> str:
+    """The fake API key the simulator requires in tests; no file, log or repr may ever contain it."""
+    return TEST_API_KEY
+
+
+@pytest.fixture
+def client_for(api_key):
+    """``client_for(sim, **kw)``: a phalanb Client pointed at a simulator, with the test key."""
+    from phalanb.client import Client
+
+    made = []
+
+    def make(sim, **kw):
+        c = Client(base_url=sim.base_url, model=sim.model, api_key=api_key, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES
 
@@ -52,3 +75,18 @@ def fresh_sim():
     yield start
     for s in started:
         s.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_key_in_anything_written(tmp_path_factory):
+    """After the whole run: no file any test wrote (saved exchanges, logs, CLI output, bundles, CSVs, executed
+    notebooks) contains the test API key. Tests that write put their files under tmp_path."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    needle = TEST_API_KEY.encode()
+    leaks = [p for p in base.rglob("*") if p.is_file() and needle in p.read_bytes()]
+    assert not leaks, f"the API key was written to: {[str(p) for p in leaks]}"
+    artifacts = REPO / "test-artifacts"
+    if artifacts.is_dir():
+        leaks = [p for p in artifacts.rglob("*") if p.is_file() and needle in p.read_bytes()]
+        assert not leaks, f"the API key was written to: {[str(p) for p in leaks]}"

@@ -15,5 +15,6 @@ def default_providers(config: SimConfig) -> tuple[TdxProvider | None, GpuProvide
     report fields stay null and verification reports them as missing, never as passed.
     """
     tdx: TdxProvider | None = None
-    gpu: GpuProvider | None = None
+    from ..gpu.sim import SimulatedGpus  # imported here so importing phalanb.sim stays light
+    gpu: GpuProvider | None = SimulatedGpus(seed=config.seed, count=config.gpus) if config.gpus else None
     return tdx, gpu

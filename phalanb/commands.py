@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -56,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="NAME",
                    help="inject a fault (repeatable); see `phalanb sim --list-faults`")
     p.add_argument("--list-faults", action="store_true", help="list the faults the simulator can inject and exit")
+    p.add_argument("--upstream", metavar="URL", help="proxy a real OpenAI-compatible server (e.g. a local "
+                   "llama.cpp at http://127.0.0.1:8080/v1) and sign its replies; its key, if any, comes from "
+                   "$PHALANB_UPSTREAM_API_KEY")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("demo", help="chat once and verify everything phalanb can verify",
@@ -120,7 +124,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return 0
     config = SimConfig(seed=args.seed, signature_ttl=args.signature_ttl, max_signatures=args.max_signatures,
                        ttft_ms=args.ttft_ms, tokens_per_second=args.tokens_per_second, gpus=args.gpus,
-                       models=tuple(args.models) if args.models else SimConfig().models, faults=set(args.fault))
+                       models=tuple(args.models) if args.models else SimConfig().models, faults=set(args.fault),
+                       upstream=args.upstream, upstream_api_key=os.environ.get("PHALANB_UPSTREAM_API_KEY"))
     try:
         Simulator(config, host=args.host, port=args.port).serve_forever()
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import secrets
 import time
 import uuid
@@ -107,6 +108,8 @@ async def chat_completions(request: Request) -> Response:
     if not isinstance(body, dict):
         return _error(400, "Request body must be a JSON object", "invalid_request_error")
     model = body.get("model")
+    if state.config.upstream is not None:
+        return await _proxy_upstream(state, request, raw, body)
     if model not in state.config.models:
         return _error(404, f"The model `{model}` does not exist.", "not_found_error", "model_not_found")
     messages = body.get("messages")
@@ -181,6 +184,52 @@ async def chat_completions(request: Request) -> Response:
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _proxy_upstream(state: SimState, request: Request, raw: bytes, body: dict[str, Any]) -> Response:
+    """Forward the exact request to the upstream server and stream its exact reply back, hashing and signing
+    both as the real proxy does (the proxy hashes what it received and what it sends)."""
+    import httpx
+
+    model = str(body.get("model"))
+    stream = body.get("stream") is True
+    req_hash = hashlib.sha256(raw).hexdigest()
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+    if state.config.upstream_api_key:
+        headers["Authorization"] = f"Bearer {state.config.upstream_api_key}"
+    client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0))
+    url = state.config.upstream.rstrip("/") + "/chat/completions"
+    try:
+        upstream = await client.send(client.build_request("POST", url, content=raw, headers=headers), stream=True)
+    except httpx.HTTPError as exc:
+        await client.aclose()
+        return _error(502, f"upstream {url} unreachable: {type(exc).__name__}", "upstream_error")
+    if upstream.status_code >= 400:
+        data = await upstream.aread()
+        await client.aclose()
+        return Response(data, status_code=upstream.status_code,
+                        media_type=upstream.headers.get("content-type", "application/json"))
+
+    async def relay() -> AsyncIterator[bytes]:
+        hasher = hashlib.sha256()
+        chat_id = None
+        head = b""
+        try:
+            async for chunk in upstream.aiter_raw():
+                hasher.update(chunk)
+                if chat_id is None and len(head) < 4096:
+                    head += chunk
+                    found = re.search(rb'"id"\s*:\s*"([^"]+)"', head)
+                    chat_id = found.group(1).decode() if found else None
+                yield chunk
+        finally:
+            await upstream.aclose()
+            await client.aclose()
+        if chat_id is not None:
+            state.cache.put(chat_id, model, state.signed_text(model, req_hash, hasher.hexdigest()))
+
+    return StreamingResponse(relay(), status_code=upstream.status_code,
+                             media_type="text/event-stream" if stream else "application/json")
 
 
 async def signature(request: Request) -> Response:

@@ -31,6 +31,8 @@ class SimConfig:
     ``nonstream_hash`` picks which server generation to imitate for non-streaming replies: ``"body"`` hashes
     the bytes sent (candidate A), ``"json_dumps"`` hashes ``json.dumps(json.loads(body))`` (candidate B).
     ``text_format`` picks the 2-part ``req:resp`` or 3-part ``model:req:resp`` signed text.
+    ``upstream``: base URL of a real OpenAI-compatible server (e.g. a local llama.cpp, ``http://127.0.0.1:8080/v1``)
+    whose replies the simulator forwards byte for byte and signs, as the real proxy signs vLLM's.
     """
 
     seed: int | None = None
@@ -46,6 +48,8 @@ class SimConfig:
     text_format: str = "2part"
     gpus: int = 1
     api_key: str | None = field(default=None, repr=False)
+    upstream: str | None = None
+    upstream_api_key: str | None = field(default=None, repr=False)
     faults: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -66,6 +70,8 @@ class SimConfig:
             raise InputError(f"text_format must be '2part' or '3part', got {self.text_format!r}")
         if not 0 <= self.gpus <= 8:
             raise InputError(f"gpus must be between 0 and 8, got {self.gpus}")
+        if self.upstream is not None and not self.upstream.startswith(("http://", "https://")):
+            raise InputError(f"upstream must be an http(s) base URL, got {self.upstream!r}")
         if not self.models:
             raise InputError("the simulator needs at least one model name")
         unknown = set(self.faults) - set(FAULTS)

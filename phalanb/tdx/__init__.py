@@ -17,6 +17,8 @@ from .collateral import (
     load_collateral,
     verify_with_collateral,
 )
+from .dstack import DstackFacts, audit_app_compose, check_compose_hash, compose_hash, derive, expected_mr_config_id
+from .eventlog import Event, EventLog, check_event_log, parse_ccel_log, parse_dstack_log, parse_event_log, replay, runtime_event_digest
 from .quote import EnclaveReport, Field, Quote, QuoteHeader, TdAttributes, TdReport, decode_quote_input, parse_quote
 from .verify import (
     INTEL_SGX_ROOT_CA_SHA256,
@@ -43,4 +45,8 @@ __all__ = [
     # collateral and policy
     "Collateral", "load_collateral", "fetch_collateral", "fetch_collateral_sync", "verify_with_collateral",
     "DcapResult", "TdxPolicy", "judge", "debug_check", "TCB_STATUSES",
+    # event log and dstack values
+    "parse_event_log", "parse_dstack_log", "parse_ccel_log", "replay", "runtime_event_digest", "check_event_log",
+    "Event", "EventLog", "derive", "DstackFacts", "compose_hash", "expected_mr_config_id", "check_compose_hash",
+    "audit_app_compose",
 ]

@@ -93,6 +93,9 @@ class Jwt:
     header: dict[str, Any]
     claims: dict[str, Any]
     signature: bytes
+    #: Why the token could not be decoded, for tokens read leniently out of an NRAS answer (then nothing else
+    #: is set and verification fails naming this).
+    error: str | None = None
 
     @property
     def signing_input(self) -> bytes:
@@ -109,7 +112,7 @@ class Jwt:
     @property
     def sha256(self) -> str:
         """What the overall token's ``submods`` commits to: SHA-256 of the token text."""
-        return hashlib.sha256(self.raw.encode("ascii")).hexdigest()
+        return hashlib.sha256(self.raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def decode_jwt(token: Any, name: str = "token") -> Jwt:
@@ -135,6 +138,15 @@ def decode_jwt(token: Any, name: str = "token") -> Jwt:
         decoded.append(obj)
     sig = _b64url(parts[2], f"{name}.signature") if parts[2] else b""
     return Jwt(token, decoded[0], decoded[1], sig)
+
+
+def _decode_lenient(token: Any, name: str) -> Jwt:
+    # One bad token (a flipped byte can break its JSON) must fail verification with its name, not abort the
+    # reading of the whole answer.
+    try:
+        return decode_jwt(token, name)
+    except ParseError as exc:
+        return Jwt(token if isinstance(token, str) else repr(token), {}, {}, b"", error=str(exc))
 
 
 def _public_key_from_jwk(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
@@ -196,6 +208,8 @@ def sign_es384(claims: Mapping[str, Any], private_key: ec.EllipticCurvePrivateKe
 
 def verify_jwt(token: Jwt, jwks: Jwks, *, at: float, issuer: str) -> str | None:
     """None when ``token`` is a valid ES384 token of ``issuer`` at time ``at``; else why not (one sentence)."""
+    if token.error:
+        return f"malformed: {token.error}"
     alg = token.alg
     if alg != ALLOWED_ALG:
         return (f"alg {alg!r} refused: NRAS tokens are {ALLOWED_ALG} only (a token with alg none or an HMAC alg "
@@ -264,8 +278,8 @@ def parse_nras_response(value: Any) -> NrasResponse:
             and value[0][0] == "JWT" and isinstance(value[1], dict)):
         raise ParseError('expected [["JWT", overall_token], {"GPU-0": token, …}] (NRAS v3 detached EAT)',
                          field="nras_response")
-    overall = decode_jwt(value[0][1], "overall")
-    gpus = {str(k): decode_jwt(v, str(k)) for k, v in value[1].items()}
+    overall = _decode_lenient(value[0][1], "overall")
+    gpus = {str(k): _decode_lenient(v, str(k)) for k, v in value[1].items()}
     return NrasResponse(overall, gpus, value)
 
 

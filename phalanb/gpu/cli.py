@@ -1,0 +1,123 @@
+"""``phalanb gpu``: decode and verify NVIDIA GPU evidence offline, and optionally a saved NRAS answer.
+
+    phalanb gpu payload.json --nonce 541b…500b
+    phalanb gpu hopperAttestationReport.txt --chain hopperCertChain.txt
+    phalanb gpu report.json --nonce … --nras-response nras_response.json --jwks jwks.json --at 1782698794
+
+FILE is an ``nvidia_payload`` (any variant), a whole attestation report holding one, a Chutes attestation entry,
+or a bare evidence file (hex, base64 or binary) given with ``--chain``. Exit codes: 0 every check passed, 1 a check
+failed, 3 incomplete (e.g. no ``--nonce``: freshness cannot be shown), 2 unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, ParseError
+from ..verdict import Verdict
+from .nras import NRAS_ISSUER, verify_nras
+from .payload import GpuPayload, parse_files, parse_payload
+from .verify import TrustRoot, nvidia_device_identity_ca, verify_payload
+
+__all__ = ["register", "cmd_gpu", "load_payload"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gpu", help="decode and verify NVIDIA GPU evidence offline (SPDM, chain, FWID, NRAS tokens)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", type=Path, metavar="FILE", help="nvidia_payload JSON, an attestation report, or a bare "
+                   "evidence file (with --chain)")
+    p.add_argument("--chain", type=Path, metavar="PEM", help="PEM certificate chain for a bare evidence file")
+    p.add_argument("--nonce", metavar="HEX", help="the nonce you sent (64 hex digits); without it freshness is "
+                   "not checked and the result is incomplete")
+    p.add_argument("--root", type=Path, metavar="PEM", help="trust this device root instead of NVIDIA's Device "
+                   "Identity CA (e.g. the simulator's; the result then says it is simulated)")
+    p.add_argument("--at", type=float, metavar="UNIX_TIME", help="validate certificates and tokens at this time "
+                   "(archived NRAS answers: the token's iat)")
+    p.add_argument("--nras-response", type=Path, metavar="FILE", help="a saved NRAS answer to verify as well")
+    p.add_argument("--jwks", type=Path, metavar="FILE", help="the NRAS JWKS to verify the answer with")
+    p.add_argument("--nras-issuer", default=NRAS_ISSUER, help=f"expected token issuer (default {NRAS_ISSUER})")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_gpu)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ParseError(f"{path} is not JSON: {exc}", field=what) from None
+
+
+def load_payload(path: Path, chain: Path | None = None) -> GpuPayload:
+    """Read FILE as the CLI does: bare evidence with a chain, or JSON in any of the shapes described above."""
+    if chain is not None:
+        return parse_files(path, chain)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path} is not JSON; a bare evidence file needs its certificate chain: --chain PEM") \
+            from None
+    if isinstance(obj, dict) and "nvidia_payload" in obj:
+        if obj["nvidia_payload"] is None:
+            raise InputError(f"{path} is an attestation report without GPU evidence (nvidia_payload is null)")
+        obj = obj["nvidia_payload"]
+    elif isinstance(obj, dict) and isinstance(obj.get("all_attestations"), list) and obj["all_attestations"] \
+            and isinstance(obj["all_attestations"][0], dict) and "gpu_evidence" in obj["all_attestations"][0]:
+        obj = obj["all_attestations"][0]
+    return parse_payload(obj)
+
+
+def _root(path: Path | None) -> TrustRoot:
+    if path is None:
+        return nvidia_device_identity_ca()
+    try:
+        return TrustRoot.from_pem(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"cannot read the root {path}: {exc.strerror}") from None
+
+
+def cmd_gpu(args: argparse.Namespace) -> int:
+    if (args.nras_response is None) != (args.jwks is None):
+        raise InputError("--nras-response and --jwks go together: the answer is verified with that JWKS")
+    payload = load_payload(args.file, args.chain)
+    result = verify_payload(payload, root=_root(args.root), expected_nonce=args.nonce, at=args.at)
+    checks = list(result.checks)
+    nras_claims = None
+    if args.nras_response is not None:
+        nras = verify_nras(_read_json(args.nras_response, "nras_response"), jwks=_read_json(args.jwks, "jwks"),
+                           expected_nonce=args.nonce, at=args.at, issuer=args.nras_issuer, gpu_facts=result.facts)
+        checks += nras.checks
+        nras_claims = {name: tok.claims for name, tok in nras.response.tokens()}
+    verdict = Verdict(checks)
+    if args.json:
+        out = result.to_dict()
+        out["verdict"] = verdict.to_dict()
+        if nras_claims is not None:
+            out["nras_claims"] = nras_claims
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(f"payload: {payload.description}")
+        print(f"root:    {result.root.name} (SHA-256 {result.root.sha256[:16]}…)"
+              + ("  [SIMULATED]" if result.root.simulated else ""))
+        print()
+        print(f"{'gpu':<6} {'arch':<10} {'hwmodel':<20} {'driver':<12} {'vbios':<15} ueid (leaf serial)")
+        for f in result.facts:
+            print(f"GPU-{f.index:<2} {f.arch or '?':<10} {f.hwmodel or '?':<20} {f.driver_version or '?':<12} "
+                  f"{f.vbios_version or '?':<15} {f.ueid}")
+        print(f"requester nonce: {', '.join(sorted({f.requester_nonce for f in result.facts}))}")
+        print()
+        print(verdict.table())
+    sys.stdout.flush()
+    return verdict.exit_code()

@@ -8,7 +8,8 @@ one-line reason a person can read. A :class:`Verdict` is the list of checks plus
 - ``incomplete`` otherwise — something was skipped (offline, not implemented, no collateral, a format that
   cannot bind) and the verdict lists what and why.
 
-Warnings never make a verdict fail, but they are shown.
+A ``warning`` is a check that held with a caveat the policy explicitly accepts (e.g. TCB status
+SWHardeningNeeded when the user allowed it): it counts as held, and the verdict shows it.
 
 >>> v = Verdict([Check("request.hash", Status.PASS, "sha256 of the sent bytes matches the signed text")])
 >>> v.status
@@ -114,7 +115,7 @@ class Verdict:
         if any(c.status is Status.FAIL for c in self.checks):
             return FAILED
         required = [c for c in self.checks if c.required]
-        if required and all(c.status is Status.PASS for c in required):
+        if required and all(c.status in (Status.PASS, Status.WARNING) for c in required):
             return VERIFIED
         return INCOMPLETE
 
@@ -124,7 +125,7 @@ class Verdict:
 
     @property
     def skipped(self) -> list[Check]:
-        return [c for c in self.checks if c.required and c.status is not Status.PASS and c.status is not Status.FAIL]
+        return [c for c in self.checks if c.required and c.status is Status.SKIPPED]
 
     @property
     def warnings(self) -> list[Check]:
@@ -136,7 +137,8 @@ class Verdict:
 
     def summary(self) -> str:
         if self.status == VERIFIED:
-            return f"verified: all {len(self.checks)} checks passed"
+            warn = f" ({len(self.warnings)} with warnings)" if self.warnings else ""
+            return f"verified: all {len(self.checks)} checks held{warn}"
         if self.status == FAILED:
             return "failed: " + _grouped(self.failed)
         return "incomplete: not checked: " + _grouped(self.skipped)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from phalanb.exchange import Exchange
-from phalanb.signatures import SignatureRecord, parse_signed_text
+from phalanb.signatures import SignatureRecord, check_hashes, parse_signed_text
 from phalanb.verify import chat_checks, verify_exchange
 
 
@@ -51,13 +51,16 @@ def test_every_single_byte_flip_fails_naming_the_hash(sim, stream, client_for):
     with client_for(sim) as client:
         ex = client.chat("flip me", stream=stream, max_tokens=4)
         sig = client.signature(ex.chat_id)
+    signed = parse_signed_text(sig.text)
+    assert all(c.status.value == "pass" for c in check_hashes(signed, request_bytes=ex.request_bytes,
+                                                               response_bytes=ex.response_bytes, stream=ex.stream))
     for side in ("request", "response"):
         data = getattr(ex, f"{side}_bytes")
         for i in range(len(data)):
             kw = {"request_bytes": ex.request_bytes, "response_bytes": ex.response_bytes}
             kw[f"{side}_bytes"] = _flip(data, i)
-            tampered = Exchange(url=ex.url, status=200, stream=ex.stream, **kw)
-            checks, _ = chat_checks(tampered, sig)
+            # Only the hashes depend on the bytes (the signature covers the signed text), so check those alone.
+            checks = check_hashes(signed, stream=ex.stream, **kw)
             by_id = {c.id: c for c in checks}
             assert by_id[f"{side}.hash"].status.value == "fail", (side, i)
             assert f"the {side} differs" in by_id[f"{side}.hash"].reason

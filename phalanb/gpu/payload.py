@@ -26,9 +26,11 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import InputError, ParseError
 from .spdm import SpdmEvidence, parse_evidence
@@ -142,10 +144,55 @@ def parse_cert_chain(pem: bytes | str, name: str = "certificate") -> tuple[x509.
     certs = []
     for i, block in enumerate(blocks):
         try:
-            certs.append(x509.load_pem_x509_certificate(block))
-        except ValueError as exc:
-            raise ParseError(f"certificate {i} of the chain does not parse: {exc}", field=f"{name}[{i}]") from None
+            cert = x509.load_pem_x509_certificate(block)
+            # cryptography decodes names, extensions and keys lazily: touch them all now so a damaged certificate
+            # is a parse error here, not an exception in the middle of verification. Every error class it can
+            # raise for bad input is caught (it has no common base class).
+            _ = cert.extensions, cert.public_key(), cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+            _ = cert.signature_hash_algorithm
+        except (ValueError, KeyError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                x509.InvalidVersion, x509.UnsupportedGeneralNameType) as exc:
+            raise ParseError(f"certificate {i} of the chain does not parse: {type(exc).__name__}: {exc}",
+                             field=f"{name}[{i}]") from None
+        _strict_der(cert.public_bytes(Encoding.DER), f"{name}[{i}]")
+        certs.append(cert)
     return tuple(certs)
+
+
+def der_items(data: bytes, depth: int = 0, *, recurse: bool = True) -> Iterator[tuple[int, bytes]]:
+    """Yield (tag, value) for every DER element (descending into constructed ones unless ``recurse`` is False).
+
+    Definite lengths only; a malformed element ends the walk (callers decide whether that matters).
+    """
+    i = 0
+    while i + 2 <= len(data) and depth < 16:
+        tag = data[i]
+        length = data[i + 1]
+        j = i + 2
+        if length & 0x80:
+            n = length & 0x7F
+            if n == 0 or n > 4 or j + n > len(data):
+                return
+            length = int.from_bytes(data[j:j + n], "big")
+            j += n
+        if j + length > len(data):
+            return
+        value = data[j:j + length]
+        yield tag, value
+        if recurse and tag & 0x20:
+            yield from der_items(value, depth + 1)
+        i = j + length
+
+
+def _strict_der(der: bytes, name: str) -> None:
+    # The signatureValue BIT STRING must say "0 unused bits". cryptography ignores that byte, so without this
+    # check one flipped bit in a certificate would leave it "valid": not a forgery, but a certificate that is
+    # not byte-for-byte the one the CA signed.
+    top = list(der_items(der, recurse=False))
+    parts = list(der_items(top[0][1], recurse=False)) if len(top) == 1 and top[0][0] == 0x30 else []
+    if len(parts) != 3 or parts[2][0] != 0x03 or not parts[2][1] or parts[2][1][0] != 0:
+        raise ParseError("not strict DER: the certificate's signatureValue BIT STRING must have 0 unused bits",
+                         field=name)
 
 
 def _norm_arch(value: Any, name: str) -> str | None:

@@ -43,7 +43,7 @@ from cryptography.x509 import verification as xv
 
 from ..errors import InputError
 from ..verdict import Check, Status, Verdict
-from .payload import GpuEvidence, GpuPayload, arch_of_chain, parse_cert_chain
+from .payload import GpuEvidence, GpuPayload, arch_of_chain, der_items, parse_cert_chain
 from .spdm import SpdmEvidence
 
 __all__ = [
@@ -226,28 +226,6 @@ def verify_chain(certs: Sequence[x509.Certificate], root: TrustRoot, *,
 
 # --- 3. FWID -------------------------------------------------------------------------------------------------
 
-def _der_items(data: bytes, depth: int = 0, *, recurse: bool = True):
-    """Yield (tag, value) for every DER element, descending into constructed ones. Malformed DER ends the walk."""
-    i = 0
-    while i + 2 <= len(data) and depth < 16:
-        tag = data[i]
-        length = data[i + 1]
-        j = i + 2
-        if length & 0x80:
-            n = length & 0x7F
-            if n == 0 or n > 4 or j + n > len(data):
-                return
-            length = int.from_bytes(data[j:j + n], "big")
-            j += n
-        if j + length > len(data):
-            return
-        value = data[j:j + length]
-        yield tag, value
-        if recurse and tag & 0x20:
-            yield from _der_items(value, depth + 1)
-        i = j + length
-
-
 _HASH_OIDS = {bytes.fromhex("608648016503040202"): "sha384", bytes.fromhex("608648016503040201"): "sha256",
               bytes.fromhex("608648016503040203"): "sha512"}
 
@@ -261,10 +239,10 @@ def leaf_fwids(leaf: x509.Certificate) -> list[dict[str, str]]:
             continue
         raw = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else b""
         # An FWID is SEQUENCE { hashAlg OID, digest OCTET STRING }, nested at different depths in the two layouts.
-        for tag, value in _der_items(raw):
+        for tag, value in der_items(raw):
             if tag != 0x30:
                 continue
-            parts = list(_der_items(value, recurse=False))
+            parts = list(der_items(value, recurse=False))
             if len(parts) == 2 and parts[0][0] == 0x06 and parts[1][0] == 0x04:
                 alg = _HASH_OIDS.get(parts[0][1], parts[0][1].hex())
                 out.append({"extension": oid, "hash": alg, "digest": parts[1][1].hex()})

@@ -33,7 +33,7 @@ from cryptography import x509
 from ..errors import InputError, TransportError
 from ..verdict import Check, Status
 from .quote import Quote, parse_quote
-from .verify import SIMULATED_ROOT_MARK, TrustRoot, verify_pck_chain
+from .verify import TrustRoot, verify_pck_chain
 
 __all__ = [
     "TCB_STATUSES",
@@ -332,8 +332,6 @@ def judge(quote: Quote, result: DcapResult | None, policy: TdxPolicy | None = No
                             f"verify at a time inside its window; dcap-qvl said: {result.error}", result.to_dict()))
     elif not result.ok:
         reason = result.error or "dcap-qvl refused the quote"
-        if SIMULATED_ROOT_MARK in reason.lower():
-            reason += " — this quote comes from phalanb's simulated root; pass the simulated trust root to accept it"
         checks.append(Check("tdx.tcb_status", Status.FAIL, f"DCAP verification failed: {reason}", result.to_dict()))
     else:
         status = result.status or "Unknown"
@@ -346,12 +344,9 @@ def judge(quote: Quote, result: DcapResult | None, policy: TdxPolicy | None = No
         elif status in policy.accepted_statuses:
             checks.append(Check("tdx.tcb_status", Status.PASS, f"TCB {status} ({meaning}){adv}", result.to_dict()))
         elif status in policy.warn_statuses:
-            # A warning alone would leave the verdict "incomplete": the required check passes, and a separate
-            # optional warning says what was accepted.
-            checks.append(Check("tdx.tcb_status", Status.PASS, f"TCB {status} accepted by policy ({meaning}){adv}",
+            # Held with a caveat the user explicitly accepted: a warning counts as held and stays visible.
+            checks.append(Check("tdx.tcb_status", Status.WARNING, f"TCB {status} accepted by policy: {meaning}{adv}",
                                 result.to_dict()))
-            checks.append(Check("tdx.tcb_warning", Status.WARNING, f"TCB {status}: {meaning}{adv}",
-                                result.to_dict(), required=False))
         else:
             checks.append(Check("tdx.tcb_status", Status.FAIL, f"TCB {status} ({meaning}) is not accepted by the "
                                 f"policy (accepted: {sorted(policy.accepted_statuses | policy.warn_statuses)}){adv}",

@@ -540,6 +540,8 @@ def decode_quote_input(data: bytes | bytearray | memoryview | str) -> tuple[byte
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
+        if all(c in string.hexdigits for c in text[:8]):
+            _from_hex(text, prefix=0)  # hex with a stray character: name the character and where it is
         bad = next((i for i, c in enumerate(text) if c not in string.ascii_letters + string.digits + "+/="), None)
         where = f"; character {text[bad]!r} at position {bad} is neither hex nor base64" if bad is not None else \
             f"; {len(text)} characters of base64 alphabet but the padding or length is wrong"

@@ -24,6 +24,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -77,6 +78,11 @@ class Collateral:
     fetched_at: int | None = None
 
     def dcap(self) -> "dcap_qvl.QuoteCollateralV3":
+        return self._dcap
+
+    @cached_property
+    def _dcap(self) -> "dcap_qvl.QuoteCollateralV3":
+        # Built once: the collateral is immutable once loaded (``data`` is not to be changed in place).
         try:
             return dcap_qvl.QuoteCollateralV3.from_json(json.dumps(self.data))
         except ValueError as exc:
@@ -97,6 +103,10 @@ class Collateral:
     def window(self) -> tuple[int, int, dict[str, tuple[int, int]]]:
         """(valid from, valid until, per item) in Unix seconds: the latest issue date and the earliest next update
         of TCB info, QE identity and both CRLs. dcap-qvl accepts the collateral only inside this window."""
+        return self._window
+
+    @cached_property
+    def _window(self) -> tuple[int, int, dict[str, tuple[int, int]]]:
         items: dict[str, tuple[int, int]] = {}
         for name in ("tcb_info", "qe_identity"):
             d = json.loads(self.data[name])

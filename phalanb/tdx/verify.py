@@ -21,6 +21,7 @@ import datetime as _dt
 import hashlib
 import time
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -72,6 +73,10 @@ class TrustRoot:
 
     @classmethod
     def intel(cls) -> "TrustRoot":
+        return _intel_root()
+
+    @classmethod
+    def _load_intel(cls) -> "TrustRoot":
         der = resources.files("phalanb.roots").joinpath("intel_sgx_root_ca.der").read_bytes()
         digest = hashlib.sha256(der).hexdigest()
         if digest != INTEL_SGX_ROOT_CA_SHA256:
@@ -94,11 +99,11 @@ class TrustRoot:
             raise InputError(f"the trust root is not a PEM or DER certificate: {exc}") from None
         return cls(name, cert.public_bytes(serialization.Encoding.DER))
 
-    @property
+    @cached_property
     def cert(self) -> x509.Certificate:
         return x509.load_der_x509_certificate(self.der)
 
-    @property
+    @cached_property
     def spki(self) -> bytes:
         return _spki(self.cert)
 
@@ -113,6 +118,12 @@ class TrustRoot:
     @property
     def subject(self) -> str:
         return self.cert.subject.rfc4514_string()
+
+
+@lru_cache(maxsize=1)
+def _intel_root() -> TrustRoot:
+    # Read and hash-checked once per process; TrustRoot is immutable.
+    return TrustRoot._load_intel()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -221,9 +232,9 @@ def _order_chain(certs: list[x509.Certificate]) -> list[x509.Certificate]:
     return ordered if len(ordered) == len(certs) else certs
 
 
-def pck_extension(quote: Quote) -> tuple[PckExtension, str]:
+def pck_extension(quote: Quote, leaf: x509.Certificate | None = None) -> tuple[PckExtension, str]:
     """(SGX extension values, CA kind ``"platform"``/``"processor"``) of the quote's PCK leaf."""
-    leaf = _load_chain(quote)[0]
+    leaf = leaf or _load_chain(quote)[0]
     try:
         ext = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSION_OID))
     except x509.ExtensionNotFound:
@@ -312,7 +323,8 @@ def _when(at: float | None) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(time.time() if at is None else at, tz=_dt.timezone.utc)
 
 
-def verify_pck_chain(quote: Quote, root: TrustRoot | None = None, at: float | None = None) -> Step:
+def verify_pck_chain(quote: Quote, root: TrustRoot | None = None, at: float | None = None, *,
+                     certs: list[x509.Certificate] | None = None) -> Step:
     """Step 4: PCK leaf ← intermediate CA ← root, each signature checked, every certificate valid at ``at``
     (Unix seconds; default now), and the root's *key* equal to the pinned one."""
     root = root or TrustRoot.intel()
@@ -320,7 +332,7 @@ def verify_pck_chain(quote: Quote, root: TrustRoot | None = None, at: float | No
     inputs: dict[str, Any] = {"trust_root": root.name, "trust_root_subject": root.subject,
                               "trust_root_key_sha256": root.key_sha256, "at": int(when.timestamp())}
     try:
-        certs = _load_chain(quote)
+        certs = certs if certs is not None else _load_chain(quote)
     except ParseError as exc:
         return Step("pck_chain", False, str(exc), inputs)
     inputs["chain"] = [c.subject.rfc4514_string() for c in certs]
@@ -426,16 +438,18 @@ def verify_quote_offline(quote: Quote | bytes | str, *, root: TrustRoot | None =
     if not isinstance(quote, Quote):
         quote = parse_quote(quote)
     root = root or TrustRoot.intel()
-    leaf = None
+    certs: list[x509.Certificate] | None = None
     try:
-        leaf = _load_chain(quote)[0]
+        certs = _load_chain(quote)  # once, shared by the steps
     except ParseError:
         pass
+    leaf = certs[0] if certs else None
     steps = [verify_quote_signature(quote), verify_qe_report_signature(quote, leaf), verify_qe_report_data(quote),
-             verify_pck_chain(quote, root, at)]
+             verify_pck_chain(quote, root, at, certs=certs)]
     pck = ca = None
-    try:
-        pck, ca = pck_extension(quote)
-    except ParseError:
-        pass
+    if leaf is not None:
+        try:
+            pck, ca = pck_extension(quote, leaf)
+        except ParseError:
+            pass
     return OfflineResult(steps, pck, ca, root)

@@ -15,6 +15,8 @@ from .collateral import (
     fetch_collateral_sync,
     judge,
     load_collateral,
+    TdxResult,
+    verify_tdx,
     verify_with_collateral,
 )
 from .dstack import DstackFacts, audit_app_compose, check_compose_hash, compose_hash, derive, expected_mr_config_id
@@ -44,7 +46,7 @@ __all__ = [
     "OfflineResult", "INTEL_SGX_ROOT_CA_SHA256",
     # collateral and policy
     "Collateral", "load_collateral", "fetch_collateral", "fetch_collateral_sync", "verify_with_collateral",
-    "DcapResult", "TdxPolicy", "judge", "debug_check", "TCB_STATUSES",
+    "DcapResult", "TdxPolicy", "judge", "debug_check", "TCB_STATUSES", "verify_tdx", "TdxResult",
     # event log and dstack values
     "parse_event_log", "parse_dstack_log", "parse_ccel_log", "replay", "runtime_event_digest", "check_event_log",
     "Event", "EventLog", "derive", "DstackFacts", "compose_hash", "expected_mr_config_id", "check_compose_hash",

@@ -24,11 +24,9 @@ from cryptography.hazmat.primitives import serialization
 
 from ..errors import InputError
 from ..verdict import Check, Status, Verdict
-from .collateral import TdxPolicy, judge, load_collateral, verify_with_collateral
-from .dstack import check_compose_hash
-from .eventlog import check_event_log
+from .collateral import TdxPolicy, load_collateral, verify_tdx
 from .quote import Quote, parse_quote
-from .verify import SIMULATED_ROOT_MARK, TrustRoot, verify_quote_offline
+from .verify import SIMULATED_ROOT_MARK, TrustRoot
 
 __all__ = ["register", "cmd_quote", "quote_json"]
 
@@ -106,17 +104,13 @@ def cmd_quote(args: argparse.Namespace) -> int:
     text, report = _read_input(args.file)
     q = parse_quote(text)
     root = _root(args.root, q)
-    offline = verify_quote_offline(q, root=root, at=args.at)
-    checks: list[Check] = offline.checks()
-    dcap = None
     policy = TdxPolicy(trust_root=root).allowing(*args.allow) if args.allow else TdxPolicy(trust_root=root)
-    if args.collateral is not None:
-        dcap = verify_with_collateral(q, load_collateral(args.collateral), at=args.at, root=root)
-    checks += judge(q, dcap, policy)
-    if report is not None and report.get("event_log"):
-        checks.append(check_event_log(q, report["event_log"]))
-        if report.get("info"):
-            checks.append(check_compose_hash(q, report["event_log"], info=report["info"]))
+    collateral = load_collateral(args.collateral) if args.collateral is not None else None
+    event_log = report.get("event_log") or None if report is not None else None
+    result = verify_tdx(q, collateral=collateral, at=args.at, policy=policy, event_log=event_log,
+                        info=report.get("info") if report is not None else None)
+    checks: list[Check] = list(result.checks)
+    offline, dcap = result.offline, result.dcap
     if root.name == "simulated":
         checks.append(Check("tdx.trust_root", Status.WARNING, "trusting phalanb's simulated root CA (--root sim): "
                             "this proves the simulator's wiring, not real hardware", required=False))

@@ -31,10 +31,10 @@ from typing import Any, Iterable
 import dcap_qvl
 from cryptography import x509
 
-from ..errors import InputError, TransportError
+from ..errors import InputError, ParseError, TransportError
 from ..verdict import Check, Status
 from .quote import Quote, parse_quote
-from .verify import TrustRoot, verify_pck_chain
+from .verify import TrustRoot, pck_extension, verify_pck_chain, verify_quote_offline
 
 __all__ = [
     "TCB_STATUSES",
@@ -47,6 +47,8 @@ __all__ = [
     "TdxPolicy",
     "judge",
     "debug_check",
+    "verify_tdx",
+    "TdxResult",
 ]
 
 #: TCB statuses Intel's TCB info can give a platform (SPEC §7), with what each means for a user.
@@ -221,6 +223,7 @@ class DcapResult:
     advisory_ids: list[str] = field(default_factory=list)
     error: str | None = None
     expired: bool = False
+    wrong_collateral: bool = False
     window: tuple[int, int] | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -230,7 +233,7 @@ class DcapResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"at": self.at, "root": self.root, "status": self.status, "advisory_ids": self.advisory_ids,
-                "error": self.error, "expired": self.expired, "window": list(self.window) if self.window else None}
+                "error": self.error, "expired": self.expired, "wrong_collateral": self.wrong_collateral, "window": list(self.window) if self.window else None}
 
 
 def verify_with_collateral(quote: Quote | bytes | str, collateral: Any, *, at: int | float | None = None,
@@ -242,6 +245,16 @@ def verify_with_collateral(quote: Quote | bytes | str, collateral: Any, *, at: i
     root = root or TrustRoot.intel()
     now = int(time.time() if at is None else at)
     result = DcapResult(at=now, root=root.name)
+    try:
+        quote_fmspc = pck_extension(q)[0].fmspc.hex()
+    except ParseError:
+        quote_fmspc = None
+    if quote_fmspc is not None and col.fmspc and col.fmspc != quote_fmspc:
+        # Collateral of another platform type says nothing about this one: not a failure of the quote.
+        result.error = (f"the collateral is for FMSPC {col.fmspc}, but the quote's PCK certificate says "
+                        f"{quote_fmspc}: fetch the collateral of this platform")
+        result.wrong_collateral = True
+        return result
     try:
         start, end, _ = col.window()
         result.window = (start, end)
@@ -333,6 +346,9 @@ def judge(quote: Quote, result: DcapResult | None, policy: TdxPolicy | None = No
     if result is None:
         checks.append(Check("tdx.tcb_status", Status.SKIPPED, "no collateral given: TCB status, revocation and QE "
                             "identity not checked (fetch it from a PCCS or pass a stored copy)"))
+    elif not result.ok and result.wrong_collateral:
+        checks.append(Check("tdx.tcb_status", Status.SKIPPED, result.error or "collateral of another platform",
+                            result.to_dict()))
     elif not result.ok and result.expired:
         window = ""
         if result.window:
@@ -364,3 +380,43 @@ def judge(quote: Quote, result: DcapResult | None, policy: TdxPolicy | None = No
     checks.append(debug_check(quote))
     return checks
 
+
+
+
+@dataclass
+class TdxResult:
+    """Everything :func:`verify_tdx` found: the checks (the verdict's input) and the results behind them."""
+
+    quote: Quote
+    checks: list[Check]
+    offline: Any            # phalanb.tdx.verify.OfflineResult: the four steps, the PCK extension values
+    dcap: DcapResult | None  # None when no collateral was given
+
+    def __iter__(self):
+        return iter(self.checks)
+
+
+def verify_tdx(quote: Quote | bytes | str, *, collateral: Any = None, at: int | float | None = None,
+               policy: TdxPolicy | None = None, event_log: Any = None, info: Any = None) -> TdxResult:
+    """Every TDX check in order — ``tdx.quote_signature``, ``tdx.qe_report``, ``tdx.pck_chain``,
+    ``tdx.tcb_status``, ``tdx.debug_disabled``, then ``tdx.event_log`` and ``app.compose_hash`` when an event log
+    is given. The one function the CLI, the report verifier and the notebooks call (offline: collateral is
+    passed in, never fetched here).
+
+    >>> Verdict(verify_tdx(raw, collateral=col, at=1752919234).checks).status        # doctest: +SKIP
+    'verified'
+    """
+    from .dstack import check_compose_hash
+    from .eventlog import check_event_log
+
+    q = quote if isinstance(quote, Quote) else parse_quote(quote)
+    policy = policy or TdxPolicy()
+    root = policy.root
+    offline = verify_quote_offline(q, root=root, at=at)
+    checks = offline.checks()
+    dcap = None if collateral is None else verify_with_collateral(q, collateral, at=at, root=root)
+    checks += judge(q, dcap, policy)
+    if event_log is not None:
+        checks.append(check_event_log(q, event_log))
+        checks.append(check_compose_hash(q, event_log, info=info))
+    return TdxResult(q, checks, offline, dcap)

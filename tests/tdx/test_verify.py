@@ -230,3 +230,33 @@ def test_dcap_also_rejects_a_tampered_quote(load, tdx_dir):
 
 
 from .conftest import TDX as _TDX  # noqa: E402
+
+
+def test_verify_tdx_runs_every_check_in_order(load, tdx_dir, fixtures):
+    import json as _json
+    from phalanb.tdx import verify_tdx
+    res = verify_tdx(load("dcap-qvl/tdx_quote"), collateral=tdx_dir / "dcap-qvl/tdx_quote_collateral.json",
+                     at=1752919234)
+    assert [c.id for c in res] == ["tdx.quote_signature", "tdx.qe_report", "tdx.pck_chain", "tdx.tcb_status",
+                                   "tdx.debug_disabled"]
+    assert Verdict(res.checks).status == "verified" and res.dcap.status == "UpToDate"
+    r = _json.loads((fixtures / "reports/nanogpt-gemma-2026-06/attestation_report.json").read_text())
+    res = verify_tdx(r["intel_quote"], event_log=r["event_log"], info=r["info"])
+    by_id = {c.id: c.status for c in res}
+    assert by_id["tdx.event_log"] is Status.PASS and by_id["app.compose_hash"] is Status.PASS
+    assert by_id["tdx.tcb_status"] is Status.SKIPPED and Verdict(res.checks).status == "incomplete"
+
+
+def test_collateral_of_another_platform_is_skipped_not_failed(load, tdx_dir):
+    q = parse_quote(load("go-tdx-guest/ccel_cos-113-tdx-quote.dat"))
+    res = verify_with_collateral(q, tdx_dir / "dcap-qvl/tdx_quote_collateral.json", at=1752919234)
+    assert res.wrong_collateral
+    check = judge(q, res)[0]
+    assert check.status is Status.SKIPPED and "00806f050000" in check.reason
+
+
+def test_fetching_from_an_unreachable_pccs_is_a_transport_error(load):
+    from phalanb.errors import TransportError
+    from phalanb.tdx import fetch_collateral_sync
+    with pytest.raises(TransportError):
+        fetch_collateral_sync(load("dcap-qvl/tdx_quote"), "http://127.0.0.1:9", timeout=20)

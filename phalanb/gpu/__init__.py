@@ -1,8 +1,22 @@
-"""NVIDIA GPU evidence: parse (payload, spdm), verify offline (verify), check NRAS tokens (nras), simulate (sim)."""
+"""NVIDIA GPU evidence (SPEC §9), in three rooms kept apart:
+
+- parse: :mod:`.payload` (every ``nvidia_payload`` variant) and :mod:`.spdm` (the SPDM bytes, with offsets);
+- verify: :mod:`.verify` (signature, chain to a pinned root, FWID, nonce, agreement; offline) and :mod:`.nras`
+  (NVIDIA's remote appraisal: fetch online, verify its ES384 tokens offline);
+- simulate: :mod:`.sim` (GPUs and an NRAS for the local service; their root is never trusted by default).
+
+>>> from phalanb.gpu import parse_payload, verify_payload, nvidia_device_identity_ca
+>>> result = verify_payload(parse_payload(report["nvidia_payload"]), root=nvidia_device_identity_ca(),
+...                         expected_nonce=my_nonce)                       # doctest: +SKIP
+>>> print(result.verdict().table())                                       # doctest: +SKIP
+"""
 
 from .payload import GpuEvidence, GpuPayload, arch_of_chain, decode_evidence, parse_cert_chain, parse_files, parse_payload
 from .spdm import (ByteField, MeasurementBlock, OpaqueData, OpaqueField, SpdmEvidence, SpdmRequest, SpdmResponse,
                    parse_evidence, parse_opaque_data, render_vbios_version)
+from .nras import (NRAS_ISSUER, NRAS_URL, Jwks, JwksCache, Jwt, NrasResponse, NrasVerification, build_nras_request,
+                   decode_jwt, fetch_jwks, fetch_nras, parse_nras_response, verify_jwt, verify_nras)
+from .sim import SIM_NRAS_ISSUER, SimulatedGpus
 from .verify import (NVIDIA_DEVICE_IDENTITY_CA_SHA256, GpuFacts, GpuResult, GpuVerification, StepResult, TrustRoot,
                      chutes_gpu_nonce, gpu_facts, leaf_fwids, nvidia_device_identity_ca, verify_chain, verify_fwid,
                      verify_gpu, verify_payload, verify_signature)
@@ -15,4 +29,7 @@ __all__ = [
     "NVIDIA_DEVICE_IDENTITY_CA_SHA256", "GpuFacts", "GpuResult", "GpuVerification", "StepResult", "TrustRoot",
     "chutes_gpu_nonce", "gpu_facts", "leaf_fwids", "nvidia_device_identity_ca", "verify_chain", "verify_fwid",
     "verify_gpu", "verify_payload", "verify_signature",
+    "NRAS_ISSUER", "NRAS_URL", "Jwks", "JwksCache", "Jwt", "NrasResponse", "NrasVerification", "build_nras_request",
+    "decode_jwt", "fetch_jwks", "fetch_nras", "parse_nras_response", "verify_jwt", "verify_nras",
+    "SIM_NRAS_ISSUER", "SimulatedGpus",
 ]

@@ -133,8 +133,12 @@ def _unhex(text: bytes, name: str) -> bytes:
         raise ParseError(f"looks like hex text (starts 11e001ff) but does not decode: {exc}", field=name) from None
 
 
-def parse_cert_chain(pem: bytes | str, name: str = "certificate") -> tuple[x509.Certificate, ...]:
-    """Every certificate of a PEM chain, in order. Zero certificates or a block that does not parse → ParseError."""
+def parse_cert_chain(pem: bytes | str, name: str = "certificate",
+                     cache: dict[bytes, x509.Certificate] | None = None) -> tuple[x509.Certificate, ...]:
+    """Every certificate of a PEM chain, in order. Zero certificates or a block that does not parse → ParseError.
+
+    ``cache`` (PEM block → certificate) lets the GPUs of one payload share the intermediates they all carry.
+    """
     if isinstance(pem, str):
         pem = pem.encode()
     blocks = _PEM_BLOCK.findall(pem)
@@ -143,6 +147,9 @@ def parse_cert_chain(pem: bytes | str, name: str = "certificate") -> tuple[x509.
                          field=name)
     certs = []
     for i, block in enumerate(blocks):
+        if cache is not None and block in cache:
+            certs.append(cache[block])
+            continue
         try:
             cert = x509.load_pem_x509_certificate(block)
             # cryptography decodes names, extensions and keys lazily: touch them all now so a damaged certificate
@@ -155,6 +162,8 @@ def parse_cert_chain(pem: bytes | str, name: str = "certificate") -> tuple[x509.
             raise ParseError(f"certificate {i} of the chain does not parse: {type(exc).__name__}: {exc}",
                              field=f"{name}[{i}]") from None
         _strict_der(cert.public_bytes(Encoding.DER), f"{name}[{i}]")
+        if cache is not None:
+            cache[block] = cert
         certs.append(cert)
     return tuple(certs)
 
@@ -216,7 +225,7 @@ def _nonce_text(value: Any, name: str) -> str | None:
     return text
 
 
-def _item(item: Any, index: int, where: str) -> GpuEvidence:
+def _item(item: Any, index: int, where: str, cache: dict[bytes, x509.Certificate]) -> GpuEvidence:
     name = f"{where}[{index}]"
     if not isinstance(item, dict):
         raise ParseError(f"each GPU entry must be an object with evidence and certificate, got "
@@ -231,7 +240,7 @@ def _item(item: Any, index: int, where: str) -> GpuEvidence:
         raise ParseError(f"GPU {index}: {exc.reason}", field=f"{name}.evidence.{exc.field}" if exc.field else
                          f"{name}.evidence", offset=exc.offset) from None
     pem = _b64(item["certificate"], f"{name}.certificate")
-    certs = parse_cert_chain(pem, f"{name}.certificate")
+    certs = parse_cert_chain(pem, f"{name}.certificate", cache)
     return GpuEvidence(index=index, arch=_norm_arch(item.get("arch"), f"{name}.arch"), spdm=spdm,
                        certificates=certs, evidence_encoding=encoding,
                        item_nonce=_nonce_text(item.get("nonce"), f"{name}.nonce"),
@@ -301,7 +310,8 @@ def parse_payload(value: str | bytes | dict | list) -> GpuPayload:
         raise ParseError(f"must be a list, got {type(items).__name__}", field=where)
     if not items:
         raise ParseError("the payload lists no GPU evidence", field=where)
-    gpus = tuple(_item(it, i, where) for i, it in enumerate(items))
+    cache: dict[bytes, x509.Certificate] = {}
+    gpus = tuple(_item(it, i, where, cache) for i, it in enumerate(items))
     # An item without its own arch inherits the payload's (2024-25 dstack), else what its leaf certificate says.
     gpus = tuple(g if g.arch else replace(g, arch=arch or arch_of_chain(g.certificates)) for g in gpus)
     if nonce is None:

@@ -22,6 +22,7 @@ not fit raises :class:`~phalanb.errors.ParseError` naming the field and its offs
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -492,27 +493,34 @@ def parse_evidence(data: bytes) -> SpdmEvidence:
 
 
 def _parse_record(record: bytes, base: int, expected_blocks: int) -> tuple[MeasurementBlock, ...]:
-    r = _Reader(record)
+    # Written with struct and explicit bounds rather than the generic reader: 64 blocks per GPU, 8 GPUs per
+    # payload, and this loop was most of the decoding time.
     blocks = []
-    while r.left:
-        start = r.pos
-        index, _ = _field_uint(r, 1, "MeasurementBlock.Index", base)
-        spec, _ = _field_uint(r, 1, f"MeasurementBlock[{index}].MeasurementSpecification", base)
-        size, at = _field_uint(r, 2, f"MeasurementBlock[{index}].MeasurementSize", base)
-        if size > r.left:
-            raise ParseError(f"MeasurementSize {size} exceeds the {r.left} bytes left in the measurement record",
-                             field=f"MeasurementBlock[{index}].MeasurementSize", offset=at)
-        body = _Reader(record, r.pos, r.pos + size)
-        vtype, _ = _field_uint(body, 1, f"MeasurementBlock[{index}].DMTFSpecMeasurementValueType", base)
-        vsize, at = _field_uint(body, 2, f"MeasurementBlock[{index}].DMTFSpecMeasurementValueSize", base)
-        if vsize != body.left:
-            raise ParseError(f"DMTFSpecMeasurementValueSize {vsize} does not fill the {body.left} bytes the "
+    pos, end = 0, len(record)
+    while pos < end:
+        index = record[pos]
+        if end - pos < 4:
+            raise ParseError(f"a block header needs 4 bytes but only {end - pos} are left in the record",
+                             field=f"MeasurementBlock[{index}]", offset=base + pos)
+        _, spec, size = _BLOCK_HEADER.unpack_from(record, pos)
+        if size > end - pos - 4:
+            raise ParseError(f"MeasurementSize {size} exceeds the {end - pos - 4} bytes left in the measurement "
+                             "record", field=f"MeasurementBlock[{index}].MeasurementSize", offset=base + pos + 2)
+        if size < 3:
+            raise ParseError(f"MeasurementSize {size} is too small for the 3-byte DMTF measurement header",
+                             field=f"MeasurementBlock[{index}].MeasurementSize", offset=base + pos + 2)
+        vtype, vsize = _DMTF_HEADER.unpack_from(record, pos + 4)
+        if vsize != size - 3:
+            raise ParseError(f"DMTFSpecMeasurementValueSize {vsize} does not fill the {size - 3} bytes the "
                              f"block's MeasurementSize {size} leaves",
-                             field=f"MeasurementBlock[{index}].DMTFSpecMeasurementValueSize", offset=at)
-        value = record[body.pos:body.pos + vsize]
-        r.pos += size
-        blocks.append(MeasurementBlock(index, spec, size, vtype, vsize, value, base + start))
+                             field=f"MeasurementBlock[{index}].DMTFSpecMeasurementValueSize", offset=base + pos + 5)
+        blocks.append(MeasurementBlock(index, spec, size, vtype, vsize, record[pos + 7:pos + 4 + size], base + pos))
+        pos += 4 + size
     if len(blocks) != expected_blocks:
         raise ParseError(f"the record holds {len(blocks)} measurement blocks but NumberOfBlocks says "
                          f"{expected_blocks}", field="response.NumberOfBlocks", offset=base - 4)
     return tuple(blocks)
+
+
+_BLOCK_HEADER = struct.Struct("<BBH")  # Index, MeasurementSpecification, MeasurementSize
+_DMTF_HEADER = struct.Struct("<BH")  # DMTFSpecMeasurementValueType, DMTFSpecMeasurementValueSize

@@ -32,6 +32,7 @@ import struct
 import threading
 import time
 import urllib.parse
+from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
@@ -49,7 +50,7 @@ from .eventlog import DSTACK_RUNTIME_EVENT, parse_dstack_log, replay, runtime_ev
 from .quote import INTEL_QE_VENDOR_ID
 from .verify import SGX_EXTENSION_OID, TrustRoot
 
-__all__ = ["SimulatedTdx", "PCCS_PREFIX"]
+__all__ = ["SimulatedTdx", "PCCS_PREFIX", "simulated_root"]
 
 PCCS_PREFIX = "/pccs"
 _N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 group order
@@ -105,7 +106,11 @@ def _name(cn: str) -> x509.Name:
 
 
 def _raw_sig(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
-    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    try:  # deterministic (RFC 6979): a seeded simulator gives the same bytes for the same request
+        algo = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+    except TypeError:  # cryptography < 44
+        algo = ec.ECDSA(hashes.SHA256())
+    r, s = decode_dss_signature(key.sign(data, algo))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
@@ -139,41 +144,74 @@ def _sgx_extension(ppid: bytes, instance_id: bytes) -> bytes:
     )
 
 
+_START = _dt.datetime(2025, 1, 1, tzinfo=_dt.timezone.utc)
+_END = _dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=_dt.timezone.utc)
+
+
+def _ku(sign_certs: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=not sign_certs, content_commitment=not sign_certs,
+                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=sign_certs, crl_sign=sign_certs, encipher_only=False, decipher_only=False)
+
+
+def _sign_cert(builder: x509.CertificateBuilder, key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    try:
+        # Deterministic ECDSA (RFC 6979): the same inputs give the same certificate bytes in every process.
+        return builder.sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+    except TypeError:  # cryptography < 44
+        return builder.sign(key, hashes.SHA256())
+
+
+# The simulated root is the same for every seed and every process, like Intel's: a bundle recorded from any
+# simulator re-verifies offline against it. Its key is derived from a public label — it protects nothing.
+_ROOT_LABEL = "fixed/root"
+
+
+@lru_cache(maxsize=1)
+def _root() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.derive_private_key(int.from_bytes(hashlib.sha384(b"phalanb-sim-tdx/" + _ROOT_LABEL.encode()).digest(),
+                                               "big") % (_N - 1) + 1, ec.SECP256R1())
+    name = _name("phalanb simulated SGX Root CA")
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(0x5A11AB5EED).not_valid_before(_START).not_valid_after(_END)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+               .add_extension(_ku(True), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False))
+    return key, _sign_cert(builder, key)
+
+
+def simulated_root() -> TrustRoot:
+    """phalanb's simulated SGX root CA (the same everywhere). Never trusted unless passed explicitly."""
+    return TrustRoot("simulated", _root()[1].public_bytes(serialization.Encoding.DER))
+
+
 class _Pki:
-    """The simulated Intel-shaped PKI and its collateral, built once."""
+    """The simulated Intel-shaped PKI and its collateral, built once per instance (the root is shared)."""
 
     def __init__(self, seed: int | None, now: float):
-        self.root_key = _key(seed, "root")
+        self.root_key, self.root = _root()
         self.platform_key = _key(seed, "platform-ca")
         self.pck_key = _key(seed, "pck")
         self.tcb_key = _key(seed, "tcb-signing")
-        start = _dt.datetime(2025, 1, 1, tzinfo=_dt.timezone.utc)
-        end = _dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=_dt.timezone.utc)
         serial = lambda label: int.from_bytes(_derive(seed, "serial/" + label)[:16], "big") >> 1  # noqa: E731
-
-        def ku(sign_certs: bool) -> x509.KeyUsage:
-            return x509.KeyUsage(digital_signature=not sign_certs, content_commitment=not sign_certs,
-                                 key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                 key_cert_sign=sign_certs, crl_sign=sign_certs, encipher_only=False,
-                                 decipher_only=False)
 
         def build(subject: str, key, issuer_cert, issuer_key, *, ca: bool, label: str, extra=()):
             issuer_name = _name(subject) if issuer_cert is None else issuer_cert.subject
             b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer_name)
-                 .public_key(key.public_key()).serial_number(serial(label)).not_valid_before(start)
-                 .not_valid_after(end)
+                 .public_key(key.public_key()).serial_number(serial(label)).not_valid_before(_START)
+                 .not_valid_after(_END)
                  .add_extension(x509.BasicConstraints(ca=ca, path_length=(1 if issuer_cert is None else 0)
                                                       if ca else None), critical=True)
-                 .add_extension(ku(ca), critical=True)
+                 .add_extension(_ku(ca), critical=True)
                  .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
                  .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                      (issuer_key or key).public_key()), critical=False))
             for ext in extra:
                 b = b.add_extension(ext, critical=False)
-            return b.sign(issuer_key or key, hashes.SHA256())
+            return _sign_cert(b, issuer_key or key)
 
-        # The subject says "phalanb simulated" so no one (and no verifier) can mistake it for Intel's.
-        self.root = build("phalanb simulated SGX Root CA", self.root_key, None, None, ca=True, label="root")
+        # Every subject says "phalanb simulated" so no one (and no verifier) can mistake it for Intel's.
         self.platform = build("phalanb simulated SGX PCK Platform CA", self.platform_key, self.root,
                               self.root_key, ca=True, label="platform")
         sgx = x509.UnrecognizedExtension(x509.ObjectIdentifier(SGX_EXTENSION_OID),
@@ -336,7 +374,7 @@ class SimulatedTdx:
     @property
     def trust_root(self) -> TrustRoot:
         """The simulated root CA. Pass it explicitly to trust this simulator; nothing trusts it by default."""
-        return TrustRoot("simulated", self._pki.root.public_bytes(serialization.Encoding.DER))
+        return simulated_root()
 
     @property
     def collateral_window(self) -> tuple[int, int]:

@@ -356,10 +356,16 @@ def verify_pck_chain(quote: Quote, root: TrustRoot | None = None, at: float | No
                     f"{root.name} root key {root.key_sha256[:16]}… (a look-alike root: same name, other key)",
                     inputs)
     if chain_root is not None and chain_root.public_bytes(serialization.Encoding.DER) != root.der:
-        # Same key, different bytes: the copy in the quote was altered (or re-issued). Trust comes from the pinned
-        # certificate, but a chain that carries a modified root is not what the platform produced.
-        return Step("pck_chain", False, "the root certificate inside the quote has the pinned key but differs "
-                    f"from the pinned {root.name} root certificate byte for byte (an altered copy)", inputs)
+        # Same key, other bytes: acceptable only as a genuine re-issue (same subject, signed by the pinned key).
+        # Trust still comes from the pinned certificate, but an altered copy means the chain was tampered with.
+        try:
+            genuine = chain_root.subject == pinned.subject
+            chain_root.verify_directly_issued_by(pinned)
+        except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+            genuine = False
+        if not genuine:
+            return Step("pck_chain", False, "the root certificate inside the quote has the pinned key but is not "
+                        f"a certificate signed by it (an altered copy of the {root.name} root)", inputs)
     for i, cert in enumerate(path):
         issuer = path[i + 1] if i + 1 < len(path) else pinned
         label = "leaf" if i == 0 else f"certificate {i}"

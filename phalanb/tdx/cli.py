@@ -7,7 +7,7 @@
 
 FILE is a quote (binary, hex, 0x-hex or base64) or an attestation report JSON holding ``intel_quote``/``quote``
 (its ``event_log`` and ``info`` are then checked too). ``--root``: ``intel`` (default, the pinned Intel SGX Root
-CA), ``sim`` (the simulated root the quote's own chain carries — only for phalanb's simulator, and said so), or a
+CA), ``sim`` (phalanb's simulated root — only for the simulator, and said so), or a
 PEM/DER file. Exit codes: 0 all checks passed, 1 a check failed, 3 incomplete, 2 unreadable input.
 """
 
@@ -19,14 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from ..errors import InputError
 from ..verdict import Check, Status, Verdict
 from .collateral import TdxPolicy, load_collateral, verify_tdx
 from .quote import Quote, parse_quote
-from .verify import SIMULATED_ROOT_MARK, TrustRoot
+from .verify import TrustRoot
 
 __all__ = ["register", "cmd_quote", "quote_json"]
 
@@ -70,12 +67,8 @@ def _root(spec: str, quote: Quote) -> TrustRoot:
     if spec == "intel":
         return TrustRoot.intel()
     if spec == "sim":
-        # Explicit trust in the simulator's self-declared root: accepted only when it says it is phalanb's.
-        top = x509.load_pem_x509_certificate(quote.pck_chain_pem[-1].encode())
-        if SIMULATED_ROOT_MARK not in top.subject.rfc4514_string().lower():
-            raise InputError("--root sim trusts only phalanb's simulated root, and this quote's chain ends at "
-                             f"'{top.subject.rfc4514_string()}'")
-        return TrustRoot("simulated", top.public_bytes(serialization.Encoding.DER))
+        from .sim import simulated_root  # the fixed root every phalanb simulator uses
+        return simulated_root()
     path = Path(spec)
     try:
         return TrustRoot.from_bytes(path.read_bytes(), name=f"custom ({path.name})")

@@ -138,6 +138,8 @@ def parse_dstack_log(data: list[Any] | str | bytes) -> EventLog:
     if isinstance(data, str):
         try:
             data = json.loads(data)
+            if isinstance(data, str):  # JSON-encoded twice (a JSON string holding the list's JSON text)
+                data = json.loads(data)
         except json.JSONDecodeError as exc:
             raise ParseError(f"the event log is not JSON: {exc.msg}", field="event_log", offset=exc.pos) from None
     if not isinstance(data, list):

@@ -147,3 +147,27 @@ def test_wrong_app_compose_fails(fixtures):
     check = check_compose_hash(q, r["event_log"], app_compose='{"docker_compose_file": "evil"}')
     assert check.status is Status.FAIL and "not the one running" in check.reason
     assert compose_hash("x") == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+
+
+def test_double_encoded_json_log_is_accepted(tdx_dir):
+    text = (tdx_dir / "private-ml-sdk/dstack_event_log.json").read_text()
+    assert len(parse_event_log(json.dumps(text))) == len(parse_event_log(text))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from phalanb.errors import PhalanbError  # noqa: E402
+from .conftest import TDX  # noqa: E402
+
+_CCEL = (TDX / "go-tdx-guest/ccel_ccel_data.dat").read_bytes()[:12000]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=11999), st.integers(min_value=1, max_value=255))
+def test_corrupted_ccel_log_raises_only_phalanb_errors(pos, xor):
+    raw = bytearray(_CCEL)
+    raw[pos] ^= xor
+    try:
+        parse_ccel_log(bytes(raw))
+    except PhalanbError:
+        pass

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .apikey import ENV_VARS
+from .audit import make_bundle, save_bundle
 from .client import Client
+from .evidence import DEFAULT_PCCS_URL, OnlineEvidence, fetch_online_evidence
 from .errors import InputError, SignatureExpiredError
 from .policy import Policy
 from .signatures import ALGOS
@@ -69,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _client_args(p)
     p.add_argument("--prompt", default=DEMO_PROMPT)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--save", type=Path, metavar="FILE", help="write an audit bundle that re-verifies offline")
+    p.add_argument("--offline", action="store_true",
+                   help="do not fetch Intel collateral or ask NRAS (TCB status and NRAS are then not checked)")
+    p.add_argument("--pccs-url", default=DEFAULT_PCCS_URL, help=f"collateral source (default {DEFAULT_PCCS_URL})")
+    p.add_argument("--nras-url", default=None, help="ask NVIDIA's NRAS too, e.g. https://nras.attestation.nvidia.com")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("chat", help="send one chat request and keep the exact bytes",
@@ -94,8 +101,8 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def _service(args: argparse.Namespace) -> Iterator[tuple[Client, bool]]:
-    """A client for --base-url, or for a freshly started embedded simulator (then True)."""
+def _service(args: argparse.Namespace) -> Iterator[tuple[Client, Any]]:
+    """A client for --base-url (with None), or for a freshly started embedded simulator (with the simulator)."""
     if args.base_url:
         with Client(base_url=args.base_url, model=args.model, signing_algo=args.signing_algo,
                     timeout=args.timeout, allow_insecure_http=args.allow_insecure_http) as client:
@@ -104,7 +111,7 @@ def _service(args: argparse.Namespace) -> Iterator[tuple[Client, bool]]:
                 if not models:
                     raise InputError("the service lists no models; pass --model")
                 client.model = models[0]
-            yield client, False
+            yield client, None
         return
     from .sim import SimConfig, Simulator
 
@@ -112,7 +119,7 @@ def _service(args: argparse.Namespace) -> Iterator[tuple[Client, bool]]:
         # The embedded simulator needs no key; never send the user's real key to it.
         with Client(base_url=sim.base_url, model=args.model or sim.model, signing_algo=args.signing_algo,
                     timeout=args.timeout, api_key_env=False) as client:
-            yield client, True
+            yield client, sim
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -135,8 +142,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
-    with _service(args) as (client, simulated):
-        if simulated:
+    with _service(args) as (client, sim):
+        if sim is not None:
             print(f"Using phalanb's embedded simulator at {client.base_url} (no API key, no network). Its roots "
                   "are SIMULATED: a pass proves phalanb's checks work, not that real hardware answered.", file=out)
         print(f"> {args.prompt}", file=out)
@@ -146,10 +153,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
         signature = client.signature(exchange.chat_id)
         attestation = client.attestation(signing_algo=signature.signing_algo,
                                          signing_address=signature.signing_address)
-        policy = Policy(trust="simulated" if simulated else "production")
-        verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce, policy=policy)
+        if sim is not None:
+            root = client.base_url.removesuffix("/v1")
+            policy = Policy.for_simulator(sim)
+            pccs, nras = f"{root}/pccs", f"{root}/nras"
+        else:
+            policy = Policy()
+            pccs, nras = args.pccs_url, args.nras_url
+        online = OnlineEvidence()
+        if not args.offline:
+            online = fetch_online_evidence(attestation.report, signing_address=signature.signing_address,
+                                           nonce=attestation.nonce, pccs_url=pccs, nras_url=nras,
+                                           timeout=args.timeout)
+            for problem in online.problems:
+                print(f"phalanb: could not fetch {problem}", file=sys.stderr)
+        verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce, policy=policy,
+                                  collateral=online.collateral, nras_response=online.nras_response,
+                                  jwks=online.jwks)
+        if args.save:
+            bundle = make_bundle(exchange, signature, attestation, policy=policy, verdict=verdict,
+                                 collateral=online.collateral, nras_response=online.nras_response,
+                                 jwks=online.jwks, endpoint={"base_url": client.base_url, "model": client.model,
+                                                             "simulated": sim is not None})
+            save_bundle(bundle, args.save)
+            print(f"saved the audit bundle to {args.save} (re-verify offline: phalanb verify {args.save})",
+                  file=sys.stderr)
     if args.json:
-        print(json.dumps({"base_url": client.base_url, "simulated": simulated, "model": client.model,
+        print(json.dumps({"base_url": client.base_url, "simulated": sim is not None, "model": client.model,
                           "chat_id": exchange.chat_id, "reply": exchange.text,
                           "nonce": attestation.nonce_hex, "verdict": verdict.to_dict()}, indent=2))
     else:
@@ -158,12 +188,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    with _service(args) as (client, simulated):
+    with _service(args) as (client, sim):
         exchange = client.chat(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
                                on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()))
         print()
         record: dict[str, Any] = {"kind": "phalanb.exchange", "version": 1, "base_url": client.base_url,
-                                  "simulated": simulated, "exchange": exchange.to_dict()}
+                                  "simulated": sim is not None, "exchange": exchange.to_dict()}
         if not args.no_signature:
             try:
                 record["signature"] = client.signature(exchange.chat_id).to_dict()

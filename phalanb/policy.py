@@ -21,8 +21,9 @@ TRUST_MODES = ("production", "simulated")
 class Policy:
     """Trust roots, accepted TCB statuses and expected measurements.
 
-    ``trust``: ``"production"`` pins Intel's SGX Root CA and NVIDIA's Device Identity CA; ``"simulated"`` pins
-    phalanb's simulator roots instead (only for the simulator; results then say "simulated root").
+    ``trust``: ``"production"`` pins Intel's SGX Root CA and NVIDIA's Device Identity CA (shipped in the package;
+    nothing else is ever accepted). ``"simulated"`` trusts the roots of one phalanb simulator, given explicitly
+    (``tdx_root_der``, ``gpu_root_pem``; :meth:`for_simulator` fills them) — results then say "simulated".
     ``accepted_tcb``: TCB statuses that pass; ``warn_tcb``: statuses that pass with a warning.
     ``expected``: measurements the deployment must have (``mr_td``, ``rt_mr0``…, ``compose_hash``,
     ``os_image_hash``), lowercase hex.
@@ -34,10 +35,17 @@ class Policy:
     rejected_advisories: tuple[str, ...] = ()
     require_nras: bool = False
     expected: dict[str, str] = field(default_factory=dict)
+    tdx_root_der: bytes | None = field(default=None, repr=False)
+    gpu_root_pem: bytes | None = field(default=None, repr=False)
+    nras_issuer: str | None = None  # None: NVIDIA's NRAS; the simulator's NRAS has its own issuer
 
     def __post_init__(self) -> None:
         if self.trust not in TRUST_MODES:
             raise InputError(f"trust must be one of {TRUST_MODES}, got {self.trust!r}")
+        if self.trust == "production" and (self.tdx_root_der or self.gpu_root_pem or self.nras_issuer):
+            # Production trust is the pinned roots and nothing else: a bundle cannot smuggle in its own.
+            raise InputError("production trust uses Intel's and NVIDIA's pinned roots; other roots need "
+                             "trust='simulated'")
         object.__setattr__(self, "accepted_tcb", tuple(self.accepted_tcb))
         object.__setattr__(self, "warn_tcb", tuple(self.warn_tcb))
         object.__setattr__(self, "rejected_advisories", tuple(self.rejected_advisories))
@@ -47,16 +55,38 @@ class Policy:
     def simulated(self) -> bool:
         return self.trust == "simulated"
 
+    @classmethod
+    def for_simulator(cls, sim: Any, **kw: Any) -> "Policy":
+        """Trust the roots of this running :class:`~phalanb.sim.Simulator` (and say so in every verdict)."""
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        state = sim.state if hasattr(sim, "state") else sim
+        tdx_der = gpu_pem = None
+        if state.tdx is not None:
+            root = state.tdx.trust_root
+            tdx_der = (root() if callable(root) else root).der
+        if state.gpu is not None:
+            root = state.gpu.trust_root
+            gpu_pem = (root() if callable(root) else root).certificate.public_bytes(Encoding.PEM)
+        issuer = getattr(state.gpu, "nras_issuer", None) if state.gpu is not None else None
+        return cls(trust="simulated", tdx_root_der=tdx_der, gpu_root_pem=gpu_pem, nras_issuer=issuer, **kw)
+
     def __repr__(self) -> str:
         return f"Policy(trust={self.trust!r}, ...)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"trust": self.trust, "accepted_tcb": list(self.accepted_tcb), "warn_tcb": list(self.warn_tcb),
                 "rejected_advisories": list(self.rejected_advisories), "require_nras": self.require_nras,
-                "expected": dict(self.expected)}
+                "expected": dict(self.expected),
+                "tdx_root_der": self.tdx_root_der.hex() if self.tdx_root_der else None,
+                "gpu_root_pem": self.gpu_root_pem.decode() if self.gpu_root_pem else None,
+                "nras_issuer": self.nras_issuer}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Policy":
         return cls(trust=d.get("trust", "production"), accepted_tcb=tuple(d.get("accepted_tcb", ("UpToDate",))),
                    warn_tcb=tuple(d.get("warn_tcb", ())), rejected_advisories=tuple(d.get("rejected_advisories", ())),
-                   require_nras=bool(d.get("require_nras", False)), expected=dict(d.get("expected", {})))
+                   require_nras=bool(d.get("require_nras", False)), expected=dict(d.get("expected", {})),
+                   tdx_root_der=bytes.fromhex(d["tdx_root_der"]) if d.get("tdx_root_der") else None,
+                   gpu_root_pem=d["gpu_root_pem"].encode() if d.get("gpu_root_pem") else None,
+                   nras_issuer=d.get("nras_issuer"))

@@ -23,12 +23,13 @@ from .signatures import (
     check_signature,
     check_signature_bound,
     parse_signed_text,
-    same_address,
 )
-from .errors import SignatureFormatError
+from .errors import InputError, ParseError, PhalanbError, SignatureFormatError, UnsupportedError
+from .report import NodeAttestation, binding_checks, check_signing_public_key, parse_report
+from .trust import gpu_root, tdx_root
 from .verdict import Check, Status, Verdict
 
-__all__ = ["verify_exchange", "select_attestation", "chat_checks", "REQUIRED_CHECKS"]
+__all__ = ["verify_exchange", "verify_report", "report_checks", "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
 REQUIRED_CHECKS = (
@@ -63,62 +64,239 @@ def chat_checks(exchange: Exchange | None, signature: SignatureRecord, *,
     return checks + [valid], signer
 
 
-def select_attestation(report: Mapping[str, Any], signing_address: str | None) -> Mapping[str, Any]:
-    """The report entry for this signer: with several nodes, the ``all_attestations`` item whose
-    ``signing_address`` equals the signature's; otherwise the report itself."""
-    entries = report.get("all_attestations")
-    if signing_address and isinstance(entries, list):
-        for entry in entries:
-            if isinstance(entry, Mapping) and same_address(entry.get("signing_address"), signing_address):
-                return entry
-    return report
+def _skipped(ids, reason: str) -> list[Check]:
+    return [Check(i, Status.SKIPPED, reason) for i in ids]
 
 
-def _report_checks(entry: Mapping[str, Any], nonce: bytes | None) -> list[Check]:
-    checks = []
-    echoed = entry.get("request_nonce")
-    ev = {"sent": nonce.hex() if nonce else None, "echoed": echoed}
-    if nonce is None:
-        checks.append(Check("report.nonce_fresh", Status.SKIPPED, "no nonce was sent, so freshness cannot be "
-                            "shown (a replayed report would look the same)", ev))
-    elif echoed is None:
-        checks.append(Check("report.nonce_fresh", Status.SKIPPED, "the report has no request_nonce: a legacy "
-                            "static attestation made at boot, which cannot be bound to this request", ev))
-    elif isinstance(echoed, str) and echoed.lower() == nonce.hex():
-        checks.append(Check("report.nonce_fresh", Status.PASS, "the report echoes the nonce we sent", ev))
+_TDX_IDS = ("tdx.quote_signature", "tdx.qe_report", "tdx.pck_chain", "tdx.tcb_status", "tdx.debug_disabled",
+            "tdx.event_log", "app.compose_hash")
+_GPU_IDS = ("gpu.nonce", "gpu.evidence_signature", "gpu.cert_chain")
+
+
+def tdx_checks(node: NodeAttestation, *, policy: Policy, collateral: Any = None, at: float | None = None
+               ) -> tuple[list[Check], Any]:
+    """The TDX links of one node: quote chain, TCB status, debug, event-log replay, compose hash, expectations.
+    Returns the checks and the parsed quote (None when absent or unreadable)."""
+    from .tdx import TdxPolicy, check_compose_hash, check_event_log, judge, parse_quote, verify_quote_offline
+    from .tdx import verify_with_collateral
+
+    if not node.intel_quote:
+        return _skipped(_TDX_IDS, "the report carries no TDX quote"), None
+    try:
+        quote = parse_quote(node.intel_quote)
+    except UnsupportedError as exc:
+        return [Check("tdx.quote_signature", Status.FAIL, str(exc))] + _skipped(_TDX_IDS[1:], "not a TDX quote"), None
+    except ParseError as exc:
+        return ([Check("tdx.quote_signature", Status.FAIL, f"the quote cannot be decoded: {exc}")]
+                + _skipped(_TDX_IDS[1:], "the quote cannot be decoded")), None
+    root = tdx_root(policy)
+    checks = verify_quote_offline(quote, root=root, at=at).checks()
+    tpol = TdxPolicy(accepted_statuses=policy.accepted_tcb, warn_statuses=policy.warn_tcb,
+                     rejected_advisories=policy.rejected_advisories, trust_root=root)
+    result = None
+    collateral_error = None
+    if collateral is not None:
+        try:
+            result = verify_with_collateral(quote, collateral, at=at, root=root)
+        except (ParseError, InputError) as exc:
+            collateral_error = Check("tdx.tcb_status", Status.FAIL, f"the collateral cannot be read: {exc}")
+    judged = judge(quote, result, tpol)
+    if collateral_error is not None:
+        judged = [collateral_error if c.id == "tdx.tcb_status" else c for c in judged]
+    checks.extend(judged)
+    log = node.effective_event_log
+    if log in (None, "", []):
+        checks.extend(_skipped(("tdx.event_log", "app.compose_hash"), "the report carries no event log, so the "
+                               "RTMRs cannot be tied to the software that runs"))
     else:
-        checks.append(Check("report.nonce_fresh", Status.FAIL, "the report's request_nonce is not the nonce we "
-                            "sent: the server ignored it or replayed an old report", ev))
+        checks.append(check_event_log(quote, log))
+        checks.append(check_compose_hash(quote, log, info=node.info, app_compose=node.app_compose))
+    checks.extend(_expectation_checks(quote, node, log, policy))
+    return checks, quote
+
+
+def _expectation_checks(quote: Any, node: NodeAttestation, log: Any, policy: Policy) -> list[Check]:
+    """``policy.measurements``: the measurements the user said the deployment must have."""
+    if not policy.expected:
+        return []
+    from .tdx import derive
+
+    actual: dict[str, Any] = {"mr_td": quote.body.mr_td.hex()}
+    for i, r in enumerate(quote.body.rtmrs):
+        actual[f"rt_mr{i}"] = r.hex()
+    try:
+        facts = derive(log, info=node.info, vm_config=node.vm_config) if log not in (None, "", []) else None
+    except PhalanbError:
+        facts = None
+    actual["compose_hash"] = getattr(facts, "compose_hash", None)
+    actual["os_image_hash"] = getattr(facts, "os_image_hash", None)
+    ev: dict[str, Any] = {"expected": dict(policy.expected), "actual": {k: actual.get(k) for k in policy.expected}}
+    unknown = sorted(set(policy.expected) - set(actual))
+    if unknown:
+        return [Check("policy.measurements", Status.FAIL, f"unknown expected measurement(s) {unknown}; phalanb "
+                      f"knows {sorted(actual)}", ev)]
+    missing = [k for k in policy.expected if actual.get(k) is None]
+    wrong = [k for k in policy.expected if actual.get(k) is not None and actual[k] != policy.expected[k]]
+    if wrong:
+        return [Check("policy.measurements", Status.FAIL, "not the expected deployment: " + ", ".join(
+            f"{k} is {str(actual[k])[:16]}…, expected {policy.expected[k][:16]}…" for k in wrong), ev)]
+    if missing:
+        return [Check("policy.measurements", Status.SKIPPED, f"cannot compare {', '.join(missing)}: not in this "
+                      "report", ev)]
+    return [Check("policy.measurements", Status.PASS, f"{', '.join(policy.expected)} as expected", ev)]
+
+
+def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nras_response: Any = None,
+               jwks: Any = None, at: float | None = None) -> list[Check]:
+    """The GPU links of one node: every GPU's SPDM signature, chain and nonce; NRAS when a saved answer is given.
+
+    NRAS is NVIDIA's online second opinion (reference measurements, revocation); ``nras.result`` is required
+    only when ``policy.require_nras`` — but a validly signed NRAS *failure* always fails the verdict.
+    """
+    from .gpu import chutes_gpu_nonce, parse_payload, verify_payload
+    from .gpu.nras import verify_nras
+
+    need_nras = policy.require_nras
+    source = node.gpu_evidence if node.binding == "chutes" else node.nvidia_payload
+    if source in (None, "", []):
+        return (_skipped(_GPU_IDS, "the report carries no GPU evidence")
+                + [Check("nras.result", Status.SKIPPED, "no GPU evidence to appraise", required=need_nras)])
+    if node.binding == "chutes":
+        expected = (chutes_gpu_nonce(node.request_nonce, node.e2e_pubkey)
+                    if node.request_nonce and node.e2e_pubkey else None)
+    else:
+        expected = nonce.hex() if nonce is not None else None
+    try:
+        payload = parse_payload(source)
+    except ParseError as exc:
+        return ([Check("gpu.evidence_signature", Status.FAIL, f"the GPU evidence cannot be decoded: {exc}")]
+                + _skipped(("gpu.nonce", "gpu.cert_chain"), "the GPU evidence cannot be decoded")
+                + [Check("nras.result", Status.SKIPPED, "the GPU evidence cannot be decoded", required=need_nras)])
+    result = verify_payload(payload, root=gpu_root(policy), expected_nonce=expected, at=at)
+    checks = list(result.checks)
+    if nras_response is None:
+        checks.append(Check("nras.result", Status.SKIPPED, "no NRAS answer: NVIDIA's remote appraisal (reference "
+                            "measurements, revocation) was not consulted; phalanb verified the evidence offline",
+                            required=need_nras))
+    elif jwks is None:
+        checks.append(Check("nras.result", Status.SKIPPED, "an NRAS answer is present but no JWKS to check its "
+                            "signatures", required=need_nras))
+    else:
+        try:
+            issuer = {"issuer": policy.nras_issuer} if policy.nras_issuer else {}
+            nv = verify_nras(nras_response, jwks=jwks, expected_nonce=expected, at=at, gpu_facts=result.facts,
+                             **issuer)
+        except ParseError as exc:
+            checks.append(Check("nras.result", Status.FAIL, f"the NRAS answer cannot be read: {exc}"))
+        else:
+            for c in nv.checks:
+                required = need_nras or c.status is Status.FAIL
+                checks.append(Check(c.id, c.status, c.reason, c.evidence, required=required))
     return checks
 
 
 def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, report: Mapping[str, Any] | None = None,
-                    *, nonce: bytes | None = None, policy: Policy | None = None,
+                    *, nonce: bytes | None = None, policy: Policy | None = None, collateral: Any = None,
+                    nras_response: Any = None, jwks: Any = None, at: float | None = None,
                     reference_request: bytes | None = None, reference_response: bytes | None = None) -> Verdict:
     """Verify one reply end to end and say plainly what holds and what could not be checked.
 
-    ``exchange``: the exact bytes (or None when only a signature is at hand); ``signature``: the signature
-    record; ``report``: the attestation report JSON fetched with ``nonce``; ``policy``: trust roots and
-    expectations (default: production roots).
+    ``exchange``: the exact bytes (None when only a signature is at hand); ``signature``: the signature record;
+    ``report``: the attestation report JSON fetched with ``nonce`` (the 32 bytes we sent); ``policy``: trust
+    roots and expectations (default: Intel's and NVIDIA's production roots); ``collateral``: Intel collateral
+    for the TCB status; ``nras_response`` + ``jwks``: a saved NRAS answer; ``at``: the clock for certificate,
+    collateral and token validity (Unix seconds; default now).
     """
     policy = policy or Policy()
     checks, signer = chat_checks(exchange, signature, reference_request=reference_request,
                                  reference_response=reference_response)
     if report is None:
         checks.append(check_signature_bound(signer, None, algo=signature.signing_algo))
-        checks.append(Check("report.nonce_fresh", Status.SKIPPED, "no attestation report was given"))
-        checks.append(Check("report.report_data", Status.SKIPPED, "no attestation report was given"))
+        checks.extend(_skipped(("report.nonce_fresh", "report.report_data"), "no attestation report was given"))
         checks.extend(_missing_links("no attestation report was given"))
         return Verdict(checks)
-    entry = select_attestation(report, signer or signature.signing_address)
-    checks.append(check_signature_bound(signer, entry.get("signing_address"), algo=signature.signing_algo))
-    checks.extend(_report_checks(entry, nonce))
-    checks.append(Check("report.report_data", Status.SKIPPED,
-                        "the TDX quote is not decoded by this version of phalanb, so report_data is unchecked"))
-    checks.extend(_missing_links("this version of phalanb does not verify TDX quotes and GPU evidence yet"))
-    return Verdict(checks)
+    bound_to = signer or signature.signing_address
+    checks.extend(report_checks(report, nonce=nonce, signer=bound_to, policy=policy, collateral=collateral,
+                                nras_response=nras_response, jwks=jwks, at=at, signer_known=signer is not None,
+                                algo=signature.signing_algo))
+    return Verdict(_first_of_each(checks))
+
+
+def verify_report(report: Mapping[str, Any], *, nonce: bytes | None = None, signing_address: str | None = None,
+                  node: int | None = None, policy: Policy | None = None, collateral: Any = None,
+                  nras_response: Any = None, jwks: Any = None, at: float | None = None) -> Verdict:
+    """Verify a saved attestation report on its own: shape, binding, freshness, quote, event log, GPUs.
+
+    Without a chat signature the ``signature.*`` and hash links are absent, so this verdict speaks for the
+    report only. ``signing_address`` (or the index ``node``) picks the node when the report lists several.
+    """
+    policy = policy or Policy()
+    checks = report_checks(report, nonce=nonce, signer=signing_address, policy=policy, collateral=collateral,
+                           nras_response=nras_response, jwks=jwks, at=at, signer_known=False, algo=None,
+                           node_index=node)
+    return Verdict(_first_of_each(checks))
+
+
+def report_checks(report: Mapping[str, Any], *, nonce: bytes | None, signer: str | None, policy: Policy,
+                  collateral: Any = None, nras_response: Any = None, jwks: Any = None, at: float | None = None,
+                  signer_known: bool = True, algo: str | None = None, node_index: int | None = None) -> list[Check]:
+    """Every check of the attestation side; ``signature.bound`` only when a signature's signer is known."""
+    checks: list[Check] = []
+    try:
+        parsed = parse_report(report)
+        if node_index is not None:
+            if not 0 <= node_index < len(parsed.nodes):
+                raise InputError(f"node {node_index} does not exist; the report lists {len(parsed.nodes)} node(s)")
+            node = parsed.nodes[node_index]
+        elif signer is None and len(parsed.nodes) > 1:
+            # Without a signer to pick by, check the first node and say so (each node is a different machine).
+            node = parsed.nodes[0]
+            checks.append(Check("report.node", Status.WARNING, f"the report lists {len(parsed.nodes)} nodes and no "
+                                "signing address was given: checked node 0 only (pick another by index or address)",
+                                {"nodes": len(parsed.nodes), "instance_id": node.instance_id}, required=False))
+        else:
+            node = parsed.select(signer)
+    except PhalanbError as exc:
+        checks.append(Check("report.shape", Status.FAIL, f"the attestation report cannot be used: {exc}"))
+        if signer_known:
+            checks.append(Check("signature.bound", Status.SKIPPED, "the report cannot be used"))
+        checks.extend(_skipped(("report.nonce_fresh", "report.report_data"), "the report cannot be used"))
+        checks.extend(_missing_links("the report cannot be used"))
+        return checks
+    checks.append(Check("report.shape", Status.PASS, f"{parsed.shape}: {parsed.description}",
+                        {"shape": parsed.shape, "nodes": len(parsed.nodes),
+                         "signing_address": node.signing_address}, required=False))
+    if signer_known:
+        if node.signing_address is None:
+            checks.append(Check("signature.bound", Status.SKIPPED, f"the {parsed.shape} report names no signing "
+                                "key, so the signature cannot be tied to it", {"signer": signer}))
+        else:
+            checks.append(check_signature_bound(signer, node.signing_address, algo=algo or "ecdsa"))
+    key_check = check_signing_public_key(node)
+    if key_check is not None:
+        checks.append(key_check)
+    tdx, quote = tdx_checks(node, policy=policy, collateral=collateral, at=at)
+    report_data = quote.body.report_data if quote is not None else None
+    checks.extend(binding_checks(node, report_data, nonce))
+    checks.extend(tdx)
+    checks.extend(gpu_checks(node, nonce=nonce, policy=policy, nras_response=nras_response, jwks=jwks, at=at))
+    if policy.simulated:
+        checks.append(Check("trust.simulated", Status.WARNING, "verified against phalanb's SIMULATED roots: this "
+                            "proves the checks work, not that real Intel/NVIDIA hardware answered", required=False))
+    return checks
+
+
+def _first_of_each(checks: list[Check]) -> list[Check]:
+    """Keep the first check of each id (sub-verifiers may report a shared fact twice, e.g. a trust-root note)."""
+    seen: set[str] = set()
+    out = []
+    for c in checks:
+        if c.id not in seen:
+            seen.add(c.id)
+            out.append(c)
+    return out
 
 
 def _missing_links(reason: str) -> list[Check]:
-    ids = [i for i in REQUIRED_CHECKS if i.split(".")[0] in ("tdx", "app", "gpu", "nras")]
-    return [Check(i, Status.SKIPPED, reason) for i in ids]
+    ids = [i for i in REQUIRED_CHECKS if i.split(".")[0] in ("tdx", "app", "gpu")]
+    return _skipped(ids, reason) + [Check("nras.result", Status.SKIPPED, reason, required=False)]

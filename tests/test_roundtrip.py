@@ -6,6 +6,7 @@ import json
 import pytest
 
 from phalanb.exchange import Exchange
+from phalanb.policy import Policy
 from phalanb.signatures import SignatureRecord, check_hashes, parse_signed_text
 from phalanb.verify import chat_checks, verify_exchange
 
@@ -23,14 +24,19 @@ def test_round_trip_hashes_and_signature_verify(sim, stream, algo, client_for):
     assert signed.request_hash == hashlib.sha256(ex.request_bytes).hexdigest()
     if stream:
         assert ex.response_bytes.endswith(b"data: [DONE]\n\n")
-    verdict = verify_exchange(ex, sig, att.report, nonce=att.nonce)
-    for cid in ("request.hash", "response.hash", "signature.valid", "signature.bound", "report.nonce_fresh"):
+    verdict = verify_exchange(ex, sig, att.report, nonce=att.nonce, policy=Policy.for_simulator(sim))
+    for cid in ("request.hash", "response.hash", "signature.valid", "signature.bound", "report.nonce_fresh",
+                "report.report_data"):
         assert verdict[cid].status.value == "pass", verdict[cid]
     assert sig.signing_algo == algo
     assert att.report["signing_address"].lower() == sig.signing_address.lower()
-    # Not everything is checked yet, so the honest overall answer is not "verified".
-    assert verdict.status in ("verified", "incomplete")
-    assert all(c.status.value != "fail" for c in verdict)
+    # No collateral was fetched: the TCB status is unchecked, so the honest answer is "incomplete".
+    assert verdict["tdx.tcb_status"].status.value == "skipped"
+    assert verdict.status == "incomplete" and not verdict.failed
+    # The same evidence against the production roots fails exactly at the two chains, saying why.
+    prod = verify_exchange(ex, sig, att.report, nonce=att.nonce)
+    assert {c.id for c in prod.failed} == {"tdx.pck_chain", "gpu.cert_chain"}
+    assert all("simulated" in c.reason for c in prod.failed)
 
 
 def test_request_bytes_are_the_bytes_on_the_wire(sim, client_for):

@@ -1,0 +1,261 @@
+"""Audit bundles: everything needed to re-verify one reply offline, in one JSON document.
+
+A bundle holds the exact request and response bytes, the signature record, the attestation report and the
+nonce we sent, any collateral / NRAS answer / JWKS that was fetched, the trust settings, the time of the original
+verification, phalanb's version and the verdict it reached. It never holds the API key or an Authorization header.
+
+Re-verifying runs the very same :func:`~phalanb.verify.verify_exchange` with no network, at the original time by
+default. The recorded verdict is shown beside the new one and never believed: a bundle edited to say
+"verified" changes nothing.
+
+Schema (``schema_version`` 1)::
+
+    {"kind": "phalanb.audit-bundle", "schema_version": 1, "phalanb_version": "0.1.0",
+     "created_at": 1795600000.0,          # Unix seconds, when the bundle was written
+     "verified_at": 1795600000.0,         # the clock the original verification used
+     "endpoint": {"base_url": "...", "model": "...", "simulated": false},
+     "exchange": {... Exchange.to_dict(): request_b64, response_b64, stream, chat_id, timings ...},
+     "signature": {"text": "...", "signature": "...", "signing_address": "...", "signing_algo": "ecdsa"},
+     "attestation": {"report": {...}, "nonce": "<64 hex>", "fetched_at": 1795600000.0},
+     "collateral": {...} | null,          # Intel PCS/PCCS collateral as dcap-qvl reads it
+     "nras": {"response": [...], "jwks": {...}} | null,
+     "policy": {... Policy.to_dict() ...},
+     "verdict": {"status": "...", "checks": [...]}}
+
+>>> bundle = make_bundle(exchange, signature, attestation, policy=policy, verdict=verdict)   # doctest: +SKIP
+>>> save_bundle(bundle, "reply.phalanb.json"); reverify(load_bundle("reply.phalanb.json")).verdict.status  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import __version__
+from .errors import InputError, ParseError
+from .exchange import Exchange, redact_headers
+from .policy import Policy
+from .signatures import SignatureRecord
+from .verdict import Verdict
+
+__all__ = ["BUNDLE_KIND", "SCHEMA_VERSION", "MAX_BUNDLE_BYTES", "Bundle", "Reverification", "make_bundle",
+           "save_bundle", "load_bundle", "parse_bundle", "reverify"]
+
+BUNDLE_KIND = "phalanb.audit-bundle"
+SCHEMA_VERSION = 1
+#: Bundles larger than this are refused before parsing (an 8-GPU report with collateral is ~2 MB).
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Bundle:
+    exchange: Exchange | None
+    signature: SignatureRecord
+    report: dict[str, Any] | None
+    nonce: bytes | None
+    policy: Policy
+    verified_at: float
+    collateral: Any = None
+    nras_response: Any = None
+    jwks: Any = None
+    endpoint: dict[str, Any] = field(default_factory=dict)
+    recorded_verdict: dict[str, Any] | None = None
+    created_at: float = 0.0
+    phalanb_version: str = __version__
+    fetched_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": BUNDLE_KIND,
+            "schema_version": SCHEMA_VERSION,
+            "phalanb_version": self.phalanb_version,
+            "created_at": self.created_at,
+            "verified_at": self.verified_at,
+            "endpoint": dict(self.endpoint),
+            "exchange": self.exchange.to_dict() if self.exchange is not None else None,
+            "signature": _without_secrets(self.signature.to_dict()),
+            "attestation": {"report": self.report, "nonce": self.nonce.hex() if self.nonce else None,
+                            "fetched_at": self.fetched_at},
+            "collateral": self.collateral,
+            "nras": ({"response": self.nras_response, "jwks": self.jwks}
+                     if self.nras_response is not None or self.jwks is not None else None),
+            "policy": self.policy.to_dict(),
+            "verdict": self.recorded_verdict,
+        }
+
+    def __repr__(self) -> str:
+        chat = self.exchange.chat_id if self.exchange else None
+        status = (self.recorded_verdict or {}).get("status")
+        return f"<Bundle chat={chat} recorded={status} verified_at={self.verified_at:.0f}>"
+
+
+def _without_secrets(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k.lower() not in ("authorization", "api_key")}
+
+
+def make_bundle(exchange: Exchange | None, signature: SignatureRecord, attestation: Any = None, *,
+                policy: Policy, verdict: Verdict | None, report: Mapping[str, Any] | None = None,
+                nonce: bytes | None = None, collateral: Any = None, nras_response: Any = None, jwks: Any = None,
+                verified_at: float | None = None, endpoint: Mapping[str, Any] | None = None) -> Bundle:
+    """Collect the evidence of one verification. ``attestation`` is a :class:`~phalanb.client.AttestationFetch`
+    (or give ``report`` and ``nonce`` directly)."""
+    fetched_at = None
+    if attestation is not None:
+        report = attestation.report
+        nonce = attestation.nonce
+        fetched_at = attestation.fetched_at
+    if hasattr(collateral, "to_dict"):
+        collateral = collateral.to_dict()
+    now = time.time()
+    return Bundle(exchange=exchange, signature=signature, report=dict(report) if report is not None else None,
+                  nonce=nonce, policy=policy, verified_at=verified_at if verified_at is not None else now,
+                  collateral=collateral, nras_response=nras_response, jwks=jwks, endpoint=dict(endpoint or {}),
+                  recorded_verdict=verdict.to_dict() if verdict is not None else None, created_at=now,
+                  fetched_at=fetched_at)
+
+
+def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
+    """Write the bundle as JSON (never pickle). Returns the path."""
+    data = bundle.to_dict()
+    if data["exchange"] is not None:
+        # Belt and braces: headers are redacted when recorded, and again here.
+        for key in ("request_headers", "response_headers"):
+            data["exchange"][key] = redact_headers(data["exchange"].get(key) or {})
+    text = json.dumps(data, indent=1, sort_keys=False)
+    p = Path(path)
+    try:
+        p.write_text(text)
+    except OSError as exc:
+        raise InputError(f"cannot write the bundle to {p}: {exc.strerror}") from None
+    return p
+
+
+def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Read a bundle file. Size-limited, JSON only; never touches the network."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_BUNDLE_BYTES:
+            raise ParseError(f"{size} bytes exceeds the {MAX_BUNDLE_BYTES}-byte limit for bundles", field="bundle")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror}") from None
+    return parse_bundle(raw)
+
+
+def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
+    if isinstance(raw, (bytes, str)):
+        if len(raw) > MAX_BUNDLE_BYTES:
+            raise ParseError(f"{len(raw)} bytes exceeds the bundle size limit", field="bundle")
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ParseError(f"not JSON ({exc})", field="bundle") from None
+    else:
+        data = raw
+    if not isinstance(data, Mapping):
+        raise ParseError("a bundle must be a JSON object", field="bundle")
+    if data.get("kind") != BUNDLE_KIND:
+        raise ParseError(f"not a phalanb audit bundle (kind is {data.get('kind')!r})", field="kind")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ParseError(f"schema_version {version!r} is not supported (this phalanb reads {SCHEMA_VERSION})",
+                         field="schema_version")
+    att = data.get("attestation") or {}
+    if not isinstance(att, Mapping):
+        raise ParseError("must be an object", field="attestation")
+    nonce_hex = att.get("nonce")
+    try:
+        nonce = bytes.fromhex(nonce_hex) if nonce_hex else None
+    except (TypeError, ValueError):
+        raise ParseError("not hex", field="attestation.nonce") from None
+    if nonce is not None and len(nonce) != 32:
+        raise ParseError(f"{len(nonce)} bytes; expected 32", field="attestation.nonce")
+    if "signature" not in data or not isinstance(data["signature"], Mapping):
+        raise ParseError("missing", field="signature")
+    nras = data.get("nras") or {}
+    if not isinstance(nras, Mapping):
+        raise ParseError("must be an object", field="nras")
+    try:
+        verified_at = float(data.get("verified_at"))
+    except (TypeError, ValueError):
+        raise ParseError("must be Unix seconds", field="verified_at") from None
+    policy_d = data.get("policy") or {}
+    if not isinstance(policy_d, Mapping):
+        raise ParseError("must be an object", field="policy")
+    try:
+        policy = Policy.from_dict(dict(policy_d))
+    except (InputError, TypeError, AttributeError) as exc:
+        raise ParseError(f"unusable trust settings: {exc}", field="policy") from None
+    report = att.get("report")
+    if report is not None and not isinstance(report, Mapping):
+        raise ParseError("must be an object", field="attestation.report")
+    recorded = data.get("verdict")
+    return Bundle(
+        exchange=Exchange.from_dict(data["exchange"]) if data.get("exchange") is not None else None,
+        signature=SignatureRecord.from_dict(data["signature"]),
+        report=dict(report) if report is not None else None,
+        nonce=nonce, policy=policy, verified_at=verified_at,
+        collateral=data.get("collateral"), nras_response=nras.get("response"), jwks=nras.get("jwks"),
+        endpoint=dict(data.get("endpoint") or {}),
+        recorded_verdict=dict(recorded) if isinstance(recorded, Mapping) else None,
+        created_at=float(data.get("created_at") or 0.0), phalanb_version=str(data.get("phalanb_version", "?")),
+        fetched_at=att.get("fetched_at"),
+    )
+
+
+@dataclass
+class Reverification:
+    """The verdict reached now, the one recorded, and what differs between them."""
+
+    verdict: Verdict
+    recorded: Verdict | None
+    recorded_status: str | None
+    at: float
+    differences: list[str]
+
+    @property
+    def same(self) -> bool:
+        return not self.differences
+
+    def explain(self) -> str:
+        if self.recorded_status is None:
+            return "the bundle records no verdict"
+        if self.same:
+            return f"same verdict as recorded: {self.verdict.status}"
+        return (f"the verdict differs from the recorded one ({self.recorded_status} → {self.verdict.status}): "
+                + "; ".join(self.differences))
+
+
+def reverify(bundle: Bundle, *, at: float | None = None) -> Reverification:
+    """Verify the bundle's evidence again, offline, at ``at`` (default: the original verification time)."""
+    from .verify import verify_exchange
+
+    when = bundle.verified_at if at is None else float(at)
+    verdict = verify_exchange(bundle.exchange, bundle.signature, bundle.report, nonce=bundle.nonce,
+                              policy=bundle.policy, collateral=bundle.collateral,
+                              nras_response=bundle.nras_response, jwks=bundle.jwks, at=when)
+    recorded = Verdict.from_dict(bundle.recorded_verdict) if bundle.recorded_verdict else None
+    recorded_status = (bundle.recorded_verdict or {}).get("status")
+    differences: list[str] = []
+    if recorded is not None:
+        if recorded_status != recorded.status:
+            differences.append(f"the bundle claims {recorded_status!r} but its own recorded checks give "
+                               f"{recorded.status!r} (the bundle was edited)")
+        old = {c.id: c for c in recorded}
+        for c in verdict:
+            before = old.pop(c.id, None)
+            if before is None:
+                differences.append(f"{c.id} is new: {c.status.value} ({c.reason})")
+            elif before.status != c.status:
+                differences.append(f"{c.id}: recorded {before.status.value}, now {c.status.value} ({c.reason})")
+        for cid in old:
+            differences.append(f"{cid} was recorded but is not checked now")
+        if recorded_status == recorded.status and recorded.status != verdict.status and not differences:
+            differences.append(f"overall {recorded.status} → {verdict.status}")
+    return Reverification(verdict, recorded, recorded_status, when, differences)
+

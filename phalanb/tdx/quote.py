@@ -21,7 +21,7 @@ import binascii
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from ..errors import InputError, ParseError, UnsupportedError
 
@@ -64,9 +64,11 @@ CERT_QE_REPORT = 6
 MAX_INPUT_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
-class Field:
-    """One row of the byte map: where a value sits in the quote and what it means."""
+class Field(NamedTuple):
+    """One row of the byte map: where a value sits in the quote and what it means.
+
+    A named tuple, so ``for name, offset, size, value, meaning in quote.fields()`` works as well as
+    ``row.offset``."""
 
     name: str
     offset: int

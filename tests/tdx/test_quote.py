@@ -232,3 +232,9 @@ def test_single_byte_corruption_of_a_real_quote_never_escapes_as_a_python_error(
 from .conftest import TDX  # noqa: E402  (read once for the hypothesis tests above)
 
 _REAL = (TDX / "dcap-qvl" / "tdx_quote").read_bytes()
+
+
+def test_field_rows_unpack_as_tuples(load):
+    q = parse_quote(load("dcap-qvl/tdx_quote"))
+    rows = {name: (offset, size) for name, offset, size, _value, _meaning in q.fields()}
+    assert rows["mr_td"] == (184, 48) and rows["rt_mr3"] == (520, 48)

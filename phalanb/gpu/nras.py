@@ -448,7 +448,7 @@ def _gpu_claims_problems(name: str, claims: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def verify_nras(response: Any, *, jwks: Jwks | JwksCache | Mapping[str, Any], expected_nonce: str | None,
+def verify_nras(response: Any, *, jwks: Jwks | JwksCache | Mapping[str, Any], expected_nonce: str | bytes | None,
                 at: float | None = None, issuer: str = NRAS_ISSUER,
                 gpu_facts: Sequence[GpuFacts] | None = None) -> NrasVerification:
     """Verify an NRAS answer offline. ``at`` pins the clock (Unix seconds; default now) for archived tokens.
@@ -509,7 +509,8 @@ def verify_nras(response: Any, *, jwks: Jwks | JwksCache | Mapping[str, Any], ex
         checks.append(Check("nras.nonce", Status.SKIPPED, f"no expected nonce given; eat_nonce is {eat}",
                             {"eat_nonce": eat}))
     else:
-        want_nonce = expected_nonce.lower().removeprefix("0x")
+        want_nonce = (expected_nonce.hex() if isinstance(expected_nonce, bytes)
+                      else str(expected_nonce).lower().removeprefix("0x"))
         bad = [name for name, tok in resp.tokens() if "eat_nonce" in tok.claims
                and str(tok.claims["eat_nonce"]).lower() != want_nonce]
         if eat is None or bad:

@@ -117,6 +117,8 @@ def decode_evidence(value: str | bytes, name: str = "evidence") -> tuple[bytes, 
         except UnicodeDecodeError:
             raise ParseError("binary evidence must start with the GET_MEASUREMENTS header 11 e0",
                              field=name, offset=0) from None
+    if not isinstance(value, str):
+        raise ParseError(f"expected a base64 or hex string, got {type(value).__name__}", field=name)
     text = value.strip()
     if text[:8].lower() == _HEX_MAGIC.decode():
         return _unhex(text.encode(), name), "hex"

@@ -8,8 +8,10 @@ import hmac
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from phalanb.errors import ParseError
+from phalanb.errors import ParseError, PhalanbError
 from phalanb.gpu import gpu_facts, parse_payload
 from phalanb.gpu.nras import (JwksCache, build_nras_request, decode_jwt, parse_nras_response, verify_nras)
 from phalanb.verdict import Status
@@ -187,3 +189,18 @@ def test_jwks_is_fetched_once_per_missing_kid(neardirect):
     result = verify_nras(neardirect["nras_response"], jwks=cache, expected_nonce=neardirect["nonce"],
                          at=_iat(neardirect["nras_response"]))
     assert result.check("nras.token").status is Status.PASS
+
+
+_tokenish = st.one_of(st.text(alphabet="ABCDEFGHabcdefgh0123456789-_.=", max_size=60), st.integers(), st.none())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.lists(_tokenish, max_size=3),
+                 st.tuples(st.tuples(st.just("JWT"), _tokenish).map(list),
+                           st.dictionaries(st.sampled_from(["GPU-0", "GPU-1", "x"]), _tokenish, max_size=3)).map(list)))
+def test_any_answer_is_verified_or_refused_with_a_phalanb_error(neardirect, value):
+    try:
+        result = verify_nras(value, jwks=neardirect["jwks"], expected_nonce="00" * 32, at=0)
+    except PhalanbError:
+        return
+    assert result.verdict().status == "failed"

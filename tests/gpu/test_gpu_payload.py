@@ -6,9 +6,11 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpu_table import CHUTES, NEARDIRECT
-from phalanb.errors import InputError, ParseError
+from phalanb.errors import InputError, ParseError, PhalanbError
 from phalanb.gpu import parse_cert_chain, parse_files, parse_payload
 
 
@@ -121,3 +123,20 @@ def test_a_damaged_certificate_is_a_parse_error():
 def test_malformed_payloads_are_parse_errors(value):
     with pytest.raises(ParseError):
         parse_payload(value)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["nonce", "arch", "evidence_list", "evidence", "certificate", "gpu_evidence", "x"]),
+        children, max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values)
+def test_any_json_shape_is_read_or_refused_with_a_phalanb_error(value):
+    try:
+        parse_payload(value)
+    except PhalanbError:
+        pass

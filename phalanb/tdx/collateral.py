@@ -237,7 +237,7 @@ class DcapResult:
 
 
 def verify_with_collateral(quote: Quote | bytes | str, collateral: Any, *, at: int | float | None = None,
-                           root: TrustRoot | None = None) -> DcapResult:
+                           root: TrustRoot | None = None, fmspc: bytes | None = None) -> DcapResult:
     """dcap-qvl verification (signatures, chain to ``root``, CRLs, TCB info, QE identity) at time ``at`` (Unix
     seconds; default now). Never raises for a quote that fails: the reason is in the result."""
     q = quote if isinstance(quote, Quote) else parse_quote(quote)
@@ -245,10 +245,12 @@ def verify_with_collateral(quote: Quote | bytes | str, collateral: Any, *, at: i
     root = root or TrustRoot.intel()
     now = int(time.time() if at is None else at)
     result = DcapResult(at=now, root=root.name)
-    try:
-        quote_fmspc = pck_extension(q)[0].fmspc.hex()
-    except ParseError:
-        quote_fmspc = None
+    quote_fmspc = fmspc.hex() if fmspc is not None else None
+    if quote_fmspc is None:
+        try:
+            quote_fmspc = pck_extension(q)[0].fmspc.hex()
+        except ParseError:
+            pass
     if quote_fmspc is not None and col.fmspc and col.fmspc != quote_fmspc:
         # Collateral of another platform type says nothing about this one: not a failure of the quote.
         result.error = (f"the collateral is for FMSPC {col.fmspc}, but the quote's PCK certificate says "
@@ -414,7 +416,8 @@ def verify_tdx(quote: Quote | bytes | str, *, collateral: Any = None, at: int | 
     root = policy.root
     offline = verify_quote_offline(q, root=root, at=at)
     checks = offline.checks()
-    dcap = None if collateral is None else verify_with_collateral(q, collateral, at=at, root=root)
+    fmspc = offline.pck.fmspc if offline.pck is not None else None
+    dcap = None if collateral is None else verify_with_collateral(q, collateral, at=at, root=root, fmspc=fmspc)
     checks += judge(q, dcap, policy)
     if event_log is not None:
         checks.append(check_event_log(q, event_log))

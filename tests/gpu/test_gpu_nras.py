@@ -204,3 +204,33 @@ def test_any_answer_is_verified_or_refused_with_a_phalanb_error(neardirect, valu
     except PhalanbError:
         return
     assert result.verdict().status == "failed"
+
+
+STORED_ANSWERS = ["reports/nanogpt-gemma-2026-06/nras_response.json",
+                  "reports/private-ml-sdk-dstack-sample/nras_sample_response.json",
+                  "reports/private-ml-sdk-dstack-sample/nras_sample_ppcie_response.json",
+                  "reports/nearcloud-2026/nras_response.json",
+                  "nvidia/nvidia_attestation_sdk/sample_hopperClaimsv3_detached_eat.json"]
+
+
+@pytest.mark.parametrize("rel", STORED_ANSWERS)
+def test_stored_answers_without_their_jwks_are_not_trusted_but_their_digests_hold(fixtures, rel):
+    answer = json.loads((fixtures / rel).read_text())
+    resp = parse_nras_response(answer)
+    result = verify_nras(answer, jwks={"keys": []}, expected_nonce=resp.overall.claims.get("eat_nonce"),
+                         at=resp.overall.claims["iat"])
+    assert result.check("nras.submods").status is Status.PASS
+    token = result.check("nras.token")
+    assert token.status is Status.FAIL and "not in the JWKS" in token.reason
+    assert result.check("nras.result").status is Status.SKIPPED
+
+
+def test_nearcloud_answer_verifies_with_its_captured_jwks(fixtures):
+    base = fixtures / "reports/nearcloud-2026"
+    report = json.loads((base / "attestation_report.json").read_text())
+    model = report["model_attestations"][0]
+    facts = [gpu_facts(g) for g in parse_payload(model["nvidia_payload"]).gpus]
+    answer = json.loads((base / "nras_response.json").read_text())
+    result = verify_nras(answer, jwks=json.loads((base / "nras_jwks_at_capture.json").read_text()),
+                         expected_nonce=model["request_nonce"], at=_iat(answer), gpu_facts=facts)
+    assert result.verdict().status == "verified", result.verdict().summary()

@@ -249,3 +249,36 @@ def test_simulated_payload_fails_against_nvidias_root_saying_why(sim_gpus, nvidi
     check = result.check("gpu.cert_chain")
     assert check.status is Status.FAIL and "simulated device root" in check.reason
     assert result.verdict().status == "failed"
+
+
+def test_nanogpt_2026_03_ignored_the_clients_nonce_so_gpu_freshness_fails(fixtures, nvidia_root):
+    base = fixtures / "reports/nanogpt-gemma-2026-03"
+    report = json.loads((base / "attestation_report.json").read_text())
+    client_nonce = (base / "client_nonce.txt").read_text().strip()
+    result = verify_payload(parse_payload(report["nvidia_payload"]), root=nvidia_root, expected_nonce=client_nonce)
+    assert result.check("gpu.nonce").status is Status.FAIL
+    assert result.check("gpu.evidence_signature").status is Status.PASS  # genuine evidence, just not fresh
+    assert result.verdict().status == "failed"
+
+
+def test_nanogpt_2026_06_honoured_the_nonce(fixtures, nvidia_root):
+    base = fixtures / "reports/nanogpt-gemma-2026-06"
+    report = json.loads((base / "attestation_report.json").read_text())
+    nonce = json.loads((base / "manifest.json").read_text())["nonce_hex"]
+    result = verify_payload(parse_payload(report["nvidia_payload"]), root=nvidia_root, expected_nonce=nonce)
+    assert result.verdict().status == "verified", result.verdict().summary()
+
+
+def test_nearcloud_model_attestation_gpus_verify(fixtures, nvidia_root):
+    report = json.loads((fixtures / "reports/nearcloud-2026/attestation_report.json").read_text())
+    model = report["model_attestations"][0]
+    result = verify_payload(parse_payload(model["nvidia_payload"]), root=nvidia_root,
+                            expected_nonce=model["request_nonce"])
+    assert result.verdict().status == "verified", result.verdict().summary()
+    assert len(result.gpus) == 8
+
+
+def test_teep_payload_nonce_is_the_gpus_requester_nonce(fixtures, nvidia_root):
+    p = parse_payload((fixtures / "nvidia/teep_venice_eat/nvidia_eat_hopper.json").read_text())
+    assert {g.requester_nonce.hex() for g in p.gpus} == {p.nonce}
+    assert verify_payload(p, root=nvidia_root, expected_nonce=p.nonce).check("gpu.agree").status is Status.PASS

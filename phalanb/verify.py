@@ -13,6 +13,7 @@ carries the same nonce. Anything that cannot be checked is *skipped with a reaso
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .exchange import Exchange
@@ -29,7 +30,7 @@ from .report import NodeAttestation, binding_checks, check_signing_public_key, p
 from .trust import gpu_root, tdx_root
 from .verdict import Check, Status, Verdict
 
-__all__ = ["verify_exchange", "verify_report", "report_checks", "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS"]
+__all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
 REQUIRED_CHECKS = (
@@ -207,19 +208,16 @@ def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, repor
     for the TCB status; ``nras_response`` + ``jwks``: a saved NRAS answer; ``at``: the clock for certificate,
     collateral and token validity (Unix seconds; default now).
     """
-    policy = policy or Policy()
-    checks, signer = chat_checks(exchange, signature, reference_request=reference_request,
-                                 reference_response=reference_response)
+    chat, signer = chat_checks(exchange, signature, reference_request=reference_request,
+                               reference_response=reference_response)
     if report is None:
-        checks.append(check_signature_bound(signer, None, algo=signature.signing_algo))
-        checks.extend(_skipped(("report.nonce_fresh", "report.report_data"), "no attestation report was given"))
-        checks.extend(_missing_links("no attestation report was given"))
-        return Verdict(checks)
-    bound_to = signer or signature.signing_address
-    checks.extend(report_checks(report, nonce=nonce, signer=bound_to, policy=policy, collateral=collateral,
-                                nras_response=nras_response, jwks=jwks, at=at, signer_known=signer is not None,
-                                algo=signature.signing_algo))
-    return Verdict(_first_of_each(checks))
+        return Verdict(chat + [check_signature_bound(signer, None, algo=signature.signing_algo)]
+                       + _skipped(("report.nonce_fresh", "report.report_data"), "no attestation report was given")
+                       + _missing_links("no attestation report was given"))
+    attested = attest_report(report, nonce=nonce, signer=signer or signature.signing_address,
+                             policy=policy or Policy(), collateral=collateral, nras_response=nras_response,
+                             jwks=jwks, at=at)
+    return assemble(chat, signer, signature.signing_algo, attested)
 
 
 def verify_report(report: Mapping[str, Any], *, nonce: bytes | None = None, signing_address: str | None = None,
@@ -230,17 +228,24 @@ def verify_report(report: Mapping[str, Any], *, nonce: bytes | None = None, sign
     Without a chat signature the ``signature.*`` and hash links are absent, so this verdict speaks for the
     report only. ``signing_address`` (or the index ``node``) picks the node when the report lists several.
     """
-    policy = policy or Policy()
-    checks = report_checks(report, nonce=nonce, signer=signing_address, policy=policy, collateral=collateral,
-                           nras_response=nras_response, jwks=jwks, at=at, signer_known=False, algo=None,
-                           node_index=node)
-    return Verdict(_first_of_each(checks))
+    attested = attest_report(report, nonce=nonce, signer=signing_address, policy=policy or Policy(),
+                             collateral=collateral, nras_response=nras_response, jwks=jwks, at=at, node_index=node)
+    return Verdict(_first_of_each(attested.checks))
 
 
-def report_checks(report: Mapping[str, Any], *, nonce: bytes | None, signer: str | None, policy: Policy,
+@dataclass
+class AttestedReport:
+    """The attestation side of a verdict, computed once and shareable by every reply signed by that node."""
+
+    checks: list[Check]
+    node: NodeAttestation | None
+    shape: str | None
+
+
+def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str | None, policy: Policy,
                   collateral: Any = None, nras_response: Any = None, jwks: Any = None, at: float | None = None,
-                  signer_known: bool = True, algo: str | None = None, node_index: int | None = None) -> list[Check]:
-    """Every check of the attestation side; ``signature.bound`` only when a signature's signer is known."""
+                  node_index: int | None = None) -> AttestedReport:
+    """Every check of the attestation side for the node that holds ``signer`` (all but ``signature.bound``)."""
     checks: list[Check] = []
     try:
         parsed = parse_report(report)
@@ -258,20 +263,12 @@ def report_checks(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
             node = parsed.select(signer)
     except PhalanbError as exc:
         checks.append(Check("report.shape", Status.FAIL, f"the attestation report cannot be used: {exc}"))
-        if signer_known:
-            checks.append(Check("signature.bound", Status.SKIPPED, "the report cannot be used"))
         checks.extend(_skipped(("report.nonce_fresh", "report.report_data"), "the report cannot be used"))
         checks.extend(_missing_links("the report cannot be used"))
-        return checks
+        return AttestedReport(checks, None, None)
     checks.append(Check("report.shape", Status.PASS, f"{parsed.shape}: {parsed.description}",
                         {"shape": parsed.shape, "nodes": len(parsed.nodes),
                          "signing_address": node.signing_address}, required=False))
-    if signer_known:
-        if node.signing_address is None:
-            checks.append(Check("signature.bound", Status.SKIPPED, f"the {parsed.shape} report names no signing "
-                                "key, so the signature cannot be tied to it", {"signer": signer}))
-        else:
-            checks.append(check_signature_bound(signer, node.signing_address, algo=algo or "ecdsa"))
     key_check = check_signing_public_key(node)
     if key_check is not None:
         checks.append(key_check)
@@ -283,7 +280,20 @@ def report_checks(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
     if policy.simulated:
         checks.append(Check("trust.simulated", Status.WARNING, "verified against phalanb's SIMULATED roots: this "
                             "proves the checks work, not that real Intel/NVIDIA hardware answered", required=False))
-    return checks
+    return AttestedReport(checks, node, parsed.shape)
+
+
+def assemble(chat: list[Check], signer: str | None, algo: str, attested: AttestedReport) -> Verdict:
+    """One reply's verdict: its own checks, ``signature.bound`` to the attested node, and the node's checks."""
+    node = attested.node
+    if node is None:
+        bound = Check("signature.bound", Status.SKIPPED, "the attestation report cannot be used")
+    elif node.signing_address is None:
+        bound = Check("signature.bound", Status.SKIPPED, f"the {attested.shape} report names no signing key, so the "
+                      "signature cannot be tied to it", {"signer": signer})
+    else:
+        bound = check_signature_bound(signer, node.signing_address, algo=algo)
+    return Verdict(_first_of_each(chat + [bound] + attested.checks))
 
 
 def _first_of_each(checks: list[Check]) -> list[Check]:

@@ -80,7 +80,7 @@ class GpuPayload:
     @property
     def description(self) -> str:
         """One line saying what was seen, e.g. ``dstack (JSON string, keys sorted, per-item nonce, base64)``."""
-        parts = [self.encoded_as.replace("-", " ")]
+        parts = [] if self.encoded_as == "files" else [self.encoded_as.replace("-", " ")]
         if self.keys_sorted:
             parts.append("keys sorted")
         if any(g.item_nonce is not None for g in self.gpus):

@@ -458,6 +458,9 @@ def parse_evidence(data: bytes) -> SpdmEvidence:
     nonce, f = r.take(32, "request.Nonce"); req_fields.append(f)
     slot, f = r.uint(1, "request.SlotIDParam"); req_fields.append(f)
     request = SpdmRequest(version, code, p1, p2, nonce, slot, tuple(req_fields))
+    if not request.signature_requested:
+        raise UnsupportedError("the GET_MEASUREMENTS request did not ask for a signature (Param1 bit 0 is clear "
+                               "at offset 2): unsigned measurements prove nothing and are not attestation evidence")
     # --- response header -----------------------------------------------------------------------------------
     rf = []
     rversion, f = r.uint(1, "response.SPDMVersion"); rf.append(f)

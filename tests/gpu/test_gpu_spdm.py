@@ -210,3 +210,8 @@ def test_any_single_byte_change_parses_or_fails_as_a_phalanb_error(sdk_report, o
         parse_evidence(bytes(raw))
     except PhalanbError:
         pass
+
+
+def test_a_request_without_signature_is_refused(sdk_report):
+    with pytest.raises(UnsupportedError, match="did not ask for a signature"):
+        parse_evidence(sdk_report[:2] + b"\x00" + sdk_report[3:])

@@ -3,6 +3,7 @@
     phalanb gpu payload.json --nonce 541b…500b
     phalanb gpu hopperAttestationReport.txt --chain hopperCertChain.txt
     phalanb gpu report.json --nonce … --nras-response nras_response.json --jwks jwks.json --at 1782698794
+    phalanb gpu sim_payload.json --nonce … --root sim       a simulator's evidence: trust its simulated root
 
 FILE is an ``nvidia_payload`` (any variant), a whole attestation report holding one, a Chutes attestation entry,
 or a bare evidence file (hex, base64 or binary) given with ``--chain``. Exit codes: 0 every check passed, 1 a check
@@ -34,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chain", type=Path, metavar="PEM", help="PEM certificate chain for a bare evidence file")
     p.add_argument("--nonce", metavar="HEX", help="the nonce you sent (64 hex digits); without it freshness is "
                    "not checked and the result is incomplete")
-    p.add_argument("--root", type=Path, metavar="PEM", help="trust this device root instead of NVIDIA's Device "
-                   "Identity CA (e.g. the simulator's; the result then says it is simulated)")
+    p.add_argument("--root", default="nvidia", metavar="nvidia|sim|PEM", help="device root to trust: 'nvidia' "
+                   "(default, the pinned NVIDIA Device Identity CA), 'sim' (phalanb's simulated root, and the result "
+                   "says so) or a PEM file")
     p.add_argument("--at", type=float, metavar="UNIX_TIME", help="validate certificates and tokens at this time "
                    "(archived NRAS answers: the token's iat)")
     p.add_argument("--nras-response", type=Path, metavar="FILE", help="a saved NRAS answer to verify as well")
@@ -79,13 +81,17 @@ def load_payload(path: Path, chain: Path | None = None) -> GpuPayload:
     return parse_payload(obj)
 
 
-def _root(path: Path | None) -> TrustRoot:
-    if path is None:
+def _root(spec: str) -> TrustRoot:
+    if spec == "nvidia":
         return nvidia_device_identity_ca()
+    if spec == "sim":
+        from .sim import simulated_root  # the fixed root every phalanb simulator uses
+
+        return simulated_root()
     try:
-        return TrustRoot.from_pem(path.read_bytes())
+        return TrustRoot.from_pem(Path(spec).read_bytes())
     except OSError as exc:
-        raise InputError(f"cannot read the root {path}: {exc.strerror}") from None
+        raise InputError(f"--root is 'nvidia', 'sim' or a PEM file; cannot read {spec}: {exc.strerror}") from None
 
 
 def cmd_gpu(args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@ measurement counts, FWID, …), signed with ECDSA P-384 by the GPU's leaf key. E
 a Provisioner ICA and an Identity CA to a **simulated** Device Identity CA, and carries the DICE extension with the
 FWID the evidence reports, so the offline verifier exercises every step it runs on real GPUs.
 
-Every certificate says ``O=phalanb simulator`` and the simulated root is never trusted by default: verifying
+Every certificate says ``O=phalanb simulator``. The simulated root (:func:`simulated_root`) is one fixed
+certificate shared by every simulator, and it is never trusted by default: verifying
 against NVIDIA's root fails and says the chain ends at a simulated root. Tests pass
 :meth:`SimulatedGpus.trust_root` explicitly, and the verdict then carries a ``gpu.trust_root`` warning.
 
@@ -34,6 +35,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
@@ -49,7 +51,7 @@ from .payload import parse_payload
 from .spdm import OPAQUE_FIELD_NAMES
 from .verify import TrustRoot, verify_payload
 
-__all__ = ["SimulatedGpus", "SIM_NRAS_ISSUER"]
+__all__ = ["SimulatedGpus", "SIM_NRAS_ISSUER", "simulated_root"]
 
 SIM_NRAS_ISSUER = "https://nras.phalanb-simulator.invalid"
 _P384_ORDER = int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973", 16)
@@ -87,6 +89,44 @@ def _tlv(ftype: int, value: bytes) -> bytes:
     return ftype.to_bytes(2, "little") + len(value).to_bytes(2, "little") + value
 
 
+def _sign_cert(builder: x509.CertificateBuilder, key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    try:
+        # Deterministic ECDSA (RFC 6979): the same seed gives the same certificate bytes in every process.
+        return builder.sign(key, hashes.SHA384(), ecdsa_deterministic=True)
+    except TypeError:  # cryptography < 44
+        return builder.sign(key, hashes.SHA384())
+
+
+# The simulated device root is the same for every seed and every process, like NVIDIA's: evidence recorded from
+# any simulator re-verifies offline against it (``phalanb gpu FILE --root sim``). Its key is derived from a public
+# label, so it protects nothing — which is why it is never trusted unless a caller passes it explicitly.
+_ROOT_LABEL = b"phalanb-sim-gpu/fixed/device-identity-root"
+
+
+@lru_cache(maxsize=1)
+def _fixed_root() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    value = int.from_bytes(hashlib.sha512(_ROOT_LABEL).digest(), "big") % (_P384_ORDER - 1) + 1
+    key = ec.derive_private_key(value, ec.SECP384R1())
+    name = SimulatedGpus._name("phalanb simulated Device Identity CA")
+    pub = key.public_key()
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pub)
+               .serial_number(int.from_bytes(hashlib.sha256(_ROOT_LABEL).digest()[:16], "big") | 1)
+               .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+                                            key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                            key_cert_sign=True, crl_sign=True, encipher_only=False,
+                                            decipher_only=False), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pub), critical=False))
+    return key, _sign_cert(builder, key)
+
+
+def simulated_root() -> TrustRoot:
+    """phalanb's simulated NVIDIA device root (the same everywhere). Never trusted unless passed explicitly."""
+    return TrustRoot(_fixed_root()[1], "phalanb simulated Device Identity CA", simulated=True)
+
+
 @dataclass
 class _Gpu:
     index: int
@@ -107,11 +147,9 @@ class SimulatedGpus:
         self.count = count
         self._seed = (str(seed) if seed is not None else secrets.token_hex(16)).encode()
         self.nras_issuer = SIM_NRAS_ISSUER
-        root_key = self._key(b"root")
+        root_key, self._root = _fixed_root()
         identity_key = self._key(b"identity")
         ica_key = self._key(b"provisioner-ica")
-        self._root = self._cert(self._name("phalanb simulated Device Identity CA"), root_key, None, root_key,
-                                ca=True, path_length=None)
         identity = self._cert(self._name("phalanb simulated GH100 Identity"), identity_key, self._root, root_key,
                               ca=True, path_length=None)
         ica = self._cert(self._name("phalanb simulated GH100 Provisioner ICA 1"), ica_key, identity, identity_key,
@@ -169,7 +207,7 @@ class SimulatedGpus:
         b = b.add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
                                           data_encipherment=False, key_agreement=False, key_cert_sign=True,
                                           crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        return b.sign(issuer_key, hashes.SHA384())
+        return _sign_cert(b, issuer_key)
 
     def _leaf(self, i: int, key: ec.EllipticCurvePrivateKey, brom: x509.Certificate,
               brom_key: ec.EllipticCurvePrivateKey, fwid: bytes) -> x509.Certificate:
@@ -187,7 +225,7 @@ class SimulatedGpus:
         fwid_seq = _der(0x30, _SHA384_OID + _der(0x04, fwid))
         dice = _der(0x30, _der(0x02, b"\x01") + spki + fwid_seq)
         b = b.add_extension(x509.UnrecognizedExtension(_FWID_OID, dice), critical=False)
-        return b.sign(brom_key, hashes.SHA384())
+        return _sign_cert(b, brom_key)
 
     def _measurement(self, index: int) -> bytes:
         if _MSRSCNT[index - 1] == 0:
@@ -198,7 +236,7 @@ class SimulatedGpus:
 
     def trust_root(self) -> TrustRoot:
         """The simulated device root, for tests that choose to trust it (the verdict then warns)."""
-        return TrustRoot(self._root, "phalanb simulated Device Identity CA", simulated=True)
+        return simulated_root()
 
     @property
     def root_pem(self) -> bytes:

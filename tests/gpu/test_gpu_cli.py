@@ -75,6 +75,8 @@ def test_simulated_payload_against_nvidias_root_exits_1_saying_simulated(tmp_pat
     path.write_text(json.dumps(gpus.payload(nonce)))
     assert main(["gpu", str(path), "--nonce", nonce]) == 1
     assert "simulated device root" in capsys.readouterr().out
+    assert main(["gpu", str(path), "--nonce", nonce, "--root", "sim"]) == 0
+    assert "[SIMULATED]" in capsys.readouterr().out
     root = tmp_path / "root.pem"
     root.write_bytes(gpus.root_pem)
     assert main(["gpu", str(path), "--nonce", nonce, "--root", str(root)]) == 0

@@ -30,7 +30,7 @@ from .report import NodeAttestation, binding_checks, check_signing_public_key, p
 from .trust import gpu_root, tdx_root
 from .verdict import Check, Status, Verdict
 
-__all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS"]
+__all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested", "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
 REQUIRED_CHECKS = (
@@ -78,8 +78,7 @@ def tdx_checks(node: NodeAttestation, *, policy: Policy, collateral: Any = None,
                ) -> tuple[list[Check], Any]:
     """The TDX links of one node: quote chain, TCB status, debug, event-log replay, compose hash, expectations.
     Returns the checks and the parsed quote (None when absent or unreadable)."""
-    from .tdx import TdxPolicy, check_compose_hash, check_event_log, judge, parse_quote, verify_quote_offline
-    from .tdx import verify_with_collateral
+    from .tdx import TdxPolicy, load_collateral, parse_quote, verify_tdx
 
     if not node.intel_quote:
         return _skipped(_TDX_IDS, "the report carries no TDX quote"), None
@@ -91,27 +90,24 @@ def tdx_checks(node: NodeAttestation, *, policy: Policy, collateral: Any = None,
         return ([Check("tdx.quote_signature", Status.FAIL, f"the quote cannot be decoded: {exc}")]
                 + _skipped(_TDX_IDS[1:], "the quote cannot be decoded")), None
     root = tdx_root(policy)
-    checks = verify_quote_offline(quote, root=root, at=at).checks()
     tpol = TdxPolicy(accepted_statuses=policy.accepted_tcb, warn_statuses=policy.warn_tcb,
                      rejected_advisories=policy.rejected_advisories, trust_root=root)
-    result = None
     collateral_error = None
     if collateral is not None:
         try:
-            result = verify_with_collateral(quote, collateral, at=at, root=root)
+            collateral = load_collateral(collateral)
         except (ParseError, InputError) as exc:
-            collateral_error = Check("tdx.tcb_status", Status.FAIL, f"the collateral cannot be read: {exc}")
-    judged = judge(quote, result, tpol)
-    if collateral_error is not None:
-        judged = [collateral_error if c.id == "tdx.tcb_status" else c for c in judged]
-    checks.extend(judged)
+            collateral, collateral_error = None, Check("tdx.tcb_status", Status.FAIL,
+                                                       f"the collateral cannot be read: {exc}")
     log = node.effective_event_log
-    if log in (None, "", []):
+    has_log = log not in (None, "", [])
+    checks = verify_tdx(quote, collateral=collateral, at=at, policy=tpol, event_log=log if has_log else None,
+                        info=node.info).checks
+    if collateral_error is not None:
+        checks = [collateral_error if c.id == "tdx.tcb_status" else c for c in checks]
+    if not has_log:
         checks.extend(_skipped(("tdx.event_log", "app.compose_hash"), "the report carries no event log, so the "
                                "RTMRs cannot be tied to the software that runs"))
-    else:
-        checks.append(check_event_log(quote, log))
-        checks.append(check_compose_hash(quote, log, info=node.info, app_compose=node.app_compose))
     checks.extend(_expectation_checks(quote, node, log, policy))
     return checks, quote
 
@@ -211,9 +207,7 @@ def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, repor
     chat, signer = chat_checks(exchange, signature, reference_request=reference_request,
                                reference_response=reference_response)
     if report is None:
-        return Verdict(chat + [check_signature_bound(signer, None, algo=signature.signing_algo)]
-                       + _skipped(("report.nonce_fresh", "report.report_data"), "no attestation report was given")
-                       + _missing_links("no attestation report was given"))
+        return assemble(chat, signer, signature.signing_algo, unattested("no attestation report was given"))
     attested = attest_report(report, nonce=nonce, signer=signer or signature.signing_address,
                              policy=policy or Policy(), collateral=collateral, nras_response=nras_response,
                              jwks=jwks, at=at)
@@ -240,6 +234,15 @@ class AttestedReport:
     checks: list[Check]
     node: NodeAttestation | None
     shape: str | None
+    reason: str | None = None  # why there is no node, when there is none
+
+
+def unattested(reason: str, *, failed: bool = False) -> AttestedReport:
+    """The attestation side when there is no usable report: every link skipped (or the report failed) for
+    ``reason``."""
+    shape = [Check("report.shape", Status.FAIL, reason)] if failed else []
+    return AttestedReport(shape + _skipped(("report.nonce_fresh", "report.report_data"), reason)
+                          + _missing_links(reason), None, None, reason)
 
 
 def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str | None, policy: Policy,
@@ -262,10 +265,7 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
         else:
             node = parsed.select(signer)
     except PhalanbError as exc:
-        checks.append(Check("report.shape", Status.FAIL, f"the attestation report cannot be used: {exc}"))
-        checks.extend(_skipped(("report.nonce_fresh", "report.report_data"), "the report cannot be used"))
-        checks.extend(_missing_links("the report cannot be used"))
-        return AttestedReport(checks, None, None)
+        return unattested(f"the attestation report cannot be used: {exc}", failed=True)
     checks.append(Check("report.shape", Status.PASS, f"{parsed.shape}: {parsed.description}",
                         {"shape": parsed.shape, "nodes": len(parsed.nodes),
                          "signing_address": node.signing_address}, required=False))
@@ -287,7 +287,8 @@ def assemble(chat: list[Check], signer: str | None, algo: str, attested: Atteste
     """One reply's verdict: its own checks, ``signature.bound`` to the attested node, and the node's checks."""
     node = attested.node
     if node is None:
-        bound = Check("signature.bound", Status.SKIPPED, "the attestation report cannot be used")
+        bound = Check("signature.bound", Status.SKIPPED, attested.reason or "no usable attestation report",
+                      {"signer": signer})
     elif node.signing_address is None:
         bound = Check("signature.bound", Status.SKIPPED, f"the {attested.shape} report names no signing key, so the "
                       "signature cannot be tied to it", {"signer": signer})

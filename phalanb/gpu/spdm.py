@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ParseError, UnsupportedError
 
@@ -96,9 +96,8 @@ FEATURE_FLAGS = {0: "SPT", 1: "MPT", 2: "PPCIE"}
 _ASCII_FIELDS = {3, 15, 16, 17, 18, 19}
 
 
-@dataclass(frozen=True)
-class ByteField:
-    """One entry of the byte map: ``name`` covers ``evidence[offset:offset + size]``."""
+class ByteField(NamedTuple):
+    """One entry of the byte map: ``name`` covers ``evidence[offset:offset + size]`` (unpacks as a tuple)."""
 
     name: str
     offset: int

@@ -7,6 +7,8 @@ import time
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phalanb.errors import InputError
 from phalanb.gpu import parse_payload, verify_payload
@@ -123,3 +125,16 @@ def test_payload_rejects_a_bad_nonce(sim_gpus):
 
 def test_payload_is_json_serialisable(sim_gpus):
     assert json.loads(json.dumps(sim_gpus.payload("01" * 32)))["arch"] == "HOPPER"
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.integers(min_value=1, max_value=3))
+def test_any_nonce_and_count_verifies_with_the_simulated_root_only(nonce, count):
+    gpus = SimulatedGpus(seed=count, count=count)
+    payload = parse_payload(json.dumps(gpus.payload(nonce.hex())))
+    ok = verify_payload(payload, root=simulated_root(), expected_nonce=nonce)
+    assert ok.verdict().status == "verified" and len(ok.gpus) == count
+    from phalanb.gpu import nvidia_device_identity_ca
+
+    bad = verify_payload(payload, root=nvidia_device_identity_ca(), expected_nonce=nonce)
+    assert bad.check("gpu.cert_chain").status is Status.FAIL

@@ -7,21 +7,17 @@ line would sit in the shell history and in every process listing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .apikey import ENV_VARS
-from .audit import make_bundle, save_bundle
-from .client import Client
-from .evidence import DEFAULT_PCCS_URL, OnlineEvidence, fetch_online_evidence
+from .evidence import DEFAULT_PCCS_URL
+from .session import Session, Settings
 from .errors import InputError, SignatureExpiredError
-from .policy import Policy
 from .signatures import ALGOS
-from .verify import verify_exchange
 
 __all__ = ["register"]
 
@@ -74,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save", type=Path, metavar="FILE", help="write an audit bundle that re-verifies offline")
     p.add_argument("--offline", action="store_true",
                    help="do not fetch Intel collateral or ask NRAS (TCB status and NRAS are then not checked)")
-    p.add_argument("--pccs-url", default=DEFAULT_PCCS_URL, help=f"collateral source (default {DEFAULT_PCCS_URL})")
+    p.add_argument("--pccs-url", default=None, help=f"collateral source (default: the simulator's, or "
+                   f"{DEFAULT_PCCS_URL} for a real service)")
     p.add_argument("--nras-url", default=None, help="ask NVIDIA's NRAS too, e.g. https://nras.attestation.nvidia.com")
     p.set_defaults(func=cmd_demo)
 
@@ -98,28 +95,27 @@ def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_positive(float), default=60.0, help="seconds (default 60)")
     p.add_argument("--allow-insecure-http", action="store_true",
                    help="allow sending the API key over plain http to a non-loopback host")
+    p.add_argument("--trust", choices=("production", "simulated"), default=None,
+                   help="roots to trust (default: simulated for the embedded simulator, production otherwise)")
 
 
-@contextlib.contextmanager
-def _service(args: argparse.Namespace) -> Iterator[tuple[Client, Any]]:
-    """A client for --base-url (with None), or for a freshly started embedded simulator (with the simulator)."""
-    if args.base_url:
-        with Client(base_url=args.base_url, model=args.model, signing_algo=args.signing_algo,
-                    timeout=args.timeout, allow_insecure_http=args.allow_insecure_http) as client:
-            if client.model is None:
-                models = client.models()
-                if not models:
-                    raise InputError("the service lists no models; pass --model")
-                client.model = models[0]
-            yield client, None
-        return
-    from .sim import SimConfig, Simulator
-
-    with Simulator(SimConfig(ttft_ms=50.0, tokens_per_second=200.0)) as sim:
-        # The embedded simulator needs no key; never send the user's real key to it.
-        with Client(base_url=sim.base_url, model=args.model or sim.model, signing_algo=args.signing_algo,
-                    timeout=args.timeout, api_key_env=False) as client:
-            yield client, sim
+def _session(args: argparse.Namespace) -> Session:
+    """A session for --base-url, or for a freshly started embedded simulator."""
+    settings = Settings.from_env(base_url=args.base_url or None, signing_algo=args.signing_algo,
+                                 timeout=args.timeout)
+    if args.model:
+        settings.model = args.model
+    if not args.base_url:
+        settings.trust = "simulated"
+    if getattr(args, "trust", None):
+        settings.trust = args.trust
+    if getattr(args, "offline", False):
+        settings.online = False
+    if getattr(args, "pccs_url", None):
+        settings.pccs_url = args.pccs_url
+    if getattr(args, "nras_url", None):
+        settings.nras_url = args.nras_url
+    return Session(settings, allow_insecure_http=args.allow_insecure_http)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -142,58 +138,38 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
-    with _service(args) as (client, sim):
-        if sim is not None:
-            print(f"Using phalanb's embedded simulator at {client.base_url} (no API key, no network). Its roots "
-                  "are SIMULATED: a pass proves phalanb's checks work, not that real hardware answered.", file=out)
+    with _session(args) as session:
+        if session.sim is not None:
+            print(f"Using phalanb's embedded simulator at {session.client.base_url} (no API key, no network). Its "
+                  "roots are SIMULATED: a pass proves phalanb's checks work, not that real hardware answered.",
+                  file=out)
         print(f"> {args.prompt}", file=out)
-        exchange = client.chat(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
-                               on_text=lambda t: (out.write(t), out.flush()))
+        result = session.chat_and_verify(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
+                                         on_text=lambda t: (out.write(t), out.flush()))
         print("\n", file=out)
-        signature = client.signature(exchange.chat_id)
-        attestation = client.attestation(signing_algo=signature.signing_algo,
-                                         signing_address=signature.signing_address)
-        if sim is not None:
-            root = client.base_url.removesuffix("/v1")
-            policy = Policy.for_simulator(sim)
-            pccs, nras = f"{root}/pccs", f"{root}/nras"
-        else:
-            policy = Policy()
-            pccs, nras = args.pccs_url, args.nras_url
-        online = OnlineEvidence()
-        if not args.offline:
-            online = fetch_online_evidence(attestation.report, signing_address=signature.signing_address,
-                                           nonce=attestation.nonce, pccs_url=pccs, nras_url=nras,
-                                           timeout=args.timeout)
-            for problem in online.problems:
-                print(f"phalanb: could not fetch {problem}", file=sys.stderr)
-        verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce, policy=policy,
-                                  collateral=online.collateral, nras_response=online.nras_response,
-                                  jwks=online.jwks)
+        for problem in result.online.problems:
+            print(f"phalanb: could not fetch {problem}", file=sys.stderr)
         if args.save:
-            bundle = make_bundle(exchange, signature, attestation, policy=policy, verdict=verdict,
-                                 collateral=online.collateral, nras_response=online.nras_response,
-                                 jwks=online.jwks, endpoint={"base_url": client.base_url, "model": client.model,
-                                                             "simulated": sim is not None})
-            save_bundle(bundle, args.save)
+            result.save(args.save)
             print(f"saved the audit bundle to {args.save} (re-verify offline: phalanb verify {args.save})",
                   file=sys.stderr)
+    verdict = result.verdict
     if args.json:
-        print(json.dumps({"base_url": client.base_url, "simulated": sim is not None, "model": client.model,
-                          "chat_id": exchange.chat_id, "reply": exchange.text,
-                          "nonce": attestation.nonce_hex, "verdict": verdict.to_dict()}, indent=2))
+        print(json.dumps({**result.endpoint, "chat_id": result.exchange.chat_id, "reply": result.exchange.text,
+                          "nonce": result.attestation.nonce_hex, "verdict": verdict.to_dict()}, indent=2))
     else:
         print(verdict.table())
     return verdict.exit_code()
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    with _service(args) as (client, sim):
+    with _session(args) as session:
+        client = session.client
         exchange = client.chat(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
                                on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()))
         print()
         record: dict[str, Any] = {"kind": "phalanb.exchange", "version": 1, "base_url": client.base_url,
-                                  "simulated": sim is not None, "exchange": exchange.to_dict()}
+                                  "simulated": session.simulated, "exchange": exchange.to_dict()}
         if not args.no_signature:
             try:
                 record["signature"] = client.signature(exchange.chat_id).to_dict()

@@ -22,8 +22,8 @@ class Policy:
     """Trust roots, accepted TCB statuses and expected measurements.
 
     ``trust``: ``"production"`` pins Intel's SGX Root CA and NVIDIA's Device Identity CA (shipped in the package;
-    nothing else is ever accepted). ``"simulated"`` trusts the roots of one phalanb simulator, given explicitly
-    (``tdx_root_der``, ``gpu_root_pem``; :meth:`for_simulator` fills them) — results then say "simulated".
+    nothing else is ever accepted). ``"simulated"`` trusts phalanb's simulated roots (the same for every
+    simulator; or given explicitly in ``tdx_root_der`` / ``gpu_root_pem``) — results then say "simulated".
     ``accepted_tcb``: TCB statuses that pass; ``warn_tcb``: statuses that pass with a warning.
     ``expected``: measurements the deployment must have (``mr_td``, ``rt_mr0``…, ``compose_hash``,
     ``os_image_hash``), lowercase hex.
@@ -37,7 +37,7 @@ class Policy:
     expected: dict[str, str] = field(default_factory=dict)
     tdx_root_der: bytes | None = field(default=None, repr=False)
     gpu_root_pem: bytes | None = field(default=None, repr=False)
-    nras_issuer: str | None = None  # None: NVIDIA's NRAS; the simulator's NRAS has its own issuer
+    nras_issuer: str | None = None  # None: NVIDIA's NRAS (or the simulator's, under trust="simulated")
 
     def __post_init__(self) -> None:
         if self.trust not in TRUST_MODES:
@@ -69,6 +69,8 @@ class Policy:
             root = state.gpu.trust_root
             gpu_pem = (root() if callable(root) else root).certificate.public_bytes(Encoding.PEM)
         issuer = getattr(state.gpu, "nras_issuer", None) if state.gpu is not None else None
+        if issuer is None:
+            from .gpu.sim import SIM_NRAS_ISSUER as issuer
         return cls(trust="simulated", tdx_root_der=tdx_der, gpu_root_pem=gpu_pem, nras_issuer=issuer, **kw)
 
     def __repr__(self) -> str:

@@ -1,11 +1,11 @@
 """Which roots a :class:`~phalanb.policy.Policy` trusts: Intel's and NVIDIA's production roots (pinned, shipped
-in the package), or the roots of one phalanb simulator that the policy names explicitly."""
+in the package), or — only when the policy says ``trust="simulated"`` — phalanb's simulated roots (fixed for every
+simulator, or given explicitly in the policy)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .errors import InputError
 from .policy import Policy
 
 __all__ = ["tdx_root", "gpu_root"]
@@ -16,9 +16,11 @@ def tdx_root(policy: Policy) -> Any:
 
     if not policy.simulated:
         return TrustRoot.intel()
-    if policy.tdx_root_der is None:
-        raise InputError("trust='simulated' needs the simulator's TDX root: use Policy.for_simulator(sim)")
-    return TrustRoot.from_bytes(policy.tdx_root_der, name="simulated")
+    if policy.tdx_root_der is not None:
+        return TrustRoot.from_bytes(policy.tdx_root_der, name="simulated")
+    from .tdx.sim import simulated_root
+
+    return simulated_root()
 
 
 def gpu_root(policy: Policy) -> Any:
@@ -26,6 +28,8 @@ def gpu_root(policy: Policy) -> Any:
 
     if not policy.simulated:
         return nvidia_device_identity_ca()
-    if policy.gpu_root_pem is None:
-        raise InputError("trust='simulated' needs the simulator's GPU root: use Policy.for_simulator(sim)")
-    return TrustRoot.from_pem(policy.gpu_root_pem, simulated=True)
+    if policy.gpu_root_pem is not None:
+        return TrustRoot.from_pem(policy.gpu_root_pem, simulated=True)
+    from .gpu.sim import simulated_root
+
+    return simulated_root()

@@ -181,6 +181,10 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
     else:
         try:
             issuer = {"issuer": policy.nras_issuer} if policy.nras_issuer else {}
+            if policy.simulated and not issuer:
+                from .gpu.sim import SIM_NRAS_ISSUER
+
+                issuer = {"issuer": SIM_NRAS_ISSUER}
             nv = verify_nras(nras_response, jwks=jwks, expected_nonce=expected, at=at, gpu_facts=result.facts,
                              **issuer)
         except ParseError as exc:

@@ -296,6 +296,11 @@ class Client:
             exchange = recorder.finish()
         finally:
             response.close()
+        if exchange.content_error is not None:
+            err = ParseError(f"the reply cannot be read as a chat completion: {exchange.content_error}",
+                             field="response")
+            err.partial = exchange  # type: ignore[attr-defined]
+            raise err
         if stream and not exchange.complete:
             err = TransportError(f"the chat stream ended without 'data: [DONE]' after "
                                  f"{len(exchange.response_bytes)} bytes; the reply is incomplete",

@@ -38,6 +38,14 @@ class Timings:
     """``time.perf_counter_ns`` stamps of one exchange (monotonic; compare within a process only).
 
     ``chunks`` holds (arrival ns, byte count) for every raw chunk read from the socket.
+
+    The byte stamps are exact by construction: ``first_byte_ns`` is the first chunk's stamp and ``last_byte_ns``
+    the last one's, so ``ttfb_ns + sum(chunk_gaps_ns) == last_byte_ns - request_sent_ns`` holds in integers.
+    ``done_ns`` comes later (after the response was closed and parsed), so ``total_s`` includes that tail.
+
+    >>> t = Timings(request_sent_ns=0, first_byte_ns=5, last_byte_ns=20, chunks=[(5, 10), (12, 3), (20, 7)])
+    >>> t.ttfb_ns + sum(t.chunk_gaps_ns) == t.last_byte_ns
+    True
     """
 
     request_sent_ns: int = 0
@@ -48,6 +56,7 @@ class Timings:
     chunks: list[tuple[int, int]] = field(default_factory=list)
     token_ns: list[int] = field(default_factory=list)  # arrival of every chunk that added content
     wall_start: float = 0.0  # time.time() at request_sent, to place the exchange on a calendar
+    last_byte_ns: int | None = None  # stamp of the last raw chunk (== chunks[-1][0])
 
     def _since(self, ns: int | None) -> float | None:
         return None if ns is None else (ns - self.request_sent_ns) / 1e9
@@ -64,7 +73,32 @@ class Timings:
 
     @property
     def total_s(self) -> float | None:
+        """Seconds from sending the request until the exchange was finished (response closed and parsed)."""
         return self._since(self.done_ns)
+
+    @property
+    def ttfb_ns(self) -> int | None:
+        return None if self.first_byte_ns is None else self.first_byte_ns - self.request_sent_ns
+
+    @property
+    def last_byte_total_ns(self) -> int | None:
+        """Nanoseconds from sending the request to the last body byte: exactly ttfb + the chunk gaps."""
+        last = self.last_byte_ns if self.last_byte_ns is not None else (self.chunks[-1][0] if self.chunks else None)
+        return None if last is None else last - self.request_sent_ns
+
+    @property
+    def last_byte_s(self) -> float | None:
+        ns = self.last_byte_total_ns
+        return None if ns is None else ns / 1e9
+
+    @property
+    def chunk_gaps_ns(self) -> list[int]:
+        """Gaps between consecutive raw chunks, in integer nanoseconds (no rounding, so they add up exactly)."""
+        return [b[0] - a[0] for a, b in zip(self.chunks, self.chunks[1:])]
+
+    @property
+    def token_gaps_ns(self) -> list[int]:
+        return [b - a for a, b in zip(self.token_ns, self.token_ns[1:])]
 
     @property
     def inter_token_s(self) -> list[float]:
@@ -74,14 +108,18 @@ class Timings:
         return {"request_sent_ns": self.request_sent_ns, "headers_ns": self.headers_ns,
                 "first_byte_ns": self.first_byte_ns, "first_token_ns": self.first_token_ns,
                 "done_ns": self.done_ns, "chunks": [list(c) for c in self.chunks],
-                "token_ns": list(self.token_ns), "wall_start": self.wall_start}
+                "token_ns": list(self.token_ns), "wall_start": self.wall_start, "last_byte_ns": self.last_byte_ns}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Timings":
+        chunks = [tuple(c) for c in d.get("chunks", [])]
+        last = d.get("last_byte_ns")
+        if last is None and chunks:  # saved before last_byte_ns existed: the last chunk's stamp is the same fact
+            last = chunks[-1][0]
         return cls(request_sent_ns=d.get("request_sent_ns", 0), headers_ns=d.get("headers_ns"),
                    first_byte_ns=d.get("first_byte_ns"), first_token_ns=d.get("first_token_ns"),
-                   done_ns=d.get("done_ns"), chunks=[tuple(c) for c in d.get("chunks", [])],
-                   token_ns=list(d.get("token_ns", [])), wall_start=d.get("wall_start", 0.0))
+                   done_ns=d.get("done_ns"), chunks=chunks,
+                   token_ns=list(d.get("token_ns", [])), wall_start=d.get("wall_start", 0.0), last_byte_ns=last)
 
 
 @dataclass
@@ -102,6 +140,7 @@ class Exchange:
     finish_reason: str | None = None
     complete: bool = True
     timings: Timings = field(default_factory=Timings)
+    content_error: str | None = None  # why the bytes could not be read as a chat reply (they are kept as is)
 
     @property
     def request_sha256(self) -> str:
@@ -191,6 +230,7 @@ class ExchangeRecorder:
         self._decoder = SSEDecoder() if stream else None
         self._assembler = ChatAssembler()
         self._on_text = on_text
+        self.content_error: str | None = None
         self.timings = Timings(request_sent_ns=time.perf_counter_ns(), wall_start=time.time())
 
     def mark_sent(self) -> None:
@@ -208,11 +248,22 @@ class ExchangeRecorder:
         t = time.perf_counter_ns() if now_ns is None else now_ns
         if self.timings.first_byte_ns is None:
             self.timings.first_byte_ns = t
+        self.timings.last_byte_ns = t
         self.timings.chunks.append((t, len(chunk)))
         self._parts.append(chunk)
-        if self._decoder is not None and self.status < 400:
-            for event in self._decoder.feed(chunk):
-                added = self._assembler.add(event)
+        if self._decoder is not None and self.status < 400 and self.content_error is None:
+            try:
+                events = list(self._decoder.feed(chunk))
+            except ParseError as exc:
+                events = []
+                self.content_error = str(exc)
+            for event in events:
+                try:
+                    added = self._assembler.add(event)
+                except ParseError as exc:
+                    # The bytes stay exactly as received (and hashable); only their meaning is unknown.
+                    self.content_error = str(exc)
+                    break
                 if added:
                     if self.timings.first_token_ns is None:
                         self.timings.first_token_ns = t
@@ -234,12 +285,16 @@ class ExchangeRecorder:
         if self.stream:
             asm = self._assembler
             leftover = self._decoder.close() if self._decoder else b""
-            if leftover.strip():
+            if leftover.strip() or self.content_error is not None:
                 complete = False
             if not asm.saw_done:
                 complete = False
         elif self.status < 400 and complete:
-            asm = parse_completion(body)
+            try:
+                asm = parse_completion(body)
+            except ParseError as exc:
+                self.content_error = str(exc)
+                asm = ChatAssembler()
             if self.timings.first_byte_ns is not None:
                 self.timings.first_token_ns = self.timings.first_byte_ns
                 self.timings.token_ns = [self.timings.first_byte_ns]
@@ -250,5 +305,6 @@ class ExchangeRecorder:
         return Exchange(url=self.url, request_bytes=self.request_bytes, response_bytes=body, status=self.status,
                         stream=self.stream, request_headers=self.request_headers,
                         response_headers=self.response_headers, chat_id=asm.chat_id, model=asm.model,
-                        text=asm.text, usage=asm.usage, finish_reason=asm.finish_reason, complete=complete,
+                        text=asm.text, usage=asm.usage, finish_reason=asm.finish_reason,
+                        complete=complete and self.content_error is None, content_error=self.content_error,
                         timings=self.timings)

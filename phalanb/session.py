@@ -19,6 +19,7 @@ Settings come from arguments or the environment:
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -85,11 +86,13 @@ class VerifiedChat:
     verdict: Verdict
     policy: Policy
     endpoint: dict[str, Any]
+    verified_at: float  # the clock the verdict used; a bundle re-verifies at the same instant
 
     def bundle(self) -> Bundle:
         return make_bundle(self.exchange, self.signature, self.attestation, policy=self.policy,
                            verdict=self.verdict, collateral=self.online.collateral,
-                           nras_response=self.online.nras_response, jwks=self.online.jwks, endpoint=self.endpoint)
+                           nras_response=self.online.nras_response, jwks=self.online.jwks, endpoint=self.endpoint,
+                           verified_at=self.verified_at)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the audit bundle (re-verifies offline with ``phalanb verify``)."""
@@ -165,11 +168,12 @@ class Session:
             online = fetch_online_evidence(attestation.report, signing_address=signature.signing_address,
                                            nonce=attestation.nonce, pccs_url=pccs, nras_url=nras,
                                            timeout=self.settings.timeout)
+        at = time.time()
         verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce,
                                   policy=self.policy, collateral=online.collateral,
-                                  nras_response=online.nras_response, jwks=online.jwks)
+                                  nras_response=online.nras_response, jwks=online.jwks, at=at)
         endpoint = {"base_url": self.client.base_url, "model": self.client.model, "simulated": self.simulated}
-        return VerifiedChat(exchange, signature, attestation, online, verdict, self.policy, endpoint)
+        return VerifiedChat(exchange, signature, attestation, online, verdict, self.policy, endpoint, at)
 
     def close(self) -> None:
         client = getattr(self, "client", None)

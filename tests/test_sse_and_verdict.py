@@ -39,10 +39,11 @@ def test_a_stream_without_done_is_incomplete():
     assert ex.complete is False
 
 
-def test_error_event_inside_stream_is_reported():
-    with pytest.raises(ParseError, match="server reported an error"):
-        Exchange.from_bytes(request_bytes=b"{}", response_bytes=b'data: {"error":{"message":"overloaded"}}\n\n',
-                            stream=True)
+def test_error_event_inside_stream_is_reported_and_the_bytes_kept():
+    body = b'data: {"error":{"message":"overloaded"}}\n\n'
+    ex = Exchange.from_bytes(request_bytes=b"{}", response_bytes=body, stream=True)
+    assert "server reported an error" in ex.content_error and "overloaded" in ex.content_error
+    assert ex.response_bytes == body and ex.complete is False
 
 
 def test_completion_body_errors_name_the_field():

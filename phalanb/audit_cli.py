@@ -1,0 +1,135 @@
+"""``phalanb verify`` (re-verify a bundle offline), ``phalanb report`` (check a saved attestation report) and
+``phalanb audit`` (verify many bundles at once).
+
+Exit codes: 0 verified, 1 failed, 3 incomplete, 2 usage or input errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, ParseError
+from .policy import Policy
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="re-verify an audit bundle offline",
+                       description="Re-verify an audit bundle with no network. By default the clock is the time of "
+                       "the original verification, so the same evidence gives the same verdict; the output says "
+                       "when the verdict differs from the recorded one and why.")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+                   help="verify as of this time instead (e.g. now, to see what has expired)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("report", help="check a saved attestation report on its own",
+                       description="Check an attestation report JSON: its shape, the binding of the signing key, "
+                       "freshness against the nonce you sent, the TDX quote, the event log and the GPU evidence.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--nonce", help="the 64-hex nonce you sent when fetching the report (freshness)")
+    p.add_argument("--signing-address", help="pick the node holding this key when the report lists several")
+    p.add_argument("--node", type=int, default=None, help="or pick the node by index")
+    p.add_argument("--collateral", type=Path, help="Intel collateral JSON for the TCB status")
+    p.add_argument("--nras-response", type=Path, help="a saved NRAS answer")
+    p.add_argument("--jwks", type=Path, help="the NRAS JWKS to check the answer's signatures")
+    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+                   help="the clock for certificates, collateral and tokens (default now)")
+    p.add_argument("--trust", choices=("production", "simulated"), default="production")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("audit", help="verify many bundles (or a JSONL batch) offline",
+                       description="Verify audit bundles, folders of them, or JSONL batches of replies sharing one "
+                       "attestation. One row per reply. Exit 0 only if every reply is verified.")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME")
+    p.add_argument("--csv", type=Path, help="also write the table as CSV")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_audit)
+
+
+def _read_json(path: Path | None, what: str) -> Any:
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParseError(f"{path} is not JSON ({exc})", field=what) from None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .audit import load_bundle, reverify
+
+    bundle = load_bundle(args.bundle)
+    result = reverify(bundle, at=args.at)
+    if args.json:
+        print(json.dumps({"bundle": str(args.bundle), "at": result.at, "recorded": result.recorded_status,
+                          "same_as_recorded": result.same, "differences": result.differences,
+                          "verdict": result.verdict.to_dict()}, indent=2))
+    else:
+        print(result.verdict.table())
+        print(result.explain())
+    return result.verdict.exit_code()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .verify import verify_report
+
+    report = _read_json(args.file, "report")
+    nonce = None
+    if args.nonce:
+        try:
+            nonce = bytes.fromhex(args.nonce.removeprefix("0x"))
+        except ValueError:
+            raise InputError("--nonce must be hex") from None
+        if len(nonce) != 32:
+            raise InputError(f"--nonce must be 32 bytes (64 hex digits), got {len(nonce)}")
+    if args.collateral and args.at is None:
+        print("phalanb: note: collateral is checked at the current time; stored collateral is valid for ~30 days "
+              "(pass --at to verify as of another time)", file=sys.stderr)
+    if bool(args.nras_response) != bool(args.jwks):
+        raise InputError("--nras-response and --jwks go together")
+    verdict = verify_report(report, nonce=nonce, signing_address=args.signing_address, node=args.node,
+                            policy=Policy(trust=args.trust), collateral=_read_json(args.collateral, "collateral"),
+                            nras_response=_read_json(args.nras_response, "nras_response"),
+                            jwks=_read_json(args.jwks, "jwks"), at=args.at)
+    if nonce is None:
+        print("phalanb: note: no --nonce given, so freshness cannot be shown", file=sys.stderr)
+    if args.json:
+        print(json.dumps(verdict.to_dict(), indent=2))
+    else:
+        print(verdict.table())
+    return verdict.exit_code()
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .batch import audit
+
+    if args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    df = audit(args.paths, workers=args.workers, at=args.at, progress=not args.no_progress)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+    else:
+        with_cols = ["source", "chat_id", "verdict", "failing", "skipped", "recorded"]
+        print(df[with_cols].to_string(index=False, max_colwidth=48))
+        counts = df["verdict"].value_counts().to_dict()
+        print("\n" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + f"  ({len(df)} replies)")
+    if df.empty:
+        return 3
+    if (df["verdict"] == "failed").any():
+        return 1
+    return 0 if (df["verdict"] == "verified").all() else 3

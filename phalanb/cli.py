@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "phalanb.commands",
     "phalanb.tdx.cli",
     "phalanb.gpu.cli",
+    "phalanb.timing_cli",
 )
 
 

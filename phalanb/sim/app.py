@@ -49,7 +49,9 @@ class SimState:
         self.rogue_keys = SimKeys(config.seed, label=b"rogue")
         self.generator = TextGenerator(config.seed, ttft_ms=config.ttft_ms,
                                        tokens_per_second=config.tokens_per_second,
-                                       ttft_jitter=config.ttft_jitter, token_jitter=config.token_jitter)
+                                       ttft_jitter=config.ttft_jitter, token_jitter=config.token_jitter,
+                                       ttft_distribution=config.ttft_distribution,
+                                       token_distribution=config.token_distribution)
         self.cache = SignatureCache(ttl=config.signature_ttl, max_entries=config.max_signatures)
         self.tdx = tdx
         self.gpu = gpu
@@ -128,7 +130,16 @@ async def chat_completions(request: Request) -> Response:
     created = int(time.time())
     prompt = _prompt_of(messages)
     tokens = state.generator.tokens(prompt, max_tokens)
-    delays = state.generator.delays(len(tokens))
+    # Absolute deadlines from the moment the request was read: each sleep's overshoot is absorbed by the next
+    # one instead of piling up, so a configured 50 tokens/s is what a client measures.
+    loop = asyncio.get_running_loop()
+    arrived = loop.time()
+    due = [arrived + offset for offset in state.generator.schedule(len(tokens))]
+
+    async def wait_until(deadline: float) -> None:
+        remaining = deadline - loop.time()
+        # Even when already late, yield once so that concurrent streams take turns (as the old sleep(0) did).
+        await asyncio.sleep(max(0.0, remaining))
     usage = {"prompt_tokens": max(1, len(prompt.split())), "completion_tokens": len(tokens),
              "total_tokens": max(1, len(prompt.split())) + len(tokens)}
     def store(resp_hash: str) -> None:
@@ -136,8 +147,8 @@ async def chat_completions(request: Request) -> Response:
         state.cache.put(chat_id, model, text, rogue=state.fault("wrong_signing_key"))
 
     if not stream:
-        for d in delays:
-            await asyncio.sleep(d)
+        if due:
+            await wait_until(due[-1])
         payload = {
             "id": chat_id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(tokens)},
@@ -166,11 +177,11 @@ async def chat_completions(request: Request) -> Response:
             return _tamper(data) if tamper else data
 
         yield emit(event({"role": "assistant", "content": ""}))
-        for i, (tok, d) in enumerate(zip(tokens, delays)):
+        for i, (tok, deadline) in enumerate(zip(tokens, due)):
             if cut_at is not None and i == cut_at:
                 # Dropping the connection without ending the chunked body: the client sees a broken stream.
                 raise ConnectionAbortedError("simulated fault cut_stream")
-            await asyncio.sleep(d)
+            await wait_until(deadline)
             yield emit(event({"content": tok}), tamper=(i == 0 and state.fault("tamper_response")))
         yield emit(event({}, "length" if len(tokens) >= max_tokens else "stop"))
         if include_usage:

@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 
-__all__ = ["FAULTS", "SimConfig"]
+__all__ = ["FAULTS", "LATENCY_DISTRIBUTIONS", "SimConfig"]
+
+#: How a jitter fraction j spreads a base delay b (the TTFT, or one token gap).
+LATENCY_DISTRIBUTIONS: dict[str, str] = {
+    "uniform": "b * (1 + U(-j, j)): bounded, mean and median b",
+    "normal": "b * (1 + N(0, j)), clipped at 0: median b, standard deviation j * b",
+    "lognormal": "a long right tail like real queues: TTFT median b (sigma j); token gaps mean b (sigma j)",
+}
 
 #: Faults the simulator can inject, each reproducing something a real service (or an attacker) can do.
 FAULTS: dict[str, str] = {
@@ -27,6 +34,9 @@ class SimConfig:
     """Everything the simulator can be told.
 
     ``ttft_ms`` and ``tokens_per_second`` shape the timing (0 tokens/s means "as fast as possible");
+    ``ttft_distribution`` / ``token_distribution`` pick how ``ttft_jitter`` / ``token_jitter`` spread them
+    (see :data:`LATENCY_DISTRIBUTIONS`): the median TTFT stays ``ttft_ms`` and the mean token gap stays
+    ``1 / tokens_per_second``, so what phalanb measures can be compared with what was configured.
     ``signature_ttl`` and ``max_signatures`` reproduce the real cache (1200 s, 1000 entries).
     ``nonstream_hash`` picks which server generation to imitate for non-streaming replies: ``"body"`` hashes
     the bytes sent (candidate A), ``"json_dumps"`` hashes ``json.dumps(json.loads(body))`` (candidate B).
@@ -43,6 +53,8 @@ class SimConfig:
     ttft_jitter: float = 0.0
     tokens_per_second: float = 50.0
     token_jitter: float = 0.0
+    ttft_distribution: str = "uniform"
+    token_distribution: str = "uniform"
     default_max_tokens: int = 24
     nonstream_hash: str = "body"
     text_format: str = "2part"
@@ -64,6 +76,10 @@ class SimConfig:
             raise InputError("ttft_ms and tokens_per_second must be >= 0")
         if not 0 <= self.ttft_jitter < 1 or not 0 <= self.token_jitter < 1:
             raise InputError("ttft_jitter and token_jitter are fractions in [0, 1)")
+        for name in ("ttft_distribution", "token_distribution"):
+            if getattr(self, name) not in LATENCY_DISTRIBUTIONS:
+                raise InputError(f"{name} must be one of {', '.join(LATENCY_DISTRIBUTIONS)}, "
+                                 f"got {getattr(self, name)!r}")
         if self.nonstream_hash not in ("body", "json_dumps"):
             raise InputError(f"nonstream_hash must be 'body' or 'json_dumps', got {self.nonstream_hash!r}")
         if self.text_format not in ("2part", "3part"):

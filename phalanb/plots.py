@@ -1,0 +1,204 @@
+"""Figures for latency runs and signature-window probes. Each function returns a matplotlib ``Figure``.
+
+Figures are built with ``matplotlib.figure.Figure`` directly, never through ``pyplot``: nothing opens a window,
+nothing depends on the global backend (Agg renders them when saved), and a notebook shows a returned figure
+inline. Save one with ``fig.savefig("latency.png")``.
+
+>>> from phalanb.plots import latency_distributions                             # doctest: +SKIP
+>>> fig = latency_distributions(run.frame)                                      # doctest: +SKIP
+>>> fig.savefig("latency.png", dpi=120)                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Sequence
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .errors import InputError
+from .exchange import Exchange, Timings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .window import WindowResult
+
+__all__ = ["latency_distributions", "token_timeline", "tokens_per_second", "signature_availability",
+           "compare_runs", "save"]
+
+_OK, _MISS, _ERR, _MEDIAN = "tab:green", "tab:red", "tab:gray", "black"
+
+
+def _frame(data) -> pd.DataFrame:
+    frame = getattr(data, "frame", data)  # a LatencyRun or its frame
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(f"expected a latency DataFrame or LatencyRun, got {type(data).__name__}")
+    if "error" in frame.columns:
+        frame = frame[frame["error"].isna()]
+    return frame
+
+
+def _values(frame: pd.DataFrame, column: str) -> list[float]:
+    if column not in frame.columns:
+        raise InputError(f"the frame has no column {column!r}; it needs the columns run_latency produces")
+    return [float(v) for v in pd.to_numeric(frame[column], errors="coerce") if not math.isnan(v)]
+
+
+def _median(xs: Sequence[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def latency_distributions(data, *, bins: int = 20, title: str | None = None) -> Figure:
+    """Histograms of time to first token and total time (ms), each with its median as a dashed line.
+
+    >>> fig = latency_distributions(run)                                      # doctest: +SKIP
+    """
+    frame = _frame(data)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, column, name in zip(axes, ("ttft_s", "total_s"), ("time to first token", "total time")):
+        xs = [v * 1000 for v in _values(frame, column)]
+        ax.set_title(name)
+        ax.set_xlabel("ms")
+        ax.set_ylabel("exchanges")
+        if not xs:
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
+            continue
+        ax.hist(xs, bins=bins, color="tab:blue", alpha=0.75)
+        med = _median(xs)
+        ax.axvline(med, color=_MEDIAN, linestyle="--", label=f"median {med:.0f} ms")
+        ax.legend(loc="upper right")
+    fig.suptitle(title or f"latency of {len(frame)} exchanges")
+    return fig
+
+
+def token_timeline(exchange: Exchange | Timings, *, title: str | None = None) -> Figure:
+    """Per-token arrival of one stream: cumulative content chunks against seconds since the request was sent,
+    with time to first byte and first token marked.
+
+    >>> fig = token_timeline(run.exchanges[0])                                # doctest: +SKIP
+    """
+    t = exchange.timings if isinstance(exchange, Exchange) else exchange
+    if not isinstance(t, Timings):
+        raise InputError(f"expected an Exchange or Timings, got {type(exchange).__name__}")
+    if not t.token_ns:
+        raise InputError("this exchange has no content chunks to draw (an error reply, or no stamps were kept)")
+    xs = [(ns - t.request_sent_ns) / 1e9 for ns in t.token_ns]
+    ys = list(range(1, len(xs) + 1))
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.step(xs, ys, where="post", color="tab:blue", label="content chunks")
+    ax.plot(xs, ys, "o", color="tab:blue", markersize=3)
+    if t.ttfb_s is not None:
+        ax.axvline(t.ttfb_s, color=_ERR, linestyle=":", label=f"first byte {t.ttfb_s * 1000:.0f} ms")
+    ax.axvline(xs[0], color=_MEDIAN, linestyle="--", label=f"first token {xs[0] * 1000:.0f} ms")
+    ax.set_xlabel("seconds since the request was sent")
+    ax.set_ylabel("content chunks received")
+    ax.legend(loc="lower right")
+    chat = exchange.chat_id if isinstance(exchange, Exchange) else None
+    ax.set_title(title or f"token arrival{' of ' + chat if chat else ''}")
+    return fig
+
+
+def tokens_per_second(data, *, column: str = "tokens_per_s", title: str | None = None) -> Figure:
+    """Decode rate of each run in order (bars), with the median as a dashed line.
+
+    >>> fig = tokens_per_second(run)                                          # doctest: +SKIP
+    """
+    frame = _frame(data)
+    ys = pd.to_numeric(frame[column], errors="coerce") if column in frame.columns else None
+    if ys is None:
+        raise InputError(f"the frame has no column {column!r}")
+    runs = frame["run"].tolist() if "run" in frame.columns else list(range(len(frame)))
+    pairs = [(r, y) for r, y in zip(runs, ys.tolist()) if not math.isnan(y)]
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    if pairs:
+        ax.bar([p[0] for p in pairs], [p[1] for p in pairs], color="tab:blue", alpha=0.8)
+        med = _median([p[1] for p in pairs])
+        ax.axhline(med, color=_MEDIAN, linestyle="--", label=f"median {med:.1f} tokens/s")
+        ax.legend(loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no streamed runs (tokens/s needs at least two tokens)", transform=ax.transAxes,
+                ha="center")
+    ax.set_xlabel("run")
+    ax.set_ylabel("tokens / s")
+    ax.set_title(title or "tokens per second by run")
+    return fig
+
+
+def signature_availability(result: "WindowResult", *, title: str | None = None) -> Figure:
+    """Every probe of a window measurement: signature found (1) or not (0) against seconds since the chat
+    ended; the band from last success to first failure is the window estimate. Multi-node misses (a 404 then a
+    200) are drawn hollow; errors grey at 0.5.
+
+    >>> fig = signature_availability(probe.run())                            # doctest: +SKIP
+    """
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    ax = fig.subplots()
+    groups = {
+        "found (200)": ([p for p in result.probes if p.outcome == "ok"], 1.0, _OK, "o"),
+        "expired (404)": ([p for p in result.probes if p.outcome == "missing" and not p.multi_node_miss],
+                          0.0, _MISS, "x"),
+        "multi-node miss (404, later 200)": ([p for p in result.probes if p.multi_node_miss], 0.0, _MISS, "o"),
+        "error": ([p for p in result.probes if p.outcome == "error"], 0.5, _ERR, "s"),
+    }
+    for label, (probes, y, color, marker) in groups.items():
+        if not probes:
+            continue
+        kw = {"facecolors": "none", "edgecolors": color} if "miss" in label else {"color": color}
+        ax.scatter([p.elapsed_s for p in probes], [y + 0.03 * p.chat for p in probes], marker=marker,
+                   label=label, zorder=3, **kw)
+    if result.lower_s is not None and result.upper_s is not None and result.upper_s > result.lower_s:
+        ax.axvspan(result.lower_s, result.upper_s, color="tab:orange", alpha=0.25,
+                   label=f"window {result.estimate_s:.1f} ± {result.uncertainty_s:.1f} s")
+    elif result.lower_s is not None:
+        ax.axvline(result.lower_s, color="tab:orange", linestyle="--", label=f"alive at {result.lower_s:.1f} s")
+    ax.set_yticks([0, 0.5, 1], ["404", "error", "200"])
+    ax.set_ylim(-0.25, 1.25 + 0.03 * max(0, result.chats - 1))
+    ax.set_xlabel("seconds since the chat ended")
+    ax.set_title(title or f"signature availability ({result.status}, {len(result.probes)} probes, "
+                          f"{result.chats} chat{'s' if result.chats != 1 else ''})")
+    ax.legend(loc="center left", fontsize="small")
+    return fig
+
+
+def compare_runs(a, b, *, labels: tuple[str, str] = ("A", "B"),
+                 metrics: Sequence[str] = ("ttft_s", "total_s", "tokens_per_s"), title: str | None = None) -> Figure:
+    """Two endpoints or two settings side by side: one panel per metric, a box for each, medians annotated.
+
+    >>> fig = compare_runs(run_stream, run_json, labels=("stream", "no stream"))   # doctest: +SKIP
+    """
+    fa, fb = _frame(a), _frame(b)
+    fig = Figure(figsize=(4 * len(metrics), 4), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        if "tokens_per" in metric:  # a rate, although its name ends in _s
+            scale, unit = 1, "tokens / s"
+        elif metric.endswith("_s"):
+            scale, unit = 1000, "ms"
+        else:
+            scale, unit = 1, ""
+        data = [[v * scale for v in _values(f, metric)] for f in (fa, fb)]
+        present = [(d, lab) for d, lab in zip(data, labels) if d]
+        if present:
+            ax.boxplot([d for d, _ in present], tick_labels=[lab for _, lab in present])
+            for i, (d, _) in enumerate(present, start=1):
+                ax.annotate(f"{_median(d):.1f}", (i, _median(d)), textcoords="offset points", xytext=(18, 0),
+                            fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
+        ax.set_title(metric)
+        ax.set_ylabel(unit)
+    fig.suptitle(title or f"{labels[0]} vs {labels[1]}")
+    return fig
+
+
+def save(fig: Figure, path, *, dpi: int = 120) -> None:
+    """Write ``fig`` as an image (format from the suffix); a bad path is an InputError, not a traceback."""
+    try:
+        fig.savefig(path, dpi=dpi)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot save the figure to {path}: {exc}") from None

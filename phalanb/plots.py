@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .errors import InputError
 from .exchange import Exchange, Timings
@@ -67,6 +68,7 @@ def latency_distributions(data, *, bins: int = 20, title: str | None = None) -> 
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
             continue
         ax.hist(xs, bins=bins, color="tab:blue", alpha=0.75)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of exchanges: no 1.75
         med = _median(xs)
         ax.axvline(med, color=_MEDIAN, linestyle="--", label=f"median {med:.0f} ms")
         ax.legend(loc="upper right")

@@ -110,6 +110,19 @@ def test_warmup_chats_are_not_recorded_and_every_run_is(fresh_sim, client_for):
     assert len(sim.state.cache) == 7  # the service saw the two warm-ups, the frame does not
 
 
+def test_each_thread_can_have_its_own_client_and_they_are_closed(sim, client_for):
+    made = []
+
+    def factory():
+        made.append(client_for(sim))
+        return made[-1]
+
+    run = run_latency(client_for(sim), n=6, concurrency=3, warmup=0, max_tokens=2, progress=False,
+                      client_factory=factory)
+    assert run.frame["error"].isna().all() and 1 <= len(made) <= 3
+    assert all(c._http.is_closed for c in made)
+
+
 def test_verdict_is_recorded_when_verification_is_on(sim, client_for):
     f = run_latency(client_for(sim), n=2, max_tokens=3, attestation=True, verify=True,
                     policy=Policy(trust="simulated"), progress=False).frame

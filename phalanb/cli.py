@@ -23,6 +23,8 @@ _COMMAND_MODULES = (
     "phalanb.commands",
     "phalanb.tdx.cli",
     "phalanb.gpu.cli",
+    "phalanb.audit_cli",
+    "phalanb.lab",
     "phalanb.timing_cli",
 )
 

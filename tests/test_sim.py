@@ -108,3 +108,31 @@ def test_upstream_mode_forwards_exact_bytes_and_signs_them(fresh_sim, client_for
     v = verify_exchange(ex, sig, att.report, nonce=att.nonce)
     assert {cid: v[cid].status.value for cid in CHAT_LINKS} == dict.fromkeys(CHAT_LINKS, "pass")
     assert sig.signing_address == proxy.signing_address != upstream.signing_address
+
+
+@pytest.mark.parametrize("fault, failing", [
+    ("tamper_response", {"response.hash"}),
+    ("tamper_request", {"request.hash"}),
+    ("wrong_signing_key", {"signature.bound"}),
+    ("stale_quote", {"report.nonce_fresh"}),
+    ("debug_td", {"tdx.debug_disabled"}),
+    ("wrong_compose_hash", {"app.compose_hash"}),
+    # The GPUs signed another nonce: the evidence check and NRAS's own appraisal both say so.
+    ("gpu_nonce_mismatch", {"gpu.nonce", "gpu.agree", "nras.result"}),
+    # The server used its own nonce for the quote and the GPUs alike.
+    ("ignore_nonce", {"report.nonce_fresh", "gpu.nonce", "nras.result"}),
+])
+def test_every_attestation_fault_fails_exactly_its_checks(fault, failing):
+    from phalanb.session import Session, Settings
+
+    with Session(Settings(sim_options={"seed": 5, "ttft_ms": 0, "tokens_per_second": 0, "faults": {fault}})) as s:
+        verdict = s.chat_and_verify("fault", max_tokens=3).verdict
+    assert verdict.status == "failed"
+    assert {c.id for c in verdict.failed} == failing, verdict.table()
+
+
+def test_every_fault_is_documented_and_tested():
+    tested = {"tamper_response", "tamper_request", "wrong_signing_key", "stale_quote", "debug_td",
+              "wrong_compose_hash", "gpu_nonce_mismatch", "ignore_nonce", "chat_500", "signature_500",
+              "attestation_500", "cut_stream", "signature_missing"}
+    assert set(FAULTS) == tested

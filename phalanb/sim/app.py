@@ -292,7 +292,7 @@ async def attestation_report(request: Request) -> Response:
         nonce = secrets.token_bytes(32)
     # The quote and GPU evidence take real work (signatures); keep the event loop free for streams.
     report = await asyncio.to_thread(build_report, keys=state.keys, algo=algo, nonce=nonce,
-                                     tdx=state.tdx, gpu=state.gpu)
+                                     tdx=state.tdx, gpu=state.gpu, faults=frozenset(state.config.faults))
     return JSONResponse(report)
 
 

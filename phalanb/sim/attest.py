@@ -13,6 +13,7 @@ When a provider is absent the corresponding fields are ``null`` and a verifier m
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ class TdxAttestation:
 
 
 class TdxProvider(Protocol):
-    def attest(self, report_data: bytes) -> TdxAttestation: ...
+    def attest(self, report_data: bytes, *, debug: bool = False) -> TdxAttestation: ...
 
 
 class GpuProvider(Protocol):
@@ -43,19 +44,35 @@ def report_data_for(keys: SimKeys, algo: str, nonce: bytes) -> bytes:
 
 
 def build_report(*, keys: SimKeys, algo: str, nonce: bytes, tdx: TdxProvider | None,
-                 gpu: GpuProvider | None) -> dict[str, Any]:
+                 gpu: GpuProvider | None, faults: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The report for ``nonce``. ``faults`` (names from :data:`phalanb.sim.config.FAULTS`) make it wrong in one
+    specific way each, so every check can be shown failing for its own reason."""
     report_data = report_data_for(keys, algo, nonce)
     quote_hex = None
     event_log = None
     info: dict[str, Any] = {}
     vm_config = ""
     if tdx is not None:
-        att = tdx.attest(report_data)
+        if "stale_quote" in faults:
+            # A quote made earlier, for someone else's nonce, served with our nonce echoed beside it.
+            report_data = report_data_for(keys, algo, hashlib.sha256(b"an older request" + nonce).digest())
+        att = tdx.attest(report_data, debug="debug_td" in faults)
         quote_hex = att.quote.hex()
         event_log = json.dumps(att.event_log)
         info = att.info
         vm_config = att.vm_config
-    nvidia_payload = json.dumps(gpu.payload(nonce.hex())) if gpu is not None else None
+        if "wrong_compose_hash" in faults and isinstance(info.get("tcb_info"), dict):
+            # The configuration shown to users is not the one that was measured.
+            compose = info["tcb_info"].get("app_compose", "")
+            info["tcb_info"]["app_compose"] = compose.replace("phalanb", "phalanb-evil", 1) or "{}"
+    nvidia_payload = None
+    if gpu is not None:
+        if "gpu_nonce_mismatch" in faults:
+            payload = gpu.payload(hashlib.sha256(b"another nonce" + nonce).hexdigest())
+            payload["nonce"] = nonce.hex()  # the wrapper claims our nonce; the GPUs signed another one
+        else:
+            payload = gpu.payload(nonce.hex())
+        nvidia_payload = json.dumps(payload)
     entry: dict[str, Any] = {
         "signing_address": keys.address(algo),
         "signing_algo": algo,

@@ -26,6 +26,10 @@ FAULTS: dict[str, str] = {
     "wrong_signing_key": "signatures are made with a key that the attestation report does not name",
     "ignore_nonce": "the attestation report ignores the client's nonce and uses one of its own",
     "signature_missing": "the signature endpoint answers 404 for every chat id (a node that never saw the chat)",
+    "stale_quote": "the TDX quote was made for an older nonce, though the report echoes the client's",
+    "debug_td": "the TD runs with the DEBUG attribute set (the host can read its memory)",
+    "wrong_compose_hash": "the app_compose shown in the report is not the one that was measured",
+    "gpu_nonce_mismatch": "the GPUs signed evidence for another nonce than the client's",
 }
 
 

@@ -358,6 +358,10 @@ def judge(quote: Quote, result: DcapResult | None, policy: TdxPolicy | None = No
         checks.append(Check("tdx.tcb_status", Status.SKIPPED,
                             f"the collateral is not valid at {_fmt(result.at)}{window}: fetch fresh collateral, or "
                             f"verify at a time inside its window; dcap-qvl said: {result.error}", result.to_dict()))
+    elif not result.ok and quote.body.attributes.debug and "debug" in (result.error or "").lower():
+        # dcap-qvl stops at the DEBUG attribute before judging the TCB; the fault is tdx.debug_disabled's to name.
+        checks.append(Check("tdx.tcb_status", Status.SKIPPED, "dcap-qvl does not evaluate the TCB of a DEBUG TD "
+                            "(see tdx.debug_disabled)", result.to_dict()))
     elif not result.ok:
         reason = result.error or "dcap-qvl refused the quote"
         checks.append(Check("tdx.tcb_status", Status.FAIL, f"DCAP verification failed: {reason}", result.to_dict()))

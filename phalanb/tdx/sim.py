@@ -350,14 +350,16 @@ class SimulatedTdx:
         }
 
     # -- quotes ------------------------------------------------------------------------------------------------
-    def quote(self, report_data: bytes) -> bytes:
-        """A TDX v4 quote over ``report_data`` (64 bytes; shorter is zero-padded as the TDX module does)."""
+    def quote(self, report_data: bytes, *, debug: bool = False) -> bytes:
+        """A TDX v4 quote over ``report_data`` (64 bytes; shorter is zero-padded as the TDX module does).
+        ``debug=True`` sets the TD's DEBUG attribute (the simulator's ``debug_td`` fault)."""
         if len(report_data) > 64:
             raise ValueError(f"report_data is at most 64 bytes, got {len(report_data)}")
         report_data = report_data.ljust(64, b"\0")
         header = (struct.pack("<HHIHH", 4, 2, 0x81, 0, PCE_SVN) + INTEL_QE_VENDOR_ID
                   + hashlib.sha256(_derive(self.seed, "platform-id")).digest()[:16] + bytes(4))
-        body = (TEE_TCB_SVN + self.mr_seam + bytes(48) + bytes(8) + TD_ATTRIBUTES + XFAM + self.mr_td
+        attributes = bytes([TD_ATTRIBUTES[0] | 0x01]) + TD_ATTRIBUTES[1:] if debug else TD_ATTRIBUTES
+        body = (TEE_TCB_SVN + self.mr_seam + bytes(48) + bytes(8) + attributes + XFAM + self.mr_td
                 + self.mr_config_id + bytes(48) + bytes(48) + b"".join(self.rtmrs) + report_data)
         signed = header + body
         assert len(signed) == 632
@@ -365,9 +367,9 @@ class SimulatedTdx:
         sig_data = signature + self.attestation_key + self._cert_data
         return signed + struct.pack("<I", len(sig_data)) + sig_data
 
-    def attest(self, report_data: bytes) -> TdxAttestation:
+    def attest(self, report_data: bytes, *, debug: bool = False) -> TdxAttestation:
         """The :class:`TdxProvider` call: quote, event log, info (with app_compose) and vm_config."""
-        return TdxAttestation(quote=self.quote(report_data), event_log=[dict(e) for e in self.event_log],
+        return TdxAttestation(quote=self.quote(report_data, debug=debug), event_log=[dict(e) for e in self.event_log],
                               info=json.loads(json.dumps(self.info)), vm_config=self.vm_config)
 
     # -- trust and collateral ----------------------------------------------------------------------------------

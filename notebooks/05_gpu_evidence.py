@@ -1,0 +1,173 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [Index](00_start_here.ipynb) · [← Back: event log and the application](04_event_log_and_application.ipynb) · [Next: timing →](06_timing.ipynb)
+#
+# # 05 · GPU evidence
+#
+# The model runs on GPUs, so the CPU's quote is not enough: each NVIDIA GPU in confidential mode signs its own
+# evidence — an SPDM `GET_MEASUREMENTS` request and response — over our nonce, with a key whose certificate chains to
+# NVIDIA's Device Identity CA. NVIDIA's attestation service (NRAS) can also appraise the evidence and answer with
+# signed tokens.
+#
+# **What you will learn**
+# - the SPDM evidence byte by byte: request, measurement blocks, opaque data, signature;
+# - what each GPU's checks are (nonce, signature, chain, FWID) and how they appear per GPU;
+# - how to read NRAS tokens, and check them offline with a saved answer from a real 8-GPU node.
+
+# %%
+import json
+
+import pandas as pd
+from IPython.display import display
+
+from phalanb.gpu import parse_payload, verify_payload
+from phalanb.lab import fixtures_path
+from phalanb.report import parse_report
+from phalanb.session import Session, Settings
+from phalanb.trust import gpu_root
+
+FIXTURES = fixtures_path()
+assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
+with Session(Settings.from_env()) as session:
+    print(session.settings.describe())
+    result = session.chat_and_verify("How many GPUs serve you?")
+    policy = session.policy
+node = parse_report(result.attestation.report).select(result.signature.signing_address)
+payload = parse_payload(node.nvidia_payload)
+print(payload.description)
+gpu = payload.gpus[0]
+spdm = gpu.spdm
+
+# %% [markdown]
+# ## 1. The SPDM byte map
+#
+# The evidence is the request the driver sent (37 bytes, with our nonce at bytes 4..36) followed by the GPU's
+# answer: a header, 64 measurement blocks (48-byte SHA-384 values of firmware and configuration), a random
+# responder nonce, *opaque data* (driver and VBIOS versions, chip SKU, FWID…), and an ECDSA P-384 signature over all
+# of it.
+
+# %%
+top_level = [f for f in spdm.byte_map() if not f.name.startswith(("MeasurementBlock", "OPAQUE"))]
+display(pd.DataFrame([(f.name, f.offset, f.size) for f in top_level], columns=["field", "offset", "size"]))
+assert spdm.raw[4:36] == spdm.requester_nonce == result.attestation.nonce
+
+# %%
+from phalanb.widgets import ByteMapExplorer
+
+explorer = ByteMapExplorer(spdm.raw, spdm.byte_map(), title=f"GPU-{gpu.index} SPDM evidence")
+explorer.select("request.Nonce")
+display(explorer)
+assert explorer.highlight == (4, 36)
+
+# %% [markdown]
+# ## 2. Measurements and opaque fields
+#
+# Each block is `index, spec, size` then a DMTF header and the value. Which firmware each index measures is
+# defined by NVIDIA's reference measurements (RIMs), which need the network; offline we can read and show them.
+
+# %%
+blocks = spdm.response.measurement_blocks
+measurements = pd.DataFrame([(b.index, b.offset, b.dmtf_spec_measurement_value_size, b.value.hex()[:32] + "…")
+                             for b in blocks], columns=["index", "offset", "bytes", "value"])
+display(measurements.head(8))
+opaque = pd.DataFrame([(f.name.removeprefix("OPAQUE_FIELD_ID_"), f.offset, f.size,
+                        str(f.decoded if f.decoded is not None else f.value.hex())[:48]) for f in spdm.opaque.fields],
+                      columns=["field", "offset", "size", "value"])
+display(opaque)
+assert len(blocks) == spdm.response.number_of_blocks and all(len(b.value) == 48 for b in blocks)
+
+# %% [markdown]
+# ## 3. Signature and chain, per GPU
+#
+# For every GPU: the requester nonce must be ours; the signature at the end must verify with the leaf
+# certificate's key over everything before it (located by offset, not by "the last 96 bytes"); the 5-certificate
+# chain must end at the **pinned** root; and the FWID in the opaque data must appear in the leaf certificate.
+
+# %%
+gpus = verify_payload(payload, root=gpu_root(policy), expected_nonce=result.attestation.nonce)
+per_gpu = pd.DataFrame([{"gpu": r.facts.index, "nonce": r.nonce.status.value, "signature": r.signature.status.value,
+                         "chain": r.chain.status.value, "fwid": r.fwid.status.value,
+                         "driver": r.facts.driver_version, "vbios": r.facts.vbios_version} for r in gpus.gpus])
+display(per_gpu)
+assert (per_gpu[["nonce", "signature", "chain", "fwid"]] == "pass").all().all()
+
+# %% [markdown]
+# Change one measurement byte and the GPU's signature no longer verifies:
+
+# %%
+from phalanb.gpu import parse_evidence, verify_signature
+
+flipped = bytearray(spdm.raw)
+flipped[blocks[1].value_offset] ^= 0x01
+assert not verify_signature(parse_evidence(bytes(flipped)), gpu.certificates[0]).ok
+
+# %% [markdown]
+# ## 4. A real 8-GPU node and its NRAS answer
+#
+# The fixtures hold a NEAR AI model node's attestation (2026-06-29) with the nonce that was sent, NVIDIA's NRAS
+# answer to its GPU evidence, and NVIDIA's signing keys (JWKS) as published that day. Its certificates chain to the
+# real NVIDIA Device Identity CA, pinned in phalanb.
+
+# %%
+from phalanb.gpu import Jwks, nvidia_device_identity_ca, parse_nras_response, verify_nras
+
+base = FIXTURES / "reports/neardirect-qwen-2026-06"
+real_nonce = json.loads((base / "manifest.json").read_text())["nonce_hex"]
+real_payload = parse_payload(json.loads((base / "attestation_report.json").read_text())["nvidia_payload"])
+nras = parse_nras_response((base / "nras_response.json").read_text())
+jwks = Jwks(json.loads((base / "nras_jwks_at_capture.json").read_text()))
+issued = nras.overall.claims["iat"]
+real = verify_payload(real_payload, root=nvidia_device_identity_ca(), expected_nonce=real_nonce, at=issued)
+print(real_payload.description)
+for c in real.checks:
+    print(f"{c.id:<24} {c.status.value:<8} {c.reason[:110]}")
+assert all(c.status.value == "pass" for c in real.checks)
+
+# %% [markdown]
+# NRAS answers with one overall token and one token per GPU, all JWTs signed with ES384. Decoded (not yet trusted):
+
+# %%
+claims = pd.DataFrame([{"token": name, "kid": tok.kid, "alg": tok.header.get("alg"),
+                        "measres": tok.claims.get("measres"), "secboot": tok.claims.get("secboot"),
+                        "dbgstat": tok.claims.get("dbgstat"),
+                        "nonce match": tok.claims.get("x-nvidia-gpu-attestation-report-nonce-match"),
+                        "ueid": tok.claims.get("ueid")} for name, tok in nras.tokens()])
+display(claims)
+print("overall result:", nras.overall.claims["x-nvidia-overall-att-result"], "| eat_nonce:", nras.overall.claims["eat_nonce"])
+
+# %% [markdown]
+# Now check them: every signature against NVIDIA's keys, the issuer, the validity window (the tokens expired long
+# ago, so the clock is pinned to when they were issued), the nonce, that the overall token commits to each GPU token
+# by hash, the per-GPU results, and that each token's `ueid` is the serial of that GPU's certificate.
+
+# %%
+checked = verify_nras(nras, jwks=jwks, expected_nonce=real_nonce, at=issued, gpu_facts=real.facts)
+for c in checked.checks:
+    print(f"{c.id:<14} {c.status.value:<6} {c.reason[:110]}")
+assert all(c.status.value == "pass" for c in checked.checks)
+
+# %% [markdown]
+# The same tokens checked *today* are expired — and that is reported, not hidden:
+
+# %%
+late = verify_nras(nras, jwks=jwks, expected_nonce=real_nonce, gpu_facts=real.facts)
+print(late.check("nras.token").reason)
+assert late.check("nras.token").status.value == "fail"
+
+# %% [markdown]
+# ## Check yourself
+#
+# 1. Which bytes of the evidence does the GPU sign, and why is the signature located by offset?
+# 2. What would a *validly signed* NRAS failure look like (hint: `x-nvidia-error-details`), and which check fails?
+# 3. Verify `real_payload` with `expected_nonce="00" * 32`: which check fails, for how many GPUs?
+
+# %%
+wrong = verify_payload(real_payload, root=nvidia_device_identity_ca(), expected_nonce="00" * 32, at=issued)
+assert wrong.check("gpu.nonce").status.value == "fail" and wrong.check("gpu.evidence_signature").passed

@@ -1,0 +1,173 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [Index](00_start_here.ipynb) · [← Back: timing](06_timing.ipynb) · [Next: failure gallery →](08_failure_gallery.ipynb)
+#
+# # 07 · Reproduce an audit
+#
+# A verification you cannot repeat is an anecdote. An **audit bundle** is one JSON file holding everything needed to
+# verify a reply again, offline, years later: the exact request and response bytes, the signature, the attestation
+# report with the nonce we sent, the collateral and NRAS answer that were fetched, the trust policy, the time, and
+# the verdict reached then. It never holds the API key.
+#
+# **What you will learn**
+# - to load a bundle and re-verify it offline, getting the same verdict;
+# - that editing anything in it — bytes, or the recorded verdict itself — is caught;
+# - to audit a whole folder of bundles with a progress bar and a summary table;
+# - what real reports from the fixtures earn when audited offline.
+
+# %%
+import json
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import display
+
+from phalanb.audit import load_bundle, parse_bundle, reverify
+
+shipped = Path("data") / "sim-reply.phalanb.json"
+bundle = load_bundle(shipped)
+print(bundle)
+print("recorded verdict:", bundle.recorded_verdict["status"], "| verified at", bundle.verified_at)
+print("endpoint:", bundle.endpoint)
+
+# %% [markdown]
+# This bundle ships with the notebooks. It was recorded from phalanb's simulator (so its roots are the simulated
+# ones, and it says so). Nothing below touches the network.
+#
+# ## 1. Re-verify offline
+#
+# `reverify` runs the very same `verify_exchange` as the live path, at the time of the original verification, and
+# compares the new verdict with the recorded one — which is shown, never believed.
+
+# %%
+again = reverify(bundle)
+print(again.verdict.table())
+print(again.explain())
+assert again.same and again.verdict.status == "verified"
+
+# %% [markdown]
+# ## 2. Tamper, and watch it fail
+#
+# Three edits an adversary (or an accident) might make: one byte of the reply, the nonce the report was made for,
+# and the recorded verdict itself.
+
+# %%
+import base64
+
+raw = json.loads(shipped.read_text())
+
+
+def edited(change):
+    data = json.loads(json.dumps(raw))
+    change(data)
+    return reverify(parse_bundle(data))
+
+
+def flip_reply(d):
+    body = bytearray(base64.b64decode(d["exchange"]["response_b64"]))
+    body[100] ^= 0x01
+    d["exchange"]["response_b64"] = base64.b64encode(bytes(body)).decode()
+
+
+def other_nonce(d):
+    d["attestation"]["nonce"] = "00" * 32
+
+
+def edit_recorded_check(d):
+    d["verdict"]["checks"][1]["status"] = "fail"  # the stored checks now disagree with the stored status
+
+
+tampered = {"one reply byte flipped": edited(flip_reply), "another nonce": edited(other_nonce),
+            "recorded verdict edited": edited(edit_recorded_check)}
+summary = pd.DataFrame([{"edit": k, "verdict now": r.verdict.status, "failing": ", ".join(c.id for c in r.verdict.failed),
+                         "same as recorded": r.same} for k, r in tampered.items()])
+display(summary)
+assert tampered["one reply byte flipped"].verdict["response.hash"].status.value == "fail"
+assert tampered["another nonce"].verdict["report.nonce_fresh"].status.value == "fail"
+assert not tampered["recorded verdict edited"].same  # the edit is reported…
+assert tampered["recorded verdict edited"].verdict.status == "verified"  # …and the evidence still decides
+
+# %% [markdown]
+# ## 3. Audit a folder
+#
+# Replies signed by one node share one attestation, and checking it costs far more than checking a signature, so
+# `phalanb.batch.audit` verifies each distinct attestation once and each reply's own links in parallel. Let us make
+# a folder: the shipped bundle, a few fresh replies from the live service (simulator by default), and one tampered
+# copy.
+
+# %%
+import tempfile
+
+from phalanb.session import Session, Settings
+
+folder = Path(tempfile.mkdtemp(prefix="phalanb-audit-"))
+(folder / "00-shipped.json").write_text(shipped.read_text())
+with Session(Settings.from_env()) as session:
+    print(session.settings.describe())
+    for i in range(5):
+        session.chat_and_verify(f"Audit me, reply {i}.").save(folder / f"{i + 1:02d}-live.json")
+bad = json.loads(shipped.read_text())
+flip_reply(bad)
+(folder / "99-tampered.json").write_text(json.dumps(bad))
+print(sorted(p.name for p in folder.iterdir()))
+
+# %%
+from phalanb.batch import audit
+
+table = audit([folder], workers=1, progress=True)
+display(table[["source", "verdict", "failing", "recorded"]].assign(source=table.source.map(lambda s: Path(s).name)))
+counts = table.verdict.value_counts()
+print(counts.to_string())
+assert counts.get("verified") == 6 and counts.get("failed") == 1
+assert table.loc[table.source.str.endswith("99-tampered.json"), "failing"].item() == "response.hash"
+
+# %% [markdown]
+# ## 4. Real reports, audited offline
+#
+# The fixtures hold attestation reports captured from live services. Audited offline with what was captured beside
+# them, two lessons appear:
+#
+# - the NEAR AI node (2026-06) passes every check that can be made offline — but no Intel collateral was captured,
+#   so its TCB status is *skipped* and the verdict is **incomplete**, never "verified";
+# - the NanoGPT deployment (2026-03) ignored the client's nonce: the quote is genuine, but it could be a replay,
+#   so freshness **fails**.
+
+# %%
+from phalanb.gpu import parse_nras_response
+from phalanb.lab import fixtures_path
+from phalanb.verify import verify_report
+
+FIXTURES = fixtures_path()
+assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
+near = FIXTURES / "reports/neardirect-qwen-2026-06"
+near_nras = json.loads((near / "nras_response.json").read_text())
+near_verdict = verify_report(json.loads((near / "attestation_report.json").read_text()),
+                             nonce=bytes.fromhex(json.loads((near / "manifest.json").read_text())["nonce_hex"]),
+                             nras_response=near_nras, jwks=json.loads((near / "nras_jwks_at_capture.json").read_text()),
+                             at=parse_nras_response(near_nras).overall.claims["iat"])
+nano = FIXTURES / "reports/nanogpt-gemma-2026-03"
+nano_verdict = verify_report(json.loads((nano / "attestation_report.json").read_text()),
+                             nonce=bytes.fromhex((nano / "client_nonce.txt").read_text().strip()))
+for name, v in (("neardirect-qwen-2026-06", near_verdict), ("nanogpt-gemma-2026-03", nano_verdict)):
+    print(f"{name}: {v.summary()[:200]}")
+assert near_verdict.status == "incomplete" and [c.id for c in near_verdict.skipped] == ["tdx.tcb_status"]
+assert nano_verdict["report.nonce_fresh"].status.value == "fail" and nano_verdict["tdx.quote_signature"].passed
+
+# %% [markdown]
+# ## Check yourself
+#
+# 1. Why is the recorded verdict inside a bundle never trusted on its own?
+# 2. A bundle re-verified five years later fails `tdx.pck_chain` because a certificate expired. Which clock should
+#    an auditor use, and why does `reverify` default to the original verification time?
+# 3. Add Intel collateral to the NEAR report's audit (`collateral=…`): which verdict would you then expect?
+
+# %%
+assert reverify(load_bundle(shipped)).verdict.status == "verified"
+assert b"Bearer" not in shipped.read_bytes() and b"sk-" not in shipped.read_bytes()  # bundles never hold the key

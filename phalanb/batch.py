@@ -150,8 +150,15 @@ def _attest(item: AuditItem) -> AttestedReport:
         return unattested(f"the attestation cannot be verified: {exc}", failed=True)
 
 
-def _chat_chunk(pairs: Sequence[tuple[Exchange | None, SignatureRecord]]) -> list[tuple[list, str | None]]:
-    return [chat_checks(ex, sig) for ex, sig in pairs]
+def _verify_chunk(task: tuple[AttestedReport, list[tuple[int, AuditItem]], bool]) -> list[tuple[int, dict, Any]]:
+    """One worker's share: the replies' own links, assembled with their (already verified) attestation."""
+    attested, indexed, keep = task
+    out = []
+    for index, item in indexed:
+        chat, signer = chat_checks(item.exchange, item.signature)
+        verdict = assemble(chat, signer, item.signature.signing_algo, attested)
+        out.append((index, _row(item, verdict), verdict if keep else None))
+    return out
 
 
 def _row(item: AuditItem, verdict: Any) -> dict[str, Any]:
@@ -191,31 +198,44 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
             own.shutdown()
 
 
+def _attestation_keys(items: list[AuditItem]) -> list[str]:
+    """Each item's attestation key, serialising each distinct shared object once (a JSONL batch's replies all
+    hold the same report object; hashing a 1 MB report per reply would dominate the whole audit)."""
+    memo: dict[tuple, str] = {}
+    out = []
+    for i in items:
+        ident = (id(i.report), id(i.collateral), id(i.nras_response), id(i.jwks), id(i.policy), i.nonce,
+                 i.signature.signing_address, i.at)
+        key = memo.get(ident)
+        if key is None:
+            key = memo[ident] = i.attestation_key()
+        out.append(key)
+    return out
+
+
 def _run(items: list[AuditItem], executor: Executor | None, progress: bool, keep: bool) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), desc="verifying", unit="reply", disable=not progress)
     mapper = executor.map if executor is not None else map
     # 1. each distinct attestation once
-    keys = [i.attestation_key() for i in items]
+    keys = _attestation_keys(items)
     first: dict[str, AuditItem] = {}
     for k, item in zip(keys, items):
         first.setdefault(k, item)
     attested = dict(zip(first, mapper(_attest, first.values())))
-    # 2. each reply's own links, in chunks
-    pairs = [(i.exchange, i.signature) for i in items]
-    chunks = [pairs[n:n + CHUNK] for n in range(0, len(pairs), CHUNK)]
-    rows, kept = [], []
-    results = mapper(_chat_chunk, chunks)
-    index = 0
-    for chunk_result in results:
-        for chat, signer in chunk_result:
-            item, att = items[index], attested[keys[index]]
-            verdict = assemble(chat, signer, item.signature.signing_algo, att)
-            rows.append(_row(item, verdict))
-            kept.append(verdict)
-            index += 1
-        bar.update(len(chunk_result))
+    # 2. each reply's own links, in chunks that carry their group's attestation result
+    groups: dict[str, list[tuple[int, AuditItem]]] = {}
+    for index, (k, item) in enumerate(zip(keys, items)):
+        groups.setdefault(k, []).append((index, item))
+    tasks = [(attested[k], members[n:n + CHUNK], keep) for k, members in groups.items()
+             for n in range(0, len(members), CHUNK)]
+    rows: list[dict | None] = [None] * len(items)
+    kept: list[Any] = [None] * len(items)
+    for done in mapper(_verify_chunk, tasks):
+        for index, row, verdict in done:
+            rows[index], kept[index] = row, verdict
+        bar.update(len(done))
     bar.close()
     df = pd.DataFrame(rows, columns=["source", "chat_id", "verdict", "failing", "skipped", "warnings", "recorded",
                                      "ttft_s", "total_s"])

@@ -11,6 +11,7 @@ sent only in the ``Authorization`` header, and never appears in a repr, a log li
 
 from __future__ import annotations
 
+import email.utils
 import json
 import secrets
 import socket
@@ -39,7 +40,8 @@ DEFAULT_BASE_URL = "https://api.red-pill.ai/v1"
 #: Connect quickly or fail; allow slow models a minute between bytes.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=10.0)
 _MAX_ERROR_BODY = 64 * 1024
-_MAX_JSON_BODY = 64 * 1024 * 1024  # attestation reports with 8 GPUs are ~1 MB; refuse absurd ones
+_MAX_JSON_BODY = 64 * 1024 * 1024
+_RETRY_STATUSES = {429, 502, 503, 504}  # attestation reports with 8 GPUs are ~1 MB; refuse absurd ones
 
 SIGNATURE_EXPIRED_HELP = (
     "the service has no signature for this chat id. Signatures live in a per-node cache (1200 s by default, "
@@ -133,12 +135,18 @@ class Client:
                  api_key: str | ApiKey | None = None, signing_algo: str = "ecdsa",
                  timeout: float | httpx.Timeout | None = None, transport: httpx.BaseTransport | None = None,
                  allow_insecure_http: bool = False, headers: Mapping[str, str] | None = None,
-                 api_key_env: bool = True):
+                 api_key_env: bool = True, retries: int = 2, backoff: float = 0.5, max_retry_after: float = 30.0):
         if signing_algo not in ALGOS:
             raise InputError(f"signing_algo must be one of {', '.join(ALGOS)}, got {signing_algo!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.signing_algo = signing_algo
+        if retries < 0 or backoff < 0 or max_retry_after < 0:
+            raise InputError("retries, backoff and max_retry_after must be >= 0")
+        self.retries = retries
+        self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self._sleep = time.sleep  # replaceable in tests
         # api_key_env=False: never pick a key up from the environment (e.g. for the embedded simulator).
         self._key = resolve_api_key(api_key, environ=None if api_key_env else {})
         check_key_transport(self.base_url, self._key, allow_insecure_http=allow_insecure_http)
@@ -206,20 +214,61 @@ class Client:
 
     def _get_json(self, path: str, params: Mapping[str, str], *, what: str, auth: bool = True
                   ) -> tuple[Any, bytes, float]:
-        request = self._http.build_request("GET", self._url(path), params=params,
-                                           headers=self._auth_headers() if auth else {})
+        """GET and decode JSON, retrying what is safe to retry.
+
+        These fetches are idempotent, so a refused connection, a timeout, a 429 (honouring Retry-After up to
+        ``max_retry_after``) or a 502/503/504 is retried up to ``retries`` times with exponential backoff. A chat
+        is never retried: sending it twice would create a second, different reply.
+        """
         t0 = time.perf_counter()
-        response = self._send(request, stream=True)
-        try:
-            body = self._read_limited(response, _MAX_JSON_BODY, what=what)
-        finally:
-            response.close()
+        attempt = 0
+        while True:
+            request = self._http.build_request("GET", self._url(path), params=params,
+                                               headers=self._auth_headers() if auth else {})
+            try:
+                response = self._send(request, stream=True)
+                try:
+                    body = self._read_limited(response, _MAX_JSON_BODY, what=what)
+                finally:
+                    response.close()
+            except TransportError:
+                if attempt >= self.retries:
+                    raise
+                self._sleep(self._backoff(attempt))
+                attempt += 1
+                continue
+            if response.status_code in _RETRY_STATUSES and attempt < self.retries:
+                wait = self._retry_after(response) if response.status_code == 429 else None
+                self._sleep(self._backoff(attempt) if wait is None else wait)
+                attempt += 1
+                continue
+            break
         elapsed = time.perf_counter() - t0
         self._raise_for_status(response, body, what=what)
         try:
             return json.loads(body), body, elapsed
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ParseError(f"{what}: the server's answer is not JSON ({exc})", field="body") from None
+            raise ParseError(f"{what}: the server's answer is not JSON ({exc}); {len(body)} bytes received",
+                             field="body", offset=getattr(exc, "pos", None)) from None
+
+    def _backoff(self, attempt: int) -> float:
+        return self.backoff * (2 ** attempt)
+
+    def _retry_after(self, response: httpx.Response) -> float:
+        """Seconds the server asked us to wait (integer seconds or an HTTP date), capped at ``max_retry_after``."""
+        value = response.headers.get("retry-after", "")
+        try:
+            wait = float(value)
+        except ValueError:
+            try:
+                wait = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                wait = self.backoff
+        if wait > self.max_retry_after:
+            raise ServiceError(f"the service asks to wait {wait:.0f} s before retrying (HTTP 429), more than "
+                               f"max_retry_after={self.max_retry_after:.0f} s", status=429,
+                               url=str(response.request.url))
+        return max(0.0, wait)
 
     def _read_limited(self, response: httpx.Response, limit: int, *, what: str) -> bytes:
         parts, size = [], 0

@@ -134,5 +134,7 @@ def test_every_attestation_fault_fails_exactly_its_checks(fault, failing):
 def test_every_fault_is_documented_and_tested():
     tested = {"tamper_response", "tamper_request", "wrong_signing_key", "stale_quote", "debug_td",
               "wrong_compose_hash", "gpu_nonce_mismatch", "ignore_nonce", "chat_500", "signature_500",
-              "attestation_500", "cut_stream", "signature_missing"}
+              "attestation_500", "cut_stream", "signature_missing",
+              # network faults: tests/test_network_faults.py
+              "rate_limit", "flaky_503", "hang", "truncated_json", "slow_drip"}
     assert set(FAULTS) == tested

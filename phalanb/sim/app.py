@@ -55,6 +55,8 @@ class SimState:
         self.cache = SignatureCache(ttl=config.signature_ttl, max_entries=config.max_signatures)
         self.tdx = tdx
         self.gpu = gpu
+        self.seen_paths: set[str] = set()  # for faults that hit the first request to each path
+        self.requests: dict[str, int] = {}  # requests received per path (tests count retries with it)
 
     def fault(self, name: str) -> bool:
         return name in self.config.faults
@@ -96,12 +98,40 @@ def _tamper(data: bytes) -> bytes:
     return data[:pos] + bytes([data[pos] ^ 0x01]) + data[pos + 1:]
 
 
+async def _network_fault(state: SimState, request: Request) -> Response | None:
+    """Faults of the network or an overloaded gateway, for the endpoints a client may safely retry (and for chat,
+    which it must not retry). The first request to each path is the one that suffers."""
+    path = request.url.path
+    first = path not in state.seen_paths
+    state.seen_paths.add(path)
+    state.requests[path] = state.requests.get(path, 0) + 1
+    if state.fault("rate_limit") and first:
+        resp = _error(429, "Too many requests (simulated fault rate_limit)", "rate_limit_error")
+        resp.headers["Retry-After"] = "1"
+        return resp
+    if state.fault("flaky_503") and first:
+        return _error(503, "Service temporarily unavailable (simulated fault flaky_503)", "server_error")
+    if state.fault("hang") and request.method == "GET":
+        await asyncio.sleep(3600)  # the client's timeout must end this, not the server
+    return None
+
+
+def _maybe_truncated(state: SimState, response: JSONResponse) -> Response:
+    if not state.fault("truncated_json"):
+        return response
+    body = bytes(response.body)
+    return Response(body[:len(body) // 2], media_type="application/json")
+
+
 async def chat_completions(request: Request) -> Response:
     state: SimState = request.app.state.sim
     if not _authorized(state, request):
         return _unauthorized()
     if state.fault("chat_500"):
         return _error(500, "Internal server error (simulated fault chat_500)", "server_error")
+    refused = await _network_fault(state, request)
+    if refused is not None:
+        return refused
     raw = await request.body()
     try:
         body = json.loads(raw)
@@ -193,7 +223,15 @@ async def chat_completions(request: Request) -> Response:
         # signature, as with the real proxy.
         store(hasher.hexdigest())
 
-    return StreamingResponse(events(), media_type="text/event-stream",
+    async def dripped() -> AsyncIterator[bytes]:
+        # slow_drip: each event leaves in three pieces with pauses, splitting lines mid-way.
+        async for data in events():
+            step = max(1, len(data) // 3)
+            for n in range(0, len(data), step):
+                await asyncio.sleep(0.01)
+                yield data[n:n + step]
+
+    return StreamingResponse(dripped() if state.fault("slow_drip") else events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -247,6 +285,9 @@ async def signature(request: Request) -> Response:
     state: SimState = request.app.state.sim
     if state.fault("signature_500"):
         return _error(500, "Internal server error (simulated fault signature_500)", "server_error")
+    refused = await _network_fault(state, request)
+    if refused is not None:
+        return refused
     chat_id = request.path_params["chat_id"]
     algo = request.query_params.get("signing_algo", "ecdsa")
     if algo not in ALGOS:
@@ -256,18 +297,21 @@ async def signature(request: Request) -> Response:
     if item is None or (model is not None and model != item.model):
         return _error(404, "Chat id not found or expired", "not_found")
     signer = state.rogue_keys if item.rogue else state.keys
-    return JSONResponse({
+    return _maybe_truncated(state, JSONResponse({
         "text": item.text,
         "signature": signer.sign(item.text, algo),
         "signing_address": state.keys.address(algo),
         "signing_algo": algo,
-    })
+    }))
 
 
 async def attestation_report(request: Request) -> Response:
     state: SimState = request.app.state.sim
     if state.fault("attestation_500"):
         return _error(500, "Internal server error (simulated fault attestation_500)", "server_error")
+    refused = await _network_fault(state, request)
+    if refused is not None:
+        return refused
     algo = request.query_params.get("signing_algo", "ecdsa")
     if algo not in ALGOS:
         return _error(400, "Invalid signing algorithm. Must be 'ecdsa' or 'ed25519'", "invalid_request_error")
@@ -293,13 +337,16 @@ async def attestation_report(request: Request) -> Response:
     # The quote and GPU evidence take real work (signatures); keep the event loop free for streams.
     report = await asyncio.to_thread(build_report, keys=state.keys, algo=algo, nonce=nonce,
                                      tdx=state.tdx, gpu=state.gpu, faults=frozenset(state.config.faults))
-    return JSONResponse(report)
+    return _maybe_truncated(state, JSONResponse(report))
 
 
 async def models(request: Request) -> Response:
     state: SimState = request.app.state.sim
     if not _authorized(state, request):
         return _unauthorized()
+    refused = await _network_fault(state, request)
+    if refused is not None:
+        return refused
     created = 1735689600
     return JSONResponse({"object": "list", "data": [
         {"id": m, "object": "model", "created": created, "owned_by": "phalanb-sim"} for m in state.config.models]})

@@ -30,6 +30,11 @@ FAULTS: dict[str, str] = {
     "debug_td": "the TD runs with the DEBUG attribute set (the host can read its memory)",
     "wrong_compose_hash": "the app_compose shown in the report is not the one that was measured",
     "gpu_nonce_mismatch": "the GPUs signed evidence for another nonce than the client's",
+    "rate_limit": "the first request to each endpoint answers 429 with Retry-After: 1",
+    "flaky_503": "the first request to each endpoint answers 503",
+    "hang": "GET endpoints (signature, attestation, models) never answer",
+    "truncated_json": "signature and attestation answers are cut in half (invalid JSON)",
+    "slow_drip": "stream events leave in small pieces with pauses, lines split mid-way",
 }
 
 

@@ -49,11 +49,12 @@ for name, what in FAULTS.items():
 # %%
 def attempt(faults):
     sim.set_faults(faults)
-    with Session(Settings(base_url=sim.base_url, trust="simulated")) as session:
-        try:
+    # A short timeout: one fault makes the service hang, and waiting a minute teaches nothing more than one second.
+    try:
+        with Session(Settings(base_url=sim.base_url, model=sim.model, trust="simulated", timeout=1.0)) as session:
             return session.chat_and_verify("Tell me something verifiable.")
-        except PhalanbError as exc:
-            return exc
+    except PhalanbError as exc:
+        return exc
 
 
 baseline = attempt([])
@@ -77,7 +78,17 @@ for name, out in outcomes.items():
 gallery = pd.DataFrame(rows).set_index("fault")
 with pd.option_context("display.max_colwidth", 140):
     display(gallery)
-assert "verified" not in set(gallery.outcome), gallery
+
+# Faults that change the evidence (bytes, keys, nonces, measurements) must never end in "verified"; faults of the
+# transport (errors, pauses, retries) leave the evidence intact and may end in a verified reply or an error — but
+# never in a failed verdict that blames evidence which was fine.
+EVIDENCE_FAULTS = {"tamper_response", "tamper_request", "wrong_signing_key", "ignore_nonce", "stale_quote",
+                   "debug_td", "wrong_compose_hash", "gpu_nonce_mismatch"}
+for name, outcome in gallery.outcome.items():
+    if name in EVIDENCE_FAULTS:
+        assert outcome == "failed", (name, outcome)
+    else:
+        assert outcome in ("verified", "error"), (name, outcome)
 
 # %% [markdown]
 # ## 3. How to read each one
@@ -105,6 +116,10 @@ assert "verified" not in set(gallery.outcome), gallery
 #   is nothing to verify: phalanb raises an error naming the endpoint rather than inventing a verdict. A missing
 #   signature is common in real life: signatures expire (20 minutes today), and behind a load balancer the node you
 #   ask may never have seen your chat.
+# - **Transport faults** (`rate_limit`, `flaky_503`, `hang`, `truncated_json`, `slow_drip`, when the simulator
+#   offers them) — answers that are late, refused once, cut, or dripped in pieces. The evidence itself is intact, so
+#   the right outcome is a verified reply (phalanb retried, or reassembled the pieces byte for byte) or an error
+#   that names what went wrong — never a *failed* verdict.
 
 # %%
 def failing(name):

@@ -16,6 +16,7 @@ from typing import Any
 from .apikey import ENV_VARS
 from .evidence import DEFAULT_PCCS_URL
 from .session import Session, Settings
+from .sim.config import LATENCY_DISTRIBUTIONS
 from .errors import InputError, SignatureExpiredError
 from .signatures import ALGOS
 
@@ -49,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ttft-ms", type=_positive(float), default=200.0, help="time to first token (default 200)")
     p.add_argument("--tokens-per-second", type=_positive(float), default=50.0,
                    help="token rate after the first (default 50; 0 = as fast as possible)")
+    p.add_argument("--ttft-jitter", type=_positive(float), default=0.0, metavar="FRACTION",
+                   help="spread of the time to first token, as a fraction of it (default 0)")
+    p.add_argument("--token-jitter", type=_positive(float), default=0.0, metavar="FRACTION",
+                   help="spread of the gaps between tokens, as a fraction (default 0)")
+    p.add_argument("--distribution", choices=tuple(LATENCY_DISTRIBUTIONS), default="uniform",
+                   help="how the jitter is spread (default uniform)")
     p.add_argument("--model", action="append", dest="models", metavar="NAME",
                    help="model name to serve (repeatable; default phalanb/sim-llama-3-8b)")
     p.add_argument("--gpus", type=int, default=1, help="simulated GPUs in the attestation (0-8, default 1)")
@@ -127,6 +134,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return 0
     config = SimConfig(seed=args.seed, signature_ttl=args.signature_ttl, max_signatures=args.max_signatures,
                        ttft_ms=args.ttft_ms, tokens_per_second=args.tokens_per_second, gpus=args.gpus,
+                       ttft_jitter=args.ttft_jitter, token_jitter=args.token_jitter,
+                       ttft_distribution=args.distribution, token_distribution=args.distribution,
                        models=tuple(args.models) if args.models else SimConfig().models, faults=set(args.fault),
                        upstream=args.upstream, upstream_api_key=os.environ.get("PHALANB_UPSTREAM_API_KEY"))
     try:

@@ -6,6 +6,7 @@ them out.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import ipywidgets as W
@@ -33,9 +34,9 @@ class TimingDashboard(W.VBox):
         self.go.on_click(lambda _b: self.measure())
         self.table = W.HTML()
         self.message = W.HTML()
-        self.plots = W.Output()
+        self.plot = W.Image(format="png", layout=W.Layout(max_width="100%"))
         controls = [W.HBox([self.n, self.stream, self.go])] if client is not None else []
-        super().__init__(controls + [self.message, self.table, self.plots], **kwargs)
+        super().__init__(controls + [self.message, self.table, self.plot], **kwargs)
         if run is not None:
             self.show(run)
 
@@ -68,8 +69,7 @@ class TimingDashboard(W.VBox):
         failed = int(frame["error"].notna().sum()) if "error" in frame else 0
         self.message.value = f"{len(frame)} exchanges" + (f", {failed} failed" if failed else "")
         self.table.value = summary.to_html(float_format=lambda x: f"{x:.4g}", border=0)
-        self.plots.clear_output()
-        with self.plots:
-            from IPython.display import display
-
-            display(plots.latency_distributions(frame))
+        # A PNG in an Image widget shows the same in JupyterLab, Voila and a test (an Output widget needs a kernel).
+        buf = io.BytesIO()
+        plots.latency_distributions(frame).savefig(buf, format="png", dpi=90)
+        self.plot.value = buf.getvalue()

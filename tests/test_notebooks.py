@@ -42,14 +42,16 @@ def execute(path: Path, env: dict[str, str], *, inject: str | None = None) -> tu
 
 
 @pytest.fixture(scope="session")
-def kernel_env(api_key, fixtures):
+def kernel_env(api_key, fixtures, tmp_path_factory):
     from phalanb.sim import SimConfig, Simulator
 
     with Simulator(SimConfig(seed=2026, ttft_ms=0, tokens_per_second=0, api_key=api_key)) as sim:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHALANB_", "REDPILL_"))}
         env.update(PHALANB_BASE_URL=sim.base_url, PHALANB_TRUST="simulated", PHALANB_API_KEY=api_key,
                    PHALANB_FIXTURES=str(fixtures), MPLBACKEND="module://matplotlib_inline.backend_inline",
-                   PYDEVD_DISABLE_FILE_VALIDATION="1")
+                   PYDEVD_DISABLE_FILE_VALIDATION="1",
+                   # temporary files the notebooks write (audit folders…) land where the key-leak check looks
+                   TMPDIR=str(tmp_path_factory.mktemp("kernel-tmp")))
         yield env
 
 

@@ -62,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="NAME",
                    help="inject a fault (repeatable); see `phalanb sim --list-faults`")
     p.add_argument("--list-faults", action="store_true", help="list the faults the simulator can inject and exit")
+    p.add_argument("--reply", metavar="TEXT", help="answer every chat with this text (demos; display tests)")
     p.add_argument("--upstream", metavar="URL", help="proxy a real OpenAI-compatible server (e.g. a local "
                    "llama.cpp at http://127.0.0.1:8080/v1) and sign its replies; its key, if any, comes from "
                    "$PHALANB_UPSTREAM_API_KEY")
@@ -137,7 +138,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
                        ttft_jitter=args.ttft_jitter, token_jitter=args.token_jitter,
                        ttft_distribution=args.distribution, token_distribution=args.distribution,
                        models=tuple(args.models) if args.models else SimConfig().models, faults=set(args.fault),
-                       upstream=args.upstream, upstream_api_key=os.environ.get("PHALANB_UPSTREAM_API_KEY"))
+                       upstream=args.upstream, reply=args.reply, upstream_api_key=os.environ.get("PHALANB_UPSTREAM_API_KEY"))
     try:
         Simulator(config, host=args.host, port=args.port).serve_forever()
     except KeyboardInterrupt:

@@ -138,3 +138,11 @@ def test_every_fault_is_documented_and_tested():
               # network faults: tests/test_network_faults.py
               "rate_limit", "flaky_503", "hang", "truncated_json", "slow_drip"}
     assert set(FAULTS) == tested
+
+
+def test_a_fixed_reply_is_served_word_by_word_and_signed(fresh_sim, client_for):
+    sim = fresh_sim(reply="Hello <b>world</b> again")
+    client = client_for(sim)
+    ex = client.chat("anything", max_tokens=10)
+    assert ex.text == "Hello <b>world</b> again" and ex.usage["completion_tokens"] == 3
+    assert set(_run(sim, client_for).values()) == {"pass"}

@@ -159,7 +159,11 @@ async def chat_completions(request: Request) -> Response:
     chat_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     prompt = _prompt_of(messages)
-    tokens = state.generator.tokens(prompt, max_tokens)
+    if state.config.reply is not None:
+        # A fixed reply (demos, and tests of how untrusted model text is displayed), cut into word tokens.
+        tokens = re.findall(r"\s*\S+", state.config.reply)[:max_tokens] or [""]
+    else:
+        tokens = state.generator.tokens(prompt, max_tokens)
     # Absolute deadlines from the moment the request was read: each sleep's overshoot is absorbed by the next
     # one instead of piling up, so a configured 50 tokens/s is what a client measures.
     loop = asyncio.get_running_loop()

@@ -70,6 +70,7 @@ class SimConfig:
     gpus: int = 1
     api_key: str | None = field(default=None, repr=False)
     upstream: str | None = None
+    reply: str | None = None  # answer every chat with this text instead of generated words
     upstream_api_key: str | None = field(default=None, repr=False)
     faults: set[str] = field(default_factory=set)
 

@@ -143,6 +143,6 @@ def test_every_fault_is_documented_and_tested():
 def test_a_fixed_reply_is_served_word_by_word_and_signed(fresh_sim, client_for):
     sim = fresh_sim(reply="Hello <b>world</b> again")
     client = client_for(sim)
-    ex = client.chat("anything", max_tokens=10)
+    ex = client.chat("anything", max_tokens=10, stream=False)
     assert ex.text == "Hello <b>world</b> again" and ex.usage["completion_tokens"] == 3
     assert set(_run(sim, client_for).values()) == {"pass"}

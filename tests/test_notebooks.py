@@ -27,10 +27,16 @@ CELL_TIMEOUT = 120
 WORKERS = 3
 
 
-def execute(path: Path, env: dict[str, str], *, inject: str | None = None) -> tuple[nbformat.NotebookNode, float]:
+def execute(path: Path, env: dict[str, str], *, inject: str | None = None,
+            edit: tuple[str, str] | None = None) -> tuple[nbformat.NotebookNode, float]:
     """Run a notebook in a fresh kernel (cwd = notebooks/). ``inject`` is code placed right after the cell tagged
-    ``parameters`` (as papermill does), to break what the notebook teaches."""
+    ``parameters`` (as papermill does); ``edit`` replaces one exact piece of code in the one cell holding it. Both
+    exist to break what the notebook teaches."""
     nb = nbformat.read(path, as_version=4)
+    if edit is not None:
+        holders = [c for c in nb.cells if c.cell_type == "code" and edit[0] in c.source]
+        assert len(holders) == 1, f"{path.name}: {edit[0]!r} is in {len(holders)} cells"
+        holders[0].source = holders[0].source.replace(edit[0], edit[1])
     if inject is not None:
         at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
         nb.cells.insert(at + 1, nbformat.v4.new_code_cell(inject))
@@ -121,14 +127,30 @@ def test_notebook_has_navigation_learning_goals_and_a_closing_check(name):
     assert "assert " in code
 
 
+# What each notebook teaches, broken on purpose: a parameter override (placed after the "parameters" cell) or a
+# (old, new) edit of one cell. Each must make that notebook's own assertion fail.
 BROKEN = {
-    # 01 teaches: hash the bytes as received. Hash rebuilt lines instead and its assertion must fail.
+    # hash rebuilt SSE lines instead of the bytes as received
     "01_chat_and_exact_bytes": 'HASH_OVER = "rebuilt lines"',
+    # read the request body with one extra newline: "the same JSON", other bytes
+    "02_hashing_and_signatures": ('request_bytes = (vector_dir / "request_body.json").read_bytes()',
+                                  'request_bytes = (vector_dir / "request_body.json").read_bytes() + b"\\n"'),
+    # check the simulator's quote against Intel's root instead of the root the policy pins
+    "03_attestation_and_tdx_quote": ("root = tdx_root(session.policy)",
+                                     "from phalanb.policy import Policy\nroot = tdx_root(Policy())"),
+    # forget to compare the GPUs' nonce with ours
+    "05_gpu_evidence": ("expected_nonce=result.attestation.nonce)", "expected_nonce=None)"),
 }
+
+
+def _break(name: str) -> tuple[str | None, tuple[str, str] | None]:
+    how = BROKEN[name]
+    return (how, None) if isinstance(how, str) else (None, how)
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_teaching_assertion_fails_when_the_taught_thing_is_broken(kernel_env, name):
+    inject, edit = _break(name)
     with pytest.raises(CellExecutionError) as info:
-        execute(NOTEBOOKS / f"{name}.ipynb", kernel_env, inject=BROKEN[name])
+        execute(NOTEBOOKS / f"{name}.ipynb", kernel_env, inject=inject, edit=edit)
     assert "AssertionError" in str(info.value)

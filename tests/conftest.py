@@ -90,3 +90,11 @@ def no_key_in_anything_written(tmp_path_factory):
     if artifacts.is_dir():
         leaks = [p for p in artifacts.rglob("*") if p.is_file() and needle in p.read_bytes()]
         assert not leaks, f"the API key was written to: {[str(p) for p in leaks]}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can act on failure (browser screenshots)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

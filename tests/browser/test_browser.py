@@ -1,0 +1,248 @@
+"""The notebooks and widgets as a user meets them: JupyterLab and Voila in headless Chromium (Debian's
+``/usr/bin/chromium``, driven by Playwright; never a downloaded browser).
+
+Each test saves a screenshot to ``test-artifacts/`` when it fails. The whole module runs in well under 3 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# Flags the machine needs: no sandbox as root, and no background calls to Google's hosts on a closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+SCRATCH = """
+import os
+from phalanb.tdx import parse_quote
+from phalanb.widgets import QuoteExplorer
+raw = (__import__("pathlib").Path(os.environ["PHALANB_FIXTURES"]) / "tdx/dcap-qvl/tdx_quote").read_bytes()
+explorer = QuoteExplorer(parse_quote(raw))
+explorer
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def sim_for_browser():
+    from phalanb.sim import SimConfig, Simulator
+
+    with Simulator(SimConfig(seed=31, ttft_ms=20, tokens_per_second=200)) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, fixtures):
+    """A copy of the notebooks (the browser saves and runs them; the repository's copies stay clean)."""
+    d = tmp_path_factory.mktemp("lab")
+    shutil.copytree(REPO / "notebooks", d / "notebooks")
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SCRATCH)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, d / "notebooks" / "browser_checks.ipynb")
+    return d / "notebooks"
+
+
+def _env(sim, fixtures) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PHALANB_API_KEY", "REDPILL_API_KEY")}
+    env.update(PHALANB_BASE_URL=sim.base_url, PHALANB_TRUST="simulated", PHALANB_FIXTURES=str(fixtures),
+               JUPYTER_PLATFORM_DIRS="1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def lab(workdir, sim_for_browser, fixtures, tmp_path_factory):
+    port, token = _free_port(), secrets.token_hex(16)
+    log = tmp_path_factory.mktemp("lablog") / "lab.log"
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
+           "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={workdir}",
+           "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False", "--allow-root",
+           "--LabServerApp.workspaces_dir=" + str(workdir.parent / "workspaces")]
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(sim_for_browser, fixtures),
+                                cwd=workdir)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    dialogs: list[str] = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.dialogs = dialogs  # type: ignore[attr-defined]
+    yield pg
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def _open_and_run_all(page, lab, name: str, timeout_s: float = 120) -> None:
+    url, token = lab
+    # A workspace of its own, reset: no tab from an earlier test is open (or receives the commands).
+    page.goto(f"{url}/lab/workspaces/t{secrets.token_hex(4)}/tree/{name}?reset&token={token}")
+    idle = ("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            f" if (!w || !w.context || !w.context.path.endsWith({json.dumps(name)})) return false;"
+            " const k = w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+            " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }")
+    page.wait_for_function(idle, timeout=60_000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # Done when no cell is queued or running ("[*]") and the kernel is idle again.
+    done = ("() => { const w = window.jupyterapp.shell.currentWidget;"
+            " const busy = [...document.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('*'));"
+            " return !busy && w?.sessionContext?.session?.kernel?.status === 'idle'; }")
+    page.wait_for_timeout(500)
+    page.wait_for_function(done, timeout=timeout_s * 1000, polling=500)
+
+
+def _errors_in(page) -> list[str]:
+    return page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+
+
+def _badge(page, status_symbol: str, check_id: str):
+    return page.locator("button.widget-button", has_text=re.compile(rf"^\s*{re.escape(status_symbol)} "
+                                                                   rf"{re.escape(check_id)}\s*$"))
+
+
+def test_start_here_runs_and_the_chat_panel_verifies_then_fails_on_a_fault(page, lab, sim_for_browser):
+    _open_and_run_all(page, lab, "00_start_here.ipynb")
+    tracebacks = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    assert tracebacks.count() == 0, tracebacks.all_inner_texts()[:1]
+    send = page.locator("button.widget-button", has_text="Send and verify").last
+    send.scroll_into_view_if_needed()
+    assert _badge(page, "✓", "request.hash").count() == 0  # no badge before the panel has been used
+    send.click()
+    # The reply streams in, then every badge of the verdict appears; the key ones pass.
+    for check in ("request.hash", "response.hash", "signature.bound", "tdx.quote_signature", "gpu.cert_chain"):
+        _badge(page, "✓", check).last.wait_for(timeout=60_000)
+    assert page.get_by_text(re.compile(r"verified — verified: all")).last.is_visible()
+    # Now the service tampers with its reply: the response-hash badge turns red, and only that link is blamed.
+    sim_for_browser.set_faults(["tamper_response"])
+    try:
+        send.click()
+        _badge(page, "✗", "response.hash").last.wait_for(timeout=60_000)
+        _badge(page, "✓", "request.hash").last.wait_for(timeout=10_000)
+        failed = page.locator("button.widget-button", has_text=re.compile(r"^\s*✗ ")).all_inner_texts()
+        assert [t.strip() for t in failed[-1:]] == ["✗ response.hash"]
+    finally:
+        sim_for_browser.set_faults([])
+
+
+def test_model_markup_is_shown_as_text_and_never_runs(page, lab, sim_for_browser):
+    payload = '<img src=x onerror=alert(1)> <script>alert(2)</script>'
+    sim_for_browser.config.reply = payload
+    try:
+        _open_and_run_all(page, lab, "00_start_here.ipynb")
+        send = page.locator("button.widget-button", has_text="Send and verify").last
+        assert _badge(page, "✓", "response.hash").count() == 0
+        send.click()
+        _badge(page, "✓", "response.hash").last.wait_for(timeout=60_000)
+        reply = page.get_by_text("<img src=x onerror=alert(1)>", exact=False).last
+        assert reply.is_visible()
+        page.wait_for_timeout(500)
+        assert page.dialogs == []  # type: ignore[attr-defined]
+        assert page.locator(".jp-OutputArea img[src='x']").count() == 0
+    finally:
+        sim_for_browser.config.reply = None
+
+
+def test_quote_explorer_highlights_the_selected_field(page, lab):
+    _open_and_run_all(page, lab, "browser_checks.ipynb", timeout_s=60)
+    select = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .widget-dropdown select").first
+    select.wait_for(timeout=30_000)
+    option = select.locator("option", has_text="report_data").first.get_attribute("value")
+    select.select_option(option)
+    marked = page.locator("pre span[style*='background:#ffd33d']")
+    page.wait_for_function("() => document.body.innerText.includes('report_data — bytes 568..632')",
+                           timeout=20_000)
+    assert marked.count() == 64 * 2  # 64 bytes: each highlighted in the hex column and the text column
+
+
+def test_voila_renders_the_start_here_dashboard(browser, workdir, sim_for_browser, fixtures, tmp_path):
+    port = _free_port()
+    log = tmp_path / "voila.log"
+    cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+           "--ServerApp.token=", "--ServerApp.allow_root=True", str(workdir / "00_start_here.ipynb")]
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(sim_for_browser, fixtures),
+                                cwd=workdir)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/", proc, log)
+        page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
+        send = page.locator("button.widget-button", has_text="Send and verify").last
+        send.wait_for(timeout=120_000)
+        send.click()
+        _badge(page, "✓", "signature.bound").last.wait_for(timeout=60_000)
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "voila.png"), full_page=True)
+        raise
+    finally:
+        context.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert json.dumps(log.read_text()).count("Traceback") == 0, log.read_text()[-3000:]

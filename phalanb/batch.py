@@ -24,10 +24,11 @@ import os
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
+from . import _json
 from .audit import Bundle, load_bundle, parse_bundle
 from .errors import InputError, ParseError, PhalanbError
 from .exchange import Exchange
@@ -79,7 +80,7 @@ def _jsonl_items(path: Path, at: float | None) -> Iterator[AuditItem]:
     with path.open("rb") as fh:
         header_line = fh.readline()
         try:
-            header = json.loads(header_line)
+            header = _json.loads(header_line)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ParseError(f"{path}: the first line is not JSON ({exc})", field="header", offset=0) from None
         if not isinstance(header, dict) or header.get("kind") != BATCH_KIND:
@@ -93,7 +94,7 @@ def _jsonl_items(path: Path, at: float | None) -> Iterator[AuditItem]:
                 offset += len(line)
                 continue
             try:
-                row = json.loads(line)
+                row = _json.loads(line)
                 ex = Exchange.from_dict(row["exchange"]) if row.get("exchange") is not None else None
                 sig = SignatureRecord.from_dict(row["signature"])
             except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:

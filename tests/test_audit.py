@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from phalanb.audit import load_bundle, parse_bundle, reverify, save_bundle
+from phalanb.audit import load_bundle, parse_bundle, reverify
 from phalanb.batch import audit, load_items, write_batch
 from phalanb.errors import ParseError
 from phalanb.session import Session, Settings

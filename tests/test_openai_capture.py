@@ -43,4 +43,4 @@ def test_sdk_capture_bytes_equal_phalanb_client_bytes_for_same_body(sim, api_key
 
 def test_recorder_is_empty_until_used():
     with pytest.raises(PhalanbError, match="nothing recorded"):
-        Recorder().last
+        _ = Recorder().last

@@ -92,18 +92,34 @@ regions = [("header", 0, quote.body_offset), ("TD report (body)", quote.body_off
            ("signature data", quote.signed_length, quote.end)]
 if quote.trailing:
     regions.append(("trailing", quote.end, len(quote.raw)))
-fig, (top, body) = plt.subplots(2, 1, figsize=(11, 3.6), gridspec_kw={"height_ratios": [1, 1.4]})
-colours = ["#54aeff", "#4ac26b", "#d4a72c", "#8c959f"]
-for (name, start, end), colour in zip(regions, colours):
-    top.broken_barh([(start, end - start)], (0, 1), color=colour)
+colours = {"header": "#54aeff", "TD report (body)": "#4ac26b", "signature data": "#d4a72c", "trailing": "#8c959f"}
+fig, (top, body, sig) = plt.subplots(3, 1, figsize=(11, 5.4), gridspec_kw={"height_ratios": [1, 1.5, 1.5]})
+for name, start, end in regions:
+    top.broken_barh([(start, end - start)], (0, 1), color=colours[name])
     top.text(start + (end - start) / 2, 0.5, f"{name}\n{start}..{end}", ha="center", va="center", fontsize=8)
-top.set_xlim(0, len(quote.raw)); top.set_yticks([]); top.set_title(f"TDX quote v{quote.version}: {len(quote.raw)} bytes")
-in_body = [f for f in rows if quote.body_offset <= f.offset < quote.signed_length]
-for i, f in enumerate(in_body):
-    body.broken_barh([(f.offset, f.size)], (0, 1), color=colours[1] if i % 2 else "#2da44e", edgecolor="white")
-    body.text(f.offset + f.size / 2, 1.1, f.name, rotation=60, fontsize=7, ha="left", va="bottom")
-body.set_xlim(quote.body_offset, quote.signed_length); body.set_ylim(0, 3.2); body.set_yticks([])
-body.set_xlabel("byte offset in the quote (TD report fields)")
+top.set_xlim(0, len(quote.raw)); top.set_yticks([])
+top.set_title(f"TDX quote v{quote.version}: {len(quote.raw)} bytes; the attestation key signs bytes 0..{quote.signed_length}")
+
+
+def lane(ax, fields, start, end, colour, label, min_label=0):
+    for i, (name, offset, size) in enumerate(fields):
+        ax.broken_barh([(offset, size)], (0, 1), color=colour, alpha=1.0 if i % 2 else 0.7, edgecolor="white")
+        if size >= min_label:  # small length fields stay unlabelled (they are in the table below)
+            ax.text(offset + size / 2, 1.1, name, rotation=60, fontsize=7, ha="left", va="bottom")
+    ax.set_xlim(start, end); ax.set_ylim(0, 3.4); ax.set_yticks([]); ax.set_xlabel(label, fontsize=8)
+
+
+lane(body, [(f.name, f.offset, f.size) for f in rows if quote.body_offset <= f.offset < quote.signed_length],
+     quote.body_offset, quote.signed_length, colours["TD report (body)"], "TD report fields (byte offsets)")
+# In the signature data, the QE report's fields are drawn as one block.
+sig_fields = {}
+for f in rows:
+    if quote.signed_length <= f.offset < quote.end:
+        key = "qe_report" if f.name.startswith("qe_report.") else f.name
+        start, end = sig_fields.get(key, (f.offset, f.end))
+        sig_fields[key] = (min(start, f.offset), max(end, f.end))
+lane(sig, [(k, a, b - a) for k, (a, b) in sig_fields.items()], quote.signed_length, quote.end,
+     colours["signature data"], "signature data (byte offsets)", min_label=60)
 fig.tight_layout()
 plt.show()
 

@@ -123,7 +123,12 @@ assert not verify_signature(parse_evidence(bytes(flipped)), gpu.certificates[0])
 # real NVIDIA Device Identity CA, pinned in phalanb.
 
 # %%
-from phalanb.gpu import Jwks, nvidia_device_identity_ca, parse_nras_response, verify_nras
+from phalanb.gpu import (
+    Jwks,
+    nvidia_device_identity_ca,
+    parse_nras_response,
+    verify_nras,
+)
 
 base = FIXTURES / "reports/neardirect-qwen-2026-06"
 real_nonce = json.loads((base / "manifest.json").read_text())["nonce_hex"]

@@ -30,7 +30,6 @@
 # what was asked for. Point `PHALANB_BASE_URL` at a real service to measure it instead.
 
 # %%
-import pandas as pd
 from IPython.display import display
 
 from phalanb import plots
@@ -92,9 +91,9 @@ assert dashboard.rows == 20
 from phalanb.client import Client
 from phalanb.sim import SimConfig, Simulator
 
-with Simulator(SimConfig(seed=6, ttft_ms=120, tokens_per_second=100)) as slow:
-    with Client(base_url=slow.base_url, model=slow.model) as slow_client:
-        slow_run = run_latency(slow_client, n=5, warmup=1, progress=False)
+with (Simulator(SimConfig(seed=6, ttft_ms=120, tokens_per_second=100)) as slow,
+      Client(base_url=slow.base_url, model=slow.model) as slow_client):
+    slow_run = run_latency(slow_client, n=5, warmup=1, progress=False)
 ttft = slow_run.summary().loc["ttft_s", "median"]
 print(f"configured 120 ms, measured median {ttft * 1000:.1f} ms")
 assert 0.120 <= ttft < 0.400
@@ -112,9 +111,9 @@ assert 0.120 <= ttft < 0.400
 # %%
 from phalanb.window import probe_window
 
-with Simulator(SimConfig(seed=6, ttft_ms=0, tokens_per_second=0, signature_ttl=1.5)) as short:
-    with Client(base_url=short.base_url, model=short.model) as short_client:
-        window = probe_window(short_client, schedule="grid", min_interval=0.1, horizon=5)
+with (Simulator(SimConfig(seed=6, ttft_ms=0, tokens_per_second=0, signature_ttl=1.5)) as short,
+      Client(base_url=short.base_url, model=short.model) as short_client):
+    window = probe_window(short_client, schedule="grid", min_interval=0.1, horizon=5)
 print(window)
 display(plots.signature_availability(window))
 assert window.lower_s <= 1.5 <= window.upper_s + 0.05

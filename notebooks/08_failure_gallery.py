@@ -32,14 +32,14 @@
 # `PHALANB_BASE_URL` says.
 
 # %%
+import logging
+
 import pandas as pd
 from IPython.display import display
 
 from phalanb.errors import PhalanbError
 from phalanb.session import Session, Settings
 from phalanb.sim import FAULTS, SimConfig, Simulator
-
-import logging
 
 # The simulator logs the connection it cuts on purpose (cut_stream); that traceback is expected, not news.
 sim = Simulator(SimConfig(seed=8, ttft_ms=0, tokens_per_second=0)).start()

@@ -13,12 +13,12 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from .errors import InputError
 
-__all__ = ["register", "notebooks_dir", "fixtures_path", "lab_command", "cmd_lab"]
+__all__ = ["cmd_lab", "fixtures_path", "lab_command", "notebooks_dir", "register"]
 
 
 def notebooks_dir() -> Path:

@@ -33,7 +33,7 @@ def test_binder_environment_pins_python_311_with_pip_and_the_jupyter_stack():
 def test_root_environment_installs_phalanb_with_pip():
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda, pip = _deps(env)
-    assert "pip" in conda and any(p.startswith("-e .") or p.startswith('-e ".') for p in pip)
+    assert "pip" in conda and any(p.startswith(("-e .", '-e ".')) for p in pip)
 
 
 def test_repo2docker_sees_one_environment_in_binder():
@@ -54,7 +54,7 @@ def test_postbuild_is_executable_and_installs_the_package_with_its_lab_extra(tmp
     subprocess.run([str(post)], cwd=REPO, check=True, env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
     cwd, args = log.read_text().strip().split("|")
     assert Path(cwd) == REPO and args.split()[:3] == ["-m", "pip", "install"] and '.[lab]' in args and "-e" in args
-    assert re.search(r"^lab = \[", (REPO / "pyproject.toml").read_text(), re.M), "pyproject has no 'lab' extra"
+    assert re.search(r"^lab = \[", (REPO / "pyproject.toml").read_text(), re.MULTILINE), "pyproject has no 'lab' extra"
 
 
 def test_readme_binder_badge_opens_an_existing_notebook_in_jupyterlab():

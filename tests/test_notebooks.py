@@ -69,7 +69,7 @@ def executed(kernel_env, tmp_path_factory):
     def run(name: str):
         try:
             nb, seconds = execute(NOTEBOOKS / f"{name}.ipynb", kernel_env)
-        except Exception as exc:  # reported by the test of that notebook
+        except Exception as exc:  # noqa: BLE001  (any failure is reported by the test of that notebook)
             return name, exc, 0.0
         nbformat.write(nb, out_dir / f"{name}.ipynb")
         return name, nb, seconds
@@ -87,7 +87,7 @@ def test_there_are_nine_notebooks_in_order():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_top_to_bottom_against_the_simulator(executed, name):
-    nb, seconds = executed[name]
+    nb, _seconds = executed[name]
     if isinstance(nb, Exception):
         raise nb
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]

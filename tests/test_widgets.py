@@ -14,8 +14,17 @@ import pytest
 
 from phalanb.session import Session, Settings
 from phalanb.verdict import Check, Status, Verdict
-from phalanb.widgets import (ByteMapExplorer, ChatPanel, QuoteExplorer, SettingsPanel, TimingDashboard,
-                             TrustChainView, VerdictBadges, hex_view, link_statuses)
+from phalanb.widgets import (
+    ByteMapExplorer,
+    ChatPanel,
+    QuoteExplorer,
+    SettingsPanel,
+    TimingDashboard,
+    TrustChainView,
+    VerdictBadges,
+    hex_view,
+    link_statuses,
+)
 from phalanb.widgets.chat import reply_html
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -116,7 +125,7 @@ def test_chat_panel_shows_service_errors_instead_of_raising(fresh_sim, api_key):
 class _Upstream(BaseHTTPRequestHandler):
     """A tiny OpenAI-compatible upstream whose model answers with markup."""
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         events = [{"id": "chatcmpl-0123456789abcdef0123456789abcdef", "object": "chat.completion.chunk",
                    "created": 1, "model": "evil", "choices": [{"index": 0, "delta": {"content": piece},

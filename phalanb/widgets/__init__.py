@@ -18,5 +18,16 @@ from .chat import ChatPanel
 from .settings import SettingsPanel
 from .timing import TimingDashboard
 
-__all__ = ["SettingsPanel", "ChatPanel", "VerdictBadges", "TrustChainView", "chain_html", "link_statuses", "LINKS",
-           "ByteMapExplorer", "QuoteExplorer", "hex_view", "TimingDashboard"]
+__all__ = [
+           "LINKS",
+           "ByteMapExplorer",
+           "ChatPanel",
+           "QuoteExplorer",
+           "SettingsPanel",
+           "TimingDashboard",
+           "TrustChainView",
+           "VerdictBadges",
+           "chain_html",
+           "hex_view",
+           "link_statuses",
+]

@@ -6,14 +6,15 @@ module only draws them.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import ipywidgets as W
 import traitlets
 
 from ._style import esc
 
-__all__ = ["hex_view", "ByteMapExplorer", "QuoteExplorer"]
+__all__ = ["ByteMapExplorer", "QuoteExplorer", "hex_view"]
 
 _MARK = "background:#ffd33d;color:#000"
 

@@ -6,7 +6,8 @@ check at all is *skipped*: nothing was verified there). Nothing is decided here 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import ipywidgets as W
 import traitlets
@@ -14,7 +15,7 @@ import traitlets
 from ..verdict import Status, Verdict
 from ._style import COLOURS, esc
 
-__all__ = ["LINKS", "link_statuses", "chain_html", "TrustChainView"]
+__all__ = ["LINKS", "TrustChainView", "chain_html", "link_statuses"]
 
 #: (key, label, what it means, check ids or ``prefix.*``) in the order the chain is read.
 LINKS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (

@@ -8,7 +8,8 @@ does not flood the browser with messages.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as W
 import traitlets

@@ -9,7 +9,8 @@ into the panel at all: the panel only says that one is set.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import ipywidgets as W
 import traitlets

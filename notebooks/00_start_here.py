@@ -72,7 +72,8 @@ print(settings.describe())
 # The settings never show the key itself — only whether one is set and where it came from:
 
 # %%
-assert "sk-" not in settings.describe() and "sk-" not in repr(settings)
+shown = settings.describe() + repr(settings) + repr(settings.api_key) + panel.status.value
+assert settings.api_key is None or settings.api_key.reveal() not in shown
 session = Session(settings)
 print(session)
 print("simulated roots" if session.simulated else "production roots (Intel's and NVIDIA's pinned CAs)")

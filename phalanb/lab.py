@@ -53,6 +53,8 @@ def lab_command(base_url: str, *, port: int | None = None, open_browser: bool = 
         argv.append(f"--port={port}")
     if not open_browser:
         argv.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers often run as root; JupyterLab refuses by default
+        argv.append("--allow-root")
     env = dict(os.environ if environ is None else environ)
     env.update(PHALANB_BASE_URL=base_url, PHALANB_TRUST="simulated")
     return argv, env, where

@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_lab)
 
 
-def cmd_lab(args: argparse.Namespace, *, runner=subprocess.call) -> int:
+def cmd_lab(args: argparse.Namespace, *, popen=subprocess.Popen) -> int:
     from .sim import SimConfig, Simulator
 
     with Simulator(SimConfig(seed=args.seed)) as sim:
@@ -79,8 +79,17 @@ def cmd_lab(args: argparse.Namespace, *, runner=subprocess.call) -> int:
                                      notebooks=args.notebooks)
         print(f"phalanb simulator at {sim.base_url} (simulated roots); starting JupyterLab in {cwd}", flush=True)
         try:
-            return int(runner(argv, env=env, cwd=str(cwd)) or 0)
-        except KeyboardInterrupt:
-            return 0
+            proc = popen(argv, env=env, cwd=str(cwd))
         except FileNotFoundError as exc:
             raise InputError(f"cannot start JupyterLab: {exc}") from None
+        try:
+            return int(proc.wait() or 0)
+        except KeyboardInterrupt:
+            # JupyterLab would ask "Shutdown this Jupyter server?" on the first Ctrl-C; stop it for good instead,
+            # before the simulator it talks to goes away.
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            return 0

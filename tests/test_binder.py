@@ -74,15 +74,19 @@ def test_phalanb_lab_starts_jupyterlab_on_the_notebooks_with_the_simulator_url(m
 
     seen = {}
 
-    def runner(argv, env, cwd):
-        import httpx
+    class FakeLab:
+        """Stands in for the JupyterLab process: records how it was started, checks the simulator is up."""
 
-        seen.update(argv=argv, env=env, cwd=cwd)
-        # the simulator is up while JupyterLab runs
-        return 0 if httpx.get(env["PHALANB_BASE_URL"] + "/models").status_code == 200 else 1
+        def __init__(self, argv, env, cwd):
+            seen.update(argv=argv, env=env, cwd=cwd)
+
+        def wait(self, timeout=None):
+            import httpx
+
+            return 0 if httpx.get(seen["env"]["PHALANB_BASE_URL"] + "/models").status_code == 200 else 1
 
     args = argparse.Namespace(port=8899, no_browser=True, notebooks=None, seed=1)
-    assert cmd_lab(args, runner=runner) == 0
+    assert cmd_lab(args, popen=FakeLab) == 0
     assert seen["argv"][:3] == [sys.executable, "-m", "jupyterlab"] and "--port=8899" in seen["argv"]
     assert "--no-browser" in seen["argv"] and Path(seen["cwd"]) == REPO / "notebooks"
     assert seen["env"]["PHALANB_TRUST"] == "simulated" and seen["env"]["PHALANB_BASE_URL"].startswith("http://127.")

@@ -161,6 +161,21 @@ for step in offline.steps:
 assert offline.ok
 
 # %% [markdown]
+# The chain inside the quote, leaf first, and the root it must end at (identified by the sha256 of its key):
+
+# %%
+from cryptography import x509
+
+from phalanb.tdx import TrustRoot
+
+chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in quote.pck_chain_pem]
+for cert in chain:
+    print(f"{cert.subject.rfc4514_string():<70} ← issued by {cert.issuer.rfc4514_string()}")
+print("pinned root:", root.subject, "| key sha256", root.key_sha256[:16], "…")
+print("Intel's    :", TrustRoot.intel().subject, "| key sha256", TrustRoot.intel().key_sha256[:16], "…")
+assert chain[-1].issuer == root.cert.subject
+
+# %% [markdown]
 # Flip one bit inside the signed region — say, in `report_data` — and step 1 fails: nobody can move a quote onto
 # another key or nonce.
 

@@ -106,6 +106,16 @@ display(per_gpu)
 assert (per_gpu[["nonce", "signature", "chain", "fwid"]] == "pass").all().all()
 
 # %% [markdown]
+# Each GPU brings its own five certificates, leaf first; the last one must be the pinned root (here the simulated
+# Device Identity CA, because the policy says `simulated`):
+
+# %%
+for cert in gpu.certificates:
+    print(cert.subject.rfc4514_string())
+print("pinned root:", gpu_root(policy).name, "| sha256", gpu_root(policy).sha256[:16], "…")
+assert len(gpu.certificates) == 5
+
+# %% [markdown]
 # Change one measurement byte and the GPU's signature no longer verifies:
 
 # %%

@@ -7,16 +7,78 @@ that fails is recorded with its reason (the verdict then says what was not check
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import PhalanbError
 from .report import parse_report
 
-__all__ = ["OnlineEvidence", "DEFAULT_PCCS_URL", "fetch_online_evidence"]
+__all__ = ["OnlineEvidence", "DEFAULT_PCCS_URL", "CollateralCache", "fetch_online_evidence"]
 
 #: dcap-qvl's default collateral source (a public PCCS that mirrors Intel PCS).
 DEFAULT_PCCS_URL = "https://pccs.phala.network"
+
+
+class CollateralCache:
+    """Collateral by (PCCS, FMSPC, CA), kept only while it is valid.
+
+    Collateral is per platform type, not per quote, and stays valid for weeks; a session that verifies every
+    reply would otherwise refetch it each time. An entry is used only while ``now`` is inside its validity
+    window (latest issue date .. earliest next update), so a cached copy never outlives what dcap-qvl accepts.
+    The collateral itself is still verified (signatures to the pinned root, CRLs) every time it is used.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self._items: dict[tuple[str, str, str], Any] = {}
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> Any:
+        with self._lock:
+            col = self._items.get(key)
+            if col is None:
+                return None
+            start, end, _ = col.window()
+            if not start <= self._clock() <= end:
+                del self._items[key]
+                return None
+            return col
+
+    def put(self, key: tuple[str, str, str], collateral: Any) -> None:
+        with self._lock:
+            self._items[key] = collateral
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+#: The process-wide cache :func:`fetch_online_evidence` uses unless given another one.
+COLLATERAL_CACHE = CollateralCache()
+
+
+def _collateral(quote: Any, pccs_url: str, timeout: float, cache: CollateralCache | None) -> Any:
+    from .tdx import fetch_collateral_sync, pck_extension
+
+    key = None
+    if cache is not None:
+        try:
+            pck, ca = pck_extension(quote)
+            key = (pccs_url, pck.fmspc.hex(), ca)
+        except PhalanbError:
+            key = None  # no readable PCK extension: fetch without caching; verification will say what is wrong
+        if key is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+    col = fetch_collateral_sync(quote, pccs_url, timeout=timeout)
+    if cache is not None and key is not None:
+        try:
+            cache.put(key, col)
+        except (KeyError, ValueError, TypeError):
+            pass
+    return col
 
 
 @dataclass
@@ -29,12 +91,14 @@ class OnlineEvidence:
 
 def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | None, nonce: bytes | None,
                           pccs_url: str | None = DEFAULT_PCCS_URL, nras_url: str | None = None,
-                          timeout: float = 60.0) -> OnlineEvidence:
+                          timeout: float = 60.0, cache: CollateralCache | None = COLLATERAL_CACHE
+                          ) -> OnlineEvidence:
     """Collateral for the node's quote from ``pccs_url`` and, when ``nras_url`` is given, NRAS's appraisal of
-    its GPU evidence with the JWKS to check it. ``None`` skips a source."""
+    its GPU evidence with the JWKS to check it. ``None`` skips a source. Collateral comes from ``cache`` while
+    valid (pass ``cache=None`` to always fetch)."""
     from .gpu import parse_payload
     from .gpu.nras import build_nras_request, fetch_jwks, fetch_nras
-    from .tdx import fetch_collateral_sync, parse_quote
+    from .tdx import parse_quote
 
     out = OnlineEvidence()
     try:
@@ -44,7 +108,7 @@ def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | N
         return out
     if pccs_url and node.intel_quote:
         try:
-            out.collateral = fetch_collateral_sync(parse_quote(node.intel_quote), pccs_url, timeout=timeout).to_dict()
+            out.collateral = _collateral(parse_quote(node.intel_quote), pccs_url, timeout, cache).to_dict()
         except PhalanbError as exc:
             out.problems.append(f"collateral from {pccs_url}: {exc}")
     source = node.gpu_evidence if node.binding == "chutes" else node.nvidia_payload

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import __version__
+from . import __version__, _json
 from .errors import InputError, ParseError
 from .exchange import Exchange, redact_headers
 from .policy import Policy
@@ -152,7 +152,7 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
         if len(raw) > MAX_BUNDLE_BYTES:
             raise ParseError(f"{len(raw)} bytes exceeds the bundle size limit", field="bundle")
         try:
-            data = json.loads(raw)
+            data = _json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ParseError(f"not JSON ({exc})", field="bundle") from None
     else:
@@ -189,21 +189,39 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
         raise ParseError("must be an object", field="policy")
     try:
         policy = Policy.from_dict(dict(policy_d))
-    except (InputError, TypeError, AttributeError) as exc:
+    except (InputError, TypeError, ValueError, AttributeError) as exc:
         raise ParseError(f"unusable trust settings: {exc}", field="policy") from None
     report = att.get("report")
     if report is not None and not isinstance(report, Mapping):
         raise ParseError("must be an object", field="attestation.report")
     recorded = data.get("verdict")
+    if recorded is not None:
+        # Read now, so re-verifying a bundle with a damaged recorded verdict reports that instead of crashing.
+        try:
+            Verdict.from_dict(recorded)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ParseError(f"the recorded verdict is malformed ({exc!r:.100})", field="verdict") from None
+    collateral = data.get("collateral")
+    if collateral is not None and not isinstance(collateral, Mapping):
+        # Only an object: a string would be taken as a *path* by load_collateral, and a bundle from elsewhere
+        # must never make the verifier read a local file (or /dev/zero).
+        raise ParseError("must be an object (dcap-qvl collateral) or null", field="collateral")
+    endpoint = data.get("endpoint") or {}
+    if not isinstance(endpoint, Mapping):
+        raise ParseError("must be an object", field="endpoint")
+    try:
+        created_at = float(data.get("created_at") or 0.0)
+    except (TypeError, ValueError):
+        raise ParseError("must be Unix seconds", field="created_at") from None
     return Bundle(
         exchange=Exchange.from_dict(data["exchange"]) if data.get("exchange") is not None else None,
         signature=SignatureRecord.from_dict(data["signature"]),
         report=dict(report) if report is not None else None,
         nonce=nonce, policy=policy, verified_at=verified_at,
-        collateral=data.get("collateral"), nras_response=nras.get("response"), jwks=nras.get("jwks"),
-        endpoint=dict(data.get("endpoint") or {}),
+        collateral=collateral, nras_response=nras.get("response"), jwks=nras.get("jwks"),
+        endpoint=dict(endpoint),
         recorded_verdict=dict(recorded) if isinstance(recorded, Mapping) else None,
-        created_at=float(data.get("created_at") or 0.0), phalanb_version=str(data.get("phalanb_version", "?")),
+        created_at=created_at, phalanb_version=str(data.get("phalanb_version", "?")),
         fetched_at=att.get("fetched_at"),
     )
 

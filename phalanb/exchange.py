@@ -112,7 +112,32 @@ class Timings:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Timings":
-        chunks = [tuple(c) for c in d.get("chunks", [])]
+        # Saved timings are read back from files: every stamp must be an integer (or absent), or the timing
+        # tables would fail later, far from the file that was wrong.
+        if not isinstance(d, Mapping):
+            raise ParseError("timings must be an object", field="exchange.timings")
+
+        def ns(key: str, value: Any) -> Any:
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ParseError(f"must be integer nanoseconds, got {type(value).__name__}",
+                                 field=f"exchange.timings.{key}")
+            return value
+
+        chunks_in, token_in = d.get("chunks", []), d.get("token_ns", [])
+        if not isinstance(chunks_in, list) or not isinstance(token_in, list):
+            raise ParseError("chunks and token_ns must be lists", field="exchange.timings")
+        if not all(isinstance(c, (list, tuple)) and len(c) == 2 for c in chunks_in):
+            raise ParseError("each chunk is [arrival ns, byte count]", field="exchange.timings.chunks")
+        for key in ("request_sent_ns", "headers_ns", "first_byte_ns", "first_token_ns", "done_ns", "last_byte_ns"):
+            ns(key, d.get(key))
+        for c in chunks_in:
+            ns("chunks", c[0]), ns("chunks", c[1])
+        for t in token_in:
+            ns("token_ns", t)
+        wall = d.get("wall_start", 0.0)
+        if not isinstance(wall, (int, float)) or isinstance(wall, bool):
+            raise ParseError("must be Unix seconds", field="exchange.timings.wall_start")
+        chunks = [tuple(c) for c in chunks_in]
         last = d.get("last_byte_ns")
         if last is None and chunks:  # saved before last_byte_ns existed: the last chunk's stamp is the same fact
             last = chunks[-1][0]
@@ -183,11 +208,15 @@ class Exchange:
             raise ParseError(f"missing {exc.args[0]}", field=f"exchange.{exc.args[0]}") from None
         except (binascii.Error, TypeError, ValueError) as exc:
             raise ParseError(f"not valid base64 ({exc})", field="exchange.request_b64/response_b64") from None
+        try:
+            status = int(d.get("status", 200))
+            request_headers = {str(k): str(v) for k, v in dict(d.get("request_headers") or {}).items()}
+            response_headers = {str(k): str(v) for k, v in dict(d.get("response_headers") or {}).items()}
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ParseError(f"status or headers malformed ({exc})", field="exchange") from None
         ex = cls.from_bytes(url=str(d.get("url", "")), request_bytes=req, response_bytes=resp,
-                            status=int(d.get("status", 200)), stream=bool(d.get("stream")),
-                            request_headers=dict(d.get("request_headers") or {}),
-                            response_headers=dict(d.get("response_headers") or {}),
-                            timings=Timings.from_dict(d.get("timings") or {}))
+                            status=status, stream=bool(d.get("stream")), request_headers=request_headers,
+                            response_headers=response_headers, timings=Timings.from_dict(d.get("timings") or {}))
         ex.complete = bool(d.get("complete", ex.complete))
         return ex
 

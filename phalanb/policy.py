@@ -46,9 +46,14 @@ class Policy:
             # Production trust is the pinned roots and nothing else: a bundle cannot smuggle in its own.
             raise InputError("production trust uses Intel's and NVIDIA's pinned roots; other roots need "
                              "trust='simulated'")
-        object.__setattr__(self, "accepted_tcb", tuple(self.accepted_tcb))
-        object.__setattr__(self, "warn_tcb", tuple(self.warn_tcb))
-        object.__setattr__(self, "rejected_advisories", tuple(self.rejected_advisories))
+        for name in ("accepted_tcb", "warn_tcb", "rejected_advisories"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                # Policies are also read from bundles: a number or object here would fail deep in verification.
+                raise InputError(f"{name} must be a list of strings, got {value!r:.80}")
+            object.__setattr__(self, name, tuple(value))
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.expected.items()):
+            raise InputError("expected measurements are name → hex string")
         object.__setattr__(self, "expected", {k: v.lower().removeprefix("0x") for k, v in self.expected.items()})
 
     @property

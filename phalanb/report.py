@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from eth_utils import keccak
 
+from . import _json
 from .errors import ParseError, PhalanbError
 from .signatures import same_address
 from .verdict import Check, Status
@@ -83,7 +84,7 @@ class NodeAttestation:
         tcb = self.info.get("tcb_info") if isinstance(self.info, dict) else None
         if isinstance(tcb, str):
             try:
-                tcb = json.loads(tcb)
+                tcb = _json.loads(tcb)
             except json.JSONDecodeError:
                 tcb = None
         if isinstance(tcb, dict) and isinstance(tcb.get("app_compose"), str):
@@ -98,7 +99,7 @@ class NodeAttestation:
         tcb = self.info.get("tcb_info") if isinstance(self.info, dict) else None
         if isinstance(tcb, str):
             try:
-                tcb = json.loads(tcb)
+                tcb = _json.loads(tcb)
             except json.JSONDecodeError:
                 return None
         return tcb.get("event_log") if isinstance(tcb, dict) else None
@@ -144,7 +145,7 @@ def _info(d: Mapping[str, Any], where: str) -> dict[str, Any]:
         return {}
     if isinstance(info, str):
         try:
-            info = json.loads(info)
+            info = _json.loads(info)
         except json.JSONDecodeError as exc:
             raise ParseError(f"info is a string but not JSON ({exc.msg})", field=f"{where}info") from None
     if not isinstance(info, dict):
@@ -195,7 +196,7 @@ def parse_report(data: Mapping[str, Any] | str | bytes) -> AttestationReport:
         if len(data) > _MAX_REPORT_BYTES:
             raise ParseError(f"{len(data)} bytes is larger than any attestation report", field="report")
         try:
-            data = json.loads(data)
+            data = _json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ParseError(f"not JSON ({exc})", field="report") from None
     if not isinstance(data, Mapping):
@@ -285,7 +286,7 @@ def expected_report_data(node: NodeAttestation) -> tuple[bytes | None, str]:
     if node.binding == "chutes":
         if not node.request_nonce or not node.e2e_pubkey:
             return None, "the Chutes entry lacks its nonce or e2e_pubkey"
-        return (hashlib.sha256((node.request_nonce + node.e2e_pubkey).encode()).digest(),
+        return (hashlib.sha256((node.request_nonce + node.e2e_pubkey).encode("utf-8", "surrogatepass")).digest(),
                 "sha256(server nonce hex ‖ e2e_pubkey)")
     return None, f"a {node.shape} report carries no signing key binding ({SHAPES.get(node.shape, '')})"
 
@@ -322,7 +323,7 @@ def _payload_nonce(node: NodeAttestation) -> str | None:
     p = node.nvidia_payload
     if isinstance(p, str):
         try:
-            p = json.loads(p)
+            p = _json.loads(p)
         except json.JSONDecodeError:
             return None
     return p.get("nonce") if isinstance(p, Mapping) and isinstance(p.get("nonce"), str) else None

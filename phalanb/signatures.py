@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from . import _json
 from .errors import SignatureFormatError
 from .verdict import Check, Status
 
@@ -127,7 +128,7 @@ class SignatureRecord:
     @classmethod
     def from_json(cls, text: str | bytes, *, chat_id: str | None = None) -> "SignatureRecord":
         try:
-            data = json.loads(text)
+            data = _json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise SignatureFormatError(f"not JSON ({exc})", field="signature_record") from None
         return cls.from_dict(data, chat_id=chat_id)
@@ -182,7 +183,7 @@ def recover_signer(text: str, signature: str, algo: str = "ecdsa", *, public_key
                                        "(the report's signing_address)", field="signing_address")
         pub = _hex_bytes(public_key, field_name="signing_address", expected_len=32)
         try:
-            Ed25519PublicKey.from_public_bytes(pub).verify(sig, text.encode())
+            Ed25519PublicKey.from_public_bytes(pub).verify(sig, text.encode("utf-8", "surrogatepass"))
         except InvalidSignature:
             raise SignatureFormatError("the ed25519 signature does not verify under this public key",
                                        field="signature") from None
@@ -221,7 +222,7 @@ def response_hash_candidates(response_bytes: bytes, *, stream: bool) -> list[Has
         return [HashCandidate("sse-bytes", body.sha256, "sha256 of every SSE byte as received, [DONE] included")]
     out = [body]
     try:
-        redumped = json.dumps(json.loads(response_bytes)).encode()
+        redumped = json.dumps(_json.loads(response_bytes)).encode()
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return out  # not JSON: only candidate A can apply
     out.append(HashCandidate("json-dumps", hashlib.sha256(redumped).hexdigest(),

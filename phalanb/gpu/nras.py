@@ -26,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from .. import _json
 from ..errors import InputError, ParseError, ServiceError, TransportError
 from ..verdict import Check, Status, Verdict
 from .payload import GpuPayload
@@ -73,6 +75,8 @@ ALLOWED_ALG = "ES384"
 # --- tokens --------------------------------------------------------------------------------------------------
 
 def _b64url(text: str, name: str) -> bytes:
+    if not isinstance(text, str):
+        raise ParseError(f"expected base64url text, got {type(text).__name__}", field=name)
     if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text):
         raise ParseError("not base64url text (JWT segments use A-Z a-z 0-9 - _ without padding)", field=name)
     try:
@@ -130,7 +134,7 @@ def decode_jwt(token: Any, name: str = "token") -> Jwt:
     for part, label in zip(parts[:2], ("header", "claims")):
         raw = _b64url(part, f"{name}.{label}")
         try:
-            obj = json.loads(raw)
+            obj = _json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ParseError(f"the {label} is not JSON: {exc}", field=f"{name}.{label}") from None
         if not isinstance(obj, dict):
@@ -206,6 +210,10 @@ def sign_es384(claims: Mapping[str, Any], private_key: ec.EllipticCurvePrivateKe
     return f"{header}.{body}.{_b64url_encode(r.to_bytes(48, 'big') + s.to_bytes(48, 'big'))}"
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def verify_jwt(token: Jwt, jwks: Jwks, *, at: float, issuer: str) -> str | None:
     """None when ``token`` is a valid ES384 token of ``issuer`` at time ``at``; else why not (one sentence)."""
     if token.error:
@@ -231,9 +239,12 @@ def verify_jwt(token: Jwt, jwks: Jwks, *, at: float, issuer: str) -> str | None:
     if claims.get("iss") != issuer:
         return f"issuer {claims.get('iss')!r} is not {issuer!r}"
     exp, nbf = claims.get("exp"), claims.get("nbf")
-    if not isinstance(exp, (int, float)):
-        return "the token has no numeric exp"
-    if isinstance(nbf, (int, float)) and at < nbf:
+    if not _finite(exp):
+        # NaN compares false with every clock and would never expire; Infinity is no NumericDate either.
+        return f"the token has no finite numeric exp (exp is {exp!r:.40})"
+    if nbf is not None and not _finite(nbf):
+        return f"nbf {nbf!r:.40} is not a finite number"
+    if nbf is not None and at < nbf:
         return f"not valid before {int(nbf)} (clock {int(at)})"
     if at >= exp:
         return (f"expired at {int(exp)} (clock {int(at)}); an archived answer is verified with the clock pinned to "
@@ -261,14 +272,15 @@ class NrasResponse:
 
 def _gpu_order(name: str) -> tuple[int, str]:
     tail = name.rsplit("-", 1)[-1]
-    return (int(tail), name) if tail.isdigit() else (1 << 30, name)
+    # isdigit() alone accepts "²" or "١", which int() refuses: only ASCII digits are an index.
+    return (int(tail), name) if tail.isascii() and tail.isdigit() else (1 << 30, name)
 
 
 def parse_nras_response(value: Any) -> NrasResponse:
     """Read ``[["JWT", overall], {"GPU-i": token}]`` from JSON text or the decoded list."""
     if isinstance(value, (bytes, str)):
         try:
-            value = json.loads(value)
+            value = _json.loads(value)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ParseError(f"the NRAS answer is not JSON: {exc}", field="nras_response") from None
     if isinstance(value, dict) and ("errorCode" in value or "error" in value or "message" in value):

@@ -459,4 +459,4 @@ def verify_payload(payload: GpuPayload, *, root: TrustRoot, expected_nonce: str 
 
 def chutes_gpu_nonce(nonce_hex: str, e2e_pubkey: str) -> str:
     """The nonce Chutes puts in every GPU's evidence: ``sha256((nonce_hex + e2e_pubkey).encode())`` (SPEC §6)."""
-    return hashlib.sha256((nonce_hex + e2e_pubkey).encode()).hexdigest()
+    return hashlib.sha256((nonce_hex + e2e_pubkey).encode("utf-8", "surrogatepass")).hexdigest()

@@ -31,6 +31,7 @@ from typing import Any, Iterable
 import dcap_qvl
 from cryptography import x509
 
+from .. import _json
 from ..errors import InputError, ParseError, TransportError
 from ..verdict import Check, Status
 from .quote import Quote, parse_quote
@@ -92,11 +93,11 @@ class Collateral:
 
     @property
     def tcb_info(self) -> dict[str, Any]:
-        return json.loads(self.data["tcb_info"])
+        return _json.loads(self.data["tcb_info"])
 
     @property
     def qe_identity(self) -> dict[str, Any]:
-        return json.loads(self.data["qe_identity"])
+        return _json.loads(self.data["qe_identity"])
 
     @property
     def fmspc(self) -> str:
@@ -111,7 +112,7 @@ class Collateral:
     def _window(self) -> tuple[int, int, dict[str, tuple[int, int]]]:
         items: dict[str, tuple[int, int]] = {}
         for name in ("tcb_info", "qe_identity"):
-            d = json.loads(self.data[name])
+            d = _json.loads(self.data[name])
             items[name] = (_iso(d["issueDate"]), _iso(d["nextUpdate"]))
         for name in ("root_ca_crl", "pck_crl"):
             raw = self.data[name]
@@ -150,7 +151,7 @@ def load_collateral(value: Any, *, source: str | None = None) -> Collateral:
         return load_collateral(text, source=source or f"file:{path}")
     if isinstance(value, (bytes, str)):
         try:
-            value = json.loads(value)
+            value = _json.loads(value)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"the collateral is not JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -164,6 +165,15 @@ def load_collateral(value: Any, *, source: str | None = None) -> Collateral:
     if missing:
         raise InputError(f"the collateral lacks {missing}; expected dcap-qvl's QuoteCollateralV3 JSON")
     col.dcap()  # validates the whole shape now rather than at verification time
+    for name in ("tcb_info", "qe_identity"):
+        # dcap-qvl keeps these two as text and reads them only when verifying; phalanb reads them earlier (FMSPC,
+        # validity window), so they are checked here: a JSON object, or an InputError naming the item.
+        try:
+            item = _json.loads(col.data[name]) if isinstance(col.data[name], (str, bytes)) else None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"the collateral's {name} is not JSON: {exc}") from None
+        if not isinstance(item, dict):
+            raise InputError(f"the collateral's {name} must be a JSON object in a string")
     return col
 
 

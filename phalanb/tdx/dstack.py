@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _json
 from ..errors import ParseError
 from ..verdict import Check, Status
 from .eventlog import EventLog, parse_event_log
@@ -33,7 +34,7 @@ __all__ = ["DstackFacts", "derive", "app_compose_from_info", "compose_hash", "ex
 
 def compose_hash(app_compose: str) -> str:
     """sha256 of the exact app_compose text, lowercase hex."""
-    return hashlib.sha256(app_compose.encode()).hexdigest()
+    return hashlib.sha256(app_compose.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def expected_mr_config_id(compose_hash_hex: str) -> bytes:
@@ -44,7 +45,7 @@ def expected_mr_config_id(compose_hash_hex: str) -> bytes:
 def _maybe_json(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return _json.loads(value)
         except json.JSONDecodeError:
             return value
     return value
@@ -75,7 +76,7 @@ def audit_app_compose(app_compose: str | None, *, os_image: str | None = None) -
     if app_compose is None:
         return facts
     try:
-        compose = json.loads(app_compose)
+        compose = _json.loads(app_compose)
     except json.JSONDecodeError:
         facts["app_compose_is_json"] = False
         return facts

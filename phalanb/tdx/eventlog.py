@@ -20,6 +20,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from .. import _json
 from ..errors import InputError, ParseError
 from ..verdict import Check, Status
 from .quote import Quote
@@ -117,7 +118,7 @@ class EventLog:
 
 def runtime_event_digest(name: str, payload: bytes) -> bytes:
     """dstack: sha384(le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖ payload)."""
-    return hashlib.sha384(struct.pack("<I", DSTACK_RUNTIME_EVENT) + b":" + name.encode() + b":" + payload).digest()
+    return hashlib.sha384(struct.pack("<I", DSTACK_RUNTIME_EVENT) + b":" + name.encode("utf-8", "surrogatepass") + b":" + payload).digest()
 
 
 def _hexfield(value: Any, what: str, i: int) -> bytes:
@@ -134,12 +135,16 @@ def _hexfield(value: Any, what: str, i: int) -> bytes:
 def parse_dstack_log(data: list[Any] | str | bytes) -> EventLog:
     """A dstack JSON event log: a list of ``{imr, event_type, digest, event, event_payload}`` or its JSON text."""
     if isinstance(data, (bytes, bytearray)):
-        data = bytes(data).decode("utf-8", errors="strict")
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"the event log is not UTF-8 text ({exc.reason})", field="event_log",
+                             offset=exc.start) from None
     if isinstance(data, str):
         try:
-            data = json.loads(data)
+            data = _json.loads(data)
             if isinstance(data, str):  # JSON-encoded twice (a JSON string holding the list's JSON text)
-                data = json.loads(data)
+                data = _json.loads(data)
         except json.JSONDecodeError as exc:
             raise ParseError(f"the event log is not JSON: {exc.msg}", field="event_log", offset=exc.pos) from None
     if not isinstance(data, list):

@@ -335,7 +335,20 @@ class QuoteSignatureData:
         return self.pck_chain_data.endswith(b"\0")
 
 
-_PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*?-----END CERTIFICATE-----")
+# Line breaks only (no other whitespace) between the armour lines: see _canonical_pem.
+_PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\r\n]*?-----END CERTIFICATE-----")
+
+
+def _canonical_pem(block: bytes) -> bool:
+    """True when the block's base64 is the one encoding of its DER. PEM decoders skip stray whitespace and ignore
+    the unused low bits of the last base64 digit, so without this check a flipped byte there would leave the
+    certificate "valid" while the quote's bytes differ from what the QE wrote."""
+    body = block[len(b"-----BEGIN CERTIFICATE-----"):-len(b"-----END CERTIFICATE-----")]
+    body = body.replace(b"\r", b"").replace(b"\n", b"")
+    try:
+        return base64.b64encode(base64.b64decode(body, validate=True)) == body
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _split_pem(data: bytes, offset: int) -> list[str]:
@@ -353,6 +366,10 @@ def _split_pem(data: bytes, offset: int) -> list[str]:
         at = offset + body.find(leftover[:8])
         raise ParseError(f"unexpected bytes between PEM certificates: {leftover[:24]!r}", field="pck_chain",
                          offset=at)
+    for b in blocks:
+        if not _canonical_pem(b):
+            raise ParseError("a PEM certificate's base64 is not canonical (stray characters or padding bits)",
+                             field="pck_chain", offset=offset + body.find(b))
     return [b.decode("ascii") + "\n" for b in blocks]
 
 

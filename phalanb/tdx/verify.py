@@ -208,8 +208,11 @@ def _load_chain(quote: Quote) -> list[x509.Certificate]:
             _ = (cert.subject, cert.issuer, cert.public_key(), cert.extensions, cert.not_valid_after_utc,
                  cert.not_valid_before_utc, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
             certs.append(cert)
-        except (ValueError, KeyError, TypeError, UnsupportedAlgorithm) as exc:
-            raise ParseError(f"certificate {i} of the PCK chain is not valid X.509: {exc}",
+        except (ValueError, KeyError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                x509.InvalidVersion, x509.UnsupportedGeneralNameType) as exc:
+            # The last three are not ValueErrors (cryptography gives them no common base): one flipped bit in an
+            # extension OID makes a DuplicateExtension.
+            raise ParseError(f"certificate {i} of the PCK chain is not valid X.509: {type(exc).__name__}: {exc}",
                              field="pck_chain", offset=quote.field("pck_chain").offset) from None
     return _order_chain(certs)
 

@@ -159,6 +159,19 @@ def test_deeply_nested_json_inside_a_jwt_and_an_sse_event():
         parse_completion(DEEP.encode())
 
 
+def test_a_deeply_nested_nras_or_jwks_answer_is_a_service_error():
+    import httpx
+
+    from phalanb.errors import ServiceError
+    from phalanb.gpu.nras import fetch_jwks, fetch_nras
+
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, content=DEEP.encode())))
+    with pytest.raises(ServiceError, match="non-JSON"):
+        fetch_nras({}, base_url="http://nras.invalid", client=client)
+    with pytest.raises(ServiceError, match="non-JSON"):
+        fetch_jwks(base_url="http://nras.invalid", client=client)
+
+
 def test_integer_literals_beyond_4300_digits_are_parse_errors():
     # Python refuses them with a plain ValueError (not JSONDecodeError), which every caller let through.
     from phalanb.report import parse_report

@@ -332,8 +332,9 @@ def _json_of(resp: httpx.Response, url: str) -> Any:
         raise ServiceError(f"NRAS answered HTTP {resp.status_code} at {url}: {resp.text[:300]}",
                            status=resp.status_code, server_message=resp.text[:1000], url=url)
     try:
-        return resp.json()
-    except ValueError:
+        # Not resp.json(): a deeply nested answer would overflow the C stack there (see phalanb._json).
+        return _json.loads(resp.content)
+    except json.JSONDecodeError:
         raise ServiceError(f"NRAS answered non-JSON at {url}: {resp.text[:200]!r}", status=resp.status_code,
                            url=url) from None
 

@@ -51,10 +51,16 @@ print("endpoint:", bundle.endpoint)
 # ## 1. Re-verify offline
 #
 # `reverify` runs the very same `verify_exchange` as the live path, at the time of the original verification, and
-# compares the new verdict with the recorded one — which is shown, never believed.
+# compares the new verdict with the recorded one — which is shown, never believed. What to trust is the
+# auditor's choice, never the bundle's: by default Intel's and NVIDIA's production roots. This bundle came from
+# the simulator, so we say `trust="simulated"` out loud (and first see what production trust makes of it).
 
 # %%
-again = reverify(bundle)
+as_production = reverify(bundle)
+print(as_production.explain())
+assert as_production.verdict.status == "failed"  # simulator evidence never passes as real hardware
+
+again = reverify(bundle, trust="simulated")
 print(again.verdict.table())
 print(again.explain())
 assert again.same and again.verdict.status == "verified"
@@ -74,7 +80,7 @@ raw = json.loads(shipped.read_text())
 def edited(change):
     data = json.loads(json.dumps(raw))
     change(data)
-    return reverify(parse_bundle(data))
+    return reverify(parse_bundle(data), trust="simulated")
 
 
 def flip_reply(d):
@@ -128,7 +134,7 @@ print(sorted(p.name for p in folder.iterdir()))
 # %%
 from phalanb.batch import audit
 
-table = audit([folder], workers=1, progress=True)
+table = audit([folder], workers=1, progress=True, trust="simulated")
 display(table[["source", "verdict", "failing", "recorded"]].assign(source=table.source.map(lambda s: Path(s).name)))
 counts = table.verdict.value_counts()
 print(counts.to_string())
@@ -176,5 +182,5 @@ assert nano_verdict["report.nonce_fresh"].status.value == "fail" and nano_verdic
 # 3. Add Intel collateral to the NEAR report's audit (`collateral=…`): which verdict would you then expect?
 
 # %%
-assert reverify(load_bundle(shipped)).verdict.status == "verified"
+assert reverify(load_bundle(shipped), trust="simulated").verdict.status == "verified"
 assert b"Bearer" not in shipped.read_bytes() and b"sk-" not in shipped.read_bytes()  # bundles never hold the key

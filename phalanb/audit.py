@@ -249,13 +249,21 @@ class Reverification:
                 + "; ".join(self.differences))
 
 
-def reverify(bundle: Bundle, *, at: float | None = None) -> Reverification:
-    """Verify the bundle's evidence again, offline, at ``at`` (default: the original verification time)."""
+def reverify(bundle: Bundle, *, at: float | None = None, policy: Policy | None = None,
+             trust: str = "production") -> Reverification:
+    """Verify the bundle's evidence again, offline, at ``at`` (default: the original verification time).
+
+    The *auditor's* policy decides what is trusted, never the bundle's: by default Intel's and NVIDIA's pinned
+    production roots (``trust="simulated"`` accepts phalanb's simulator roots, and says so in the verdict).
+    Whoever wrote the bundle could have written any roots and any TCB tolerance into it; its recorded policy is
+    only compared, and a difference is reported.
+    """
     from .verify import verify_exchange
 
+    policy = policy or Policy(trust=trust)
     when = bundle.verified_at if at is None else float(at)
     verdict = verify_exchange(bundle.exchange, bundle.signature, bundle.report, nonce=bundle.nonce,
-                              policy=bundle.policy, collateral=bundle.collateral,
+                              policy=policy, collateral=bundle.collateral,
                               nras_response=bundle.nras_response, jwks=bundle.jwks, at=when)
     recorded = Verdict.from_dict(bundle.recorded_verdict) if bundle.recorded_verdict else None
     recorded_status = (bundle.recorded_verdict or {}).get("status")
@@ -275,5 +283,10 @@ def reverify(bundle: Bundle, *, at: float | None = None) -> Reverification:
             differences.append(f"{cid} was recorded but is not checked now")
         if recorded_status == recorded.status and recorded.status != verdict.status and not differences:
             differences.append(f"overall {recorded.status} → {verdict.status}")
+    if bundle.policy.trust != policy.trust:
+        differences.insert(0, f"the bundle was verified with {bundle.policy.trust} trust and is re-verified with "
+                              f"{policy.trust} trust" + (" (pass trust='simulated' / --trust simulated to check "
+                                                          "simulator evidence as such)"
+                                                          if bundle.policy.trust == "simulated" else ""))
     return Reverification(verdict, recorded, recorded_status, when, differences)
 

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", type=Path)
     p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
                    help="verify as of this time instead (e.g. now, to see what has expired)")
+    p.add_argument("--trust", choices=("production", "simulated"), default="production",
+                   help="roots to trust (default production; the bundle's own trust settings are never used)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
@@ -50,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "attestation. One row per reply. Exit 0 only if every reply is verified.")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    p.add_argument("--trust", choices=("production", "simulated"), default="production",
+                   help="roots to trust (default production; the files' own trust settings are never used)")
     p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME")
     p.add_argument("--csv", type=Path, help="also write the table as CSV")
     p.add_argument("--json", action="store_true")
@@ -72,7 +76,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .audit import load_bundle, reverify
 
     bundle = load_bundle(args.bundle)
-    result = reverify(bundle, at=args.at)
+    result = reverify(bundle, at=args.at, trust=args.trust)
     if args.json:
         print(json.dumps({"bundle": str(args.bundle), "at": result.at, "recorded": result.recorded_status,
                           "same_as_recorded": result.same, "differences": result.differences,
@@ -118,7 +122,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
-    df = audit(args.paths, workers=args.workers, at=args.at, progress=not args.no_progress)
+    df = audit(args.paths, workers=args.workers, at=args.at, progress=not args.no_progress, trust=args.trust)
     if args.csv:
         df.to_csv(args.csv, index=False)
     if args.json:

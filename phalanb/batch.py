@@ -69,14 +69,14 @@ class AuditItem:
         return h.hexdigest()
 
 
-def _from_bundle(bundle: Bundle, source: str, at: float | None) -> AuditItem:
+def _from_bundle(bundle: Bundle, source: str, at: float | None, policy: Policy) -> AuditItem:
     return AuditItem(source=source, exchange=bundle.exchange, signature=bundle.signature, report=bundle.report,
-                     nonce=bundle.nonce, policy=bundle.policy, at=bundle.verified_at if at is None else at,
+                     nonce=bundle.nonce, policy=policy, at=bundle.verified_at if at is None else at,
                      collateral=bundle.collateral, nras_response=bundle.nras_response, jwks=bundle.jwks,
                      recorded_status=(bundle.recorded_verdict or {}).get("status"))
 
 
-def _jsonl_items(path: Path, at: float | None) -> Iterator[AuditItem]:
+def _jsonl_items(path: Path, at: float | None, policy: Policy) -> Iterator[AuditItem]:
     with path.open("rb") as fh:
         header_line = fh.readline()
         try:
@@ -104,20 +104,25 @@ def _jsonl_items(path: Path, at: float | None) -> Iterator[AuditItem]:
                 raise ParseError(f"{path} line {lineno}: {exc}", field=exc.field, offset=offset) from None
             offset += len(line)
             yield AuditItem(source=f"{path}:{lineno}", exchange=ex, signature=sig, report=shared.report,
-                            nonce=shared.nonce, policy=shared.policy, at=shared.verified_at if at is None else at,
+                            nonce=shared.nonce, policy=policy, at=shared.verified_at if at is None else at,
                             collateral=shared.collateral, nras_response=shared.nras_response, jwks=shared.jwks)
 
 
-def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = None) -> list[AuditItem]:
-    """Bundles (``.json``), batch files (``.jsonl``) and folders of either."""
+def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = None, policy: Policy | None = None,
+               trust: str = "production") -> list[AuditItem]:
+    """Bundles (``.json``), batch files (``.jsonl``) and folders of either, to be verified under the auditor's
+    ``policy`` (default: production roots; ``trust="simulated"`` for simulator evidence) — never under a policy
+    written into the files."""
+    policy = policy or Policy(trust=trust)
     items: list[AuditItem] = []
     for p in map(Path, paths):
         if p.is_dir():
-            items.extend(load_items(sorted(q for q in p.iterdir() if q.suffix in (".json", ".jsonl")), at=at))
+            items.extend(load_items(sorted(q for q in p.iterdir() if q.suffix in (".json", ".jsonl")), at=at,
+                                    policy=policy))
         elif p.suffix == ".jsonl":
-            items.extend(_jsonl_items(p, at))
+            items.extend(_jsonl_items(p, at, policy))
         elif p.exists():
-            items.append(_from_bundle(load_bundle(p), str(p), at))
+            items.append(_from_bundle(load_bundle(p), str(p), at, policy))
         else:
             raise InputError(f"no such file or folder: {p}")
     return items
@@ -178,9 +183,11 @@ def _row(item: AuditItem, verdict: Any) -> dict[str, Any]:
 
 
 def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, workers: int | None = None,
-          progress: bool = True, at: float | None = None, verdicts: bool = False) -> pd.DataFrame:
+          progress: bool = True, at: float | None = None, verdicts: bool = False, policy: Policy | None = None,
+          trust: str = "production") -> pd.DataFrame:
     """Verify every reply; one row each (source, chat_id, verdict, failing, skipped, warnings, recorded, timings).
 
+    Files are verified under the auditor's ``policy`` (default: ``Policy(trust=trust)``, production roots).
     ``executor``: any ``concurrent.futures.Executor`` (a Dask client's executor too); by default a process pool
     with ``workers`` processes (1 = run in this process). With ``verdicts=True`` the frame gets a ``verdict_obj``
     column holding each :class:`~phalanb.verdict.Verdict`.
@@ -188,7 +195,8 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
     if isinstance(paths_or_items, (str, os.PathLike)):
         paths_or_items = [paths_or_items]
     given = list(paths_or_items)
-    items = given if given and all(isinstance(i, AuditItem) for i in given) else load_items(given, at=at)
+    items = (given if given and all(isinstance(i, AuditItem) for i in given)
+             else load_items(given, at=at, policy=policy, trust=trust))
     own = None
     if executor is None and (workers or 1) > 1:
         executor = own = ProcessPoolExecutor(max_workers=workers)

@@ -205,5 +205,5 @@ def test_the_shortcut_judge_agrees_with_verify_exchange_and_reverify(recorded):
             d = json.loads(json.dumps(rec.bundle))
             d["exchange"] = Exchange.to_dict(ex)
             d["signature"] = sig.to_dict()
-            again = reverify(parse_bundle(d))
+            again = reverify(parse_bundle(d), trust="simulated")
             assert again.verdict.status == "failed" and not again.same, (rec.name, region, i)

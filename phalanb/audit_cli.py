@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import _json
 from .errors import InputError, ParseError
 from .policy import Policy
 
@@ -65,7 +66,7 @@ def _read_json(path: Path | None, what: str) -> Any:
     if path is None:
         return None
     try:
-        return json.loads(path.read_text())
+        return _json.loads(path.read_text())
     except OSError as exc:
         raise InputError(f"cannot read the {what} {path}: {exc.strerror}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 import httpx
 
+from . import _json
 from .client import default_transport
 from .errors import PhalanbError
 from .exchange import Exchange, ExchangeRecorder
@@ -74,7 +75,7 @@ class RecordingTransport(httpx.BaseTransport):
             return self._inner.handle_request(request)
         body = request.read()
         try:
-            stream = json.loads(body).get("stream") is True
+            stream = _json.loads(body).get("stream") is True
         except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
             stream = False  # the service will refuse it; still recorded as sent
         rec = ExchangeRecorder(url=str(request.url), request_bytes=body, stream=stream,

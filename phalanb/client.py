@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
+from . import _json
 from .apikey import ApiKey, check_key_transport, resolve_api_key
 from .errors import (
     InputError,
@@ -90,7 +91,7 @@ def _server_message(body: bytes) -> str | None:
     """The error message a server put in its body: OpenAI ``error.message``, FastAPI ``detail``, or the text."""
     text = body[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
     try:
-        obj = json.loads(text)
+        obj = _json.loads(text)
     except json.JSONDecodeError:
         return text[:300] or None
     if isinstance(obj, dict):
@@ -246,7 +247,7 @@ class Client:
         elapsed = time.perf_counter() - t0
         self._raise_for_status(response, body, what=what)
         try:
-            return json.loads(body), body, elapsed
+            return _json.loads(body), body, elapsed
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ParseError(f"{what}: the server's answer is not JSON ({exc}); {len(body)} bytes received",
                              field="body", offset=getattr(exc, "pos", None)) from None
@@ -278,7 +279,7 @@ class Client:
                 if size > limit:
                     raise ParseError(f"{what}: the answer exceeds {limit} bytes", field="body", offset=limit)
                 parts.append(chunk)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.StreamError) as exc:
             raise TransportError(f"{what}: the connection broke after {size} bytes ({_reason(exc)})",
                                  url=str(response.request.url)) from None
         return _decode_content(b"".join(parts), response.headers.get("content-encoding"))
@@ -298,7 +299,7 @@ class Client:
                 raise InputError("give either raw_body or messages/body, not both")
             data = bytes(raw_body)
             try:
-                stream = bool(json.loads(data).get("stream", False))
+                stream = bool(_json.loads(data).get("stream", False))
             except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
                 raise InputError("raw_body must be a JSON object (the service would refuse anything else)") from None
         else:
@@ -333,7 +334,7 @@ class Client:
             try:
                 for chunk in response.iter_raw():
                     recorder.feed(chunk)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.StreamError) as exc:
                 partial = recorder.finish(complete=False)
                 err = TransportError(f"the chat stream was cut after {len(partial.response_bytes)} bytes "
                                      f"({_reason(exc)}); the reply is incomplete and the service keeps no "

@@ -170,3 +170,15 @@ def test_broken_sse_is_a_parse_error_with_offset(data, field):
 def test_every_error_is_a_phalanb_error():
     for cls in (InputError, ParseError, ServiceError, SignatureFormatError, TransportError):
         assert issubclass(cls, PhalanbError)
+
+
+def test_a_hostile_server_s_deeply_nested_json_is_a_parse_error_not_a_crash():
+    deep = b"[" * 200_000 + b"]" * 200_000
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=httpx.ByteStream(deep)))
+    client = Client(base_url="http://127.0.0.1:1/v1", model="m", transport=transport)
+    for call in (client.models, client.attestation, lambda: client.signature("chatcmpl-1")):
+        with pytest.raises(ParseError, match="not JSON"):
+            call()
+    error = httpx.MockTransport(lambda request: httpx.Response(500, stream=httpx.ByteStream(deep)))
+    with pytest.raises(ServiceError, match="HTTP 500"):
+        Client(base_url="http://127.0.0.1:1/v1", model="m", transport=error).models()

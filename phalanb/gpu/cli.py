@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import _json
 from ..errors import InputError, ParseError
 from ..verdict import Verdict
 from .nras import NRAS_ISSUER, verify_nras
@@ -53,7 +54,7 @@ def _read_json(path: Path, what: str) -> Any:
     except OSError as exc:
         raise InputError(f"cannot read the {what} {path}: {exc.strerror}") from None
     try:
-        return json.loads(text)
+        return _json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ParseError(f"{path} is not JSON: {exc}", field=what) from None
 
@@ -67,7 +68,7 @@ def load_payload(path: Path, chain: Path | None = None) -> GpuPayload:
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        obj = json.loads(data)
+        obj = _json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{path} is not JSON; a bare evidence file needs its certificate chain: --chain PEM") \
             from None

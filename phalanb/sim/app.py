@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .. import _json
 from .attest import GpuProvider, TdxProvider, build_report
 from .cache import SignatureCache
 from .config import FAULTS, SimConfig
@@ -134,7 +135,7 @@ async def chat_completions(request: Request) -> Response:
         return refused
     raw = await request.body()
     try:
-        body = json.loads(raw)
+        body = _json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return _error(400, f"Request body is not valid JSON: {exc}", "invalid_request_error")
     if not isinstance(body, dict):
@@ -190,7 +191,7 @@ async def chat_completions(request: Request) -> Response:
             "usage": usage,
         }
         data = _compact(payload)
-        hashed = data if state.config.nonstream_hash == "body" else json.dumps(json.loads(data)).encode()
+        hashed = data if state.config.nonstream_hash == "body" else json.dumps(_json.loads(data)).encode()
         store(hashlib.sha256(hashed).hexdigest())
         sent = _tamper(data) if state.fault("tamper_response") else data
         return Response(sent, media_type="application/json")
@@ -361,7 +362,7 @@ async def sim_faults(request: Request) -> Response:
     state: SimState = request.app.state.sim
     if request.method == "POST":
         try:
-            wanted = json.loads(await request.body()).get("faults", [])
+            wanted = _json.loads(await request.body()).get("faults", [])
         except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
             return _error(400, 'Body must be {"faults": [names]}', "invalid_request_error")
         unknown = set(wanted) - set(FAULTS)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import _json
 from ..errors import InputError
 from ..verdict import Check, Status, Verdict
 from .collateral import TdxPolicy, load_collateral, verify_tdx
@@ -53,7 +54,7 @@ def _read_input(path: Path) -> tuple[Any, dict[str, Any] | None]:
     stripped = data.lstrip()
     if stripped[:1] == b"{":
         try:
-            doc = json.loads(data)
+            doc = _json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{path} looks like JSON but is not: {exc}") from None
         for key in ("intel_quote", "quote"):

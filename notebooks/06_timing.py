@@ -120,8 +120,23 @@ assert window.lower_s <= 1.5 <= window.upper_s + 0.05
 assert window.upper_s - window.lower_s < 1.0  # a few probe intervals, even on a busy machine
 
 # %% [markdown]
-# Against a real service, run the same probe with `horizon=1800, min_interval=2.0` in the background
-# (`WindowProbe.for_client(client, ...).start()`) — and be kind: never probe faster than every second or two.
+# Against a real service the same probe takes as long as the window itself, so it runs in the background: the
+# panel below starts it, redraws the plot as each probe comes back, and its **Stop** button ends it at any time
+# with the bounds found so far. (Here it watches another 1.5-second simulator; against a real service use
+# `horizon=1800, min_interval=2.0` — and be kind: never probe faster than every second or two.)
+
+# %%
+from phalanb.widgets import WindowProbePanel
+
+with (Simulator(SimConfig(seed=7, ttft_ms=0, tokens_per_second=0, signature_ttl=1.5)) as short,
+      Client(base_url=short.base_url, model=short.model) as short_client):
+    panel = WindowProbePanel(short_client, schedule="grid", min_interval=0.1, horizon=5, min_redraw=0.5)
+    display(panel)
+    panel.start()  # what the Start button does; the kernel stays free while the probe runs
+    background = panel.wait(timeout=30)
+assert panel.state == "expired" and background.lower_s <= 1.5 <= background.upper_s + 0.05
+
+# %% [markdown]
 #
 # ## Check yourself
 #

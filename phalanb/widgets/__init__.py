@@ -17,8 +17,10 @@ from .chain import LINKS, TrustChainView, chain_html, link_statuses
 from .chat import ChatPanel
 from .settings import SettingsPanel
 from .timing import TimingDashboard
+from .window import WindowProbePanel
 
 __all__ = [
+    "WindowProbePanel",
            "LINKS",
            "ByteMapExplorer",
            "ChatPanel",

@@ -423,10 +423,7 @@ class NrasVerification:
         return self.tokens_valid and self.check("nras.result").status is Status.FAIL
 
     def check(self, check_id: str) -> Check:
-        for c in self.checks:
-            if c.id == check_id:
-                return c
-        raise KeyError(check_id)
+        return self.verdict()[check_id]
 
     def verdict(self) -> Verdict:
         return Verdict(self.checks)

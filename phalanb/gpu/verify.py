@@ -370,10 +370,7 @@ class GpuVerification:
         return [g.facts for g in self.gpus]
 
     def check(self, check_id: str) -> Check:
-        for c in self.checks:
-            if c.id == check_id:
-                return c
-        raise KeyError(check_id)
+        return self.verdict()[check_id]
 
     def verdict(self) -> Verdict:
         return Verdict(self.checks)

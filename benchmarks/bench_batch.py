@@ -38,7 +38,7 @@ def main() -> None:
         path = write_batch(Path(tmp) / "batch.jsonl", report=first.attestation.report, nonce=first.attestation.nonce,
                            policy=first.policy, verified_at=first.verified_at, collateral=first.online.collateral,
                            nras_response=first.online.nras_response, jwks=first.online.jwks, replies=replies)
-        items = load_items([path])
+        items = load_items([path], trust="simulated")  # simulator evidence, checked as such
 
     texts = [(sig.text, sig.signature) for _, sig in replies]
     t = time.perf_counter()

@@ -156,18 +156,28 @@ def _attest(item: AuditItem) -> AttestedReport:
         return unattested(f"the attestation cannot be verified: {exc}", failed=True)
 
 
-def _verify_chunk(task: tuple[AttestedReport, list[tuple[int, AuditItem]], bool]) -> list[tuple[int, dict, Any]]:
+def _verify_chunk(task: tuple[AttestedReport, list[tuple[int, _Reply]], bool]) -> list[tuple[int, dict, Any]]:
     """One worker's share: the replies' own links, assembled with their (already verified) attestation."""
     attested, indexed, keep = task
     out = []
-    for index, item in indexed:
-        chat, signer = chat_checks(item.exchange, item.signature)
-        verdict = assemble(chat, signer, item.signature.signing_algo, attested)
-        out.append((index, _row(item, verdict), verdict if keep else None))
+    for index, reply in indexed:
+        chat, signer = chat_checks(reply.exchange, reply.signature)
+        verdict = assemble(chat, signer, reply.signature.signing_algo, attested)
+        out.append((index, _row(reply, verdict), verdict if keep else None))
     return out
 
 
-def _row(item: AuditItem, verdict: Any) -> dict[str, Any]:
+@dataclass
+class _Reply:
+    """What a worker needs of an item: not the (large, shared) attestation inputs, which it gets verified."""
+
+    source: str
+    exchange: Exchange | None
+    signature: SignatureRecord
+    recorded_status: str | None
+
+
+def _row(item: _Reply, verdict: Any) -> dict[str, Any]:
     t = item.exchange.timings if item.exchange is not None else None
     return {
         "source": item.source,
@@ -234,9 +244,10 @@ def _run(items: list[AuditItem], executor: Executor | None, progress: bool, keep
         first.setdefault(k, item)
     attested = dict(zip(first, mapper(_attest, first.values())))
     # 2. each reply's own links, in chunks that carry their group's attestation result
-    groups: dict[str, list[tuple[int, AuditItem]]] = {}
+    groups: dict[str, list[tuple[int, _Reply]]] = {}
     for index, (k, item) in enumerate(zip(keys, items)):
-        groups.setdefault(k, []).append((index, item))
+        reply = _Reply(item.source, item.exchange, item.signature, item.recorded_status)
+        groups.setdefault(k, []).append((index, reply))
     tasks = [(attested[k], members[n:n + CHUNK], keep) for k, members in groups.items()
              for n in range(0, len(members), CHUNK)]
     rows: list[dict | None] = [None] * len(items)

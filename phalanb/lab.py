@@ -28,13 +28,15 @@ def notebooks_dir() -> Path:
 
 def fixtures_path(environ: Mapping[str, str] | None = None, *, start: Path | None = None) -> Path | None:
     """The real fixtures: ``$PHALANB_FIXTURES``, else ``../../shared/fixtures`` from the notebooks folder (the
-    checkout's sibling ``shared/``). ``None`` when neither exists (e.g. on Binder)."""
+    checkout's sibling ``shared/``), else the notebooks' own copy of the part they read
+    (``notebooks/data/fixtures``, for Binder). ``None`` when none exists."""
     env = os.environ if environ is None else environ
     candidates = []
     if env.get("PHALANB_FIXTURES"):
         candidates.append(Path(env["PHALANB_FIXTURES"]))
     base = start or notebooks_dir()
-    candidates += [base / ".." / ".." / "shared" / "fixtures", Path.cwd() / ".." / ".." / "shared" / "fixtures"]
+    candidates += [base / ".." / ".." / "shared" / "fixtures", Path.cwd() / ".." / ".." / "shared" / "fixtures",
+                   base / "data" / "fixtures"]
     for c in candidates:
         if (c / "README.md").is_file():
             return c.resolve()

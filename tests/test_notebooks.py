@@ -54,7 +54,10 @@ def kernel_env(api_key, fixtures, tmp_path_factory):
     with Simulator(SimConfig(seed=2026, ttft_ms=0, tokens_per_second=0, api_key=api_key)) as sim:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHALANB_", "REDPILL_"))}
         env.update(PHALANB_BASE_URL=sim.base_url, PHALANB_TRUST="simulated", PHALANB_API_KEY=api_key,
-                   PHALANB_FIXTURES=str(fixtures), MPLBACKEND="module://matplotlib_inline.backend_inline",
+                   # the notebooks' own copy of the fixtures (what Binder has); test_fixture_copy_is_exact below
+                   # proves it is the real evidence, byte for byte
+                   PHALANB_FIXTURES=str(NOTEBOOKS / "data" / "fixtures"),
+                   MPLBACKEND="module://matplotlib_inline.backend_inline",
                    PYDEVD_DISABLE_FILE_VALIDATION="1",
                    # temporary files the notebooks write (audit folders…) land where the key-leak check looks
                    TMPDIR=str(tmp_path_factory.mktemp("kernel-tmp")))
@@ -156,3 +159,26 @@ def test_teaching_assertion_fails_when_the_taught_thing_is_broken(kernel_env, na
     with pytest.raises(CellExecutionError) as info:
         execute(NOTEBOOKS / f"{name}.ipynb", kernel_env, inject=inject, edit=edit)
     assert "AssertionError" in str(info.value)
+
+
+def test_fixture_copy_is_exact(fixtures):
+    """notebooks/data/fixtures is a byte-for-byte copy of part of ../shared/fixtures, never an edited one."""
+    copy = NOTEBOOKS / "data" / "fixtures"
+    files = [p for p in copy.rglob("*") if p.is_file()]
+    assert len(files) > 50 and (copy / "README.md").is_file()
+    for p in files:
+        original = fixtures / p.relative_to(copy)
+        assert original.is_file(), f"{p} has no original in the shared fixtures"
+        assert p.read_bytes() == original.read_bytes(), f"{p} differs from {original}"
+
+
+def test_fixtures_are_found_without_the_shared_folder(tmp_path):
+    from phalanb.lab import fixtures_path
+
+    found = fixtures_path(environ={}, start=NOTEBOOKS)
+    assert found is not None
+    # Where ../../shared is absent (Binder), the notebooks' copy is used.
+    import shutil
+    nb = tmp_path / "repo" / "notebooks"
+    shutil.copytree(NOTEBOOKS / "data" / "fixtures", nb / "data" / "fixtures")
+    assert fixtures_path(environ={}, start=nb) == (nb / "data" / "fixtures").resolve()

@@ -106,3 +106,16 @@ def test_malformed_reports_are_parse_errors_naming_the_field(bad, field):
     with pytest.raises(ParseError) as info:
         parse_report(bad)
     assert info.value.field == field
+
+
+def test_tinfoil_reports_decode_but_cannot_bind(fixtures):
+    quote_hex = (fixtures / "tdx" / "dcap-qvl" / "near_gas_quote_hex.txt").read_text().strip()
+    report = parse_report({"attestation_type": "tinfoil", "intel_quote": quote_hex})
+    node = report.nodes[0]
+    assert report.shape == "tinfoil" and node.binding is None and node.signing_address is None
+    got = statuses(node, b"\3" * 32)
+    assert got == {"report.report_data": "skipped", "report.nonce_fresh": "skipped"}
+    from phalanb.verify import verify_report
+    v = verify_report({"attestation_type": "tinfoil", "intel_quote": quote_hex}, nonce=b"\3" * 32)
+    assert v["tdx.quote_signature"].status.value == "pass"  # the quote itself is decoded and checked
+    assert v.status == "incomplete"

@@ -74,10 +74,7 @@ def _collateral(quote: Any, pccs_url: str, timeout: float, cache: CollateralCach
                 return hit
     col = fetch_collateral_sync(quote, pccs_url, timeout=timeout)
     if cache is not None and key is not None:
-        try:
-            cache.put(key, col)
-        except (KeyError, ValueError, TypeError):
-            pass
+        cache.put(key, col)
     return col
 
 

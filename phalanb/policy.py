@@ -61,22 +61,10 @@ class Policy:
         return self.trust == "simulated"
 
     @classmethod
-    def for_simulator(cls, sim: Any, **kw: Any) -> "Policy":
-        """Trust the roots of this running :class:`~phalanb.sim.Simulator` (and say so in every verdict)."""
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        state = sim.state if hasattr(sim, "state") else sim
-        tdx_der = gpu_pem = None
-        if state.tdx is not None:
-            root = state.tdx.trust_root
-            tdx_der = (root() if callable(root) else root).der
-        if state.gpu is not None:
-            root = state.gpu.trust_root
-            gpu_pem = (root() if callable(root) else root).certificate.public_bytes(Encoding.PEM)
-        issuer = getattr(state.gpu, "nras_issuer", None) if state.gpu is not None else None
-        if issuer is None:
-            from .gpu.sim import SIM_NRAS_ISSUER as issuer
-        return cls(trust="simulated", tdx_root_der=tdx_der, gpu_root_pem=gpu_pem, nras_issuer=issuer, **kw)
+    def for_simulator(cls, sim: Any = None, **kw: Any) -> "Policy":
+        """Trust phalanb's simulator (its roots are the same for every simulator, so ``sim`` is only a reminder of
+        which service this policy is for); every verdict then says "simulated"."""
+        return cls(trust="simulated", **kw)
 
     def __repr__(self) -> str:
         return f"Policy(trust={self.trust!r}, ...)"

@@ -228,7 +228,7 @@ def verify_report(report: Mapping[str, Any], *, nonce: bytes | None = None, sign
     """
     attested = attest_report(report, nonce=nonce, signer=signing_address, policy=policy or Policy(),
                              collateral=collateral, nras_response=nras_response, jwks=jwks, at=at, node_index=node)
-    return Verdict(_first_of_each(attested.checks))
+    return Verdict(attested.checks)
 
 
 @dataclass
@@ -298,18 +298,7 @@ def assemble(chat: list[Check], signer: str | None, algo: str, attested: Atteste
                       "signature cannot be tied to it", {"signer": signer})
     else:
         bound = check_signature_bound(signer, node.signing_address, algo=algo)
-    return Verdict(_first_of_each(chat + [bound] + attested.checks))
-
-
-def _first_of_each(checks: list[Check]) -> list[Check]:
-    """Keep the first check of each id (sub-verifiers may report a shared fact twice, e.g. a trust-root note)."""
-    seen: set[str] = set()
-    out = []
-    for c in checks:
-        if c.id not in seen:
-            seen.add(c.id)
-            out.append(c)
-    return out
+    return Verdict(chat + [bound] + attested.checks)
 
 
 def _missing_links(reason: str) -> list[Check]:

@@ -12,10 +12,11 @@ from ..errors import ParseError
 __all__ = ["read_tlv", "read_children", "decode_oid", "encode_oid", "tlv", "seq", "der_int", "octets", "oid_pair"]
 
 
-def read_tlv(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
-    """(tag, value, next position) of the DER element at ``pos``."""
+def read_tlv(data: bytes, pos: int = 0, *, field: str = "sgx_extension", base: int = 0) -> tuple[int, bytes, int]:
+    """(tag, value, next position) of the DER element at ``pos``. Errors name ``field`` and the absolute offset
+    ``base + pos`` (``base``: where ``data`` starts in the quote)."""
     if pos + 2 > len(data):
-        raise ParseError("DER element truncated", field="sgx_extension", offset=pos)
+        raise ParseError("DER element truncated", field=field, offset=base + pos)
     tag = data[pos]
     first = data[pos + 1]
     if first < 0x80:
@@ -23,12 +24,12 @@ def read_tlv(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
     else:
         n = first & 0x7F
         if n == 0 or n > 4 or pos + 2 + n > len(data):
-            raise ParseError("bad DER length", field="sgx_extension", offset=pos + 1)
+            raise ParseError("bad DER length", field=field, offset=base + pos + 1)
         hdr, size = 2 + n, int.from_bytes(data[pos + 2:pos + 2 + n], "big")
     end = pos + hdr + size
     if end > len(data):
         raise ParseError(f"DER value of {size} bytes exceeds the {len(data) - pos - hdr} left",
-                         field="sgx_extension", offset=pos)
+                         field=field, offset=base + pos)
     return tag, data[pos + hdr:end], end
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, NamedTuple
 
 from ..errors import InputError, ParseError, UnsupportedError
+from . import _der
 
 __all__ = [
     "Field",
@@ -381,22 +382,12 @@ def _split_der(body: bytes, offset: int) -> list[str]:
         if body[pos] != 0x30 or pos + 2 > len(body):
             raise ParseError("the PCK certification data is neither PEM nor a DER certificate sequence",
                              field="pck_chain", offset=at)
-        first = body[pos + 1]
-        if first < 0x80:
-            hdr, size = 2, first
-        else:
-            n = first & 0x7F
-            if n == 0 or n > 3 or pos + 2 + n > len(body):
-                raise ParseError("bad DER length in the PCK certification data", field="pck_chain", offset=at)
-            hdr, size = 2 + n, int.from_bytes(body[pos + 2:pos + 2 + n], "big")
-        if pos + hdr + size > len(body):
-            raise ParseError(f"DER certificate of {hdr + size} bytes exceeds the {len(body) - pos} bytes left",
-                             field="pck_chain", offset=at)
-        der = body[pos:pos + hdr + size]
+        _, _, end = _der.read_tlv(body, pos, field="pck_chain", base=offset)
+        der = body[pos:end]
         b64 = base64.b64encode(der).decode()
         out.append("-----BEGIN CERTIFICATE-----\n" + "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
                    + "\n-----END CERTIFICATE-----\n")
-        pos += hdr + size
+        pos = end
     if not out:
         raise ParseError("the PCK certification data holds no certificate", field="pck_chain", offset=offset)
     return out

@@ -105,7 +105,7 @@ def _no_constant(name: str) -> Any:
 def loads(data: str | bytes, *, what: str = "document", max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
     """Parse an ACI document strictly: at most ``max_bytes``, UTF-8, bounded nesting, no duplicate member
     names, no floats, no NaN/Infinity. Every refusal is a :class:`ParseError` naming ``what`` and the offset."""
-    size = len(data.encode("utf-8") if isinstance(data, str) else data)
+    size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
     if size > max_bytes:
         raise ParseError(f"{size} bytes is more than the {max_bytes} an ACI {what} may have", field=what)
     try:

@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except PhalanbError as exc:
-        print(f"phalanb: {type(exc).__name__}: {exc}", file=sys.stderr)
+        # The message is written for a person; the class name is for programs (and reads like a crash).
+        print(f"phalanb: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -198,8 +198,10 @@ class Client:
                                  f"({_reason(exc)}); is the service running and the base URL right?",
                                  url=str(request.url)) from None
         except httpx.TimeoutException as exc:
-            raise TransportError(f"timed out talking to {request.url.host} ({type(exc).__name__}); the client's "
-                                 "timeouts can be raised with timeout=", url=str(request.url)) from None
+            phase = {"ConnectTimeout": "connecting", "ReadTimeout": "waiting for data", "WriteTimeout": "sending",
+                     "PoolTimeout": "waiting for a free connection"}.get(type(exc).__name__, "waiting")
+            raise TransportError(f"timed out talking to {request.url.host} while {phase}; the client's timeouts "
+                                 "can be raised with timeout=", url=str(request.url)) from None
         except httpx.HTTPError as exc:
             raise TransportError(f"HTTP failure talking to {request.url.host}: {_reason(exc)}",
                                  url=str(request.url)) from None
@@ -419,6 +421,6 @@ class Client:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    text = str(exc) or "the connection failed without a message"
     return text.splitlines()[0][:200]
 

@@ -161,7 +161,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"phalanb: could not fetch {problem}", file=sys.stderr)
         if args.save:
             result.save(args.save)
-            print(f"saved the audit bundle to {args.save} (re-verify offline: phalanb verify {args.save})",
+            trust = " --trust simulated" if session.simulated else ""
+            # The hint must reproduce the verdict as printed: simulator evidence only verifies under the
+            # simulator's roots, which `phalanb verify` never trusts unless told to.
+            print(f"saved the audit bundle to {args.save} (re-verify offline: phalanb verify {args.save}{trust})",
                   file=sys.stderr)
     verdict = result.verdict
     if args.json:

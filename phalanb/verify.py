@@ -231,6 +231,10 @@ def verify_report(report: Mapping[str, Any], *, nonce: bytes | None = None, sign
     return Verdict(attested.checks)
 
 
+class _UsageError(PhalanbError):
+    """A request the caller made about a report (a node index) that the report cannot satisfy."""
+
+
 @dataclass
 class AttestedReport:
     """The attestation side of a verdict, computed once and shareable by every reply signed by that node."""
@@ -258,7 +262,8 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
         parsed = parse_report(report)
         if node_index is not None:
             if not 0 <= node_index < len(parsed.nodes):
-                raise InputError(f"node {node_index} does not exist; the report lists {len(parsed.nodes)} node(s)")
+                raise _UsageError(f"node {node_index} does not exist; the report lists {len(parsed.nodes)} "
+                                  f"node(s), numbered 0 to {len(parsed.nodes) - 1}")
             node = parsed.nodes[node_index]
         elif signer is None and len(parsed.nodes) > 1:
             # Without a signer to pick by, check the first node and say so (each node is a different machine).
@@ -268,6 +273,8 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
                                 {"nodes": len(parsed.nodes), "instance_id": node.instance_id}, required=False))
         else:
             node = parsed.select(signer)
+    except _UsageError as exc:
+        raise InputError(str(exc)) from None  # the user asked for something that is not there: exit 2
     except PhalanbError as exc:
         return unattested(f"the attestation report cannot be used: {exc}", failed=True)
     checks.append(Check("report.shape", Status.PASS, f"{parsed.shape}: {parsed.description}",

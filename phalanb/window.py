@@ -381,7 +381,7 @@ class WindowProbe:
         try:
             status = self.fetch(chat.chat_id)
         except PhalanbError as exc:  # fetch helpers return statuses; a raising one still must not end the run
-            status, error = getattr(exc, "status", None), f"{type(exc).__name__}: {exc}"
+            status, error = getattr(exc, "status", None), str(exc)
         received = self.clock()
         self._last_send = sent
         outcome = OK if status == 200 else MISSING if status == 404 else ERROR

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -222,6 +223,41 @@ def fetch_collateral_sync(quote: Quote | bytes | str, pccs_url: str, *, timeout:
 _EXPIRY_MARKERS = ("expired", "issue date is in the future", "notvalidyet", "crlexpired", "certexpired")
 
 
+def _date(unix: int | float) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(unix))
+    except (OverflowError, OSError, ValueError):
+        return f"Unix time {unix}"
+
+
+def plain_dcap_error(message: str, *, start: float | None = None, end: float | None = None) -> str:
+    """dcap-qvl's errors are Rust debug text (``Verification failed: CrlExpired { time: UnixTime(1795799865),
+    next_update: UnixTime(1775215317) }``); say the same in words a person can act on.
+
+    >>> plain_dcap_error("Verification failed: CrlExpired { time: UnixTime(1795799865), next_update: UnixTime(1775215317) }")
+    "the collateral's CRL expired on 2026-04-03 11:21 UTC (checked as of 2026-11-27 17:17 UTC); pass --at a time when the collateral was valid, or fetch fresh collateral"
+    """
+    text = message.removeprefix("Verification failed:").strip()
+    hint = "pass --at a time when the collateral was valid, or fetch fresh collateral"
+    if start is not None and end is not None:
+        hint = (f"the collateral is valid from {_date(start)} to {_date(end)}: pass --at a time in that window "
+                f"(e.g. --at {int(start + (end - start) / 2)}), or fetch fresh collateral")
+    m = re.fullmatch(r"(\w+)Expired \{ time: UnixTime\((\d+)\), next_update: UnixTime\((\d+)\) \}", text)
+    if m:
+        what = {"Crl": "CRL", "TcbInfo": "TCB info", "QeIdentity": "QE identity"}.get(m.group(1), m.group(1))
+        return (f"the collateral's {what} expired on {_date(int(m.group(3)))} (checked as of "
+                f"{_date(int(m.group(2)))}); {hint}")
+    if "issue date is in the future" in text:
+        what = text.split(" issue date")[0].replace("TCBInfo", "TCB info").replace("QEIdentity", "QE identity")
+        return f"the collateral's {what} was issued after the time of verification; {hint}"
+    if re.search(r"\w+ \{ .* \}", text) or "UnixTime(" in text:
+        # An unknown Rust debug form: keep its facts, drop the syntax.
+        words = re.sub(r"([a-z])([A-Z])", r"\1 \2", re.sub(r"[{}]", "", text)).lower()
+        words = re.sub(r"unix time\((\d+)\)", lambda x: _date(int(x.group(1))), words)
+        return "dcap-qvl says: " + " ".join(words.split())
+    return message  # already a sentence (e.g. "Verification failed: No matching TCB level found")
+
+
 @dataclass
 class DcapResult:
     """What dcap-qvl said. ``status`` is the TCB status when verification succeeded; otherwise ``error`` holds
@@ -275,11 +311,13 @@ def verify_with_collateral(quote: Quote | bytes | str, collateral: Any, *, at: i
     try:
         verified = dcap_qvl.verify_with_root_ca(q.raw, col.dcap(), root.der, now)
     except ValueError as exc:
-        msg = " ".join(str(exc).split())
+        raw = " ".join(str(exc).split())
+        msg = plain_dcap_error(raw, start=start, end=end)
         result.error = msg
         outside = start is not None and end is not None and not start <= now <= end
         result.expired = outside or any(m in msg.lower().replace(" ", "") for m in
-                                        (x.replace(" ", "") for x in _EXPIRY_MARKERS))
+                                        (x.replace(" ", "") for x in _EXPIRY_MARKERS)) or any(
+            m in raw.lower() for m in _EXPIRY_MARKERS)
         if not result.expired:
             # Name the root when it is the reason, in words a user can act on.
             chain = verify_pck_chain(q, root, now)
@@ -362,12 +400,14 @@ def judge(quote: Quote, result: DcapResult | None, policy: TdxPolicy | None = No
         checks.append(Check("tdx.tcb_status", Status.SKIPPED, result.error or "collateral of another platform",
                             result.to_dict()))
     elif not result.ok and result.expired:
-        window = ""
         if result.window:
-            window = f" (valid {_fmt(result.window[0])} to {_fmt(result.window[1])})"
-        checks.append(Check("tdx.tcb_status", Status.SKIPPED,
-                            f"the collateral is not valid at {_fmt(result.at)}{window}: fetch fresh collateral, or "
-                            f"verify at a time inside its window; dcap-qvl said: {result.error}", result.to_dict()))
+            start, end = result.window
+            reason = (f"the collateral is not valid at {_fmt(result.at)} (valid {_fmt(start)} to {_fmt(end)}): "
+                      f"fetch fresh collateral, or verify at a time inside its window (e.g. --at "
+                      f"{int(start + (end - start) / 2)})")
+        else:
+            reason = f"{result.error}"
+        checks.append(Check("tdx.tcb_status", Status.SKIPPED, reason, result.to_dict()))
     elif not result.ok and quote.body.attributes.debug and "debug" in (result.error or "").lower():
         # dcap-qvl stops at the DEBUG attribute before judging the TCB; the fault is tdx.debug_disabled's to name.
         checks.append(Check("tdx.tcb_status", Status.SKIPPED, "dcap-qvl does not evaluate the TCB of a DEBUG TD "

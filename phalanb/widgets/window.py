@@ -112,7 +112,7 @@ class WindowProbePanel(W.VBox):
             result = self.probe.wait()
         except Exception as exc:  # shown in the panel: the probe's own errors are phalanb's, with a reason
             self.state = "error"
-            self.message.value = f"<span style='color:#cf222e'>{esc(type(exc).__name__)}: {esc(exc)}</span>"
+            self.message.value = f"<span style='color:#cf222e'>{esc(exc)}</span>"
         else:
             self.probes = len(result.probes)
             self._draw(result)

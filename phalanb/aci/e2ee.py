@@ -252,7 +252,10 @@ def prepare_request(body: Mapping[str, Any], *, model_key: AttestedE2EEKey, endp
     ts = int(time.time() if now is None else now)
 
     # Work on the serde view of the body, so the sealed body, the restored body and the gateway agree on numbers.
-    plain = serde_loads(serde_dumps(dict(body)), what="request body")
+    try:
+        plain = serde_loads(serde_dumps(dict(body)), what="request body")
+    except E2EEError as exc:
+        raise InputError(f"the request body cannot be sent as JSON: {exc}") from None
     warnings: list[str] = []
     was_parts: set[str] = set()
     if kind == CHAT:

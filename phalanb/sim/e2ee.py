@@ -207,10 +207,10 @@ class E2EEService:
 
     @staticmethod
     def requested(headers: Mapping[str, str]) -> bool:
-        """True when any E2EE v2 header (or the legacy ``X-Signing-Algo``) is present: the request then goes
-        through :meth:`open_request` and must not be served in the clear."""
+        """True when any of the five E2EE v2 headers is present: the request then goes through
+        :meth:`open_request` (which reports the missing ones) and must never be served in the clear."""
         names = {k.lower() for k in headers.keys()}
-        return any(h in names for h in E2EE_REQUEST_HEADERS) or "x-signing-algo" in names
+        return any(h in names for h in E2EE_REQUEST_HEADERS)
 
     # ---- requests ---------------------------------------------------------------------------------------------
 

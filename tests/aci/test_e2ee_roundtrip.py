@@ -306,3 +306,34 @@ def test_a_string_that_reads_as_a_json_array_is_restored_as_structured_content(s
     opened = service.open_request(req.headers, req.body, "/v1/chat/completions")
     assert opened.payload["messages"][1]["content"] == [1, 2.0, "x"]
     assert opened.body == req.restored_body and b'"content":[1,2.0,"x"]' in req.restored_body
+
+
+# ---- bad input gets a clear error, never a crash ----------------------------------------------------------------
+
+def test_damaged_replies_raise_e2ee_errors_naming_the_field(service, keyset):
+    req = _prepare(keyset, ec.SECP256K1)
+    ctx = service.open_request(req.headers, req.body, "/v1/chat/completions").context
+    wire = service.seal_response(_reply(), ctx)
+    value = json.loads(wire)["choices"][0]["message"]["content"]
+    for damaged in (value[:-2], value[:40], value + "0", value[:100] + ("0" if value[100] != "0" else "1") + value[101:],
+                    "02" + value[2:]):
+        with pytest.raises(E2EEError) as err:
+            decrypt_response(wire.replace(value.encode(), damaged.encode()), req)
+        assert err.value.field == "choices.0.message.content"
+    for broken in (wire[:-1], b"", b"\xff", b"[]", b'{"choices":' * 600):
+        with pytest.raises(E2EEError):
+            decrypt_response(broken, req)
+
+
+def test_a_request_body_with_no_json_form_is_an_input_error(keyset):
+    with pytest.raises(InputError, match="cannot be sent as JSON"):
+        _prepare(keyset, ec.X25519, _chat(temperature=float("nan")))
+
+
+def test_a_stream_cut_inside_an_event_is_an_error(service, keyset):
+    req = _prepare(keyset, ec.X25519)
+    ctx = service.open_request(req.headers, req.body, "/v1/chat/completions").context
+    sealer = service.stream_sealer(ctx)
+    wire = sealer.push(_stream("abc")) + sealer.finish()
+    with pytest.raises(E2EEError, match="ended inside an event"):
+        decrypt_stream(wire[:40], req)

@@ -192,8 +192,53 @@ class EncryptedRequest:
     def decrypt_response(self, body: bytes) -> "DecryptedResponse":
         return decrypt_response(body, self)
 
+    def to_dict(self, *, include_client_key: bool = False) -> dict[str, Any]:
+        """A JSON-ready record for an audit bundle. The client private key is left out unless
+        ``include_client_key`` (whoever holds it can read the reply; the bundle then is as secret as the chat)."""
+        d: dict[str, Any] = {
+            "body": self.body.decode("utf-8"), "headers": dict(self.headers),
+            "restored_body": self.restored_body.decode("utf-8"), "encrypted_fields": list(self.encrypted_fields),
+            "algo": self.algo, "key_id": self.model_key.key_id, "model": self.model, "nonce": self.nonce,
+            "timestamp": self.timestamp, "endpoint": self.endpoint, "client_public_key": self.client_public_key,
+            "key_attested": self.key_attested, "warnings": list(self.warnings),
+        }
+        if include_client_key:
+            d["client_private_key"] = _private_secret(self.model_key.suite, self._client_private).hex()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, model_key: AttestedE2EEKey) -> "EncryptedRequest":
+        """Rebuild from :meth:`to_dict`. The record's ``key_attested`` is a claim and is ignored: pass the key
+        re-established from the bundle's re-verified report (or an override), and it must be the key the recorded
+        headers name. Without ``client_private_key`` in the record, replies cannot be opened."""
+        try:
+            headers = {str(k): str(v) for k, v in dict(d["headers"]).items()}
+            suite = model_key.suite
+            if d["algo"] != model_key.algo or \
+                    parse_public_key(model_key.algo, headers.get("X-Model-Pub-Key")) != model_key.public_key:
+                raise E2EEError("the recorded request was sealed to another key than the one given "
+                                f"({d['algo']} {str(headers.get('X-Model-Pub-Key'))[:16]}…)")
+            secret = d.get("client_private_key")
+            private = suite.private_from_bytes(bytes.fromhex(secret)) if isinstance(secret, str) else None
+            if private is not None and suite.public_bytes(private).hex() != d["client_public_key"]:
+                raise E2EEError("the recorded client private key does not belong to the recorded client public key")
+            return cls(body=str(d["body"]).encode("utf-8"), headers=headers,
+                       restored_body=str(d["restored_body"]).encode("utf-8"),
+                       encrypted_fields=tuple(d["encrypted_fields"]), model_key=model_key, model=str(d["model"]),
+                       nonce=str(d["nonce"]), timestamp=int(d["timestamp"]), endpoint=endpoint_kind(d["endpoint"]),
+                       client_public_key=str(d["client_public_key"]), warnings=tuple(d.get("warnings") or ()),
+                       _client_private=private)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise E2EEError(f"the recorded E2EE request is incomplete or malformed ({exc})") from None
+
     def stream_decryptor(self) -> "StreamDecryptor":
         return StreamDecryptor(self)
+
+
+def _private_secret(suite: Suite, private: Any) -> bytes:
+    if suite.algo == X25519:
+        return private.private_bytes_raw()
+    return private.private_numbers().private_value.to_bytes(32, "big")
 
 
 def _infer_endpoint(body: Mapping[str, Any]) -> str:
@@ -223,8 +268,8 @@ def _parts_encryptable(content: list[Any]) -> bool:
     return True
 
 
-def prepare_request(body: Mapping[str, Any], *, model_key: AttestedE2EEKey, endpoint: str | None = None,
-                    split_parts: bool = False, now: int | float | None = None, rng: Rng | None = None,
+def prepare_request(body: Mapping[str, Any], *, model_key: AttestedE2EEKey, suite: str | None = None,
+                    endpoint: str | None = None, split_parts: bool = False, now: int | float | None = None, rng: Rng | None = None,
                     client_secret: bytes | None = None) -> EncryptedRequest:
     """Seal every prompt field of ``body`` (a parsed request: ``model`` plus ``messages`` / ``prompt`` /
     ``input``) to ``model_key``.
@@ -232,13 +277,16 @@ def prepare_request(body: Mapping[str, Any], *, model_key: AttestedE2EEKey, endp
     Chat content that is a string is sealed whole (``messages.{m}.content``). Structured content (a parts array)
     is sealed whole as its compact JSON, which hides the parts' types and count; with ``split_parts=True`` each
     ``text`` / ``image_url.url`` / ``input_audio.data`` is sealed in place instead (only when every part is one of
-    those, else whole). ``endpoint`` defaults from the body. ``now`` fixes ``X-E2EE-Timestamp``; ``rng`` (tests)
-    supplies, in order: the client key (32 bytes, unless ``client_secret``), the 32-byte E2EE nonce, then per field
-    an ephemeral key (32) and a GCM nonce (12). Raises :class:`InputError` for a body that cannot be sealed.
-    """
+    those, else whole). ``endpoint`` defaults from the body; ``suite``, if given, must be the key's algo. ``now``
+    fixes ``X-E2EE-Timestamp``; ``rng`` (tests) supplies, in order: the client key (32 bytes, unless
+    ``client_secret``), the 32-byte E2EE nonce, then per field an ephemeral key (32) and a GCM nonce (12).
+    Raises :class:`InputError` for a body that cannot be sealed."""
     if not isinstance(model_key, AttestedE2EEKey):
         raise E2EEError("prepare_request encrypts only to an AttestedE2EEKey (from a verified keyset, or "
                         "AttestedE2EEKey.UNVERIFIED_override); a bare key string is refused")
+    if suite is not None and suite != model_key.algo:
+        raise E2EEError(f"suite {suite!r} was asked for, but the key is {model_key.algo!r}; the suite is the key's "
+                        "algo (choose the key with AttestedE2EEKey.from_established_keyset(..., algo=...))")
     if not isinstance(body, Mapping):
         raise InputError(f"the request body must be a JSON object, not {type(body).__name__}")
     model = body.get("model")
@@ -246,8 +294,8 @@ def prepare_request(body: Mapping[str, Any], *, model_key: AttestedE2EEKey, endp
         raise InputError("the request needs a string 'model': E2EE v2 binds it into every field's AAD")
     kind = endpoint_kind(endpoint) if endpoint is not None else _infer_endpoint(body)
     draw = rng or os.urandom
-    suite = model_key.suite
-    client_private = suite.private_from_bytes(client_secret) if client_secret is not None else suite.generate(draw)
+    cipher = model_key.suite
+    client_private = cipher.private_from_bytes(client_secret) if client_secret is not None else cipher.generate(draw)
     nonce = draw(32).hex()
     ts = int(time.time() if now is None else now)
 
@@ -285,7 +333,7 @@ def prepare_request(body: Mapping[str, Any], *, model_key: AttestedE2EEKey, endp
         else:
             restored = plaintext
         aad = request_aad(model_key.algo, model, slot.path, nonce, ts)
-        slot.container[slot.key] = seal_field(suite, model_key.public_key, plaintext.encode("utf-8"), aad, rng=draw)
+        slot.container[slot.key] = seal_field(cipher, model_key.public_key, plaintext.encode("utf-8"), aad, rng=draw)
         restored_values.append((slot.container, slot.key, restored))
         sealed.append(slot.path)
     if not sealed:
@@ -296,7 +344,7 @@ def prepare_request(body: Mapping[str, Any], *, model_key: AttestedE2EEKey, endp
         container[key] = restored
     restored_body = serde_dumps(plain)
 
-    client_public = suite.public_bytes(client_private).hex()
+    client_public = cipher.public_bytes(client_private).hex()
     headers = {
         "X-E2EE-Version": E2EE_VERSION,
         "X-Client-Pub-Key": client_public,
@@ -359,6 +407,9 @@ def _open_slots(slots: Iterable[Any], request: EncryptedRequest, response_id: st
         if not isinstance(value, str) or not looks_sealed(suite, value):
             raise E2EEError(f"{slot.path} arrived unencrypted although E2EE was requested; refusing the reply "
                             "(a relay may have answered in the clear)", field=slot.path)
+        if request._client_private is None:
+            raise E2EEError("this recorded request carries no client private key, so its reply cannot be opened",
+                            field=slot.path)
         aad = response_aad(request.algo, request.model, response_id, slot.path, request.nonce, request.timestamp)
         plaintext = open_field(suite, request._client_private, value, aad, field=slot.path)
         try:
@@ -589,6 +640,9 @@ def check_response_authenticated(outcome: DecryptedResponse | DecryptedStream | 
                                 "response_sha256": hashlib.sha256(outcome.wire).hexdigest()}
     if not outcome.fields:
         return Check(cid, Status.SKIPPED, "the reply carried no generated content field to authenticate", evidence)
-    kind = "streamed chunk field(s)" if isinstance(outcome, DecryptedStream) else "field(s)"
+    kind = "field(s)"
+    if isinstance(outcome, DecryptedStream):
+        kind = "streamed chunk field(s)"
+        evidence["done"] = outcome.done
     return Check(cid, Status.PASS, f"{len(outcome.fields)} reply {kind} decrypted and authenticated under their "
                  "AAD", evidence)

@@ -337,3 +337,34 @@ def test_a_stream_cut_inside_an_event_is_an_error(service, keyset):
     wire = sealer.push(_stream("abc")) + sealer.finish()
     with pytest.raises(E2EEError, match="ended inside an event"):
         decrypt_stream(wire[:40], req)
+
+
+# ---- records for audit bundles --------------------------------------------------------------------------------
+
+def test_a_recorded_request_reopens_its_reply_only_with_the_key_included(service, keyset):
+    req = _prepare(keyset, ec.SECP256K1)
+    wire = service.seal_response(_reply(), service.open_request(req.headers, req.body, "/v1/chat/completions").context)
+    key = AttestedE2EEKey.from_established_keyset(keyset, algo=ec.SECP256K1)
+    record = json.loads(json.dumps(req.to_dict(include_client_key=True)))
+    again = EncryptedRequest.from_dict(record, model_key=key)
+    assert again.body == req.body and again.restored_body == req.restored_body
+    assert decrypt_response(wire, again).text == "the secret answer"
+    bare = EncryptedRequest.from_dict(req.to_dict(), model_key=key)
+    with pytest.raises(E2EEError, match="no client private key"):
+        decrypt_response(wire, bare)
+
+
+def test_a_recorded_claim_of_attestation_is_not_trusted(service, keyset):
+    req = prepare_request(_chat(), model_key=AttestedE2EEKey.UNVERIFIED_override(
+        service.keyset_entries()[0]["public_key"], ec.X25519), now=NOW)
+    record = {**req.to_dict(), "key_attested": True}
+    override = AttestedE2EEKey.UNVERIFIED_override(service.keyset_entries()[0]["public_key"], ec.X25519)
+    assert check_key_attested(EncryptedRequest.from_dict(record, model_key=override)).status is Status.SKIPPED
+    other = AttestedE2EEKey.from_established_keyset(keyset, algo=ec.SECP256K1)
+    with pytest.raises(E2EEError, match="another key"):
+        EncryptedRequest.from_dict(record, model_key=other)
+
+
+def test_the_suite_is_the_keys_algo(keyset):
+    with pytest.raises(E2EEError, match="the suite is the key's"):
+        _prepare(keyset, ec.X25519, suite=ec.SECP256K1)

@@ -269,8 +269,8 @@ def _parts_encryptable(content: list[Any]) -> bool:
 
 
 def prepare_request(body: Mapping[str, Any], *, model_key: AttestedE2EEKey, suite: str | None = None,
-                    endpoint: str | None = None, split_parts: bool = False, now: int | float | None = None, rng: Rng | None = None,
-                    client_secret: bytes | None = None) -> EncryptedRequest:
+                    endpoint: str | None = None, split_parts: bool = False, now: int | float | None = None,
+                    rng: Rng | None = None, client_secret: bytes | None = None) -> EncryptedRequest:
     """Seal every prompt field of ``body`` (a parsed request: ``model`` plus ``messages`` / ``prompt`` /
     ``input``) to ``model_key``.
 

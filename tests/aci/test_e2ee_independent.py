@@ -53,7 +53,8 @@ def agree(algo, priv, peer: bytes) -> bytes:
 def seal(algo, recipient: bytes, text: str, aad: bytes) -> str:
     eph = private_key(algo, os.urandom(32))
     nonce = os.urandom(12)
-    return (public_raw(algo, eph) + nonce + AESGCM(agree(algo, eph, recipient)).encrypt(nonce, text.encode(), aad)).hex()
+    sealed = AESGCM(agree(algo, eph, recipient)).encrypt(nonce, text.encode(), aad)
+    return (public_raw(algo, eph) + nonce + sealed).hex()
 
 
 def unseal(algo, priv, value: str, aad: bytes) -> str:

@@ -315,8 +315,8 @@ def test_damaged_replies_raise_e2ee_errors_naming_the_field(service, keyset):
     ctx = service.open_request(req.headers, req.body, "/v1/chat/completions").context
     wire = service.seal_response(_reply(), ctx)
     value = json.loads(wire)["choices"][0]["message"]["content"]
-    for damaged in (value[:-2], value[:40], value + "0", value[:100] + ("0" if value[100] != "0" else "1") + value[101:],
-                    "02" + value[2:]):
+    flipped = value[:100] + ("0" if value[100] != "0" else "1") + value[101:]
+    for damaged in (value[:-2], value[:40], value + "0", flipped, "02" + value[2:]):
         with pytest.raises(E2EEError) as err:
             decrypt_response(wire.replace(value.encode(), damaged.encode()), req)
         assert err.value.field == "choices.0.message.content"

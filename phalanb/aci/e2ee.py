@@ -117,6 +117,9 @@ class AttestedE2EEKey:
                 raise E2EEError(f"the established keyset lists no E2EE key {key_id!r}", field="key_id")
             if named[0].get("algo") not in SUITES:
                 raise UnsupportedError(f"E2EE key {key_id!r} is {named[0].get('algo')!r}, not an E2EE v2 suite")
+            if algo is not None and named[0].get("algo") != algo:
+                raise E2EEError(f"E2EE key {key_id!r} is {named[0].get('algo')!r}, not the {algo!r} asked for",
+                                field="key_id")
             chosen = named[0]
         else:
             wanted = [algo] if algo is not None else list(_PREFERENCE)
@@ -470,6 +473,10 @@ def decrypt_chunk(data: str | bytes | Mapping[str, Any], request: EncryptedReque
 class StreamDecryptor:
     """Opens a streamed reply as its bytes arrive: ``feed(chunk)`` returns the decrypted events completed by
     ``chunk``; ``text`` is the assembled content of choice 0; ``close()`` checks nothing was left half-sent.
+
+    Each field's tag binds its chunk id and field path, not its place in the stream: a relay that drops, repeats
+    or reorders whole events is caught by the signed receipt's ``response.returned`` hash over the exact bytes,
+    not here (spec §7).
 
     >>> dec = StreamDecryptor(req)          # doctest: +SKIP
     >>> for c in dec.feed(raw_bytes): ...   # doctest: +SKIP

@@ -368,3 +368,12 @@ def test_a_recorded_claim_of_attestation_is_not_trusted(service, keyset):
 def test_the_suite_is_the_keys_algo(keyset):
     with pytest.raises(E2EEError, match="the suite is the key's"):
         _prepare(keyset, ec.X25519, suite=ec.SECP256K1)
+
+
+def test_key_id_and_algo_must_agree(keyset):
+    x_id = next(e["key_id"] for e in keyset.keyset["e2ee_public_keys"] if e["algo"] == ec.X25519)
+    assert AttestedE2EEKey.from_established_keyset(keyset, x_id).algo == ec.X25519
+    with pytest.raises(E2EEError, match="not the"):
+        AttestedE2EEKey.from_established_keyset(keyset, x_id, algo=ec.SECP256K1)
+    with pytest.raises(E2EEError, match="lists no E2EE key"):
+        AttestedE2EEKey.from_established_keyset(keyset, "nope")

@@ -22,6 +22,7 @@ __all__ = [
     "NotFoundError",
     "SignatureExpiredError",
     "SecretLeakError",
+    "E2EEError",
 ]
 
 
@@ -99,3 +100,13 @@ class SignatureExpiredError(NotFoundError):
 
 class SecretLeakError(PhalanbError):
     """Refused an action that would expose the API key (e.g. sending it over plain HTTP to a remote host)."""
+
+
+class E2EEError(PhalanbError):
+    """End-to-end encryption (ACI E2EE v2) could not be applied or did not hold: a key that is not an attested
+    v2 key, a field that fails authentication, or a reply field that arrived unencrypted. ``field`` names the JSON
+    field path (``choices.0.message.content``) when one is at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        self.field = field
+        super().__init__(message)

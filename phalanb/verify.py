@@ -30,7 +30,8 @@ from .report import NodeAttestation, binding_checks, check_signing_public_key, p
 from .trust import gpu_root, tdx_root
 from .verdict import Check, Status, Verdict
 
-__all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested", "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS", "measurement_check", "gpu_count_check"]
+__all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
+           "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS", "measurement_check", "gpu_count_check"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
 REQUIRED_CHECKS = (

@@ -226,3 +226,31 @@ def test_the_simulator_reports_as_many_gpus_as_it_attests():
         r = s.chat_and_verify("count my GPUs", max_tokens=2)
     assert r.verdict.status == "verified", r.verdict.table()
     assert r.verdict["gpu.count"].evidence == {"vm_config.num_gpus": 3, "evidence": 3}
+
+
+# -- the same choices on the command line -----------------------------------------------------------------------
+
+def test_phalanb_report_pins_and_relaxes_only_when_told(fixtures, capsys):
+    path = fixtures / UNLISTED_MRTD_QUOTE
+    mr_td = _quote(fixtures, UNLISTED_MRTD_QUOTE).body.mr_td.hex()
+
+    def measurements(*extra):
+        main(["report", str(path), "--json", *extra])
+        return {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}["tdx.measurements"]
+
+    assert measurements()["status"] == "skipped"
+    assert measurements("--accept-measurement", f"mr_td={mr_td}")["status"] == "pass"
+    assert measurements("--relax-measurement", "mr_td")["status"] == "warning"
+    assert main(["report", str(path), "--accept-measurement", "mr_td"]) == 2  # REGISTER=HEX, said plainly
+    assert "REGISTER=HEX" in capsys.readouterr().err
+
+
+def test_phalanb_report_on_a_real_capture_needs_nras_unless_told_otherwise(fixtures, capsys):
+    d = fixtures / "field/venice-qwen35-2026-06"
+    at = str(_capture(fixtures, "venice-qwen35-2026-06")["at"])
+    base = ["report", str(d / "attestation_report.json"), "--nonce", (d / "client_nonce.txt").read_text().strip(),
+            "--collateral", str(d / "collateral.json"), "--at", at]
+    assert main(base + ["--nras-response", str(d / "nras_response.json"), "--jwks", str(d / "nras_jwks.json")]) == 0
+    assert main(base) == 3
+    assert main(base + ["--no-require-nras"]) == 0
+    capsys.readouterr()

@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="verify as of this time instead (e.g. now, to see what has expired)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the bundle's own trust settings are never used)")
+    _policy_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
                    help="the clock for certificates, collateral and tokens (default now)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production")
+    _policy_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_report)
 
@@ -59,7 +61,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", type=Path, help="also write the table as CSV")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    _policy_args(p)
     p.set_defaults(func=cmd_audit)
+
+
+def _policy_args(p: argparse.ArgumentParser) -> None:
+    """The auditor's own choices beyond the default policy (README, "What is checked")."""
+    p.add_argument("--accept-measurement", action="append", default=[], metavar="REGISTER=HEX",
+                   help="accept this MRSEAM/MRTD value besides the published lists (repeatable), e.g. "
+                   "mr_td=<96 hex digits>")
+    p.add_argument("--relax-measurement", action="append", default=[], metavar="REGISTER",
+                   choices=("mr_seam", "mr_td"), help="do not judge this register (the verdict shows a warning)")
+    p.add_argument("--no-require-nras", action="store_true",
+                   help="accept GPU evidence verified offline, without NVIDIA's appraisal (NRAS)")
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    accept: dict[str, list[str]] = {}
+    for item in args.accept_measurement:
+        reg, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--accept-measurement takes REGISTER=HEX, got {item!r:.60}")
+        accept.setdefault(reg.strip(), []).append(value.strip())
+    return Policy(trust=args.trust, accept_measurements=accept, relax_measurements=tuple(args.relax_measurement),
+                  require_nras=False if args.no_require_nras else None)
 
 
 def _read_json(path: Path | None, what: str) -> Any:
@@ -77,7 +102,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .audit import load_bundle, reverify
 
     bundle = load_bundle(args.bundle)
-    result = reverify(bundle, at=args.at, trust=args.trust)
+    result = reverify(bundle, at=args.at, policy=_policy(args))
     if args.json:
         print(json.dumps({"bundle": str(args.bundle), "at": result.at, "recorded": result.recorded_status,
                           "same_as_recorded": result.same, "differences": result.differences,
@@ -106,7 +131,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if bool(args.nras_response) != bool(args.jwks):
         raise InputError("--nras-response and --jwks go together")
     verdict = verify_report(report, nonce=nonce, signing_address=args.signing_address, node=args.node,
-                            policy=Policy(trust=args.trust), collateral=_read_json(args.collateral, "collateral"),
+                            policy=_policy(args), collateral=_read_json(args.collateral, "collateral"),
                             nras_response=_read_json(args.nras_response, "nras_response"),
                             jwks=_read_json(args.jwks, "jwks"), at=args.at)
     if nonce is None:
@@ -123,7 +148,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
-    df = audit(args.paths, workers=args.workers, at=args.at, progress=not args.no_progress, trust=args.trust)
+    df = audit(args.paths, workers=args.workers, at=args.at, progress=not args.no_progress, policy=_policy(args))
     if args.csv:
         df.to_csv(args.csv, index=False)
     if args.json:

@@ -80,7 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not fetch Intel collateral or ask NRAS (TCB status and NRAS are then not checked)")
     p.add_argument("--pccs-url", default=None, help=f"collateral source (default: the simulator's, or "
                    f"{DEFAULT_PCCS_URL} for a real service)")
-    p.add_argument("--nras-url", default=None, help="ask NVIDIA's NRAS too, e.g. https://nras.attestation.nvidia.com")
+    p.add_argument("--nras-url", default=None, help="where to ask for NVIDIA's appraisal of the GPU evidence "
+                   "(default: the simulator's NRAS, or https://nras.attestation.nvidia.com for a real service)")
+    p.add_argument("--no-nras", action="store_true", help="do not ask NRAS (a real service's verdict is then "
+                   "incomplete: production policy requires NVIDIA's appraisal of the GPU measurements)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("chat", help="send one chat request and keep the exact bytes",
@@ -123,6 +126,8 @@ def _session(args: argparse.Namespace) -> Session:
         settings.pccs_url = args.pccs_url
     if getattr(args, "nras_url", None):
         settings.nras_url = args.nras_url
+    if getattr(args, "no_nras", False):
+        settings.ask_nras = False
     return Session(settings, allow_insecure_http=args.allow_insecure_http)
 
 

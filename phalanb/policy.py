@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError
+from .tdx.measurements import JUDGED_REGISTERS
 
 __all__ = ["Policy", "TRUST_MODES"]
 
@@ -25,16 +26,27 @@ class Policy:
     nothing else is ever accepted). ``"simulated"`` trusts phalanb's simulated roots (the same for every
     simulator; or given explicitly in ``tdx_root_der`` / ``gpu_root_pem``) — results then say "simulated".
     ``accepted_tcb``: TCB statuses that pass; ``warn_tcb``: statuses that pass with a warning.
-    ``expected``: measurements the deployment must have (``mr_td``, ``rt_mr0``…, ``compose_hash``,
+    ``expected``: measurements the deployment must have (``mr_seam``, ``mr_td``, ``rt_mr0``…, ``compose_hash``,
     ``os_image_hash``), lowercase hex.
+
+    Judged by default (``tdx.measurements``): MRSEAM and MRTD must be on the lists shipped with phalanb
+    (``phalanb/data/measurements.json``); a value no list knows leaves the verdict incomplete.
+    ``accept_measurements``: values you accept besides those lists, register → list of hex (pin your own
+    deployment); ``relax_measurements``: registers not judged at all (the verdict shows a warning). A value pinned
+    in ``expected`` counts as accepted too.
+    ``require_nras``: NVIDIA's appraisal of the GPU measurements (NRAS) is required for ``verified``; default
+    ``True`` under production trust and ``False`` for the simulator. Without it the GPU evidence is checked
+    offline only (signature, chain, nonce), which cannot show revoked certificates or wrong firmware.
     """
 
     trust: str = "production"
     accepted_tcb: tuple[str, ...] = ("UpToDate",)
     warn_tcb: tuple[str, ...] = ()
     rejected_advisories: tuple[str, ...] = ()
-    require_nras: bool = False
+    require_nras: bool | None = None  # None: True for production trust, False for the simulator
     expected: dict[str, str] = field(default_factory=dict)
+    accept_measurements: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    relax_measurements: tuple[str, ...] = ()
     tdx_root_der: bytes | None = field(default=None, repr=False)
     gpu_root_pem: bytes | None = field(default=None, repr=False)
     nras_issuer: str | None = None  # None: NVIDIA's NRAS (or the simulator's, under trust="simulated")
@@ -55,6 +67,15 @@ class Policy:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.expected.items()):
             raise InputError("expected measurements are name → hex string")
         object.__setattr__(self, "expected", {k: v.lower().removeprefix("0x") for k, v in self.expected.items()})
+        if self.require_nras is None:
+            object.__setattr__(self, "require_nras", self.trust == "production")
+        elif not isinstance(self.require_nras, bool):
+            raise InputError(f"require_nras must be true or false, got {self.require_nras!r:.40}")
+        object.__setattr__(self, "accept_measurements", _accepted(self.accept_measurements))
+        relax = self.relax_measurements
+        if not isinstance(relax, (list, tuple)) or not all(r in JUDGED_REGISTERS for r in relax):
+            raise InputError(f"relax_measurements names registers among {list(JUDGED_REGISTERS)}, got {relax!r:.80}")
+        object.__setattr__(self, "relax_measurements", tuple(relax))
 
     @property
     def simulated(self) -> bool:
@@ -73,6 +94,8 @@ class Policy:
         return {"trust": self.trust, "accepted_tcb": list(self.accepted_tcb), "warn_tcb": list(self.warn_tcb),
                 "rejected_advisories": list(self.rejected_advisories), "require_nras": self.require_nras,
                 "expected": dict(self.expected),
+                "accept_measurements": {k: list(v) for k, v in self.accept_measurements.items()},
+                "relax_measurements": list(self.relax_measurements),
                 "tdx_root_der": self.tdx_root_der.hex() if self.tdx_root_der else None,
                 "gpu_root_pem": self.gpu_root_pem.decode() if self.gpu_root_pem else None,
                 "nras_issuer": self.nras_issuer}
@@ -81,7 +104,34 @@ class Policy:
     def from_dict(cls, d: dict[str, Any]) -> "Policy":
         return cls(trust=d.get("trust", "production"), accepted_tcb=tuple(d.get("accepted_tcb", ("UpToDate",))),
                    warn_tcb=tuple(d.get("warn_tcb", ())), rejected_advisories=tuple(d.get("rejected_advisories", ())),
-                   require_nras=bool(d.get("require_nras", False)), expected=dict(d.get("expected", {})),
+                   require_nras=d.get("require_nras"), expected=dict(d.get("expected", {})),
+                   accept_measurements=d.get("accept_measurements") or {},
+                   relax_measurements=d.get("relax_measurements") or (),
                    tdx_root_der=bytes.fromhex(d["tdx_root_der"]) if d.get("tdx_root_der") else None,
                    gpu_root_pem=d["gpu_root_pem"].encode() if d.get("gpu_root_pem") else None,
                    nras_issuer=d.get("nras_issuer"))
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _accepted(value: Any) -> dict[str, tuple[str, ...]]:
+    """``accept_measurements`` checked and normalised: judged register → tuple of 96-digit lowercase hex."""
+    if not isinstance(value, dict):
+        raise InputError(f"accept_measurements is register → list of hex values, got {value!r:.80}")
+    out: dict[str, tuple[str, ...]] = {}
+    for reg, values in value.items():
+        if reg not in JUDGED_REGISTERS:
+            raise InputError(f"accept_measurements: {reg!r} is not a judged register; use one of "
+                             f"{list(JUDGED_REGISTERS)} (other registers are pinned with expected=...)")
+        if isinstance(values, str) or not isinstance(values, (list, tuple)):
+            raise InputError(f"accept_measurements[{reg!r}] must be a list of hex values, got {values!r:.80}")
+        norm = []
+        for v in values:
+            h = v.lower().removeprefix("0x") if isinstance(v, str) else None
+            if h is None or len(h) != 96 or not set(h) <= _HEX:
+                raise InputError(f"accept_measurements[{reg!r}]: {v!r:.40} is not a 48-byte measurement in hex "
+                                 "(96 hex digits)")
+            norm.append(h)
+        out[reg] = tuple(norm)
+    return out

@@ -14,6 +14,10 @@ Settings come from arguments or the environment:
 - ``PHALANB_API_KEY`` or ``REDPILL_API_KEY`` — the key (never printed);
 - ``PHALANB_TRUST`` — ``production`` (default for a real URL) or ``simulated`` (a simulator started elsewhere,
   e.g. by ``phalanb lab`` or the test suite).
+
+Online evidence: Intel collateral from a PCCS and NVIDIA's NRAS appraisal of the GPU evidence are fetched by
+default (``Settings.online``; ``ask_nras=False`` stops asking NRAS). Production policy requires the NRAS answer, so
+a real service verified without it is *incomplete*, never *verified*.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .client import AttestationFetch, Client
 from .errors import InputError
 from .evidence import DEFAULT_PCCS_URL, OnlineEvidence, fetch_online_evidence
 from .exchange import Exchange
+from .gpu.nras import NRAS_URL
 from .policy import Policy
 from .signatures import SignatureRecord
 from .verdict import Verdict
@@ -47,9 +52,12 @@ class Settings:
     api_key: ApiKey | None = field(default=None, repr=False)
     signing_algo: str = "ecdsa"
     trust: str | None = None  # None: "simulated" for the embedded simulator, else "production"
-    online: bool = True  # fetch Intel collateral (and NRAS when nras_url is set)
+    online: bool = True  # fetch Intel collateral and ask NRAS
     pccs_url: str | None = None  # None: the simulator's PCCS, or dcap-qvl's default for real services
-    nras_url: str | None = None  # None: the simulator's NRAS; for real services NRAS is asked only if set
+    nras_url: str | None = None  # None: the simulator's NRAS, or NVIDIA's (NRAS_URL) for real services
+    # Asking NRAS is the default: production policy requires NVIDIA's appraisal of the GPU measurements, so
+    # without it (ask_nras=False, offline, NRAS unreachable) a real service's verdict is incomplete.
+    ask_nras: bool = True
     timeout: float = 60.0
     sim_options: dict[str, Any] = field(default_factory=dict)
 
@@ -146,8 +154,9 @@ class Session:
         if not s.online:
             return None, None
         if self.simulated:
-            return s.pccs_url or f"{self.service_root}/pccs", s.nras_url or f"{self.service_root}/nras"
-        return s.pccs_url or DEFAULT_PCCS_URL, s.nras_url
+            nras = (s.nras_url or f"{self.service_root}/nras") if s.ask_nras else None
+            return s.pccs_url or f"{self.service_root}/pccs", nras
+        return s.pccs_url or DEFAULT_PCCS_URL, (s.nras_url or NRAS_URL) if s.ask_nras else None
 
     def chat_and_verify(self, prompt: str | list[dict[str, Any]], *, stream: bool = True,
                         max_tokens: int | None = None, on_text: Callable[[str], None] | None = None) -> VerifiedChat:

@@ -30,14 +30,15 @@ from .report import NodeAttestation, binding_checks, check_signing_public_key, p
 from .trust import gpu_root, tdx_root
 from .verdict import Check, Status, Verdict
 
-__all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested", "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS"]
+__all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
+           "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS", "measurement_check", "gpu_count_check"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
 REQUIRED_CHECKS = (
     "request.hash", "response.hash", "signature.valid", "signature.bound",
     "report.nonce_fresh", "report.report_data",
     "tdx.quote_signature", "tdx.qe_report", "tdx.pck_chain", "tdx.tcb_status", "tdx.debug_disabled",
-    "tdx.event_log", "app.compose_hash",
+    "tdx.event_log", "tdx.measurements", "app.compose_hash",
     "gpu.nonce", "gpu.evidence_signature", "gpu.cert_chain",
     "nras.result",
 )
@@ -70,7 +71,7 @@ def _skipped(ids, reason: str) -> list[Check]:
 
 
 _TDX_IDS = ("tdx.quote_signature", "tdx.qe_report", "tdx.pck_chain", "tdx.tcb_status", "tdx.debug_disabled",
-            "tdx.event_log", "app.compose_hash")
+            "tdx.event_log", "app.compose_hash", "tdx.measurements")
 _GPU_IDS = ("gpu.nonce", "gpu.evidence_signature", "gpu.cert_chain")
 
 
@@ -108,8 +109,29 @@ def tdx_checks(node: NodeAttestation, *, policy: Policy, collateral: Any = None,
     if not has_log:
         checks.extend(_skipped(("tdx.event_log", "app.compose_hash"), "the report carries no event log, so the "
                                "RTMRs cannot be tied to the software that runs"))
+    checks.append(measurement_check(quote, policy))
     checks.extend(_expectation_checks(quote, node, log, policy))
     return checks, quote
+
+
+def measurement_check(quote: Any, policy: Policy) -> Check:
+    """``tdx.measurements``: MRSEAM and MRTD judged against the lists shipped with phalanb, the user's pins
+    (``policy.accept_measurements`` and ``policy.expected``) and relaxations; under simulated trust the simulator's
+    own two values are known as well."""
+    from .tdx.measurements import JUDGED_REGISTERS, KnownMeasurements, check_measurements
+
+    known = KnownMeasurements.shipped()
+    if policy.simulated:
+        from .tdx.sim import SIM_MR_SEAM, SIM_MR_TD
+
+        known = (known.with_values("mr_seam", [SIM_MR_SEAM.hex()], name="phalanb's simulated TDX module")
+                 .with_values("mr_td", [SIM_MR_TD.hex()], name="phalanb's simulated OS image"))
+    pinned: dict[str, set[str]] = {k: set(v) for k, v in policy.accept_measurements.items()}
+    for reg in JUDGED_REGISTERS:
+        if reg in policy.expected:  # a value the user pinned exactly (policy.measurements compares it)
+            pinned.setdefault(reg, set()).add(policy.expected[reg])
+    actual = {"mr_seam": quote.body.mr_seam.hex(), "mr_td": quote.body.mr_td.hex()}
+    return check_measurements(actual, known=known, pinned=pinned, relaxed=policy.relax_measurements)
 
 
 def _expectation_checks(quote: Any, node: NodeAttestation, log: Any, policy: Policy) -> list[Check]:
@@ -118,7 +140,7 @@ def _expectation_checks(quote: Any, node: NodeAttestation, log: Any, policy: Pol
         return []
     from .tdx import derive
 
-    actual: dict[str, Any] = {"mr_td": quote.body.mr_td.hex()}
+    actual: dict[str, Any] = {"mr_seam": quote.body.mr_seam.hex(), "mr_td": quote.body.mr_td.hex()}
     for i, r in enumerate(quote.body.rtmrs):
         actual[f"rt_mr{i}"] = r.hex()
     try:
@@ -171,9 +193,14 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
                 + [Check("nras.result", Status.SKIPPED, "the GPU evidence cannot be decoded", required=need_nras)])
     result = verify_payload(payload, root=gpu_root(policy), expected_nonce=expected, at=at)
     checks = list(result.checks)
+    count = gpu_count_check(node, len(payload.gpus))
+    if count is not None:
+        checks.append(count)
     if nras_response is None:
         checks.append(Check("nras.result", Status.SKIPPED, "no NRAS answer: NVIDIA's remote appraisal (reference "
-                            "measurements, revocation) was not consulted; phalanb verified the evidence offline",
+                            "measurements, revocation) was not consulted; phalanb verified the evidence offline"
+                            + (" — your policy requires the appraisal (ask NRAS online, or accept offline GPU "
+                               "evidence with Policy(require_nras=False))" if need_nras else ""),
                             required=need_nras))
     elif jwks is None:
         checks.append(Check("nras.result", Status.SKIPPED, "an NRAS answer is present but no JWKS to check its "
@@ -194,6 +221,35 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
                 required = need_nras or c.status is Status.FAIL
                 checks.append(Check(c.id, c.status, c.reason, c.evidence, required=required))
     return checks
+
+
+def gpu_count_check(node: NodeAttestation, evidence_count: int) -> Check | None:
+    """``gpu.count``: the GPUs in the evidence = ``vm_config.num_gpus`` (the VM's configured GPUs, which dstack
+    also measures into RTMR0). None when the report names no GPU count. Fewer GPUs attested than the VM has would
+    leave unattested GPUs able to see the model's data; more means the evidence is not this VM's."""
+    import json
+
+    from . import _json
+
+    vm = node.vm_config
+    if vm in (None, "") and isinstance(node.info, dict):
+        vm = node.info.get("vm_config")
+    if isinstance(vm, str):
+        try:
+            vm = _json.loads(vm)
+        except json.JSONDecodeError:
+            return Check("gpu.count", Status.FAIL, "vm_config is not JSON, so the VM's GPU count cannot be read")
+    if not isinstance(vm, dict) or "num_gpus" not in vm:
+        return None
+    n = vm["num_gpus"]
+    ev = {"vm_config.num_gpus": n, "evidence": evidence_count}
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        return Check("gpu.count", Status.FAIL, f"vm_config.num_gpus is {n!r:.20}, not a GPU count", ev)
+    if n != evidence_count:
+        why = "some GPUs are not attested" if n > evidence_count else "the evidence is not this VM's alone"
+        return Check("gpu.count", Status.FAIL, f"the VM is configured with {n} GPU(s) but the evidence covers "
+                     f"{evidence_count}: {why}", ev)
+    return Check("gpu.count", Status.PASS, f"{n} GPU(s) configured (vm_config.num_gpus) and {n} attested", ev)
 
 
 def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, report: Mapping[str, Any] | None = None,

@@ -7,7 +7,8 @@
 
 FILE is an ``nvidia_payload`` (any variant), a whole attestation report holding one, a Chutes attestation entry,
 or a bare evidence file (hex, base64 or binary) given with ``--chain``. Exit codes: 0 every check passed, 1 a check
-failed, 3 incomplete (e.g. no ``--nonce``: freshness cannot be shown), 2 unreadable input.
+failed, 3 incomplete (no ``--nonce``: freshness cannot be shown; no NRAS answer: the measurements were not
+appraised), 2 unreadable input.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from .. import _json
 from ..errors import InputError, ParseError
-from ..verdict import Verdict
+from ..verdict import Check, Status, Verdict
 from .nras import NRAS_ISSUER, verify_nras
 from .payload import GpuPayload, parse_files, parse_payload
 from .verify import TrustRoot, nvidia_device_identity_ca, verify_payload
@@ -107,6 +108,13 @@ def cmd_gpu(args: argparse.Namespace) -> int:
                            expected_nonce=args.nonce, at=args.at, issuer=args.nras_issuer, gpu_facts=result.facts)
         checks += nras.checks
         nras_claims = {name: tok.claims for name, tok in nras.response.tokens()}
+    elif not result.root.simulated:
+        # Signature, chain and nonce show whose GPU said what, not that its firmware and driver are good or its
+        # certificates not revoked: that takes NVIDIA's appraisal (NVIDIA's SDK rejects evidence phalanb's offline
+        # checks accept, e.g. fixtures/field/nvidia-sdk-hopper-cert-hold). Without it the result is incomplete.
+        checks.append(Check("nras.result", Status.SKIPPED, "the GPU measurements were not appraised: no NRAS answer "
+                            "(--nras-response with --jwks) and phalanb holds no reference measurements; the "
+                            "evidence was verified offline only (signature, chain, nonce)"))
     verdict = Verdict(checks)
     if args.json:
         out = result.to_dict()

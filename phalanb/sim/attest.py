@@ -73,6 +73,13 @@ def build_report(*, keys: SimKeys, algo: str, nonce: bytes, tdx: TdxProvider | N
         else:
             payload = gpu.payload(nonce.hex())
         nvidia_payload = json.dumps(payload)
+    if vm_config:
+        # The VM's configured GPUs are the simulator's GPUs (none without a GPU provider), as dstack reports them.
+        vm = json.loads(vm_config)
+        vm["num_gpus"] = len(payload.get("evidence_list", [])) if gpu is not None else 0
+        vm_config = json.dumps(vm, separators=(",", ":"))
+        if isinstance(info.get("vm_config"), str):
+            info = {**info, "vm_config": vm_config}
     entry: dict[str, Any] = {
         "signing_address": keys.address(algo),
         "signing_algo": algo,

@@ -50,7 +50,7 @@ from .eventlog import DSTACK_RUNTIME_EVENT, parse_dstack_log, replay, runtime_ev
 from .quote import INTEL_QE_VENDOR_ID
 from .verify import SGX_EXTENSION_OID, TrustRoot
 
-__all__ = ["SimulatedTdx", "PCCS_PREFIX", "simulated_root"]
+__all__ = ["SimulatedTdx", "PCCS_PREFIX", "simulated_root", "SIM_MR_SEAM", "SIM_MR_TD"]
 
 PCCS_PREFIX = "/pccs"
 _N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 group order
@@ -87,6 +87,9 @@ APP_COMPOSE = json.dumps({
     "secure_time": True,
 }, indent=4)
 OS_IMAGE = "dstack-0.5.8"
+#: The simulator's TDX module and OS-image firmware measurements (the same in every simulator; see _build_td).
+SIM_MR_SEAM = hashlib.sha384(b"phalanb simulated TDX module").digest()
+SIM_MR_TD = hashlib.sha384(b"phalanb simulated TD firmware " + OS_IMAGE.encode()).digest()
 
 
 def _derive(seed: int | None, label: str) -> bytes:
@@ -334,8 +337,10 @@ class SimulatedTdx:
                            "event_payload": payload.hex()})
         self.event_log = events
         self.rtmrs = replay(parse_dstack_log(events)).rtmrs
-        self.mr_td = hashlib.sha384(d("mrtd")).digest()
-        self.mr_seam = hashlib.sha384(b"phalanb simulated TDX module").digest()
+        # One simulated TDX module and one simulated OS image for every seed, as a real fleet shares Intel's module
+        # and a published image: Policy.for_simulator() knows exactly these two values (tdx.measurements).
+        self.mr_td = SIM_MR_TD
+        self.mr_seam = SIM_MR_SEAM
         self.mr_config_id = expected_mr_config_id(self.compose_hash)
         self.vm_config = json.dumps({"os_image_hash": self.os_image_hash, "cpu_count": 8, "memory_size": 34359738368,
                                      "num_gpus": 1, "image": OS_IMAGE, "spec_version": 1}, separators=(",", ":"))

@@ -32,8 +32,8 @@ LINKS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      ("tdx.quote_signature", "tdx.qe_report", "tdx.pck_chain", "tdx.trust_root")),
     ("tcb", "TCB status, no debug", "Intel's collateral says the platform is up to date; the TD is not debuggable",
      ("tdx.tcb_status", "tdx.debug_disabled")),
-    ("app", "event log → RTMRs → app", "the event log replays to the measured registers and names the app",
-     ("tdx.event_log", "app.*", "policy.measurements")),
+    ("app", "event log → RTMRs → app", "a published TDX module and OS image; the event log replays to the "
+     "measured registers and names the app", ("tdx.measurements", "tdx.event_log", "app.*", "policy.measurements")),
     ("gpu", "GPU evidence → NVIDIA root", "every GPU signed our nonce with a key chained to NVIDIA's root",
      ("gpu.*",)),
     ("nras", "NRAS appraisal", "NVIDIA's attestation service signed its judgement of the same evidence",

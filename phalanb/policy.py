@@ -27,6 +27,12 @@ class Policy:
     ``accepted_tcb``: TCB statuses that pass; ``warn_tcb``: statuses that pass with a warning.
     ``expected``: measurements the deployment must have (``mr_td``, ``rt_mr0``…, ``compose_hash``,
     ``os_image_hash``), lowercase hex.
+
+    ACI (:mod:`phalanb.aci`): ``aci_kms_roots`` lists the dstack-kms root keys (SEC1-compressed secp256k1 hex) the
+    auditor accepts for key custody — empty (the default) means custody is *skipped*, never passed;
+    ``aci_required_claims`` are the attested-session claims that must be ``asserted`` with a source in
+    ``aci_claim_sources``; ``aci_require_upstream``: an aggregator's receipt must show a required, successful
+    upstream verification.
     """
 
     trust: str = "production"
@@ -38,6 +44,10 @@ class Policy:
     tdx_root_der: bytes | None = field(default=None, repr=False)
     gpu_root_pem: bytes | None = field(default=None, repr=False)
     nras_issuer: str | None = None  # None: NVIDIA's NRAS (or the simulator's, under trust="simulated")
+    aci_kms_roots: tuple[str, ...] = ()
+    aci_required_claims: tuple[str, ...] = ("tee_attested",)
+    aci_claim_sources: tuple[str, ...] = ("hardware_proven",)
+    aci_require_upstream: bool = True
 
     def __post_init__(self) -> None:
         if self.trust not in TRUST_MODES:
@@ -46,12 +56,14 @@ class Policy:
             # Production trust is the pinned roots and nothing else: a bundle cannot smuggle in its own.
             raise InputError("production trust uses Intel's and NVIDIA's pinned roots; other roots need "
                              "trust='simulated'")
-        for name in ("accepted_tcb", "warn_tcb", "rejected_advisories"):
+        for name in ("accepted_tcb", "warn_tcb", "rejected_advisories", "aci_kms_roots", "aci_required_claims",
+                     "aci_claim_sources"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 # Policies are also read from bundles: a number or object here would fail deep in verification.
                 raise InputError(f"{name} must be a list of strings, got {value!r:.80}")
             object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "aci_kms_roots", tuple(r.lower().removeprefix("0x") for r in self.aci_kms_roots))
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.expected.items()):
             raise InputError("expected measurements are name → hex string")
         object.__setattr__(self, "expected", {k: v.lower().removeprefix("0x") for k, v in self.expected.items()})
@@ -75,7 +87,9 @@ class Policy:
                 "expected": dict(self.expected),
                 "tdx_root_der": self.tdx_root_der.hex() if self.tdx_root_der else None,
                 "gpu_root_pem": self.gpu_root_pem.decode() if self.gpu_root_pem else None,
-                "nras_issuer": self.nras_issuer}
+                "nras_issuer": self.nras_issuer, "aci_kms_roots": list(self.aci_kms_roots),
+                "aci_required_claims": list(self.aci_required_claims),
+                "aci_claim_sources": list(self.aci_claim_sources), "aci_require_upstream": self.aci_require_upstream}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Policy":
@@ -84,4 +98,7 @@ class Policy:
                    require_nras=bool(d.get("require_nras", False)), expected=dict(d.get("expected", {})),
                    tdx_root_der=bytes.fromhex(d["tdx_root_der"]) if d.get("tdx_root_der") else None,
                    gpu_root_pem=d["gpu_root_pem"].encode() if d.get("gpu_root_pem") else None,
-                   nras_issuer=d.get("nras_issuer"))
+                   nras_issuer=d.get("nras_issuer"), aci_kms_roots=tuple(d.get("aci_kms_roots", ())),
+                   aci_required_claims=tuple(d.get("aci_required_claims", ("tee_attested",))),
+                   aci_claim_sources=tuple(d.get("aci_claim_sources", ("hardware_proven",))),
+                   aci_require_upstream=bool(d.get("aci_require_upstream", True)))

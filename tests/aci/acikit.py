@@ -133,9 +133,25 @@ def sim_collateral():
 @lru_cache(maxsize=1)
 def upstream_report() -> bytes:
     """A dstack vllm-proxy report from phalanb's simulator (what an aggregator's session evidence can hold)."""
+    from phalanb.gpu.sim import SimulatedGpus
     from phalanb.sim.attest import build_report
     from phalanb.sim.keys import SimKeys
 
-    keys = SimKeys(5)
-    report = build_report(keys=keys, algo="ecdsa", nonce=b"\x0c" * 32, tdx=sim_tdx(), gpu=None)
+    report = build_report(keys=SimKeys(5), algo="ecdsa", nonce=b"\x0c" * 32, tdx=sim_tdx(), gpu=SimulatedGpus(5))
     return json.dumps(report).encode()
+
+
+def cite(doc: dict, sid: str) -> dict:
+    """The receipt document with its upstream.verified event citing ``sid``."""
+    doc = copy.deepcopy(doc)
+    for e in doc["event_log"]:
+        if e["type"] == "upstream.verified":
+            e["session_id"] = sid
+    return doc
+
+
+def upstream_session() -> tuple[str, bytes]:
+    """A session whose evidence is the simulated upstream report, and its id."""
+    up = upstream_report()
+    doc = session_doc(up, "application/json", identity={"signing_address": json.loads(up)["signing_address"]})
+    return session_id(doc), jcs(doc)

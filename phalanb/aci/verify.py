@@ -531,6 +531,12 @@ def verify_receipt(receipt: Receipt | bytes | str | Mapping[str, Any], *, keyset
     checks.append(_hash_check("receipt.response_hash", receipt, "response.returned", response_bytes, "response"))
     checks.append(_rewrite_check(receipt))
     checks.append(_upstream_check(receipt, keyset, require_upstream))
+    if checks[0].status is not Status.PASS:
+        # An unsigned (or unverifiable) receipt is only a claim: what it says may match, but proves nothing.
+        checks = checks[:1] + [
+            Check(c.id, Status.SKIPPED, f"{c.reason} — but the receipt's signature is not verified, so this is only "
+                  "its own claim", c.evidence, c.required) if c.status in (Status.PASS, Status.WARNING) else c
+            for c in checks[1:]]
     return checks
 
 
@@ -661,6 +667,12 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
     else:
         checks.append(Check("session.window", Status.FAIL, "the receipt was served outside the session's window",
                             wev))
+    if checks[0].status is not Status.PASS:
+        # Without the cited id matching, the document is not the one the receipt vouches for: its own word only.
+        checks = checks[:1] + [
+            Check(c.id, Status.SKIPPED, f"{c.reason} — but the document is not shown to be the cited session, so "
+                  "this is only its own claim", c.evidence, c.required) if c.status is Status.PASS else c
+            for c in checks[1:]]
     if deep:
         checks += _deep_audit(session, policy, at=at, collateral=collateral, nras_response=nras_response, jwks=jwks)
     return checks

@@ -454,8 +454,10 @@ def _hash_check(check_id: str, receipt: Receipt, event: str, data: bytes | None,
     ev["computed"] = ours
     if (logged or "").lower() == ours:
         return Check(check_id, Status.PASS, f"sha256 of our exact {what} bytes equals {event}", ev)
+    hint = (" (with E2EE the gateway hashes the decrypted body it restored, not the ciphertext sent)"
+            if event == "request.received" else "")
     return Check(check_id, Status.FAIL, f"sha256 of our exact {what} bytes ({ours[7:23]}…) is not what {event} "
-                 f"records ({str(logged)[7:23]}…)", ev)
+                 f"records ({str(logged)[7:23]}…){hint}", ev)
 
 
 def _rewrite_check(receipt: Receipt) -> Check:
@@ -680,6 +682,12 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
 
 # -- one call ---------------------------------------------------------------------------------------------------
 
+@dataclass
+class _Bytes:
+    request_bytes: bytes | None
+    response_bytes: bytes | None
+
+
 def _unique(checks: list[Check], suffix: str) -> list[Check]:
     return [Check(c.id + suffix, c.status, c.reason, c.evidence, c.required) for c in checks]
 
@@ -691,12 +699,15 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                nras_response: Any = None, jwks: Any = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
-    ``exchange_or_bytes``: an :class:`~phalanb.exchange.Exchange` (its exact request/response bytes) or None;
+    ``exchange_or_bytes``: an :class:`~phalanb.exchange.Exchange` (its exact request/response bytes), a
+    ``(request_bytes, response_bytes)`` pair, or None;
     ``request_bytes``/``response_bytes`` override it. ``receipt``: bytes, text, mapping or a legacy signature
     wrapper (its receipt is used). ``report``: the ``/v1/aci/attestation`` answer fetched with ``nonce``.
     ``sessions``: session id → the exact bytes of ``GET /v1/aci/sessions/{id}``.
     """
     policy = policy or Policy()
+    if isinstance(exchange_or_bytes, tuple) and len(exchange_or_bytes) == 2:
+        exchange_or_bytes = _Bytes(*exchange_or_bytes)
     if exchange_or_bytes is not None:
         request_bytes = request_bytes if request_bytes is not None else getattr(exchange_or_bytes, "request_bytes",
                                                                                 None)
@@ -747,7 +758,7 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
 # -- legacy -----------------------------------------------------------------------------------------------------
 
 def verify_legacy_gateway(report: Mapping[str, Any] | bytes | str | None, signature_wrapper: Any, *,
-                          aci: AciAttestation | None, request_bytes: bytes | None = None,
+                          aci: AciAttestation | None = None, request_bytes: bytes | None = None,
                           response_bytes: bytes | None = None, policy: Policy | None = None) -> Verdict:
     """The gateway's legacy answers (``/v1/attestation/report``, ``/v1/signature/{id}``), verified per ACI.md §4.
 

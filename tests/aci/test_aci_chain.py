@@ -344,3 +344,20 @@ def test_session_claims_prove_nothing_unless_the_document_is_the_cited_one():
     doc = k.session_doc()
     checks = {c.id: c for c in verify_session(k.jcs(doc), expected_id=None, served_at=k.T0, policy=k.sim_policy())}
     assert checks["session.claims"].status is Status.SKIPPED and checks["session.window"].status is Status.SKIPPED
+
+
+def test_bytes_may_be_given_as_a_pair(collateral, upstream):
+    sid, sbytes = upstream
+    v = verify_aci((k.REQUEST, k.RESPONSE), receipt=k.sign_receipt(k.cite(k.receipt_doc(), sid)),
+                   report=k.sim_report(), nonce=k.NONCE, sessions={sid: sbytes}, policy=k.sim_policy(),
+                   collateral=collateral, at=k.AT)
+    assert v.status == "verified"
+
+
+def test_policy_aci_knobs_survive_to_dict_and_back():
+    from phalanb.policy import Policy
+
+    p = k.sim_policy(aci_required_claims=("tee_attested", "gpu_attested"), aci_claim_sources=("hardware_proven",
+                     "verifier_derived"), aci_require_upstream=False)
+    assert Policy.from_dict(p.to_dict()) == p
+    assert Policy().aci_kms_roots == () and Policy().aci_require_upstream is True

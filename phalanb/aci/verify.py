@@ -380,8 +380,10 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     if report.shape == "preview":
         needed += ["aci.workload_id", "aci.keyset_endorsement"]
     missing = [i for i in needed if status.get(i) is not Status.PASS]
-    if status.get("aci.keyset_expiry") is Status.FAIL:
-        missing.append("aci.keyset_expiry")
+    # A key that expired, a debug TD, a revoked TCB or keys from an unaccepted KMS: the quote may verify, but the
+    # keys it vouches for are not trusted to sign receipts.
+    missing += [i for i in ("aci.keyset_expiry", "tdx.debug_disabled", "tdx.tcb_status", "aci.key_custody")
+                if status.get(i) is Status.FAIL]
     if missing:
         return AciAttestation(checks, None, report, f"the keyset is not established: {', '.join(missing)} did not "
                               "pass")

@@ -67,7 +67,8 @@ def session_doc(evidence: bytes | None = b"example-evidence", media: str = "text
     if evidence is None:
         doc["evidence"] = {}
     else:
-        doc["evidence"] = {"digest": sha(evidence), "data": f"data:{media};base64," + base64.b64encode(evidence).decode()}
+        uri = f"data:{media};base64," + base64.b64encode(evidence).decode()
+        doc["evidence"] = {"digest": sha(evidence), "data": uri}
     doc.update(changes)
     return doc
 

@@ -361,3 +361,12 @@ def test_policy_aci_knobs_survive_to_dict_and_back():
                      "verifier_derived"), aci_require_upstream=False)
     assert Policy.from_dict(p.to_dict()) == p
     assert Policy().aci_kms_roots == () and Policy().aci_require_upstream is True
+
+
+def test_a_debug_td_establishes_no_keyset(collateral):
+    report = k.sim_report()
+    slot = bytes.fromhex(report["attestation"]["evidence"]["quote_report_data"])
+    report["attestation"]["evidence"]["quote"] = k.sim_tdx().quote(slot, debug=True).hex()
+    att = verify_aci_report(report, nonce=k.NONCE, policy=k.sim_policy(), collateral=collateral, at=k.AT)
+    assert next(c for c in att.checks if c.id == "tdx.debug_disabled").status is Status.FAIL
+    assert att.keyset is None

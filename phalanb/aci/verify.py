@@ -595,6 +595,7 @@ def _deep_audit(session: AttestedSession, policy: Policy, *, at: Any, collateral
                       "the upstream's TEE rests on the gateway's claims only")]
     doc, parsed = found
     signer = (session.identity or {}).get("signing_address")
+    signer = signer if isinstance(signer, str) else None
     node0 = parsed.nodes[0] if parsed.nodes else None
     nonce = None
     if node0 is not None and node0.request_nonce:

@@ -197,3 +197,49 @@ def test_verifiers_turn_garbage_into_checks_not_exceptions():
     assert r["receipt.signature"].status is Status.FAIL
     s = {c.id: c for c in verify_session(b"[1,2", expected_id="00", served_at=None, policy=Policy())}
     assert s["session.id"].status is Status.FAIL
+
+
+def _paths(o, p=()):
+    yield p
+    if isinstance(o, dict):
+        for key, v in o.items():
+            yield from _paths(v, p + (key,))
+    elif isinstance(o, list):
+        for i, v in enumerate(o):
+            yield from _paths(v, p + (i,))
+
+
+def test_structural_mutations_never_crash_a_verifier():
+    """Any member replaced by a value of another type (or removed): checks or a PhalanbError, never a crash."""
+    import copy
+    import random
+
+    from phalanb.aci import EstablishedKeyset
+    from phalanb.errors import PhalanbError
+
+    rnd = random.Random(7)
+    values = [None, 1, -1, 2**70, "", "zz", "00" * 32, [], {}, [1], {"a": 1}, True]
+    sid, sbytes = k.upstream_session()
+    docs = {"report": k.sim_report(), "receipt": json.loads(k.sign_receipt(k.cite(k.receipt_doc(), sid))),
+            "preview_receipt": k.VECTORS["preview_receipt_canonical"]["receipt"], "session": json.loads(sbytes)}
+    keyset = EstablishedKeyset(digest=k.A["keyset"]["workload_keyset_digest"], keyset=k.A["keyset"]["object"])
+    for _ in range(150):
+        name = rnd.choice(sorted(docs))
+        doc = copy.deepcopy(docs[name])
+        path = rnd.choice([p for p in _paths(doc) if p])
+        holder = doc
+        for step in path[:-1]:
+            holder = holder[step]
+        if isinstance(holder, dict) and rnd.random() < 0.2:
+            del holder[path[-1]]
+        else:
+            holder[path[-1]] = rnd.choice(values)
+        try:
+            if name == "report":
+                verify_aci_report(doc, nonce=k.NONCE, policy=k.sim_policy(), at=k.AT)
+            elif name.endswith("receipt"):
+                verify_receipt(doc, keyset=keyset, request_bytes=b"x", response_bytes=b"y")
+            else:
+                verify_session(doc, expected_id=sid, served_at=1, policy=k.sim_policy(), at=k.AT)
+        except PhalanbError:
+            pass

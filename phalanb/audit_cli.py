@@ -130,6 +130,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _cmd_aci_report(args: argparse.Namespace) -> int:
     """An ``aci/1`` report: routed to :func:`phalanb.aci.verify_aci_report` (strict ACI parsing of the raw bytes)."""
     from .aci.cli import parse_nonce, print_verdict
+    from .aci.report import parse_aci_report
     from .aci.verify import verify_aci_report
 
     if args.signing_address or args.node is not None or args.nras_response or args.jwks:
@@ -139,7 +140,8 @@ def _cmd_aci_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise InputError(f"cannot read the report {args.file}: {exc.strerror}") from None
     nonce = parse_nonce(args.nonce)
-    att = verify_aci_report(raw, nonce=nonce, policy=Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root)),
+    report = parse_aci_report(raw)  # unreadable input is a usage/input error (exit 2), not a failed verdict
+    att = verify_aci_report(report, nonce=nonce, policy=Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root)),
                             collateral=_read_json(args.collateral, "collateral"), at=args.at)
     if nonce is None:
         print("phalanb: note: no --nonce given, so freshness cannot be shown", file=sys.stderr)

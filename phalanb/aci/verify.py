@@ -293,8 +293,14 @@ def _custody_check(report: AciReport, policy: Policy, event_log_ok: bool) -> Che
                 problems.append(f"{role}: {link.problem}")
             elif link.root not in policy.aci_kms_roots:
                 problems.append(f"{role}: chain ends at KMS root {link.root}, not in the allow-list")
+    good = {str(entry.get("public_key", "")).lower() for link, entry in zip(links, custody["keys"])
+            if link.role == "receipt" and not link.problem and link.root in policy.aci_kms_roots}
+    for k in report.receipt_signing_keys:
+        if str(k.get("public_key")).lower() not in good:
+            # Every key that may sign receipts needs its own chain: one covered key must not vouch for another.
+            problems.append(f"receipt key {k.get('key_id')!r} has no custody chain to an allow-listed root")
     if problems:
-        return Check("aci.key_custody", Status.FAIL, "; ".join(problems), ev)
+        return Check("aci.key_custody", Status.FAIL, "; ".join(dict.fromkeys(problems)), ev)
     note = (" (the chain covers the KMS-derived secp256k1 key; its Ed25519/X25519 form rests on the measured code)"
             if report.shape == "current" else "")
     return Check("aci.key_custody", Status.PASS, f"{', '.join(roles_needed(report.shape))} key(s) descend from an "

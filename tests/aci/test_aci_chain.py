@@ -370,3 +370,12 @@ def test_a_debug_td_establishes_no_keyset(collateral):
     att = verify_aci_report(report, nonce=k.NONCE, policy=k.sim_policy(), collateral=collateral, at=k.AT)
     assert next(c for c in att.checks if c.id == "tdx.debug_disabled").status is Status.FAIL
     assert att.keyset is None
+
+
+def test_a_second_receipt_key_without_custody_fails(collateral):
+    ks = copy.deepcopy(k.A["keyset"]["object"])
+    ks["receipt_signing_keys"].append({"key_id": "receipt-2", "algo": "ed25519", "public_key": "11" * 32})
+    att = verify_aci_report(k.sim_report(keyset=ks), nonce=k.NONCE, policy=k.sim_policy(), collateral=collateral,
+                            at=k.AT)
+    c = next(c for c in att.checks if c.id == "aci.key_custody")
+    assert c.status is Status.FAIL and "receipt-2" in c.reason and att.keyset is None

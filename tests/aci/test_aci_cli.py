@@ -110,3 +110,21 @@ def test_session_command_with_the_cited_id(files, capsys):
 
 def test_session_command_with_another_id_fails(files):
     assert main(["session", str(files["session"]), "--id", "00" * 32, "--trust", "simulated"]) == 1
+
+
+def test_report_command_reads_aci_reports_strictly(tmp_path, capsys):
+    bad = tmp_path / "dup.json"
+    bad.write_text(k.REAL.read_text().replace('"api_version": "aci/1",', '"api_version": "aci/1", "report_data": 1,'
+                                              ' "report_data": 2,', 1))
+    assert main(["report", str(bad)]) == 2
+    assert "twice" in capsys.readouterr().err
+
+
+def test_report_command_notes_a_legacy_gateway_answer(tmp_path, capsys):
+    doc = json.loads(k.REAL.read_text())
+    doc.update(signing_address="0x79a5061efe5a46b0d1f33b11cf1c5adbedae6b79", signing_algo="ecdsa",
+               intel_quote=doc["attestation"]["evidence"]["quote"])
+    path = tmp_path / "legacy.json"
+    path.write_text(json.dumps(doc))
+    main(["report", str(path)])
+    assert "legacy" in capsys.readouterr().err

@@ -36,7 +36,7 @@ from ..report import NodeAttestation
 from ..verdict import Check, Status, Verdict
 from . import jcs
 from ._util import hex_bytes
-from .crypto import ed25519_ok, eth_address, recover_secp256k1, secp256k1_rs_ok
+from .crypto import compressed, ed25519_ok, eth_address, recover_secp256k1, secp256k1_rs_ok
 from .custody import custody_chain, roles_needed
 from .receipt import Receipt, SignatureWrapper, parse_receipt, parse_signature_wrapper
 from .report import AciReport, parse_aci_report
@@ -436,8 +436,6 @@ def _signature_check(receipt: Receipt, keyset: EstablishedKeyset | None) -> Chec
         if len(sig) != 65:
             return Check("receipt.signature", Status.FAIL, f"an ecdsa-secp256k1 receipt signature is 65 bytes "
                          f"r‖s‖v, got {len(sig)}", ev)
-        from .crypto import compressed
-
         recovered = recover_secp256k1(sig, hashlib.sha256(message).digest())
         ok = recovered is not None and recovered == compressed(key)
         ev["recovered"] = recovered.hex() if recovered else None
@@ -456,6 +454,9 @@ def _hash_check(check_id: str, receipt: Receipt, event: str, data: bytes | None,
         ev["cleartext_hash"] = e.get("cleartext_hash")
     if receipt.event(event) is None:
         return Check(check_id, Status.FAIL, f"the receipt has no {event} event", ev)
+    if len(receipt.events_of(event)) > 1:
+        return Check(check_id, Status.FAIL, f"{event} appears {len(receipt.events_of(event))} times: which bytes the "
+                     "gateway received or returned is ambiguous", ev)
     if data is None:
         return Check(check_id, Status.SKIPPED, f"the exact {what} bytes were not given", ev)
     ours = _sha(data)

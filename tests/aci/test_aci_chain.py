@@ -379,3 +379,10 @@ def test_a_second_receipt_key_without_custody_fails(collateral):
                             at=k.AT)
     c = next(c for c in att.checks if c.id == "aci.key_custody")
     assert c.status is Status.FAIL and "receipt-2" in c.reason and att.keyset is None
+
+
+def test_a_duplicated_hash_event_is_ambiguous_and_fails(collateral, upstream):
+    doc = k.cite(k.receipt_doc(), upstream[0])
+    doc["event_log"].append({"type": "response.returned", "body_hash": "sha256:" + "00" * 32})
+    v = run(receipt=k.sign_receipt(doc), collateral=collateral, upstream=upstream)
+    assert v["receipt.response_hash"].status is Status.FAIL

@@ -782,8 +782,12 @@ def verify_legacy_gateway(report: Mapping[str, Any] | bytes | str | None, signat
     checks = [Check("legacy.gateway", Status.WARNING, "the legacy answer attests the GATEWAY, not the model: the "
                     "model's TEE is proven only through the receipt's upstream session", required=False)]
     if report is not None:
-        doc = jcs.loads(report, what="report") if isinstance(report, (bytes, str)) else report
-        if not is_legacy_gateway_report(doc):
+        try:
+            doc = jcs.loads(report, what="report") if isinstance(report, (bytes, str)) else report
+        except ParseError as exc:
+            doc = None
+            checks.append(Check("legacy.report", Status.FAIL, f"the legacy report cannot be read: {exc}"))
+        if doc is not None and not is_legacy_gateway_report(doc):
             checks.append(Check("legacy.report", Status.FAIL, "this is not the gateway's legacy report (no keyset "
                                 "fields beside signing_address/intel_quote)"))
     try:

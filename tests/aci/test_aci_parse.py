@@ -173,6 +173,11 @@ def test_session_evidence_that_is_not_base64_is_refused():
         parse_session(doc)
 
 
+def test_a_document_that_is_not_an_aci_session_is_refused():
+    with pytest.raises(ParseError, match="api_version"):
+        parse_session(k.VECTORS)
+
+
 def test_session_list_entries_do_not_hash_to_their_id():
     entry = dict(json.loads(SESSION), session_id=k.SESSION_ID)
     del entry["evidence"]["data"]
@@ -183,7 +188,7 @@ def test_session_list_entries_do_not_hash_to_their_id():
 
 
 def test_preview_session_id_rule():
-    doc = {"provider": "p", "endpoint": None, "verifier_id": "v/1", "identity": None, "channel_binding": [],
+    doc = {"api_version": "aci/1", "provider": "p", "endpoint": None, "verifier_id": "v/1", "identity": None, "channel_binding": [],
            "claims": {"tee_attested": {"status": "unknown"}}, "evidence": {}, "established_at": 1, "expires_at": 2}
     s = parse_session(doc)
     later = parse_session(dict(doc, established_at=5, expires_at=9))

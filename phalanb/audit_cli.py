@@ -7,6 +7,7 @@ Exit codes: 0 verified, 1 failed, 3 incomplete, 2 usage or input errors.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -47,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the clock for certificates, collateral and tokens (default now)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production")
     _policy_args(p)
+    p.add_argument("--kms-root", action="append", default=[], metavar="HEX",
+                   help="ACI reports: a dstack-kms root key you accept for key custody (repeatable)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_report)
 
@@ -114,9 +117,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .aci.report import is_aci_report, is_legacy_gateway_report
     from .verify import verify_report
 
     report = _read_json(args.file, "report")
+    if is_aci_report(report):
+        return _cmd_aci_report(args)
+    if is_legacy_gateway_report(report):
+        print("phalanb: note: this is the ACI gateway's legacy /v1/attestation/report answer: it attests the "
+              "GATEWAY (not the model) and its quote does not bind the keyset printed in it; fetch "
+              "/v1/aci/attestation for the ACI keyset", file=sys.stderr)
     nonce = None
     if args.nonce:
         try:
@@ -141,6 +151,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         print(verdict.table())
     return verdict.exit_code()
+
+
+def _cmd_aci_report(args: argparse.Namespace) -> int:
+    """An ``aci/1`` report: routed to :func:`phalanb.aci.verify_aci_report` (strict ACI parsing of the raw bytes)."""
+    from .aci.cli import parse_nonce, print_verdict
+    from .aci.report import parse_aci_report
+    from .aci.verify import verify_aci_report
+
+    if args.signing_address or args.node is not None or args.nras_response or args.jwks:
+        raise InputError("--signing-address, --node, --nras-response and --jwks do not apply to an ACI report")
+    try:
+        raw = args.file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the report {args.file}: {exc.strerror}") from None
+    nonce = parse_nonce(args.nonce)
+    report = parse_aci_report(raw)  # unreadable input is a usage/input error (exit 2), not a failed verdict
+    policy = dataclasses.replace(_policy(args), aci_kms_roots=tuple(args.kms_root))
+    att = verify_aci_report(report, nonce=nonce, policy=policy,
+                            collateral=_read_json(args.collateral, "collateral"), at=args.at)
+    if nonce is None:
+        print("phalanb: note: no --nonce given, so freshness cannot be shown", file=sys.stderr)
+    print(f"phalanb: {'keyset established: ' + att.keyset.digest if att.keyset else att.reason}", file=sys.stderr)
+    return print_verdict(att.verdict, args.json)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "phalanb.audit_cli",
     "phalanb.lab",
     "phalanb.timing_cli",
+    "phalanb.aci.cli",
 )
 
 

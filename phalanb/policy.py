@@ -37,6 +37,12 @@ class Policy:
     ``require_nras``: NVIDIA's appraisal of the GPU measurements (NRAS) is required for ``verified``; default
     ``True`` under production trust and ``False`` for the simulator. Without it the GPU evidence is checked
     offline only (signature, chain, nonce), which cannot show revoked certificates or wrong firmware.
+
+    ACI (:mod:`phalanb.aci`): ``aci_kms_roots`` lists the dstack-kms root keys (SEC1-compressed secp256k1 hex) the
+    auditor accepts for key custody — empty (the default) means custody is *skipped*, never passed;
+    ``aci_required_claims`` are the attested-session claims that must be ``asserted`` with a source in
+    ``aci_claim_sources``; ``aci_require_upstream``: an aggregator's receipt must show a required, successful
+    upstream verification.
     """
 
     trust: str = "production"
@@ -50,6 +56,10 @@ class Policy:
     tdx_root_der: bytes | None = field(default=None, repr=False)
     gpu_root_pem: bytes | None = field(default=None, repr=False)
     nras_issuer: str | None = None  # None: NVIDIA's NRAS (or the simulator's, under trust="simulated")
+    aci_kms_roots: tuple[str, ...] = ()
+    aci_required_claims: tuple[str, ...] = ("tee_attested",)
+    aci_claim_sources: tuple[str, ...] = ("hardware_proven",)
+    aci_require_upstream: bool = True
 
     def __post_init__(self) -> None:
         if self.trust not in TRUST_MODES:
@@ -58,12 +68,14 @@ class Policy:
             # Production trust is the pinned roots and nothing else: a bundle cannot smuggle in its own.
             raise InputError("production trust uses Intel's and NVIDIA's pinned roots; other roots need "
                              "trust='simulated'")
-        for name in ("accepted_tcb", "warn_tcb", "rejected_advisories"):
+        for name in ("accepted_tcb", "warn_tcb", "rejected_advisories", "aci_kms_roots", "aci_required_claims",
+                     "aci_claim_sources"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 # Policies are also read from bundles: a number or object here would fail deep in verification.
                 raise InputError(f"{name} must be a list of strings, got {value!r:.80}")
             object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "aci_kms_roots", tuple(r.lower().removeprefix("0x") for r in self.aci_kms_roots))
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.expected.items()):
             raise InputError("expected measurements are name → hex string")
         object.__setattr__(self, "expected", {k: v.lower().removeprefix("0x") for k, v in self.expected.items()})
@@ -98,7 +110,9 @@ class Policy:
                 "relax_measurements": list(self.relax_measurements),
                 "tdx_root_der": self.tdx_root_der.hex() if self.tdx_root_der else None,
                 "gpu_root_pem": self.gpu_root_pem.decode() if self.gpu_root_pem else None,
-                "nras_issuer": self.nras_issuer}
+                "nras_issuer": self.nras_issuer, "aci_kms_roots": list(self.aci_kms_roots),
+                "aci_required_claims": list(self.aci_required_claims),
+                "aci_claim_sources": list(self.aci_claim_sources), "aci_require_upstream": self.aci_require_upstream}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Policy":
@@ -109,7 +123,10 @@ class Policy:
                    relax_measurements=d.get("relax_measurements") or (),
                    tdx_root_der=bytes.fromhex(d["tdx_root_der"]) if d.get("tdx_root_der") else None,
                    gpu_root_pem=d["gpu_root_pem"].encode() if d.get("gpu_root_pem") else None,
-                   nras_issuer=d.get("nras_issuer"))
+                   nras_issuer=d.get("nras_issuer"), aci_kms_roots=tuple(d.get("aci_kms_roots", ())),
+                   aci_required_claims=tuple(d.get("aci_required_claims", ("tee_attested",))),
+                   aci_claim_sources=tuple(d.get("aci_claim_sources", ("hardware_proven",))),
+                   aci_require_upstream=bool(d.get("aci_require_upstream", True)))
 
 
 _HEX = frozenset("0123456789abcdef")

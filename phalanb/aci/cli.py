@@ -1,0 +1,143 @@
+"""``phalanb receipt`` and ``phalanb session``: verify saved ACI documents offline.
+
+Exit codes: 0 verified, 1 failed, 3 incomplete, 2 usage or input errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..policy import Policy
+from ..verdict import Check, Status, Verdict
+
+__all__ = ["register", "print_verdict"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("receipt", help="verify a saved ACI receipt (with its report, bytes and sessions)",
+                       description="Verify an ACI receipt offline: its signature by a key of the keyset a verified "
+                       "report established, the keyset digest it cites, the hashes of your exact request and "
+                       "response bytes, the upstream verification and the sessions it cites. A keyset given "
+                       "directly (--keyset) is NOT established: the verdict is then at best incomplete.")
+    p.add_argument("receipt", type=Path, help="the receipt JSON (or the legacy /v1/signature answer)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--report", type=Path, help="the /v1/aci/attestation answer fetched with --nonce")
+    src.add_argument("--keyset", type=Path, help="a workload_keyset JSON (informational; establishes nothing)")
+    p.add_argument("--nonce", help="the 64-hex nonce you sent when fetching the report")
+    p.add_argument("--request", type=Path, help="the exact request body bytes you sent")
+    p.add_argument("--response", type=Path, help="the exact response bytes you received (the whole stream)")
+    p.add_argument("--session", type=Path, action="append", default=[], metavar="FILE",
+                   help="a session document (GET /v1/aci/sessions/{id}) the receipt cites (repeatable)")
+    p.add_argument("--collateral", type=Path, help="Intel collateral JSON for the gateway quote's TCB status")
+    p.add_argument("--kms-root", action="append", default=[], metavar="HEX",
+                   help="a dstack-kms root key you accept for key custody (repeatable; none: custody is skipped)")
+    _common(p)
+    p.set_defaults(func=cmd_receipt)
+
+    p = sub.add_parser("session", help="verify a saved ACI attested session",
+                       description="Verify an attested session document offline: its id, evidence digest, claims "
+                       "and, when the evidence is a report phalanb knows, that report (upstream.* checks).")
+    p.add_argument("file", type=Path)
+    p.add_argument("--id", help="the session id a receipt cited (without it the id is only computed)")
+    p.add_argument("--served-at", type=int, default=None, metavar="UNIX_TIME",
+                   help="the citing receipt's served_at, to check the session's window")
+    p.add_argument("--collateral", type=Path, help="Intel collateral for the upstream report's quote")
+    _common(p)
+    p.set_defaults(func=cmd_session)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+                   help="the clock for expiry, certificates and collateral (default now)")
+    p.add_argument("--trust", choices=("production", "simulated"), default="production")
+    p.add_argument("--json", action="store_true")
+
+
+def _read(path: Path | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+def parse_nonce(text: str | None) -> bytes | None:
+    if not text:
+        return None
+    try:
+        nonce = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise InputError("--nonce must be hex") from None
+    if len(nonce) != 32:
+        raise InputError(f"--nonce must be 32 bytes (64 hex digits), got {len(nonce)}")
+    return nonce
+
+
+def _collateral(path: Path | None) -> Any:
+    raw = _read(path, "collateral")
+    if raw is None:
+        return None
+    from .. import _json
+
+    try:
+        return _json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"{path} is not JSON ({exc})") from None
+
+
+def print_verdict(verdict: Verdict, as_json: bool, extra: dict[str, Any] | None = None) -> int:
+    if as_json:
+        print(json.dumps({**(extra or {}), "verdict": verdict.to_dict()}, indent=2))
+    else:
+        print(verdict.table())
+    return verdict.exit_code()
+
+
+def cmd_receipt(args: argparse.Namespace) -> int:
+    from .receipt import is_signature_wrapper, parse_receipt, parse_signature_wrapper
+    from .session import parse_session
+    from .verify import verify_aci
+    from . import jcs
+
+    policy = Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root))
+    doc = jcs.loads(_read(args.receipt, "receipt"), what="receipt")
+    receipt = parse_signature_wrapper(doc).receipt if is_signature_wrapper(doc) else parse_receipt(doc)
+    sessions = {}
+    for path in args.session:
+        raw = _read(path, "session")
+        sessions[parse_session(raw).id] = raw
+    extra_checks: list[Check] = []
+    report = _read(args.report, "report")
+    if args.keyset is not None:
+        keyset = jcs.loads(_read(args.keyset, "keyset"), what="keyset")
+        digest = jcs.sha256_digest(keyset)
+        same = digest == receipt.workload_keyset_digest
+        extra_checks.append(Check("aci.keyset_given", Status.SKIPPED, "a keyset given directly is not established "
+                                  "(no verified report binds it to a TEE); it hashes to "
+                                  f"{digest}, which the receipt {'cites' if same else 'does NOT cite'}",
+                                  {"recomputed": digest, "receipt": receipt.workload_keyset_digest}))
+    elif report is None:
+        print("phalanb: note: no --report given: no keyset is established, so the receipt's signature cannot be "
+              "trusted (verdict at best incomplete)", file=sys.stderr)
+    verdict = verify_aci(None, receipt=receipt, report=report, nonce=parse_nonce(args.nonce), sessions=sessions,
+                         policy=policy, collateral=_collateral(args.collateral), at=args.at,
+                         request_bytes=_read(args.request, "request"), response_bytes=_read(args.response, "response"))
+    if extra_checks:
+        verdict = Verdict(extra_checks + verdict.checks)
+    return print_verdict(verdict, args.json, {"receipt_id": receipt.receipt_id, "shape": receipt.shape})
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    from .session import parse_session
+    from .verify import verify_session
+
+    session = parse_session(_read(args.file, "session"))
+    checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=Policy(trust=args.trust),
+                            at=args.at, collateral=_collateral(args.collateral))
+    return print_verdict(Verdict(checks), args.json, {"session_id": session.id, "shape": session.shape})

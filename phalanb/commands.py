@@ -151,7 +151,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
                        ttft_jitter=args.ttft_jitter, token_jitter=args.token_jitter,
                        ttft_distribution=args.distribution, token_distribution=args.distribution,
                        models=tuple(args.models) if args.models else SimConfig().models, faults=set(args.fault),
-                       upstream=args.upstream, reply=args.reply, upstream_api_key=os.environ.get("PHALANB_UPSTREAM_API_KEY"),
+                       upstream=args.upstream, reply=args.reply,
+                       upstream_api_key=os.environ.get("PHALANB_UPSTREAM_API_KEY"),
                        protocol=args.protocol, aci_mode=args.aci_mode, aci_shape=args.aci_shape, https=args.https,
                        receipt_ttl=args.receipt_ttl, aci_keepalive=args.keepalive)
     try:

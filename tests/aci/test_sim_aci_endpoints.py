@@ -290,7 +290,8 @@ def test_preview_report_has_the_live_preview_shape(preview):
     assert resp.headers["x-aci-identity"] == report["workload_id"]
     assert report["workload_keyset_digest"] == sha256_digest(ks)
     st = canonicalize({"nonce": "any string, even uppercase ABC", "purpose": "aci.report_data.v1",
-                       "workload_id": report["workload_id"], "workload_keyset_digest": report["workload_keyset_digest"]})
+                       "workload_id": report["workload_id"],
+                       "workload_keyset_digest": report["workload_keyset_digest"]})
     assert report["attestation"]["report_data"] == hashlib.sha256(st).hexdigest()
     endorsement = report["attestation"]["keyset_endorsement"]
     payload = canonicalize({"purpose": "aci.keyset.endorsement.v1",

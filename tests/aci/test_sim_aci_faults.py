@@ -80,11 +80,8 @@ def _links(http, *, nonce=None, stream=False):
         session_ok = hashlib.sha256(served.content).hexdigest() == upstream["session_id"]
         doc = served.json()
         window_ok = doc["established_at"] <= receipt["served_at"] <= doc["expires_at"]
-    spki = hashlib.sha256(b"").hexdigest()
-    stream_obj = None
     with http.stream("GET", "/health") as probe:  # the certificate this connection presents
-        stream_obj = probe.extensions["network_stream"].get_extra_info("ssl_object")
-        spki = _spki(stream_obj.getpeercert(True))
+        spki = _spki(probe.extensions["network_stream"].get_extra_info("ssl_object").getpeercert(True))
     return {
         "keyset_digest": report["workload_keyset_digest"] == digest,
         "statement": report["attestation"]["report_data"] == report_data.hex(),
@@ -94,8 +91,10 @@ def _links(http, *, nonce=None, stream=False):
         "receipt_signature": signature_ok,
         "receipt_keyset": receipt["workload_keyset_digest"] == digest,
         "request_hash": events["request.received"]["body_hash"] == "sha256:" + hashlib.sha256(body).hexdigest(),
-        "not_rewritten": events.get("request.forwarded", {}).get("body_hash") == events["request.received"]["body_hash"],
-        "response_hash": events["response.returned"]["body_hash"] == "sha256:" + hashlib.sha256(resp.content).hexdigest(),
+        "not_rewritten": (events.get("request.forwarded", {}).get("body_hash")
+                          == events["request.received"]["body_hash"]),
+        "response_hash": (events["response.returned"]["body_hash"]
+                          == "sha256:" + hashlib.sha256(resp.content).hexdigest()),
         "upstream_verified": upstream.get("result") == "verified",
         "session_id": session_ok,
         "session_window": window_ok,

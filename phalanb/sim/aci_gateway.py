@@ -237,8 +237,8 @@ class AciGateway:
     def keyset_digest(self, keys: docs.GatewayKeys | None = None) -> str:
         return sha256_digest(self.keyset(keys))
 
-    def workload_id(self) -> str:
-        return docs.workload_id(docs.preview_keyset(self.keys, tls_spki=[]))
+    def workload_id(self, keys: docs.GatewayKeys | None = None) -> str:
+        return docs.workload_id(docs.preview_keyset(keys or self.keys, tls_spki=[]))
 
     def new_receipt_id(self) -> str:
         return "rcpt-" + "".join(f"{self._rng.getrandbits(8):02x}" for _ in range(12))
@@ -402,7 +402,7 @@ class AciGateway:
         served_at = self.now()
         if self.preview:
             doc = {"api_version": docs.API_VERSION, "receipt_id": receipt_id, "chat_id": chat_id,
-                   "workload_id": self.workload_id(), "workload_keyset_digest": self.keyset_digest(keys),
+                   "workload_id": self.workload_id(keys), "workload_keyset_digest": self.keyset_digest(keys),
                    "endpoint": _CHAT_PATH, "method": "POST", "served_at": served_at, "event_log": events}
             signed = docs.sign_preview_receipt(doc, keys)
         else:
@@ -411,7 +411,12 @@ class AciGateway:
                    "served_at": served_at, "event_log": events, "key_id": docs.RECEIPT_KEY_ID}
             signed = docs.sign_receipt(doc, keys)
         if self.fault("aci_tamper_receipt"):
-            signed["served_at"] = served_at + 1  # changed after signing: only the signature can notice
+            # Changed after signing, in a field no other check reads: only the signature can notice.
+            route = [ev for ev in signed["event_log"] if ev["type"] == "route.selected"]
+            if route:
+                route[0]["target_route_id"] += "-edited"
+            else:
+                signed["served_at"] = served_at + 1
         return signed
 
     def store_receipt(self, doc: dict[str, Any], owner: str | None) -> None:

@@ -24,7 +24,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Mapping, Protocol
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -38,7 +38,7 @@ from . import aci_docs as docs
 from .attest import GpuProvider, TdxProvider
 from .config import SimConfig
 
-__all__ = ["AciGateway", "create_aci_app", "GATEWAY_COMPOSE", "KEEPALIVE", "SESSION_TTL"]
+__all__ = ["AciGateway", "E2eeContext", "E2eeHook", "create_aci_app", "GATEWAY_COMPOSE", "KEEPALIVE", "SESSION_TTL"]
 
 KEEPALIVE = b": PROCESSING\n\n"
 SESSION_TTL = 3600
@@ -155,6 +155,26 @@ async def _asgi_call(app: Any, method: str, path: str, *, query: str = "", heade
     return _Upstream(start["status"], resp_headers, chunks())
 
 
+# -- the E2EE plug (ACI.md §6 is implemented elsewhere: phalanb.sim.e2ee) -------------------------------------
+class E2eeContext(Protocol):
+    """One opened E2EE request: its restored body (serde order, what request.received hashes), the response
+    headers to add (``X-E2EE-Applied`` …) and how to seal the response (whole body, or one SSE event at a time)."""
+
+    restored: bytes
+    response_headers: dict[str, str]
+
+    def seal_body(self, data: bytes) -> bytes: ...
+
+    def seal_event(self, event: bytes) -> bytes: ...
+
+
+class E2eeHook(Protocol):
+    """Installed as ``AciGateway.e2ee``. ``open_request`` returns None for a plaintext request, a Response to
+    refuse (400 ``e2ee_*``), or an :class:`E2eeContext`."""
+
+    def open_request(self, headers: Mapping[str, str], wire: bytes) -> E2eeContext | Response | None: ...
+
+
 # -- stored documents -------------------------------------------------------------------------------------------
 @dataclass
 class StoredReceipt:
@@ -203,6 +223,7 @@ class AciGateway:
         self.sessions: dict[str, StoredSession] = {}
         self._model_session: dict[tuple[str, bool], str] = {}
         self._session_lock = asyncio.Lock()
+        self.e2ee: E2eeHook | None = None  # phalanb.sim.e2ee plugs in here
 
     # -- facts --------------------------------------------------------------------------------------------------
     @property
@@ -372,8 +393,10 @@ class AciGateway:
 
     def build_receipt(self, *, receipt_id: str, chat_id: str | None, model: str | None,
                       received: bytes, middleware: bytes | None, forwarded: bytes | None,
-                      upstream: dict[str, Any] | None, response_received: bytes | None, returned: bytes
-                      ) -> dict[str, Any]:
+                      upstream: dict[str, Any] | None, response_received: bytes | None, returned: bytes,
+                      cleartext: bytes | None = None) -> dict[str, Any]:
+        """The signed receipt. ``returned`` = the exact wire bytes; ``cleartext`` = the same before E2EE sealing
+        (preview's cleartext_hash; defaults to ``returned``)."""
         events: list[dict[str, Any]] = [{"type": "request.received", "body_hash": _hash(received)}]
         if middleware is not None:
             events.append({"type": "middleware.forwarded", "body_hash": _hash(middleware)})
@@ -389,7 +412,8 @@ class AciGateway:
                 events.append({"type": "response.received", "cleartext_hash": _hash(response_received)})
                 if response_received != returned:
                     events.append({"type": "transparency.response_modified"})
-            events.append({"type": "response.returned", "cleartext_hash": _hash(returned),
+            events.append({"type": "response.returned",
+                           "cleartext_hash": _hash(returned if cleartext is None else cleartext),
                            "wire_hash": _hash(returned)})
             for seq, ev in enumerate(events):
                 events[seq] = {"seq": seq, **ev}
@@ -543,10 +567,18 @@ async def aci_sessions(request: Request) -> Response:
 async def chat_completions(request: Request) -> Response:
     gw = _gw(request)
     config = gw.config
-    raw = await request.body()
+    wire = await request.body()
     if config.api_key is not None and not secrets.compare_digest(request.headers.get("authorization", ""),
                                                                  f"Bearer {config.api_key}"):
         return _error(401, "Invalid or missing API key", "unauthorized")
+    sealed: E2eeContext | None = None
+    if gw.e2ee is not None:
+        opened = gw.e2ee.open_request(request.headers, wire)
+        if isinstance(opened, Response):
+            return opened  # an e2ee_* refusal
+        sealed = opened
+    # What the receipt's request.received covers: the wire bytes, or the restored body of an E2EE request.
+    raw = sealed.restored if sealed is not None else wire
     try:
         body = _json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -615,45 +647,56 @@ async def chat_completions(request: Request) -> Response:
     except ConnectionError as exc:
         return _error(502, f"upstream unreachable: {exc}", "upstream_error")
 
-    def receipt(chat_id: str | None, received: bytes, returned: bytes) -> dict[str, Any]:
+    def receipt(chat_id: str | None, received: bytes, returned: bytes, cleartext: bytes) -> dict[str, Any]:
         return gw.build_receipt(receipt_id=receipt_id, chat_id=chat_id, model=model, received=raw,
                                 middleware=middleware, forwarded=forwarded, upstream=upstream_event,
-                                response_received=received, returned=returned)
+                                response_received=received, returned=returned, cleartext=cleartext)
 
     media = up.headers.get("content-type", "application/json")
+    extra_headers = dict(sealed.response_headers) if sealed is not None else {}
     if not stream or up.status != 200:
         data = b"".join([c async for c in up.chunks])
         if stream:  # a streaming request whose upstream answered non-200 gets no receipt (gaps doc #5)
             return Response(data, status_code=up.status, media_type=media)
         found = _CHAT_ID.search(data[:4096]) if up.status == 200 else None
         chat_id = found.group(1).decode() if found else None
-        gw.store_receipt(receipt(chat_id, data, data), owner)
-        return Response(data, status_code=up.status, media_type=media, headers={"X-Receipt-Id": receipt_id})
+        sent = sealed.seal_body(data) if sealed is not None and up.status == 200 else data
+        gw.store_receipt(receipt(chat_id, data, sent, data), owner)
+        return Response(sent, status_code=up.status, media_type=media,
+                        headers={"X-Receipt-Id": receipt_id, **extra_headers})
 
     async def relay() -> AsyncIterator[bytes]:
-        received, returned = hashlib.sha256(), hashlib.sha256()
         recv_bytes, sent_bytes = bytearray(), bytearray()
+        pending = b""  # an E2EE stream is sealed event by event; plaintext passes through chunk by chunk
         chat_id = None
         if config.aci_keepalive:
             # Injected before the hashing stage, as the gateway's keep-alive comments are: hashed, too.
-            returned.update(KEEPALIVE)
             sent_bytes += KEEPALIVE
             yield KEEPALIVE
         async for chunk in up.chunks:
-            received.update(chunk)
             recv_bytes += chunk
             if chat_id is None:
                 found = _CHAT_ID.search(bytes(recv_bytes[:4096]))
                 chat_id = found.group(1).decode() if found else None
-            returned.update(chunk)
-            sent_bytes += chunk
-            yield chunk
+            if sealed is None:
+                out = chunk
+            else:
+                pending += chunk
+                *events, pending = pending.split(b"\n\n")
+                out = b"".join(sealed.seal_event(ev + b"\n\n") for ev in events)
+            if out:
+                sent_bytes += out
+                yield out
+        if pending:
+            sent_bytes += pending
+            yield pending
         # Reached only after the whole stream went out: the receipt exists from then on.
-        gw.store_receipt(receipt(chat_id, bytes(recv_bytes), bytes(sent_bytes)), owner)
+        cleartext = (KEEPALIVE if config.aci_keepalive else b"") + bytes(recv_bytes)
+        gw.store_receipt(receipt(chat_id, bytes(recv_bytes), bytes(sent_bytes), cleartext), owner)
 
     return StreamingResponse(relay(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-                                      "X-Receipt-Id": receipt_id})
+                                      "X-Receipt-Id": receipt_id, **extra_headers})
 
 
 _ALGOS = ("ecdsa", "ed25519")

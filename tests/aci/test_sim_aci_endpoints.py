@@ -352,3 +352,39 @@ def test_legacy_protocol_has_no_aci_endpoints():
     with Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=0)) as sim:
         resp = httpx.get(sim.base_url + "/aci/attestation")
     assert resp.status_code == 404 and "x-aci-version" not in resp.headers
+
+
+# -- the E2EE plug -----------------------------------------------------------------------------------------------
+class _Sealed:
+    """A stand-in for phalanb.sim.e2ee: the request body arrives base64-wrapped, the response leaves wrapped."""
+
+    response_headers = {"X-E2EE-Applied": "true"}
+
+    def __init__(self, restored: bytes):
+        self.restored = restored
+
+    def seal_body(self, data: bytes) -> bytes:
+        return base64.b64encode(data)
+
+    def seal_event(self, event: bytes) -> bytes:
+        return b"data: " + base64.b64encode(event) + b"\n\n"
+
+
+class _FakeE2ee:
+    def open_request(self, headers, wire):
+        return _Sealed(base64.b64decode(wire)) if headers.get("x-e2ee-version") == "2" else None
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_e2ee_plug_hashes_the_restored_request_and_the_sealed_wire_bytes(stream):
+    with _start() as sim, httpx.Client(base_url=sim.base_url.removesuffix("/v1"), timeout=30) as http:
+        sim.aci.e2ee = _FakeE2ee()
+        plain = json.dumps({"model": MODEL, "stream": stream, "max_tokens": 3,
+                            "messages": [{"role": "user", "content": "hi"}]}).encode()
+        resp = http.post("/v1/chat/completions", content=base64.b64encode(plain),
+                         headers={**ALICE, "X-E2EE-Version": "2"})
+        ev = _events(http.get(f"/v1/aci/receipts/{resp.headers['x-receipt-id']}", headers=ALICE).json())
+    assert resp.status_code == 200 and resp.headers["x-e2ee-applied"] == "true"
+    assert ev["request.received"]["body_hash"] == "sha256:" + hashlib.sha256(plain).hexdigest()
+    assert ev["response.returned"]["body_hash"] == "sha256:" + hashlib.sha256(resp.content).hexdigest()
+    assert ev["response.received"]["body_hash"] != ev["response.returned"]["body_hash"]

@@ -13,13 +13,14 @@ the response bytes are the raw body chunks before the SDK parses anything.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from typing import Callable, Iterator
 
 import httpx
 
 from . import _json
-from .client import default_transport
+from .client import default_transport, peer_spki_sha256, tls_context
 from .errors import PhalanbError
 from .exchange import Exchange, ExchangeRecorder
 
@@ -49,12 +50,15 @@ class _RecordingStream(httpx.SyncByteStream):
                 self._done(self._recorder.finish(complete=complete))
             except PhalanbError:
                 # A body the SDK will reject anyway (e.g. not JSON) is still recorded byte for byte.
-                self._done(Exchange(url=self._recorder.url, request_bytes=self._recorder.request_bytes,
-                                    response_bytes=self._recorder.received, status=self._recorder.status,
-                                    stream=self._recorder.stream, complete=False,
-                                    request_headers=self._recorder.request_headers,
-                                    response_headers=self._recorder.response_headers,
-                                    timings=self._recorder.timings))
+                rec = self._recorder
+                self._done(Exchange(url=rec.url, request_bytes=rec.request_bytes,
+                                    response_bytes=rec.received, status=rec.status,
+                                    stream=rec.stream, complete=False,
+                                    request_headers=rec.request_headers,
+                                    response_headers=rec.response_headers,
+                                    timings=rec.timings, receipt_id=rec.response_headers.get("x-receipt-id"),
+                                    aci_keyset_digest=rec.response_headers.get("x-aci-keyset-digest"),
+                                    tls_spki_sha256=rec.tls_spki_sha256))
 
     def close(self) -> None:
         # The SDK closes the stream as soon as it has read data: [DONE]; a stream is complete when [DONE] arrived
@@ -83,6 +87,7 @@ class RecordingTransport(httpx.BaseTransport):
         rec.mark_sent()
         response = self._inner.handle_request(request)
         rec.mark_headers(response.status_code, response.headers)
+        rec.tls_spki_sha256 = peer_spki_sha256(response)
         if response.headers.get("content-encoding", "identity") != "identity":
             raise PhalanbError("the server compressed the reply; phalanb's recorder asks for identity encoding — "
                                "do not override Accept-Encoding on the recording client")
@@ -107,11 +112,15 @@ class Recorder:
             self._items.append(exchange)
             del self._items[:-self.max_exchanges]
 
-    def http_client(self, *, inner: httpx.BaseTransport | None = None, **kwargs) -> httpx.Client:
+    def http_client(self, *, inner: httpx.BaseTransport | None = None, verify: bool | str | ssl.SSLContext = True,
+                    ca_pem: str | bytes | None = None, **kwargs) -> httpx.Client:
         """An ``httpx.Client`` for ``openai.OpenAI(http_client=...)`` that records chats.
 
         It asks for uncompressed replies so that the bytes recorded are the bytes the service hashed.
+        ``verify`` / ``ca_pem`` say what https certificates to trust (see :func:`phalanb.client.tls_context`).
         """
+        if inner is None:
+            inner = default_transport(verify=tls_context(verify=verify, ca_pem=ca_pem))
         headers = {"Accept-Encoding": "identity", **dict(kwargs.pop("headers", {}) or {})}
         return httpx.Client(transport=RecordingTransport(self, inner), headers=headers, **kwargs)
 

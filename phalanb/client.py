@@ -12,10 +12,13 @@ sent only in the ``Authorization`` header, and never appears in a repr, a log li
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import secrets
 import socket
+import ssl
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -35,7 +38,8 @@ from .errors import (
 from .exchange import Exchange, ExchangeRecorder
 from .signatures import ALGOS, SignatureRecord
 
-__all__ = ["Client", "AttestationFetch", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "new_nonce", "encode_body", "default_transport"]
+__all__ = ["Client", "AttestationFetch", "AciFetch", "AciAttestationFetch", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT",
+           "new_nonce", "encode_body", "default_transport", "tls_context", "peer_spki_sha256"]
 
 DEFAULT_BASE_URL = "https://api.red-pill.ai/v1"
 #: Connect quickly or fail; allow slow models a minute between bytes.
@@ -51,10 +55,51 @@ SIGNATURE_EXPIRED_HELP = (
     "right after the reply, from the same endpoint.")
 
 
-def default_transport() -> httpx.HTTPTransport:
+def default_transport(*, verify: bool | ssl.SSLContext = True) -> httpx.HTTPTransport:
     """httpx's transport with TCP_NODELAY: without it a request written in two segments (headers, body) can wait
     for a delayed ACK (~40 ms on Linux), which would pollute every latency figure phalanb reports."""
-    return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.HTTPTransport(verify=verify, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+
+
+def tls_context(*, verify: bool | str | ssl.SSLContext = True, ca_pem: str | bytes | None = None
+                ) -> bool | ssl.SSLContext:
+    """What to trust for https: the system's roots (``verify=True``), a CA bundle file (``verify="path"``), a
+    ready context, or exactly the PEM certificates in ``ca_pem`` (e.g. the simulator's self-signed certificate,
+    ``sim.ca_pem``). ``verify=False`` turns verification off, only when asked for, and warns."""
+    if ca_pem is not None:
+        if verify is False:
+            raise InputError("give ca_pem= or verify=False, not both")
+        try:
+            return ssl.create_default_context(cadata=ca_pem.decode() if isinstance(ca_pem, bytes) else ca_pem)
+        except (ssl.SSLError, ValueError) as exc:
+            raise InputError(f"ca_pem is not a PEM certificate ({exc})") from None
+    if isinstance(verify, str):
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise InputError(f"cannot read the CA bundle {verify!r} ({exc})") from None
+    if verify is False:
+        warnings.warn("TLS certificate verification is OFF: any server can impersonate the service",
+                      stacklevel=3)
+    return verify
+
+
+def peer_spki_sha256(response: httpx.Response) -> str | None:
+    """SHA-256 (hex) of the SubjectPublicKeyInfo of the certificate the server presented on the connection that
+    carried ``response`` (read while the response is open); None over plain http or when it cannot be seen."""
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(True)  # binary_form (the low-level _SSLSocket takes it positionally)
+    if not der:
+        return None
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
 
 
 def new_nonce() -> bytes:
@@ -85,6 +130,43 @@ class AttestationFetch:
 
     def __repr__(self) -> str:
         return f"<AttestationFetch {self.url} nonce={self.nonce_hex} {len(self.raw)}B {self.elapsed_s * 1000:.0f} ms>"
+
+
+@dataclass(repr=False)
+class AciFetch:
+    """An ACI document as fetched (receipt, session, session list): the exact bytes, the parsed JSON, the
+    ``X-ACI-*`` response headers (lower-case names) and the TLS key the connection used."""
+
+    url: str
+    raw: bytes
+    document: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    tls_spki_sha256: str | None = None
+    elapsed_s: float = 0.0
+    fetched_at: float = 0.0
+
+    @property
+    def keyset_digest_header(self) -> str | None:
+        """``X-ACI-Keyset-Digest`` (a hint: the verified value is the one inside the report)."""
+        return self.headers.get("x-aci-keyset-digest")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} {len(self.raw)}B>"
+
+
+@dataclass(repr=False)
+class AciAttestationFetch(AciFetch):
+    """``GET /v1/aci/attestation``: the nonce sent (32 bytes, as 64 lower-case hex) and the report."""
+
+    nonce: bytes = b""
+
+    @property
+    def nonce_hex(self) -> str:
+        return self.nonce.hex()
+
+    @property
+    def report(self) -> Any:
+        return self.document
 
 
 def _server_message(body: bytes) -> str | None:
@@ -136,7 +218,8 @@ class Client:
                  api_key: str | ApiKey | None = None, signing_algo: str = "ecdsa",
                  timeout: float | httpx.Timeout | None = None, transport: httpx.BaseTransport | None = None,
                  allow_insecure_http: bool = False, headers: Mapping[str, str] | None = None,
-                 api_key_env: bool = True, retries: int = 2, backoff: float = 0.5, max_retry_after: float = 30.0):
+                 api_key_env: bool = True, retries: int = 2, backoff: float = 0.5, max_retry_after: float = 30.0,
+                 verify: bool | str | ssl.SSLContext = True, ca_pem: str | bytes | None = None):
         if signing_algo not in ALGOS:
             raise InputError(f"signing_algo must be one of {', '.join(ALGOS)}, got {signing_algo!r}")
         self.base_url = base_url.rstrip("/")
@@ -154,7 +237,13 @@ class Client:
         if isinstance(timeout, (int, float)):
             timeout = httpx.Timeout(timeout, connect=min(float(timeout), 10.0))
         if transport is None:
-            transport = default_transport()
+            transport = default_transport(verify=tls_context(verify=verify, ca_pem=ca_pem))
+        elif ca_pem is not None or verify is not True:
+            raise InputError("verify= and ca_pem= configure phalanb's own transport; with transport= configure "
+                             "TLS on that transport")
+        # Every keyset digest the service announced, in order ((where, digest)): a change between the attested
+        # report and a chat means another replica or a rotated keyset answered (ACI.md §8: re-attest).
+        self.aci_keyset_digests: list[tuple[str, str]] = []
         self._http = httpx.Client(timeout=timeout or DEFAULT_TIMEOUT, transport=transport,
                                   headers={"Accept-Encoding": "identity", **dict(headers or {})},
                                   follow_redirects=False)
@@ -217,7 +306,17 @@ class Client:
 
     def _get_json(self, path: str, params: Mapping[str, str], *, what: str, auth: bool = True
                   ) -> tuple[Any, bytes, float]:
-        """GET and decode JSON, retrying what is safe to retry.
+        """GET and decode JSON, retrying what is safe to retry (see :meth:`_get_raw`)."""
+        response, body, elapsed, _ = self._get_raw(path, params, what=what, auth=auth)
+        try:
+            return _json.loads(body), body, elapsed
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ParseError(f"{what}: the server's answer is not JSON ({exc}); {len(body)} bytes received",
+                             field="body", offset=getattr(exc, "pos", None)) from None
+
+    def _get_raw(self, path: str, params: Mapping[str, str], *, what: str, auth: bool = True
+                 ) -> tuple[httpx.Response, bytes, float, str | None]:
+        """GET the exact body bytes (and the TLS key the connection used), retrying what is safe to retry.
 
         These fetches are idempotent, so a refused connection, a timeout, a 429 (honouring Retry-After up to
         ``max_retry_after``) or a 502/503/504 is retried up to ``retries`` times with exponential backoff. A chat
@@ -231,6 +330,7 @@ class Client:
             try:
                 response = self._send(request, stream=True)
                 try:
+                    spki = peer_spki_sha256(response)
                     body = self._read_limited(response, _MAX_JSON_BODY, what=what)
                 finally:
                     response.close()
@@ -248,11 +348,7 @@ class Client:
             break
         elapsed = time.perf_counter() - t0
         self._raise_for_status(response, body, what=what)
-        try:
-            return _json.loads(body), body, elapsed
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ParseError(f"{what}: the server's answer is not JSON ({exc}); {len(body)} bytes received",
-                             field="body", offset=getattr(exc, "pos", None)) from None
+        return response, body, elapsed, spki
 
     def _backoff(self, attempt: int) -> float:
         return self.backoff * (2 ** attempt)
@@ -326,13 +422,20 @@ class Client:
         response = self._send(request, stream=True)
         try:
             recorder.mark_headers(response.status_code, response.headers)
+            recorder.tls_spki_sha256 = peer_spki_sha256(response)
             encoding = response.headers.get("content-encoding")
             if encoding not in (None, "identity") and stream:
                 raise TransportError(f"the server compressed the stream ({encoding}) although phalanb asked for "
                                      "identity; the exact bytes cannot be recovered chunk by chunk")
             if response.status_code >= 400:
                 body_bytes = self._read_limited(response, _MAX_ERROR_BODY * 16, what="chat")
-                self._raise_for_status(response, body_bytes, what="chat")
+                recorder.feed(body_bytes)
+                try:
+                    self._raise_for_status(response, body_bytes, what="chat")
+                except (ServiceError, NotFoundError) as err:
+                    # The refusal's bytes (and an ACI gateway's X-Receipt-Id for it) stay available.
+                    err.partial = recorder.finish(complete=False)  # type: ignore[attr-defined]
+                    raise
             try:
                 for chunk in response.iter_raw():
                     recorder.feed(chunk)
@@ -359,6 +462,7 @@ class Client:
                                  url=exchange.url)
             err.partial = exchange  # type: ignore[attr-defined]
             raise err
+        self._note_keyset("chat", exchange.aci_keyset_digest)
         return exchange
 
     def signature(self, chat_id: str, *, model: str | None = None, signing_algo: str | None = None
@@ -410,6 +514,60 @@ class Client:
             raise ParseError("the attestation report is JSON but not an object", field="report")
         return AttestationFetch(report=data, raw=raw, nonce=nonce_b, url=self._url("attestation/report"),
                                 params=params, elapsed_s=elapsed, fetched_at=fetched_at)
+
+    # -- ACI (ACI.md §1) -----------------------------------------------------------------------------------
+    def _note_keyset(self, where: str, digest: str | None) -> None:
+        if digest:
+            self.aci_keyset_digests.append((where, digest))
+            del self.aci_keyset_digests[:-1000]
+
+    @property
+    def aci_keyset_changed(self) -> bool:
+        """True when the service announced more than one keyset digest (X-ACI-Keyset-Digest) to this client:
+        the report, a chat or a receipt came from another replica or a rotated keyset."""
+        return len({d for _, d in self.aci_keyset_digests}) > 1
+
+    def _aci_get(self, path: str, params: Mapping[str, str], *, what: str, auth: bool = True,
+                 cls: type = AciFetch, **extra: Any) -> Any:
+        from .aci.jcs import loads as aci_loads
+
+        fetched_at = time.time()
+        response, raw, elapsed, spki = self._get_raw(path, params, what=what, auth=auth)
+        headers = {k.lower(): v for k, v in response.headers.items() if k.lower().startswith("x-aci-")}
+        document = aci_loads(raw, what=what)
+        result = cls(url=str(response.request.url), raw=raw, document=document, headers=headers,
+                     tls_spki_sha256=spki, elapsed_s=elapsed, fetched_at=fetched_at, **extra)
+        self._note_keyset(path.split("/")[1] if "/" in path else path, headers.get("x-aci-keyset-digest"))
+        return result
+
+    def aci_attestation(self, nonce: bytes | None = None) -> AciAttestationFetch:
+        """``GET /aci/attestation?nonce=`` with a fresh random 32-byte nonce unless one is given; the nonce always
+        travels as 64 lower-case hex (the only form the current gateway accepts)."""
+        nonce_b = new_nonce() if nonce is None else bytes(nonce)
+        if len(nonce_b) != 32:
+            raise InputError(f"an ACI nonce is 32 bytes, got {len(nonce_b)}")
+        result = self._aci_get("aci/attestation", {"nonce": nonce_b.hex()}, what="ACI attestation fetch",
+                               cls=AciAttestationFetch, nonce=nonce_b)
+        if not isinstance(result.document, dict):
+            raise ParseError("the ACI report is JSON but not an object", field="report")
+        return result
+
+    def receipt(self, receipt_id: str) -> AciFetch:
+        """``GET /aci/receipts/{id}`` (``X-Receipt-Id`` or the chat id), with the same API key as the chat."""
+        if not receipt_id or "/" in receipt_id or "?" in receipt_id:
+            raise InputError(f"not a receipt or chat id: {receipt_id!r}")
+        return self._aci_get(f"aci/receipts/{receipt_id}", {}, what="ACI receipt fetch")
+
+    def session(self, session_id: str) -> AciFetch:
+        """``GET /aci/sessions/{id}``: the exact bytes that must hash to ``session_id``."""
+        if not session_id or "/" in session_id or "?" in session_id:
+            raise InputError(f"not a session id: {session_id!r}")
+        return self._aci_get(f"aci/sessions/{session_id}", {}, what="ACI session fetch", auth=False)
+
+    def sessions(self, model: str | None = None, upstream_name: str | None = None) -> AciFetch:
+        """``GET /aci/sessions?upstream_name=&model=``. Entries lack evidence data: fetch one to audit it."""
+        params = {k: v for k, v in (("upstream_name", upstream_name), ("model", model)) if v is not None}
+        return self._aci_get("aci/sessions", params, what="ACI session list", auth=False)
 
     def models(self) -> list[str]:
         """``GET /models``: the model ids the service offers."""

@@ -66,6 +66,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upstream", metavar="URL", help="proxy a real OpenAI-compatible server (e.g. a local "
                    "llama.cpp at http://127.0.0.1:8080/v1) and sign its replies; its key, if any, comes from "
                    "$PHALANB_UPSTREAM_API_KEY")
+    p.add_argument("--protocol", choices=("aci", "legacy"), default="aci",
+                   help="aci (default): the ACI gateway in front of the model server, as the real services answer "
+                   "now; legacy: the vllm-proxy model server alone")
+    p.add_argument("--aci-mode", choices=("aggregator", "direct"), default="aggregator",
+                   help="aggregator (default): attested upstream sessions; direct: the gateway serves the model")
+    p.add_argument("--aci-shape", choices=("current", "preview"), default="current",
+                   help="current (default): the ACI spec's documents; preview: the June 2026 build's")
+    p.add_argument("--https", action="store_true",
+                   help="serve over TLS with a self-signed certificate made at start-up (its SPKI is in the keyset)")
+    p.add_argument("--receipt-ttl", type=_positive(float), default=3600.0, metavar="S",
+                   help="how long receipts stay retrievable (default 3600, as the gateway)")
+    p.add_argument("--keepalive", action="store_true",
+                   help="inject one ': PROCESSING' keep-alive comment before each stream's first event")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("demo", help="chat once and verify everything phalanb can verify",
@@ -136,14 +149,17 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     if args.list_faults:
         for name, what in FAULTS.items():
-            print(f"{name:<20} {what}")
+            print(f"{name:<26} {what}")
         return 0
     config = SimConfig(seed=args.seed, signature_ttl=args.signature_ttl, max_signatures=args.max_signatures,
                        ttft_ms=args.ttft_ms, tokens_per_second=args.tokens_per_second, gpus=args.gpus,
                        ttft_jitter=args.ttft_jitter, token_jitter=args.token_jitter,
                        ttft_distribution=args.distribution, token_distribution=args.distribution,
                        models=tuple(args.models) if args.models else SimConfig().models, faults=set(args.fault),
-                       upstream=args.upstream, reply=args.reply, upstream_api_key=os.environ.get("PHALANB_UPSTREAM_API_KEY"))
+                       upstream=args.upstream, reply=args.reply,
+                       upstream_api_key=os.environ.get("PHALANB_UPSTREAM_API_KEY"),
+                       protocol=args.protocol, aci_mode=args.aci_mode, aci_shape=args.aci_shape, https=args.https,
+                       receipt_ttl=args.receipt_ttl, aci_keepalive=args.keepalive)
     try:
         Simulator(config, host=args.host, port=args.port).serve_forever()
     except KeyboardInterrupt:

@@ -166,6 +166,11 @@ class Exchange:
     complete: bool = True
     timings: Timings = field(default_factory=Timings)
     content_error: str | None = None  # why the bytes could not be read as a chat reply (they are kept as is)
+    # ACI (ACI.md §1): the gateway's X-Receipt-Id and X-ACI-Keyset-Digest, and the SHA-256 of the SPKI of the
+    # certificate the connection actually used (None over plain http).
+    receipt_id: str | None = None
+    aci_keyset_digest: str | None = None
+    tls_spki_sha256: str | None = None
 
     @property
     def request_sha256(self) -> str:
@@ -195,6 +200,9 @@ class Exchange:
             "response_headers": redact_headers(self.response_headers),
             "chat_id": self.chat_id, "model": self.model, "text": self.text, "usage": self.usage,
             "finish_reason": self.finish_reason, "complete": self.complete, "timings": self.timings.to_dict(),
+            # Written only when known, so exchanges of the legacy protocol keep their old form.
+            **{k: v for k, v in (("receipt_id", self.receipt_id), ("aci_keyset_digest", self.aci_keyset_digest),
+                                 ("tls_spki_sha256", self.tls_spki_sha256)) if v is not None},
         }
 
     @classmethod
@@ -218,6 +226,12 @@ class Exchange:
                             status=status, stream=bool(d.get("stream")), request_headers=request_headers,
                             response_headers=response_headers, timings=Timings.from_dict(d.get("timings") or {}))
         ex.complete = bool(d.get("complete", ex.complete))
+        for key in ("receipt_id", "aci_keyset_digest", "tls_spki_sha256"):
+            value = d.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ParseError(f"must be a string, got {type(value).__name__}", field=f"exchange.{key}")
+            if value is not None:
+                setattr(ex, key, value)
         return ex
 
     @classmethod
@@ -260,6 +274,7 @@ class ExchangeRecorder:
         self._assembler = ChatAssembler()
         self._on_text = on_text
         self.content_error: str | None = None
+        self.tls_spki_sha256: str | None = None  # set by the client from the live connection
         self.timings = Timings(request_sent_ns=time.perf_counter_ns(), wall_start=time.time())
 
     def mark_sent(self) -> None:
@@ -336,4 +351,6 @@ class ExchangeRecorder:
                         response_headers=self.response_headers, chat_id=asm.chat_id, model=asm.model,
                         text=asm.text, usage=asm.usage, finish_reason=asm.finish_reason,
                         complete=complete and self.content_error is None, content_error=self.content_error,
-                        timings=self.timings)
+                        timings=self.timings, receipt_id=self.response_headers.get("x-receipt-id"),
+                        aci_keyset_digest=self.response_headers.get("x-aci-keyset-digest"),
+                        tls_spki_sha256=self.tls_spki_sha256)

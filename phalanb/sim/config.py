@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 
-__all__ = ["FAULTS", "LATENCY_DISTRIBUTIONS", "SimConfig"]
+__all__ = ["ACI_MODES", "ACI_SHAPES", "FAULTS", "LATENCY_DISTRIBUTIONS", "PROTOCOLS", "SimConfig"]
 
 #: How a jitter fraction j spreads a base delay b (the TTFT, or one token gap).
 LATENCY_DISTRIBUTIONS: dict[str, str] = {
@@ -35,7 +35,21 @@ FAULTS: dict[str, str] = {
     "hang": "GET endpoints (signature, attestation, models) never answer",
     "truncated_json": "signature and attestation answers are cut in half (invalid JSON)",
     "slow_drip": "stream events leave in small pieces with pauses, lines split mid-way",
+    # ACI gateway faults (protocol="aci"): each breaks exactly one link of ACI.md §8.
+    "aci_tamper_receipt": "a signed receipt field (route.selected's target_route_id) is changed after signing",
+    "aci_receipt_other_keyset": "receipts name another replica's keyset digest and are signed by that keyset's key",
+    "aci_rewrite_request": "the gateway changes the body it forwards (request.forwarded != request.received)",
+    "aci_upstream_failed": "the upstream's verification fails (upstream.verified result failed; required: refused)",
+    "aci_session_expired": "receipts cite a session whose window ended before served_at",
+    "aci_edit_session": "the served session document differs from the one its id hashes",
+    "aci_expired_keyset": "the keyset's not_after lies in the past",
+    "aci_ignore_nonce": "the attestation statement is built from another nonce than the client's",
+    "aci_tls_key_not_in_keyset": "the HTTPS listener's certificate key (SPKI) is not listed in the keyset",
 }
+
+PROTOCOLS = ("aci", "legacy")
+ACI_MODES = ("aggregator", "direct")
+ACI_SHAPES = ("current", "preview")
 
 
 @dataclass
@@ -50,6 +64,11 @@ class SimConfig:
     ``nonstream_hash`` picks which server generation to imitate for non-streaming replies: ``"body"`` hashes
     the bytes sent (candidate A), ``"json_dumps"`` hashes ``json.dumps(json.loads(body))`` (candidate B).
     ``text_format`` picks the 2-part ``req:resp`` or 3-part ``model:req:resp`` signed text.
+    ``protocol``: ``"legacy"`` serves the model server alone (the vllm-proxy API of SPEC §2); ``"aci"`` puts the
+    simulated ACI gateway in front of it (ACI.md): ``aci_mode`` ``"aggregator"`` (attested upstream sessions) or
+    ``"direct"``, ``aci_shape`` ``"current"`` (the spec) or ``"preview"`` (the June 2026 build), ``receipt_ttl``
+    seconds of receipt retention, ``aci_keepalive`` one ``: PROCESSING`` comment before a stream's first event,
+    ``https`` a TLS listener with a self-signed certificate generated at start-up.
     ``upstream``: base URL of a real OpenAI-compatible server (e.g. a local llama.cpp, ``http://127.0.0.1:8080/v1``)
     whose replies the simulator forwards byte for byte and signs, as the real proxy signs vLLM's.
     """
@@ -73,6 +92,12 @@ class SimConfig:
     reply: str | None = None  # answer every chat with this text instead of generated words
     upstream_api_key: str | None = field(default=None, repr=False)
     faults: set[str] = field(default_factory=set)
+    protocol: str = "legacy"
+    aci_mode: str = "aggregator"
+    aci_shape: str = "current"
+    receipt_ttl: float = 3600.0
+    aci_keepalive: bool = False
+    https: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -100,6 +125,11 @@ class SimConfig:
             raise InputError(f"upstream must be an http(s) base URL, got {self.upstream!r}")
         if not self.models:
             raise InputError("the simulator needs at least one model name")
+        for name, allowed in (("protocol", PROTOCOLS), ("aci_mode", ACI_MODES), ("aci_shape", ACI_SHAPES)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not self.receipt_ttl >= 0:
+            raise InputError(f"receipt_ttl must be >= 0 seconds, got {self.receipt_ttl}")
         unknown = set(self.faults) - set(FAULTS)
         if unknown:
             raise InputError(f"unknown simulator faults {sorted(unknown)}; known: {sorted(FAULTS)}")

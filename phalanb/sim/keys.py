@@ -30,6 +30,14 @@ class SimKeys:
         self._ecdsa = Account.from_key(_derive(seed, label + b"/secp256k1"))
         self._ed25519 = Ed25519PrivateKey.from_private_bytes(_derive(seed, label + b"/ed25519"))
 
+    @classmethod
+    def from_secrets(cls, secp256k1: bytes, ed25519: bytes) -> "SimKeys":
+        """Keys made elsewhere (the ACI gateway's KMS-derived E2EE key signs its legacy ``/signature`` texts)."""
+        keys = cls.__new__(cls)
+        keys._ecdsa = Account.from_key(secp256k1)
+        keys._ed25519 = Ed25519PrivateKey.from_private_bytes(ed25519)
+        return keys
+
     def __repr__(self) -> str:
         return f"<SimKeys ecdsa={self.ecdsa_address} ed25519={self.ed25519_public_hex[:16]}…>"
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import tempfile
 import threading
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import httpx
 import uvicorn
@@ -16,6 +18,10 @@ from .app import SimState, create_app
 from .attest import GpuProvider, TdxProvider
 from .config import SimConfig
 from .providers import default_providers
+from .tls import make_self_signed
+
+if TYPE_CHECKING:
+    from .aci_gateway import AciGateway
 
 __all__ = ["Simulator", "bind_socket"]
 
@@ -54,7 +60,16 @@ class Simulator:
         self.port = port
         if use_default_providers and tdx is None and gpu is None:
             tdx, gpu = default_providers(self.config)
-        self.app = create_app(self.config, tdx=tdx, gpu=gpu)
+        self.tls = make_self_signed(self.config.seed) if self.config.https else None
+        self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
+        model_app = create_app(self.config, tdx=tdx, gpu=gpu)
+        if self.config.protocol == "aci":
+            from .aci_gateway import create_aci_app  # the gateway in front of the model server
+
+            self.app = create_aci_app(self.config, model_app=model_app, tdx=tdx, gpu=gpu,
+                                      tls_spki=self.tls.spki_sha256 if self.tls is not None else None)
+        else:
+            self.app = model_app
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -66,6 +81,24 @@ class Simulator:
         return self.app.state.sim
 
     @property
+    def aci(self) -> "AciGateway":
+        """The ACI gateway's state (keys, sessions, receipts, ``clock``); only with ``protocol="aci"``."""
+        gateway = getattr(self.app.state, "aci", None)
+        if gateway is None:
+            raise PhalanbError("this simulator serves the legacy protocol only; start it with protocol='aci'")
+        return gateway
+
+    @property
+    def cert_pem(self) -> str | None:
+        """The HTTPS listener's self-signed certificate (PEM), or None without ``https``."""
+        return self.tls.cert_pem.decode() if self.tls is not None else None
+
+    @property
+    def ca_pem(self) -> str | None:
+        """What a client must trust to reach the HTTPS listener: the self-signed certificate itself."""
+        return self.cert_pem
+
+    @property
     def model(self) -> str:
         return self.config.models[0]
 
@@ -75,7 +108,7 @@ class Simulator:
             raise PhalanbError("the simulator is not running; use it as a context manager or call start()")
         host, port = self._sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{port}/v1"
+        return f"{'https' if self.tls is not None else 'http'}://{shown}:{port}/v1"
 
     @property
     def signing_address(self) -> str:
@@ -90,8 +123,19 @@ class Simulator:
     # -- lifecycle -------------------------------------------------------------------------------------
     def _uvicorn_config(self) -> uvicorn.Config:
         # Access logs off: the simulator must never write request details (which may include keys) anywhere.
+        tls: dict[str, str] = {}
+        if self.tls is not None:
+            # uvicorn reads the certificate and key from files; they live in a private temporary directory.
+            if self._tls_dir is None:
+                self._tls_dir = tempfile.TemporaryDirectory(prefix="phalanb-sim-tls-")
+                for name, data in (("cert.pem", self.tls.cert_pem), ("key.pem", self.tls.key_pem)):
+                    path = os.path.join(self._tls_dir.name, name)
+                    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+                        fh.write(data)
+            tls = {"ssl_certfile": os.path.join(self._tls_dir.name, "cert.pem"),
+                   "ssl_keyfile": os.path.join(self._tls_dir.name, "key.pem")}
         return uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
-                              timeout_graceful_shutdown=1)
+                              timeout_graceful_shutdown=1, **tls)
 
     def start(self) -> "Simulator":
         if self._thread is not None:
@@ -137,6 +181,9 @@ class Simulator:
             self._sock.close()
         self._thread = None
         self._server = None
+        if self._tls_dir is not None:
+            self._tls_dir.cleanup()
+            self._tls_dir = None
 
     def serve_forever(self) -> None:
         """Foreground mode for ``phalanb sim``: prints the base URL as the first stdout line, then serves."""
@@ -145,7 +192,12 @@ class Simulator:
         if self.host not in _LOOPBACK:
             print(f"warning: listening on {self.host}, reachable from other machines", flush=True)
         server = uvicorn.Server(self._uvicorn_config())
-        server.run(sockets=[self._sock])
+        try:
+            server.run(sockets=[self._sock])
+        finally:
+            if self._tls_dir is not None:
+                self._tls_dir.cleanup()
+                self._tls_dir = None
 
     def __enter__(self) -> "Simulator":
         return self.start()

@@ -283,8 +283,12 @@ class _Pki:
 class SimulatedTdx:
     """A simulated TDX guest running a dstack-style app. Implements :class:`phalanb.sim.attest.TdxProvider`."""
 
-    def __init__(self, seed: int | None = None, *, now: float | None = None):
+    def __init__(self, seed: int | None = None, *, now: float | None = None, app_compose: str = APP_COMPOSE,
+                 app_name: str = "phalanb-sim"):
+        # Another app (e.g. the ACI gateway) on the same simulated machine: same platform and QE, its own TD.
         self.seed = seed
+        self._app_compose = app_compose
+        self._app_name = app_name
         self.created = time.time() if now is None else now
         self._pki = _Pki(seed, self.created)
         self._lock = threading.Lock()
@@ -310,9 +314,11 @@ class SimulatedTdx:
 
     # -- the TD: measurements and event log -----------------------------------------------------------------
     def _build_td(self) -> None:
-        d = lambda label, n=48: _derive(self.seed, label)[:n]  # noqa: E731
-        self.app_compose = APP_COMPOSE
-        self.compose_hash = _compose_hash(APP_COMPOSE)
+        # The default app keeps its historical labels, so seeded values stay what they were.
+        prefix = "" if self._app_name == "phalanb-sim" else f"app/{self._app_name}/"
+        d = lambda label, n=48: _derive(self.seed, prefix + label)[:n]  # noqa: E731
+        self.app_compose = self._app_compose
+        self.compose_hash = _compose_hash(self._app_compose)
         self.app_id = d("app-id", 20).hex()
         self.instance_id = d("instance-id", 20).hex()
         self.os_image_hash = hashlib.sha256(b"phalanb simulated " + OS_IMAGE.encode()).hexdigest()
@@ -345,11 +351,11 @@ class SimulatedTdx:
         self.vm_config = json.dumps({"os_image_hash": self.os_image_hash, "cpu_count": 8, "memory_size": 34359738368,
                                      "num_gpus": 1, "image": OS_IMAGE, "spec_version": 1}, separators=(",", ":"))
         self.info = {
-            "app_id": self.app_id, "instance_id": self.instance_id, "app_name": "phalanb-sim",
+            "app_id": self.app_id, "instance_id": self.instance_id, "app_name": self._app_name,
             "device_id": self.device_id, "os_image_hash": self.os_image_hash, "compose_hash": self.compose_hash,
             "key_provider_info": key_provider, "vm_config": self.vm_config,
             "tcb_info": {"mrtd": self.mr_td.hex(), "rtmr0": self.rtmrs[0].hex(), "rtmr1": self.rtmrs[1].hex(),
-                         "rtmr2": self.rtmrs[2].hex(), "rtmr3": self.rtmrs[3].hex(), "app_compose": APP_COMPOSE,
+                         "rtmr2": self.rtmrs[2].hex(), "rtmr3": self.rtmrs[3].hex(), "app_compose": self.app_compose,
                          "event_log": json.dumps(events), "os_image_hash": self.os_image_hash,
                          "compose_hash": self.compose_hash, "device_id": self.device_id},
         }

@@ -96,7 +96,11 @@ class Policy:
     @classmethod
     def for_simulator(cls, sim: Any = None, **kw: Any) -> "Policy":
         """Trust phalanb's simulator (its roots are the same for every simulator, so ``sim`` is only a reminder of
-        which service this policy is for); every verdict then says "simulated"."""
+        which service this policy is for); every verdict then says "simulated". The simulated dstack-kms root is
+        allow-listed for ACI key custody, as an auditor lists the real KMS root they accept."""
+        from .sim.aci_docs import SIM_KMS_ROOT
+
+        kw.setdefault("aci_kms_roots", (SIM_KMS_ROOT,))
         return cls(trust="simulated", **kw)
 
     def __repr__(self) -> str:

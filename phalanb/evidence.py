@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 from .errors import PhalanbError
 from .report import parse_report
 
-__all__ = ["OnlineEvidence", "DEFAULT_PCCS_URL", "CollateralCache", "fetch_online_evidence"]
+__all__ = ["OnlineEvidence", "AciOnlineEvidence", "DEFAULT_PCCS_URL", "CollateralCache", "fetch_online_evidence",
+           "fetch_aci_online_evidence", "upstream_report"]
 
 #: dcap-qvl's default collateral source (a public PCCS that mirrors Intel PCS).
 DEFAULT_PCCS_URL = "https://pccs.phala.network"
@@ -118,4 +119,75 @@ def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | N
             out.jwks = fetch_jwks(base_url=nras_url, timeout=timeout)
         except PhalanbError as exc:
             out.problems.append(f"NRAS at {nras_url}: {exc}")
+    return out
+
+
+@dataclass
+class AciOnlineEvidence:
+    """What an ACI verification fetched online: collateral for the gateway's quote, and per attested session the
+    collateral / NRAS answer of the upstream model server's own report (its quote is another platform's)."""
+
+    collateral: dict[str, Any] | None = None
+    upstream: dict[str, OnlineEvidence] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def upstream_dict(self) -> dict[str, dict[str, Any]]:
+        return {sid: {"collateral": o.collateral, "nras_response": o.nras_response, "jwks": o.jwks}
+                for sid, o in self.upstream.items()}
+
+
+def upstream_report(session: Any) -> tuple[Any, str | None, bytes | None] | None:
+    """The first evidence part of an attested session that is a report phalanb knows: ``(report, signing address,
+    the report's own nonce)``; None when the session carries none (e.g. Chutes sessions: ``evidence: {}``)."""
+    from . import _json
+    from .aci.session import parse_session
+
+    parsed = session if hasattr(session, "evidence_parts") else parse_session(session)
+    for part in parsed.evidence_parts:
+        try:
+            doc = _json.loads(part.data)
+            report = parse_report(doc)
+        except (ValueError, PhalanbError):
+            continue
+        node = report.nodes[0] if report.nodes else None
+        nonce = None
+        if node is not None and node.request_nonce:
+            try:
+                nonce = bytes.fromhex(node.request_nonce)
+            except ValueError:
+                nonce = None
+        signer = (parsed.identity or {}).get("signing_address")
+        return doc, signer if isinstance(signer, str) else None, nonce
+    return None
+
+
+def fetch_aci_online_evidence(report: Mapping[str, Any], sessions: Mapping[str, bytes], *,
+                              pccs_url: str | None = DEFAULT_PCCS_URL, nras_url: str | None = None,
+                              timeout: float = 60.0, cache: CollateralCache | None = COLLATERAL_CACHE
+                              ) -> AciOnlineEvidence:
+    """Collateral for an ACI report's gateway quote, and for every session's upstream report what
+    :func:`fetch_online_evidence` fetches. Only downloads: :func:`phalanb.aci.verify_aci` judges."""
+    from .tdx import parse_quote
+
+    out = AciOnlineEvidence()
+    evidence = ((report.get("attestation") or {}).get("evidence") or {}) if isinstance(report, Mapping) else {}
+    quote = evidence.get("quote") if isinstance(evidence, Mapping) else None
+    if pccs_url and isinstance(quote, str) and quote:
+        try:
+            out.collateral = _collateral(parse_quote(quote), pccs_url, timeout, cache).to_dict()
+        except PhalanbError as exc:
+            out.problems.append(f"gateway collateral from {pccs_url}: {exc}")
+    for sid, raw in sessions.items():
+        try:
+            found = upstream_report(raw)
+        except PhalanbError as exc:
+            out.problems.append(f"session {sid[:16]}…: {exc}")
+            continue
+        if found is None:
+            continue
+        doc, signer, nonce = found
+        online = fetch_online_evidence(doc, signing_address=signer, nonce=nonce, pccs_url=pccs_url,
+                                       nras_url=nras_url, timeout=timeout, cache=cache)
+        out.problems.extend(f"session {sid[:16]}…: {p}" for p in online.problems)
+        out.upstream[sid] = online
     return out

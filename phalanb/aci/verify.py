@@ -686,7 +686,14 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
                   "this is only its own claim", c.evidence, c.required) if c.status is Status.PASS else c
             for c in checks[1:]]
     if deep:
-        checks += _deep_audit(session, policy, at=at, collateral=collateral, nras_response=nras_response, jwks=jwks)
+        upstream = _deep_audit(session, policy, at=at, collateral=collateral, nras_response=nras_response, jwks=jwks)
+        if checks[0].status is not Status.PASS:
+            # The same holds for the evidence inside it: a genuine upstream report in an edited (or uncited)
+            # document proves nothing about the session the receipt cites.
+            upstream = [Check(c.id, Status.SKIPPED, f"{c.reason} — but the session document is not the cited one",
+                              c.evidence, c.required) if c.status in (Status.PASS, Status.WARNING) else c
+                        for c in upstream]
+        checks += upstream
     return checks
 
 
@@ -706,7 +713,8 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                sessions: Mapping[str, bytes] | None = None, policy: Policy | None = None, collateral: Any = None,
                at: float | None = None, tls_spki_sha256: str | None = None, keyset_digest_header: str | None = None,
                host: str | None = None, request_bytes: bytes | None = None, response_bytes: bytes | None = None,
-               nras_response: Any = None, jwks: Any = None) -> Verdict:
+               nras_response: Any = None, jwks: Any = None,
+               upstream: Mapping[str, Mapping[str, Any]] | None = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
     ``exchange_or_bytes``: an :class:`~phalanb.exchange.Exchange` (its exact request/response bytes), a
@@ -714,6 +722,8 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     ``request_bytes``/``response_bytes`` override it. ``receipt``: bytes, text, mapping or a legacy signature
     wrapper (its receipt is used). ``report``: the ``/v1/aci/attestation`` answer fetched with ``nonce``.
     ``sessions``: session id → the exact bytes of ``GET /v1/aci/sessions/{id}``.
+    ``upstream``: session id → ``{"collateral", "nras_response", "jwks"}`` for that session's upstream report
+    (its quote is another machine's); a session without an entry uses ``collateral``/``nras_response``/``jwks``.
     """
     policy = policy or Policy()
     if isinstance(exchange_or_bytes, tuple) and len(exchange_or_bytes) == 2:
@@ -759,8 +769,11 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                                    ("session.id", "session.evidence_digest", "session.claims", "session.window",
                                     "upstream.evidence")], suffix)
                 continue
+            ev = (upstream or {}).get(sid) or {}
             checks += _unique(verify_session(data, expected_id=sid, served_at=parsed.served_at, policy=policy,
-                                             at=at, collateral=collateral, nras_response=nras_response, jwks=jwks),
+                                             at=at, collateral=ev.get("collateral", collateral),
+                                             nras_response=ev.get("nras_response", nras_response),
+                                             jwks=ev.get("jwks", jwks)),
                               suffix)
     return Verdict(checks)
 

@@ -190,3 +190,15 @@ def test_exchange_row_needs_no_network(sim, client_for):
     ex = client_for(sim).chat("offline row", max_tokens=4)
     row = exchange_row(ex)
     assert row["chat_id"] == ex.chat_id and row["n_content_chunks"] == 4 and row["tokens_source"] == "chunks"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 24, 100])
+def test_simulated_replies_are_whole_sentences_of_exactly_the_asked_token_count(n):
+    g = TextGenerator(2026, ttft_ms=0, tokens_per_second=0)
+    tokens = g.tokens("What does a quote prove?", n)
+    text = "".join(tokens)
+    assert len(tokens) == n  # one token per word: the usage count stays exact
+    assert tokens == g.tokens("What does a quote prove?", n)  # deterministic for a seed and prompt
+    assert text[0].isupper() and text.endswith(".")
+    for sentence in text.split(". "):
+        assert sentence[0].isupper(), text

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -138,3 +139,40 @@ def test_plots_refuse_what_they_cannot_draw(tmp_path):
         plots.latency_distributions([1, 2, 3])
     with pytest.raises(InputError, match="cannot save"):
         plots.save(Figure(), tmp_path / "missing-dir" / "x.png")
+
+
+def test_every_figure_shows_itself_as_a_png_in_ipython_without_the_inline_backend(runs):
+    # IPython's own formatter, fresh: no %matplotlib inline, no pyplot import, so no Figure printer registered.
+    from IPython.core.formatters import PNGFormatter
+
+    from phalanb.tdx import parse_quote
+    from tests.conftest import FIXTURES
+
+    stream, json_ = runs
+    quote = parse_quote((FIXTURES / "tdx/dcap-qvl/tdx_quote").read_bytes())
+    figures = [plots.latency_distributions(stream), plots.token_timeline(stream.exchanges[0]),
+               plots.tokens_per_second(stream), plots.compare_runs(stream, json_), plots.quote_byte_map(quote)]
+    png = PNGFormatter()
+    for fig in figures:
+        data = png(fig)
+        assert isinstance(data, bytes) and data[:8] == b"\x89PNG\r\n\x1a\n", type(fig).__name__
+
+
+def test_quote_byte_map_labels_every_field_and_no_two_labels_overlap(tmp_path):
+    from phalanb.tdx import parse_quote
+    from tests.conftest import FIXTURES
+
+    quote = parse_quote((FIXTURES / "tdx/dcap-qvl/tdx_quote").read_bytes())
+    fig = plots.quote_byte_map(quote)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)  # lay out (constrained) as when shown, then measure each label
+    top, body, sig = fig.axes
+    body_labels = [t.get_text() for t in body.texts if t.get_text()]  # (leader lines are text-less)
+    assert body_labels == [f.name for f in quote.fields() if 48 <= f.offset < 632]  # every TD report field
+    assert "report_data" in body_labels and "qe_report (fields)" in [t.get_text() for t in sig.texts]
+    assert [t.get_text().split()[0] for t in top.texts if t.get_text()] == ["header", "TD", "signature", "trailing"]
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text()]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not a.overlaps(b), f"labels overlap in {ax.get_xlabel()!r}"

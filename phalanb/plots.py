@@ -83,8 +83,8 @@ def latency_distributions(data, *, bins: int = 20, title: str | None = None) -> 
     frame = _frame(data)
     fig = _figure(figsize=(10, 4))
     axes = fig.subplots(1, 2)
-    for ax, column, name in zip(axes, ("ttft_s", "total_s"), ("time to first token", "total time")):
-        xs = [v * 1000 for v in _values(frame, column)]
+    for ax, column, name in zip(axes, ("ttft_ms", "total_ms"), ("time to first token", "total time")):
+        xs = _values(frame, column)
         ax.set_title(name)
         ax.set_xlabel("ms")
         ax.set_ylabel("exchanges")
@@ -192,7 +192,7 @@ def signature_availability(result: "WindowResult", *, title: str | None = None) 
 
 
 def compare_runs(a, b, *, labels: tuple[str, str] = ("A", "B"),
-                 metrics: Sequence[str] = ("ttft_s", "total_s", "tokens_per_s"), title: str | None = None) -> Figure:
+                 metrics: Sequence[str] = ("ttft_ms", "total_ms", "tokens_per_s"), title: str | None = None) -> Figure:
     """Two endpoints or two settings side by side: one panel per metric, a box for each, medians annotated.
 
     >>> fig = compare_runs(run_stream, run_json, labels=("stream", "no stream"))   # doctest: +SKIP
@@ -203,7 +203,9 @@ def compare_runs(a, b, *, labels: tuple[str, str] = ("A", "B"),
     for ax, metric in zip(axes, metrics):
         if "tokens_per" in metric:  # a rate, although its name ends in _s
             scale, unit = 1, "tokens / s"
-        elif metric.endswith("_s"):
+        elif metric.endswith("_ms"):
+            scale, unit = 1, "ms"
+        elif metric.endswith("_s"):  # a frame of one's own in seconds: drawn in ms like the rest
             scale, unit = 1000, "ms"
         else:
             scale, unit = 1, ""

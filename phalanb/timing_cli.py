@@ -134,8 +134,10 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
                           policy=Policy(trust="simulated" if simulated else "production") if args.verify else None,
                           label=client.base_url, progress=not args.no_progress)
     summary = run.summary()
+    # Times in ms and rates per second, already rounded to 0.01 by summarize(): print them as they are, never
+    # in scientific notation.
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format",
-                           "{:.4g}".format):
+                           "{:.2f}".format):
         print(summary.to_string())
     failed = run.frame["error"].notna().sum()
     if failed:

@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=_number(int), default=1, help="unrecorded warm-up chats (default 1)")
     p.add_argument("--concurrency", type=_number(int, minimum=1), default=1, help="chats at once (default 1)")
     p.add_argument("--no-stream", action="store_true", help="ask for non-streaming replies")
-    p.add_argument("--max-tokens", type=_number(int, minimum=1), default=None)
+    p.add_argument("--max-tokens", type=_number(int, minimum=1), default=None,
+                   help="the most tokens each reply may have (default: the service's own limit)")
     p.add_argument("--prompt", action="append", dest="prompts", metavar="TEXT",
                    help="prompt to send (repeatable; used in turn; default: four short questions)")
     p.add_argument("--attestation", action="store_true", help="also time a fresh attestation fetch per chat")

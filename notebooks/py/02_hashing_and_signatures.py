@@ -70,7 +70,7 @@ from phalanb.signatures import parse_signed_text
 
 two = parse_signed_text(vector["text"])
 three = parse_signed_text("phala/deepseek-v3.2:" + vector["text"])
-display(table([("req_hash:resp_hash", len(two.parts), two.model), ("model:req_hash:resp_hash", len(three.parts),
+display(table([("req_hash:resp_hash", two.parts, two.model), ("model:req_hash:resp_hash", three.parts,
                                                                    three.model)],
               columns=["signed text shape", "parts", "model part"]))
 assert (two.request_hash, two.response_hash) == (three.request_hash, three.response_hash) == (req_hash, resp_hash)

@@ -164,7 +164,7 @@ display(ChatPanel(panel))
 # Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
 # only *defines* it, so Run All never gives the answer away.
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 def solution():
     """Question 3 worked out: change the request's bytes and verify again with the same signature."""
     flipped_request = dataclasses.replace(

@@ -226,7 +226,7 @@ assert lineup_table.loc[5, "chain"] == "fail"  # a look-alike root is not Intel'
 # Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
 # only *defines* it, so Run All never gives the answer away.
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 def solution():
     """Questions 1 and 4 worked out."""
     print(f"1. The attestation key signs bytes 0..{quote.signed_length}: the {quote.body_offset}-byte header and the "

@@ -181,7 +181,7 @@ assert replayed == sample_quote.body.rtmrs
 # Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
 # only *defines* it, so Run All never gives the answer away.
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 def solution():
     """Questions 1 and 3 worked out."""
     dropped = parse_event_log(node.effective_event_log)

@@ -197,7 +197,7 @@ assert late.check("nras.token").status.value == "fail"
 # Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
 # only *defines* it, so Run All never gives the answer away.
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 def solution():
     """Question 3 worked out."""
     wrong = verify_payload(real_payload, root=nvidia_device_identity_ca(), expected_nonce="00" * 32, at=issued)

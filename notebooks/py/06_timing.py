@@ -152,7 +152,7 @@ assert panel.state == "expired" and background.lower_s <= 1.5 <= background.uppe
 # Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
 # only *defines* it, so Run All never gives the answer away.
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 def solution():
     """Question 3 worked out: the same probe against a simulator whose signatures live 0.8 s."""
     with (Simulator(SimConfig(seed=6, ttft_ms=0, tokens_per_second=0, signature_ttl=0.8)) as sim08,

@@ -173,7 +173,7 @@ assert TrustChainView(tampered).links["response"] == "fail"
 # Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
 # only *defines* it, so Run All never gives the answer away.
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 def solution():
     """Question 3 worked out (the simulator keeps running until the kernel stops, so this works after Run All)."""
     both = attempt(["tamper_response", "ignore_nonce"])

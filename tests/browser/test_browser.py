@@ -287,6 +287,7 @@ def test_after_run_all_every_figure_is_an_image(page, lab, name, tmp_path):
     assert all("Traceback" not in t for t in tracebacks.all_inner_texts())
     if images.count():
         images.first.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)  # JupyterLab paints the cells now in view (content-visibility) before the shot
     shot = tmp_path / f"{name}.png"
     page.screenshot(path=str(shot))
     print(f"screenshot: {shot}")

@@ -101,8 +101,8 @@ def latency_distributions(data, *, bins: int = 20, title: str | None = None) -> 
 
 
 def token_timeline(exchange: Exchange | Timings, *, title: str | None = None) -> Figure:
-    """Per-token arrival of one stream: cumulative content chunks against seconds since the request was sent,
-    with time to first byte and first token marked.
+    """Per-token arrival of one stream: cumulative content chunks against milliseconds since the request was sent
+    (the unit of the timing tables), with time to first byte and first token marked.
 
     >>> fig = token_timeline(run.exchanges[0])                                # doctest: +SKIP
     """
@@ -111,16 +111,16 @@ def token_timeline(exchange: Exchange | Timings, *, title: str | None = None) ->
         raise InputError(f"expected an Exchange or Timings, got {type(exchange).__name__}")
     if not t.token_ns:
         raise InputError("this exchange has no content chunks to draw (an error reply, or no stamps were kept)")
-    xs = [(ns - t.request_sent_ns) / 1e9 for ns in t.token_ns]
+    xs = [(ns - t.request_sent_ns) / 1e6 for ns in t.token_ns]
     ys = list(range(1, len(xs) + 1))
     fig = _figure(figsize=(8, 4))
     ax = fig.subplots()
     ax.step(xs, ys, where="post", color="tab:blue", label="content chunks")
     ax.plot(xs, ys, "o", color="tab:blue", markersize=3)
     if t.ttfb_s is not None:
-        ax.axvline(t.ttfb_s, color=_ERR, linestyle=":", label=f"first byte {t.ttfb_s * 1000:.0f} ms")
-    ax.axvline(xs[0], color=_MEDIAN, linestyle="--", label=f"first token {xs[0] * 1000:.0f} ms")
-    ax.set_xlabel("seconds since the request was sent")
+        ax.axvline(t.ttfb_s * 1000, color=_ERR, linestyle=":", label=f"first byte {t.ttfb_s * 1000:.1f} ms")
+    ax.axvline(xs[0], color=_MEDIAN, linestyle="--", label=f"first token {xs[0]:.1f} ms")
+    ax.set_xlabel("ms since the request was sent")
     ax.set_ylabel("content chunks received")
     ax.legend(loc="lower right")
     chat = exchange.chat_id if isinstance(exchange, Exchange) else None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _json
+from ._term import verdict_table
 from .errors import InputError, ParseError
 from .policy import Policy
 
@@ -25,19 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Re-verify an audit bundle with no network. By default the clock is the time of "
                        "the original verification, so the same evidence gives the same verdict; the output says "
                        "when the verdict differs from the recorded one and why.")
-    p.add_argument("bundle", type=Path)
+    p.add_argument("bundle", type=Path, help="an audit bundle JSON (phalanb demo --save, VerifiedChat.save)")
     p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
                    help="verify as of this time instead (e.g. now, to see what has expired)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the bundle's own trust settings are never used)")
     _policy_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report", help="check a saved attestation report on its own",
                        description="Check an attestation report JSON: its shape, the binding of the signing key, "
                        "freshness against the nonce you sent, the TDX quote, the event log and the GPU evidence.")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="an attestation report JSON, as GET /attestation/report returns it")
     p.add_argument("--nonce", help="the 64-hex nonce you sent when fetching the report (freshness)")
     p.add_argument("--signing-address", help="pick the node holding this key when the report lists several")
     p.add_argument("--node", type=int, default=None, help="or pick the node by index")
@@ -46,24 +47,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jwks", type=Path, help="the NRAS JWKS to check the answer's signatures")
     p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
                    help="the clock for certificates, collateral and tokens (default now)")
-    p.add_argument("--trust", choices=("production", "simulated"), default="production")
+    p.add_argument("--trust", choices=("production", "simulated"), default="production",
+                   help="roots to trust: production (Intel's and NVIDIA's pinned roots, default) or simulated "
+                   "(phalanb's simulator only)")
     _policy_args(p)
     p.add_argument("--kms-root", action="append", default=[], metavar="HEX",
                    help="ACI reports: a dstack-kms root key you accept for key custody (repeatable)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("audit", help="verify many bundles (or a JSONL batch) offline",
                        description="Verify audit bundles, folders of them, or JSONL batches of replies sharing one "
                        "attestation. One row per reply. Exit 0 only if every reply is verified.")
-    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("paths", nargs="+", type=Path,
+                   help="audit bundles, folders of them, or JSONL batches of replies")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the files' own trust settings are never used)")
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME")
+    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+                   help="verify as of this time (default: the time each file records it was verified at)")
     p.add_argument("--csv", type=Path, help="also write the table as CSV")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the table as JSON (one record per reply)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _policy_args(p)
     p.set_defaults(func=cmd_audit)
 
@@ -111,7 +116,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                           "same_as_recorded": result.same, "differences": result.differences,
                           "verdict": result.verdict.to_dict()}, indent=2))
     else:
-        print(result.verdict.table())
+        print(verdict_table(result.verdict))
         print(result.explain())
     return result.verdict.exit_code()
 
@@ -149,7 +154,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(verdict.to_dict(), indent=2))
     else:
-        print(verdict.table())
+        print(verdict_table(verdict))
     return verdict.exit_code()
 
 

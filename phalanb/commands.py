@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._term import verdict_table
 from .apikey import ENV_VARS
 from .evidence import DEFAULT_PCCS_URL
 from .session import Session, Settings
@@ -86,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "the signature and a fresh attestation, verify, and print a table of checks. Exit code 0 "
                        "only when every check passed; 1 when one failed; 3 when something could not be checked.")
     _client_args(p)
-    p.add_argument("--prompt", default=DEMO_PROMPT)
+    p.add_argument("--prompt", default=DEMO_PROMPT, help=f"the user message to send (default: {DEMO_PROMPT!r})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--save", type=Path, metavar="FILE", help="write an audit bundle that re-verifies offline")
     p.add_argument("--offline", action="store_true",
@@ -116,8 +117,10 @@ def _client_args(p: argparse.ArgumentParser) -> None:
                    f"simulator). The API key comes from ${ENV_VARS[0]} or ${ENV_VARS[1]}.")
     p.add_argument("--model", help="model id (default: the first one the service lists)")
     p.add_argument("--no-stream", action="store_true", help="ask for a non-streaming reply")
-    p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--signing-algo", choices=ALGOS, default="ecdsa")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="the most tokens the reply may have (default: the service's own limit)")
+    p.add_argument("--signing-algo", choices=ALGOS, default="ecdsa",
+                   help="the signature to ask for: ecdsa (an Ethereum address signs) or ed25519 (default ecdsa)")
     p.add_argument("--timeout", type=_positive(float), default=60.0, help="seconds (default 60)")
     p.add_argument("--allow-insecure-http", action="store_true",
                    help="allow sending the API key over plain http to a non-loopback host")
@@ -199,7 +202,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(json.dumps({**result.endpoint, "chat_id": result.exchange.chat_id, "reply": result.exchange.text,
                           "nonce": result.attestation.nonce_hex, "verdict": verdict.to_dict()}, indent=2))
     else:
-        print(verdict.table())
+        print(verdict_table(verdict))
     return verdict.exit_code()
 
 

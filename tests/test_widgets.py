@@ -254,13 +254,13 @@ def test_timing_dashboard_runs_chats_on_click(sim, client_for):
     dash = TimingDashboard(client=client_for(sim), n=3)
     assert dash.rows == 0
     dash.go.click()
-    assert dash.rows == 3 and "ttft_s" in dash.table.value and not dash.go.disabled
+    assert dash.rows == 3 and "ttft_ms" in dash.table.value and not dash.go.disabled
     assert bytes(dash.plot.value).startswith(b"\x89PNG")
 
 
 def test_timing_dashboard_without_a_client_has_no_run_button():
     import pandas as pd
 
-    frame = pd.DataFrame({"ttft_s": [0.1, 0.2], "total_s": [0.3, 0.4], "error": [None, None]})
+    frame = pd.DataFrame({"ttft_ms": [100.0, 200.0], "total_ms": [300.0, 400.0], "error": [None, None]})
     dash = TimingDashboard(frame)
-    assert dash.go.disabled and dash.rows == 2 and "ttft_s" in dash.table.value
+    assert dash.go.disabled and dash.rows == 2 and "ttft_ms" in dash.table.value

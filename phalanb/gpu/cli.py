@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _json
+from .._term import plain_help, verdict_table
 from ..errors import InputError, ParseError
 from ..verdict import Check, Status, Verdict
 from .nras import NRAS_ISSUER, verify_nras
@@ -31,7 +32,7 @@ __all__ = ["register", "cmd_gpu", "load_payload"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gpu", help="decode and verify NVIDIA GPU evidence offline (SPDM, chain, FWID, NRAS tokens)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", type=Path, metavar="FILE", help="nvidia_payload JSON, an attestation report, or a bare "
                    "evidence file (with --chain)")
     p.add_argument("--chain", type=Path, metavar="PEM", help="PEM certificate chain for a bare evidence file")
@@ -133,6 +134,6 @@ def cmd_gpu(args: argparse.Namespace) -> int:
                   f"{f.vbios_version or '?':<15} {f.ueid}")
         print(f"requester nonce: {', '.join(sorted({f.requester_nonce for f in result.facts}))}")
         print()
-        print(verdict.table())
+        print(verdict_table(verdict))
     sys.stdout.flush()
     return verdict.exit_code()

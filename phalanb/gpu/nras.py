@@ -247,8 +247,10 @@ def verify_jwt(token: Jwt, jwks: Jwks, *, at: float, issuer: str) -> str | None:
     if nbf is not None and at < nbf:
         return f"not valid before {int(nbf)} (clock {int(at)})"
     if at >= exp:
-        return (f"expired at {int(exp)} (clock {int(at)}); an archived answer is verified with the clock pinned to "
-                f"its iat {claims.get('iat')}")
+        iat = claims.get("iat")
+        when = (f"pass --at {int(iat)} (its iat, when NVIDIA issued it; at={int(iat)} in Python)" if _finite(iat)
+                else "pass --at with the time it was issued")
+        return f"expired at {int(exp)} (clock {int(at)}); to verify an archived answer as of when it was issued, {when}"
     return None
 
 

@@ -105,11 +105,18 @@ class _Fast:
         key = self.keys.get(doc.get("key_id"))  # type: ignore[arg-type]
         if type(sig) is not str or key is None or "workload_id" in doc:
             return None
-        if json.dumps(doc, separators=(",", ":"), sort_keys=True).encode() != raw:
-            return None  # not the served canonical form (pretty-printed, re-ordered, duplicate members…)
+        # One serialisation serves twice: JCS(receipt minus signature) is what was signed, and the received bytes
+        # minus their one signature member must be exactly it — so they hold no duplicate member, no whitespace
+        # and nothing a strict reader would refuse or read differently.
+        member = b',"signature":"' + sig.encode() + b'"'
+        if raw.count(member) != 1:
+            return None
         del doc["signature"]
+        signed = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+        if raw.replace(member, b"", 1) != signed:
+            return None  # not the served canonical form (pretty-printed, re-ordered, duplicate members…)
         try:
-            key.verify(bytes.fromhex(sig), json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
+            key.verify(bytes.fromhex(sig), signed)
         except (InvalidSignature, ValueError):
             return None
         if doc.get("api_version") != "aci/1" or doc.get("workload_keyset_digest") != self.digest:

@@ -108,11 +108,11 @@ def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | N
             out.collateral = _collateral(parse_quote(node.intel_quote), pccs_url, timeout, cache).to_dict()
         except PhalanbError as exc:
             out.problems.append(f"collateral from {pccs_url}: {exc}")
-    source = node.gpu_evidence if node.binding == "chutes" else node.nvidia_payload
+    source = node.gpu_evidence if node.binding in ("chutes", "chutes-client") else node.nvidia_payload
     if nras_url and source:
         try:
             payload = parse_payload(source)
-            request = build_nras_request(payload, nonce=None if nonce is None or node.binding == "chutes"
+            request = build_nras_request(payload, nonce=None if nonce is None or node.binding in ("chutes", "chutes-client")
                                          else nonce.hex())
             out.nras_response = fetch_nras(request, base_url=nras_url, timeout=timeout)
             out.jwks = fetch_jwks(base_url=nras_url, timeout=timeout)

@@ -658,7 +658,7 @@ def binding_checks(node: NodeAttestation, report_data: bytes | None, nonce: byte
                             "readable quote report_data[32:] cannot be compared", fev))
     else:
         gpu = " and nvidia_payload.nonce" if pn is not None else ""
-        reason = (f"report_data[:32] is a hash over our nonce; request_nonce{gpu} equal it"
+        reason = (f"report_data[:32] is a hash over our nonce (request_nonce{gpu} carry it too)"
                   if node.binding in _NONCE_IN_HASH else
                   f"request_nonce, report_data[32:]{gpu} all equal our nonce")
         checks.append(Check("report.nonce_fresh", Status.PASS, reason, fev))

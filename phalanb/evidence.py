@@ -112,8 +112,8 @@ def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | N
     if nras_url and source:
         try:
             payload = parse_payload(source)
-            request = build_nras_request(payload, nonce=None if nonce is None or node.binding in ("chutes", "chutes-client")
-                                         else nonce.hex())
+            server_hashed = node.binding in ("chutes", "chutes-client")  # the GPUs carry a derived nonce
+            request = build_nras_request(payload, nonce=None if nonce is None or server_hashed else nonce.hex())
             out.nras_response = fetch_nras(request, base_url=nras_url, timeout=timeout)
             out.jwks = fetch_jwks(base_url=nras_url, timeout=timeout)
         except PhalanbError as exc:

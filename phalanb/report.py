@@ -40,6 +40,8 @@ __all__ = [
     "binding_checks",
     "check_signing_public_key",
     "merge_chutes_instances",
+    "inflate_bounded",
+    "WRAPPERS",
 ]
 
 #: Shapes phalanb recognises, with what they can prove.

@@ -81,6 +81,7 @@ def _collateral(quote: Any, pccs_url: str, timeout: float, cache: CollateralCach
 @dataclass
 class OnlineEvidence:
     collateral: dict[str, Any] | None = None
+    gateway_collateral: dict[str, Any] | None = None  # a NEAR AI Cloud gateway's own platform
     nras_response: Any = None
     jwks: Any = None
     problems: list[str] = field(default_factory=list)
@@ -99,7 +100,8 @@ def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | N
 
     out = OnlineEvidence()
     try:
-        node = parse_report(report).select(signing_address)
+        parsed = parse_report(report)
+        node = parsed.select(signing_address)
     except PhalanbError as exc:
         out.problems.append(f"report: {exc}")
         return out
@@ -108,6 +110,13 @@ def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | N
             out.collateral = _collateral(parse_quote(node.intel_quote), pccs_url, timeout, cache).to_dict()
         except PhalanbError as exc:
             out.problems.append(f"collateral from {pccs_url}: {exc}")
+    gateway = parsed.gateway
+    if pccs_url and gateway is not None and gateway.intel_quote:
+        try:
+            out.gateway_collateral = _collateral(parse_quote(gateway.intel_quote), pccs_url, timeout,
+                                                 cache).to_dict()
+        except PhalanbError as exc:
+            out.problems.append(f"the gateway's collateral from {pccs_url}: {exc}")
     source = node.gpu_evidence if node.binding in ("chutes", "chutes-client") else node.nvidia_payload
     if nras_url and source:
         try:

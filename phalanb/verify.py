@@ -203,14 +203,16 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
 def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, report: Mapping[str, Any] | None = None,
                     *, nonce: bytes | None = None, policy: Policy | None = None, collateral: Any = None,
                     nras_response: Any = None, jwks: Any = None, at: float | None = None,
-                    reference_request: bytes | None = None, reference_response: bytes | None = None) -> Verdict:
+                    reference_request: bytes | None = None, reference_response: bytes | None = None,
+                    gateway_collateral: Any = None) -> Verdict:
     """Verify one reply end to end and say plainly what holds and what could not be checked.
 
     ``exchange``: the exact bytes (None when only a signature is at hand); ``signature``: the signature record;
     ``report``: the attestation report JSON fetched with ``nonce`` (the 32 bytes we sent); ``policy``: trust
     roots and expectations (default: Intel's and NVIDIA's production roots); ``collateral``: Intel collateral
     for the TCB status; ``nras_response`` + ``jwks``: a saved NRAS answer; ``at``: the clock for certificate,
-    collateral and token validity (Unix seconds; default now).
+    collateral and token validity (Unix seconds; default now); ``gateway_collateral``: Intel collateral for a NEAR
+    AI Cloud gateway's quote (default ``collateral``).
     """
     chat, signer = chat_checks(exchange, signature, reference_request=reference_request,
                                reference_response=reference_response)
@@ -218,7 +220,7 @@ def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, repor
         return assemble(chat, signer, signature.signing_algo, unattested("no attestation report was given"))
     attested = attest_report(report, nonce=nonce, signer=signer or signature.signing_address,
                              policy=policy or Policy(), collateral=collateral, nras_response=nras_response,
-                             jwks=jwks, at=at)
+                             jwks=jwks, at=at, gateway_collateral=gateway_collateral)
     return assemble(chat, signer, signature.signing_algo, attested)
 
 

@@ -328,3 +328,47 @@ def test_nvswitch_evidence_in_a_report_is_never_verified_gpu_evidence(fixtures, 
     v = verify_report(forged, nonce=nonce)
     assert v["gpu.evidence_signature"].status.value == "skipped" and "NVSwitch" in v["gpu.evidence_signature"].reason
     assert v.status != "verified"
+
+
+# -- the gateway's own collateral travels with the evidence ------------------------------------------------------
+
+def test_online_evidence_fetches_the_gateway_collateral_too(nearcloud, monkeypatch):
+    import phalanb.evidence as evidence
+    from phalanb.tdx.verify import pck_extension
+
+    asked = []
+
+    class Fetched:
+        def __init__(self, fmspc):
+            self.fmspc = fmspc
+
+        def to_dict(self):
+            return {"fmspc": self.fmspc}
+
+    def fake(quote, url, timeout, cache):
+        asked.append(pck_extension(quote)[0].fmspc.hex())
+        return Fetched(asked[-1])
+
+    monkeypatch.setattr(evidence, "_collateral", fake)
+    report, nonce = nearcloud
+    out = evidence.fetch_online_evidence(report, signing_address=None, nonce=nonce, pccs_url="http://127.0.0.1:9")
+    assert out.collateral == {"fmspc": "90c06f000000"} and out.gateway_collateral == {"fmspc": "b0c06f000000"}
+    assert not out.problems
+
+
+def test_a_bundle_keeps_the_gateway_collateral_and_never_a_path(fixtures, nearcloud):
+    from phalanb.audit import make_bundle, parse_bundle, reverify
+    from phalanb.signatures import SignatureRecord
+
+    report, nonce = nearcloud
+    vec = _json(fixtures / "field" / "near-docs-sig-qwen35-2026-06" / "signature_vector.json")
+    col = _json(fixtures / "field" / "chutes-direct-glm5-2026-06" / "collateral.json")
+    b = make_bundle(None, SignatureRecord.from_dict(vec), policy=Policy(), verdict=None, report=report, nonce=nonce,
+                    gateway_collateral=col, verified_at=1782698817.0)
+    data = json.loads(json.dumps(b.to_dict()))
+    again = reverify(parse_bundle(data)).verdict
+    assert "FMSPC 90c06f000000" in again["gateway.tdx.tcb_status"].reason  # this collateral was used for the gateway
+    data["gateway_collateral"] = "/dev/zero"
+    with pytest.raises(ParseError) as info:
+        parse_bundle(data)
+    assert info.value.field == "gateway_collateral"

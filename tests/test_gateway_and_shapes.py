@@ -372,3 +372,22 @@ def test_a_bundle_keeps_the_gateway_collateral_and_never_a_path(fixtures, nearcl
     with pytest.raises(ParseError) as info:
         parse_bundle(data)
     assert info.value.field == "gateway_collateral"
+
+
+def test_a_batch_shares_the_gateway_collateral_with_every_reply(fixtures, nearcloud, tmp_path):
+    from phalanb.batch import _attest, load_items, write_batch
+    from phalanb.exchange import Exchange
+    from phalanb.signatures import SignatureRecord
+
+    report, nonce = nearcloud
+    d = fixtures / "field" / "near-docs-sig-qwen35-2026-06"
+    ex = Exchange.from_bytes(request_bytes=(d / "request_body.json").read_bytes(),
+                             response_bytes=(d / "response_body.sse").read_bytes())
+    sig = SignatureRecord.from_dict(_json(d / "signature_vector.json"))
+    col = _json(fixtures / "field" / "chutes-direct-glm5-2026-06" / "collateral.json")
+    path = write_batch(tmp_path / "b.jsonl", report=report, nonce=nonce, policy=Policy(), verified_at=1782698817.0,
+                       replies=[(ex, sig), (ex, sig)], gateway_collateral=col)
+    items = load_items([path])
+    assert len(items) == 2 and all(i.gateway_collateral == col for i in items)
+    checks = {c.id: c for c in _attest(items[0]).checks}
+    assert "FMSPC 90c06f000000" in checks["gateway.tdx.tcb_status"].reason

@@ -238,17 +238,17 @@ def _unknown(d: Mapping[str, Any]) -> UnsupportedError:
 def _refuse_foreign(d: Mapping[str, Any]) -> None:
     """Well-formed attestations of other kinds: named for what they are, never read as a TDX report."""
     if d.get("api_version") == "aci/1":
-        raise UnsupportedError("an ACI gateway report (api_version aci/1): use phalanb report (ACI) / "
-                               "verify_aci_report, which follow the ACI protocol (a keyset bound into the gateway's "
-                               "quote, signed receipts)")
+        raise UnsupportedError("an ACI gateway report: use phalanb report (ACI) / verify_aci_report (api_version "
+                               "aci/1 follows the ACI protocol: a keyset bound into the gateway's quote, signed "
+                               "receipts)")
     for key in ("tee_hardware", "tee_type", "platform"):
         value = d.get(key)
         if isinstance(value, str) and value.lower().replace("_", "-") in ("amd-sev-snp", "sev-snp", "snp"):
-            raise UnsupportedError(f"an AMD SEV-SNP attestation ({key} {value!r}); phalanb verifies Intel TDX")
+            raise UnsupportedError(f"an AMD SEV-SNP attestation; phalanb verifies Intel TDX ({key} is {value!r})")
     att = d.get("attestation")
     if isinstance(att, str) and set(d) <= {"attestation", "vm_config", "nonce"} and _names_amd(att):
-        raise UnsupportedError("an AMD SEV-SNP attestation (a dstack attestation whose certificates are AMD's "
-                               "ARK/ASK/VCEK chain); phalanb verifies Intel TDX")
+        raise UnsupportedError("an AMD SEV-SNP attestation; phalanb verifies Intel TDX (a dstack attestation whose "
+                               "certificates are AMD's ARK/ASK/VCEK chain)")
 
 
 def _names_amd(text: str) -> bool:
@@ -316,7 +316,7 @@ def _tinfoil(d: Mapping[str, Any], raw: dict[str, Any], wrapper: str | None) -> 
     fmt = d.get("format")
     kind = fmt[len(_TINFOIL):] if isinstance(fmt, str) else ""
     if "sev-snp" in kind or "snp" in kind.split("/")[0]:
-        raise UnsupportedError(f"an AMD SEV-SNP attestation (Tinfoil {fmt}); phalanb verifies Intel TDX")
+        raise UnsupportedError(f"an AMD SEV-SNP attestation; phalanb verifies Intel TDX (a Tinfoil {fmt} document)")
     if kind == "tdx-guest/v2":
         quote = inflate_bounded(_b64_field(d.get("body"), "body"), "body")
         node = NodeAttestation(shape="tinfoil-v2", intel_quote=quote.hex(), nonce_source="none", binding=None,
@@ -328,8 +328,8 @@ def _tinfoil(d: Mapping[str, Any], raw: dict[str, Any], wrapper: str | None) -> 
             raise ParseError("a Tinfoil v3 document needs a cpu object", field="cpu")
         platform = cpu.get("platform")
         if isinstance(platform, str) and "snp" in platform.lower():
-            raise UnsupportedError(f"an AMD SEV-SNP attestation (Tinfoil v3, cpu.platform {platform!r}); phalanb "
-                                   "verifies Intel TDX")
+            raise UnsupportedError(f"an AMD SEV-SNP attestation; phalanb verifies Intel TDX (a Tinfoil v3 document, "
+                                   f"cpu.platform {platform!r})")
         if platform != "tdx":
             raise UnsupportedError(f"a Tinfoil v3 document for platform {platform!r}; phalanb reads only 'tdx'")
         if "nvswitch" in d:

@@ -274,8 +274,8 @@ def _names_amd(text: str) -> bool:
         try:
             cert = x509.load_pem_x509_certificate(blob[i:pos])
             org = cert.issuer.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
-        except (ValueError, TypeError):
-            continue
+        except (ValueError, TypeError, KeyError, x509.InvalidVersion, x509.DuplicateExtension):
+            continue  # not a readable certificate: it names nobody
         if any("Advanced Micro Devices" in str(a.value) for a in org):
             return True
     return False
@@ -331,7 +331,8 @@ def _tinfoil(d: Mapping[str, Any], raw: dict[str, Any], wrapper: str | None) -> 
             raise UnsupportedError(f"an AMD SEV-SNP attestation; phalanb verifies Intel TDX (a Tinfoil v3 document, "
                                    f"cpu.platform {platform!r})")
         if platform != "tdx":
-            raise UnsupportedError(f"a Tinfoil v3 document for platform {platform!r}; phalanb reads only 'tdx'")
+            raise UnsupportedError(f"a Tinfoil v3 document for platform {str(platform)[:60]!r}; phalanb reads only "
+                                   "'tdx'")
         if "nvswitch" in d:
             raise UnsupportedError("a Tinfoil v3 document with NVSwitch evidence: phalanb does not verify NVSwitch "
                                    "evidence, so its report_data (which commits to it) cannot be recomputed")
@@ -348,7 +349,7 @@ def _tinfoil(d: Mapping[str, Any], raw: dict[str, Any], wrapper: str | None) -> 
         if gpu is not None:
             if not isinstance(gpu, Mapping) or not isinstance(gpu.get("evidences"), list):
                 raise ParseError("must be an object with an evidences list", field="gpu")
-            arches = {e.get("arch") for e in gpu["evidences"] if isinstance(e, Mapping)}
+            arches = {e["arch"] for e in gpu["evidences"] if isinstance(e, Mapping) and isinstance(e.get("arch"), str)}
             payload = {"nonce": rd["nonce"], "evidence_list": gpu["evidences"],
                        "arch": arches.pop() if len(arches) == 1 else None}
         node = NodeAttestation(shape="tinfoil-v3", request_nonce=rd["nonce"], nonce_source="client",
@@ -374,8 +375,11 @@ def _tinfoil_v3_report_data(node: NodeAttestation) -> tuple[bytes | None, str]:
         return None, "a Tinfoil v3 document without GPU evidence: phalanb knows only the GPU layout of its report_data"
     # The GPU hash is recomputed from the evidence itself (compact JSON, the document's key order), never taken
     # from the document's own gpu_evidence_hash claim.
-    gpu_hash = hashlib.sha256(json.dumps(gpu, separators=(",", ":"), ensure_ascii=False)
-                              .encode("utf-8", "surrogatepass")).digest()
+    try:
+        text = json.dumps(gpu, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return None, "the gpu evidence of this Tinfoil v3 document is not plain JSON, so its hash cannot be taken"
+    gpu_hash = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
     parts = b"".join(bytes.fromhex(rd[k]) for k in ("tls_key_fp", "hpke_key", "nonce")) + gpu_hash
     return (hashlib.sha256(parts).digest(),
             "sha256(tls_key_fp ‖ hpke_key ‖ nonce ‖ sha256(compact JSON of the gpu evidence))")
@@ -392,10 +396,15 @@ def merge_chutes_instances(evidence: Mapping[str, Any], instances: Mapping[str, 
     if not isinstance(listed, list):
         raise ParseError("expected the Chutes e2e instances answer, an object with an instances list",
                          field="instances")
-    keys = {i.get("instance_id"): i.get("e2e_pubkey") for i in listed if isinstance(i, Mapping)}
+    keys = {i["instance_id"]: i.get("e2e_pubkey") for i in listed
+            if isinstance(i, Mapping) and isinstance(i.get("instance_id"), str)}
+
+    def key_of(e: Any) -> Any:
+        ident = e.get("instance_id") if isinstance(e, Mapping) else None
+        return keys.get(ident) if isinstance(ident, str) else None
+
     out = dict(evidence)
-    out["evidence"] = [({**e, "e2e_pubkey": keys[e.get("instance_id")]}
-                        if isinstance(e, Mapping) and isinstance(keys.get(e.get("instance_id")), str) else e)
+    out["evidence"] = [{**e, "e2e_pubkey": key_of(e)} if isinstance(key_of(e), str) else e
                        for e in evidence["evidence"]]
     return out
 

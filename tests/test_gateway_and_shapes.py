@@ -403,3 +403,18 @@ def test_a_batch_shares_the_gateway_collateral_with_every_reply(fixtures, nearcl
     assert len(items) == 2 and all(i.gateway_collateral == col for i in items)
     checks = {c.id: c for c in _attest(items[0]).checks}
     assert "FMSPC 90c06f000000" in checks["gateway.tdx.tcb_status"].reason
+
+
+def test_odd_values_in_the_new_shapes_are_refused_or_skipped_never_a_crash(tinfoil_v3, chutes_direct):
+    doc, nonce = tinfoil_v3
+    odd = copy.deepcopy(doc)
+    odd["gpu"]["evidences"][0]["arch"] = ["HOPPER"]  # unhashable where a string belongs
+    verify_report(odd, nonce=nonce)
+    odd["gpu"]["evidences"].append(float("nan"))
+    assert verify_report(odd, nonce=nonce)["report.report_data"].status.value == "skipped"
+    with pytest.raises(UnsupportedError, match="platform"):
+        parse_report({**doc, "cpu": {"platform": ["x"] * 1000, "report": ""}})
+    evidence, instances, _ = chutes_direct
+    merged = merge_chutes_instances({**evidence, "evidence": [{"instance_id": ["x"]}, *evidence["evidence"]]},
+                                    {"instances": [{"instance_id": {"a": 1}}, *instances["instances"]]})
+    assert "e2e_pubkey" not in merged["evidence"][0] and "e2e_pubkey" in merged["evidence"][1]

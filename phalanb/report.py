@@ -553,6 +553,9 @@ def expected_report_data(node: NodeAttestation) -> tuple[bytes | None, str]:
                 "sha256(our nonce hex ‖ e2e_pubkey)")
     if node.binding == "tinfoil-v3":
         return _tinfoil_v3_report_data(node)
+    if node.shape == "tinfoil-v2":
+        return None, ("Tinfoil v2's report_data is its TLS key fingerprint ‖ HPKE key: it binds no chat-signing key "
+                      "and no client nonce")
     return None, f"a {node.shape} report carries no signing key binding ({SHAPES.get(node.shape, '')})"
 
 

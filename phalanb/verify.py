@@ -289,7 +289,7 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
         return unattested(f"the attestation report cannot be used: {exc}", failed=True)
     checks.append(Check("report.shape", Status.PASS, f"{parsed.shape}: {parsed.description}",
                         {"shape": parsed.shape, "nodes": len(parsed.nodes),
-                         "signing_address": node.signing_address}, required=False))
+                         "signing_address": node.signing_address, "wrapper": parsed.wrapper}, required=False))
     if node.binding == "chutes-client" and nonce is not None:
         # The Chutes evidence API hashes the nonce we asked with into report_data; it does not echo it.
         node = replace(node, request_nonce=nonce.hex())

@@ -18,6 +18,7 @@ Schema (``schema_version`` 1)::
      "signature": {"text": "...", "signature": "...", "signing_address": "...", "signing_algo": "ecdsa"},
      "attestation": {"report": {...}, "nonce": "<64 hex>", "fetched_at": 1795600000.0},
      "collateral": {...} | null,          # Intel PCS/PCCS collateral as dcap-qvl reads it
+     "gateway_collateral": {...} | null,  # the same for a NEAR AI Cloud gateway's platform (optional key)
      "nras": {"response": [...], "jwks": {...}} | null,
      "policy": {... Policy.to_dict() ...},
      "verdict": {"status": "...", "checks": [...]}}
@@ -83,6 +84,7 @@ class Bundle:
     created_at: float = 0.0
     phalanb_version: str = __version__
     fetched_at: float | None = None
+    gateway_collateral: Any = None  # a NEAR AI Cloud gateway's own platform collateral
     aci: dict[str, Any] | None = None  # schema 2: the ACI artifacts (exact bytes in base64), see the module doc
 
     @property
@@ -103,6 +105,7 @@ class Bundle:
             "attestation": {"report": self.report, "nonce": self.nonce.hex() if self.nonce else None,
                             "fetched_at": self.fetched_at},
             "collateral": self.collateral,
+            "gateway_collateral": self.gateway_collateral,
             "nras": ({"response": self.nras_response, "jwks": self.jwks}
                      if self.nras_response is not None or self.jwks is not None else None),
             "policy": self.policy.to_dict(),
@@ -123,7 +126,8 @@ def _without_secrets(d: dict[str, Any]) -> dict[str, Any]:
 def make_bundle(exchange: Exchange | None, signature: SignatureRecord, attestation: Any = None, *,
                 policy: Policy, verdict: Verdict | None, report: Mapping[str, Any] | None = None,
                 nonce: bytes | None = None, collateral: Any = None, nras_response: Any = None, jwks: Any = None,
-                verified_at: float | None = None, endpoint: Mapping[str, Any] | None = None) -> Bundle:
+                verified_at: float | None = None, endpoint: Mapping[str, Any] | None = None,
+                gateway_collateral: Any = None) -> Bundle:
     """Collect the evidence of one verification. ``attestation`` is a :class:`~phalanb.client.AttestationFetch`
     (or give ``report`` and ``nonce`` directly)."""
     fetched_at = None
@@ -133,12 +137,14 @@ def make_bundle(exchange: Exchange | None, signature: SignatureRecord, attestati
         fetched_at = attestation.fetched_at
     if hasattr(collateral, "to_dict"):
         collateral = collateral.to_dict()
+    if hasattr(gateway_collateral, "to_dict"):
+        gateway_collateral = gateway_collateral.to_dict()
     now = time.time()
     return Bundle(exchange=exchange, signature=signature, report=dict(report) if report is not None else None,
                   nonce=nonce, policy=policy, verified_at=verified_at if verified_at is not None else now,
                   collateral=collateral, nras_response=nras_response, jwks=jwks, endpoint=dict(endpoint or {}),
                   recorded_verdict=verdict.to_dict() if verdict is not None else None, created_at=now,
-                  fetched_at=fetched_at)
+                  fetched_at=fetched_at, gateway_collateral=gateway_collateral)
 
 
 def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
@@ -235,10 +241,12 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ParseError(f"the recorded verdict is malformed ({exc!r:.100})", field="verdict") from None
     collateral = data.get("collateral")
-    if collateral is not None and not isinstance(collateral, Mapping):
-        # Only an object: a string would be taken as a *path* by load_collateral, and a bundle from elsewhere
-        # must never make the verifier read a local file (or /dev/zero).
-        raise ParseError("must be an object (dcap-qvl collateral) or null", field="collateral")
+    gateway_collateral = data.get("gateway_collateral")
+    for name, value in (("collateral", collateral), ("gateway_collateral", gateway_collateral)):
+        if value is not None and not isinstance(value, Mapping):
+            # Only an object: a string would be taken as a *path* by load_collateral, and a bundle from elsewhere
+            # must never make the verifier read a local file (or /dev/zero).
+            raise ParseError("must be an object (dcap-qvl collateral) or null", field=name)
     endpoint = data.get("endpoint") or {}
     if not isinstance(endpoint, Mapping):
         raise ParseError("must be an object", field="endpoint")
@@ -255,7 +263,7 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
         endpoint=dict(endpoint),
         recorded_verdict=dict(recorded) if isinstance(recorded, Mapping) else None,
         created_at=created_at, phalanb_version=str(data.get("phalanb_version", "?")),
-        fetched_at=att.get("fetched_at"),
+        fetched_at=att.get("fetched_at"), gateway_collateral=gateway_collateral,
         aci=aci,
     )
 
@@ -351,7 +359,8 @@ def verify_bundle(bundle: Bundle, *, policy: Policy, at: float) -> Verdict:
     from .verify import verify_exchange
 
     return verify_exchange(bundle.exchange, bundle.signature, bundle.report, nonce=bundle.nonce, policy=policy,
-                           collateral=bundle.collateral, nras_response=bundle.nras_response, jwks=bundle.jwks, at=at)
+                           collateral=bundle.collateral, nras_response=bundle.nras_response, jwks=bundle.jwks, at=at,
+                           gateway_collateral=bundle.gateway_collateral)
 
 
 @dataclass

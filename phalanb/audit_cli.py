@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signing-address", help="pick the node holding this key when the report lists several")
     p.add_argument("--node", type=int, default=None, help="or pick the node by index")
     p.add_argument("--collateral", type=Path, help="Intel collateral JSON for the TCB status")
+    p.add_argument("--gateway-collateral", type=Path, help="Intel collateral JSON for a NEAR AI Cloud gateway's "
+                   "quote (default: --collateral, which fits only when both run on the same platform)")
+    p.add_argument("--e2e-instances", type=Path, help="the Chutes /e2e/instances/<chute> answer, whose e2e public "
+                   "keys the evidence API's quotes commit to")
     p.add_argument("--nras-response", type=Path, help="a saved NRAS answer")
     p.add_argument("--jwks", type=Path, help="the NRAS JWKS to check the answer's signatures")
     p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
@@ -126,6 +130,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .verify import verify_report
 
     report = _read_json(args.file, "report")
+    if args.e2e_instances:
+        from .report import merge_chutes_instances
+
+        report = merge_chutes_instances(report, _read_json(args.e2e_instances, "e2e_instances"))
     if is_aci_report(report):
         return _cmd_aci_report(args)
     if is_legacy_gateway_report(report):
@@ -148,7 +156,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     verdict = verify_report(report, nonce=nonce, signing_address=args.signing_address, node=args.node,
                             policy=_policy(args), collateral=_read_json(args.collateral, "collateral"),
                             nras_response=_read_json(args.nras_response, "nras_response"),
-                            jwks=_read_json(args.jwks, "jwks"), at=args.at)
+                            jwks=_read_json(args.jwks, "jwks"), at=args.at,
+                            gateway_collateral=_read_json(args.gateway_collateral, "gateway_collateral"))
     if nonce is None:
         print("phalanb: note: no --nonce given, so freshness cannot be shown", file=sys.stderr)
     if args.json:

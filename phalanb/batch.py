@@ -8,7 +8,8 @@ uses — a batch verdict is the same verdict, computed with less repetition.
 
 Inputs: audit bundle files (``*.json``), or a JSONL file whose first line is a shared header
 ``{"kind": "phalanb.audit-batch", "attestation": {...}, "policy": {...}, "verified_at": …, "collateral": …,
-"nras": …}`` followed by one ``{"exchange": {...}, "signature": {...}}`` per line.
+"gateway_collateral": … (optional), "nras": …}`` followed by one ``{"exchange": {...}, "signature": {...}}``
+per line.
 
 >>> df = audit(["a.json", "b.json"], workers=2)            # doctest: +SKIP
 >>> df[["chat_id", "verdict", "failing"]]                   # doctest: +SKIP
@@ -58,12 +59,14 @@ class AuditItem:
     nras_response: Any = None
     jwks: Any = None
     recorded_status: str | None = None
+    gateway_collateral: Any = None  # a NEAR AI Cloud gateway's own platform collateral
 
     def attestation_key(self) -> str:
         """Replies with equal keys share one attestation verification."""
         h = hashlib.sha256()
         for part in (self.report, self.nonce.hex() if self.nonce else None, self.signature.signing_address,
-                     self.policy.to_dict(), self.at, self.collateral, self.nras_response, self.jwks):
+                     self.policy.to_dict(), self.at, self.collateral, self.nras_response, self.jwks,
+                     self.gateway_collateral):
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
             h.update(b"\0")
         return h.hexdigest()
@@ -73,7 +76,8 @@ def _from_bundle(bundle: Bundle, source: str, at: float | None, policy: Policy) 
     return AuditItem(source=source, exchange=bundle.exchange, signature=bundle.signature, report=bundle.report,
                      nonce=bundle.nonce, policy=policy, at=bundle.verified_at if at is None else at,
                      collateral=bundle.collateral, nras_response=bundle.nras_response, jwks=bundle.jwks,
-                     recorded_status=(bundle.recorded_verdict or {}).get("status"))
+                     recorded_status=(bundle.recorded_verdict or {}).get("status"),
+                     gateway_collateral=bundle.gateway_collateral)
 
 
 def _jsonl_items(path: Path, at: float | None, policy: Policy) -> Iterator[AuditItem]:
@@ -105,7 +109,8 @@ def _jsonl_items(path: Path, at: float | None, policy: Policy) -> Iterator[Audit
             offset += len(line)
             yield AuditItem(source=f"{path}:{lineno}", exchange=ex, signature=sig, report=shared.report,
                             nonce=shared.nonce, policy=policy, at=shared.verified_at if at is None else at,
-                            collateral=shared.collateral, nras_response=shared.nras_response, jwks=shared.jwks)
+                            collateral=shared.collateral, nras_response=shared.nras_response, jwks=shared.jwks,
+                            gateway_collateral=shared.gateway_collateral)
 
 
 def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = None, policy: Policy | None = None,
@@ -130,12 +135,14 @@ def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = No
 
 def write_batch(path: str | os.PathLike[str], *, report: dict[str, Any], nonce: bytes | None, policy: Policy,
                 verified_at: float, replies: Iterable[tuple[Exchange, SignatureRecord]], collateral: Any = None,
-                nras_response: Any = None, jwks: Any = None) -> Path:
+                nras_response: Any = None, jwks: Any = None, gateway_collateral: Any = None) -> Path:
     """Write replies that share one attestation as a JSONL batch file."""
     p = Path(path)
     header = {"kind": BATCH_KIND, "attestation": {"report": report, "nonce": nonce.hex() if nonce else None},
               "policy": policy.to_dict(), "verified_at": verified_at, "collateral": collateral,
               "nras": {"response": nras_response, "jwks": jwks} if nras_response is not None else None}
+    if gateway_collateral is not None:
+        header["gateway_collateral"] = gateway_collateral
     with p.open("w") as fh:
         fh.write(json.dumps(header) + "\n")
         for ex, sig in replies:
@@ -151,7 +158,7 @@ def _attest(item: AuditItem) -> AttestedReport:
     try:
         return attest_report(item.report, nonce=item.nonce, signer=item.signature.signing_address,
                              policy=item.policy, collateral=item.collateral, nras_response=item.nras_response,
-                             jwks=item.jwks, at=item.at)
+                             jwks=item.jwks, at=item.at, gateway_collateral=item.gateway_collateral)
     except PhalanbError as exc:  # e.g. a policy naming roots that cannot be loaded
         return unattested(f"the attestation cannot be verified: {exc}", failed=True)
 
@@ -223,7 +230,8 @@ def _attestation_keys(items: list[AuditItem]) -> list[str]:
     memo: dict[tuple, str] = {}
     out = []
     for i in items:
-        ident = (id(i.report), id(i.collateral), id(i.nras_response), id(i.jwks), id(i.policy), i.nonce,
+        ident = (id(i.report), id(i.collateral), id(i.gateway_collateral), id(i.nras_response), id(i.jwks),
+                 id(i.policy), i.nonce,
                  i.signature.signing_address, i.at)
         key = memo.get(ident)
         if key is None:

@@ -82,6 +82,7 @@ def _collateral(quote: Any, pccs_url: str, timeout: float, cache: CollateralCach
 @dataclass
 class OnlineEvidence:
     collateral: dict[str, Any] | None = None
+    gateway_collateral: dict[str, Any] | None = None  # a NEAR AI Cloud gateway's own platform
     nras_response: Any = None
     jwks: Any = None
     problems: list[str] = field(default_factory=list)
@@ -100,7 +101,8 @@ def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | N
 
     out = OnlineEvidence()
     try:
-        node = parse_report(report).select(signing_address)
+        parsed = parse_report(report)
+        node = parsed.select(signing_address)
     except PhalanbError as exc:
         out.problems.append(f"report: {exc}")
         return out
@@ -109,12 +111,19 @@ def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | N
             out.collateral = _collateral(parse_quote(node.intel_quote), pccs_url, timeout, cache).to_dict()
         except PhalanbError as exc:
             out.problems.append(f"collateral from {pccs_url}: {exc}")
-    source = node.gpu_evidence if node.binding == "chutes" else node.nvidia_payload
+    gateway = parsed.gateway
+    if pccs_url and gateway is not None and gateway.intel_quote:
+        try:
+            out.gateway_collateral = _collateral(parse_quote(gateway.intel_quote), pccs_url, timeout,
+                                                 cache).to_dict()
+        except PhalanbError as exc:
+            out.problems.append(f"the gateway's collateral from {pccs_url}: {exc}")
+    source = node.gpu_evidence if node.binding in ("chutes", "chutes-client") else node.nvidia_payload
     if nras_url and source:
         try:
             payload = parse_payload(source)
-            request = build_nras_request(payload, nonce=None if nonce is None or node.binding == "chutes"
-                                         else nonce.hex())
+            server_hashed = node.binding in ("chutes", "chutes-client")  # the GPUs carry a derived nonce
+            request = build_nras_request(payload, nonce=None if nonce is None or server_hashed else nonce.hex())
             out.nras_response = fetch_nras(request, base_url=nras_url, timeout=timeout)
             out.jwks = fetch_jwks(base_url=nras_url, timeout=timeout)
         except PhalanbError as exc:

@@ -103,6 +103,7 @@ class VerifiedChat:
     def bundle(self) -> Bundle:
         return make_bundle(self.exchange, self.signature, self.attestation, policy=self.policy,
                            verdict=self.verdict, collateral=self.online.collateral,
+                           gateway_collateral=self.online.gateway_collateral,
                            nras_response=self.online.nras_response, jwks=self.online.jwks, endpoint=self.endpoint,
                            verified_at=self.verified_at)
 
@@ -232,7 +233,8 @@ class Session:
         at = time.time()
         verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce,
                                   policy=self.policy, collateral=online.collateral,
-                                  nras_response=online.nras_response, jwks=online.jwks, at=at)
+                                  nras_response=online.nras_response, jwks=online.jwks, at=at,
+                                  gateway_collateral=online.gateway_collateral)
         endpoint = {"base_url": self.client.base_url, "model": self.client.model, "simulated": self.simulated,
                     "protocol": "vllm-proxy"}
         return VerifiedChat(exchange, signature, attestation, online, verdict, self.policy, endpoint, at)

@@ -25,6 +25,7 @@ from phalanb.widgets import (
     hex_view,
     link_statuses,
 )
+from phalanb.widgets.chain import chain_html
 from phalanb.widgets.chat import reply_html
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -221,6 +222,15 @@ def test_links_without_checks_are_skipped_not_passed():
     links = link_statuses(v)
     assert links["request"] == "pass" and links["tcb"] == "skipped" and links["gpu"] == "skipped"
     assert link_statuses(None)["request"] == "skipped"
+
+
+def test_the_gateway_link_appears_only_for_reports_with_a_gateway_and_shows_its_failure():
+    plain = Verdict([Check("request.hash", Status.PASS, "ok")])
+    assert "gateway" not in link_statuses(plain) and 'data-link="gateway"' not in chain_html(plain)
+    v = Verdict([Check("request.hash", Status.PASS, "ok"),
+                 Check("gateway.tdx.quote_signature", Status.FAIL, "gateway: the quote cannot be decoded")])
+    assert link_statuses(v)["gateway"] == "fail"
+    assert 'data-link="gateway" data-status="fail"' in chain_html(v)
 
 
 # -- byte maps --------------------------------------------------------------------------------------------------

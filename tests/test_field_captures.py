@@ -265,8 +265,6 @@ def test_nvidia_sdk_hopper_expired_rim_evidence_itself_verifies(field, capsys):
     assert "570.124.03" in json.dumps(out) and "96.00.5E.00.04" in json.dumps(out)
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 12 item 5 (other branch): phalanb gpu is incomplete when "
-                   "neither NRAS nor reference measurements appraised the GPU")
 def test_nvidia_sdk_hopper_expired_rim(field, capsys):
     d = field / "nvidia-sdk-hopper-expired-rim"
     code, out = _gpu_cli(capsys, str(d / "hopperAttestationReportExpired.txt"), "--chain",
@@ -283,8 +281,6 @@ def test_nvidia_sdk_hopper_cert_hold_evidence_itself_verifies(field, capsys):
     assert "570.86" in json.dumps(out)
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 12 item 5 (other branch): NVIDIA's SDK rejects this evidence "
-                   "(RIM certificate on hold); offline phalanb must say incomplete, not verified")
 def test_nvidia_sdk_hopper_cert_hold(field, capsys):
     code, out = _gpu_cli(capsys, str(field / "nvidia-sdk-hopper-cert-hold" / "hopper_evidence_cert_hold.json"))
     assert out["verdict"]["status"] == "incomplete" and code == 3

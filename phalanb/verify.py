@@ -122,7 +122,7 @@ def _expectation_checks(quote: Any, node: NodeAttestation, log: Any, policy: Pol
     for i, r in enumerate(quote.body.rtmrs):
         actual[f"rt_mr{i}"] = r.hex()
     try:
-        facts = derive(log, info=node.info, vm_config=node.vm_config) if log not in (None, "", []) else None
+        facts = derive(log, info=node.info, vm_config=node.vm_config, quote=quote) if log not in (None, "", []) else None
     except PhalanbError:
         facts = None
     actual["compose_hash"] = getattr(facts, "compose_hash", None)

@@ -8,7 +8,7 @@ from typing import Any
 
 from .policy import Policy
 
-__all__ = ["tdx_root", "gpu_root"]
+__all__ = ["tdx_root", "gpu_root", "nras_anchor"]
 
 
 def tdx_root(policy: Policy) -> Any:
@@ -33,3 +33,14 @@ def gpu_root(policy: Policy) -> Any:
     from .gpu.sim import simulated_root
 
     return simulated_root()
+
+
+def nras_anchor(policy: Policy) -> Any:
+    """The certificate NRAS signing keys must chain to: NVIDIA's pinned intermediate, or the simulator's."""
+    if not policy.simulated:
+        from .gpu.nras import nvidia_nras_anchor
+
+        return nvidia_nras_anchor()
+    from .gpu.sim import simulated_nras_anchor
+
+    return simulated_nras_anchor()

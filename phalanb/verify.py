@@ -27,7 +27,7 @@ from .signatures import (
 )
 from .errors import InputError, ParseError, PhalanbError, SignatureFormatError, UnsupportedError
 from .report import NodeAttestation, binding_checks, check_signing_public_key, parse_report
-from .trust import gpu_root, tdx_root
+from .trust import gpu_root, nras_anchor, tdx_root
 from .verdict import Check, Status, Verdict
 
 __all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested", "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS"]
@@ -186,7 +186,7 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
 
                 issuer = {"issuer": SIM_NRAS_ISSUER}
             nv = verify_nras(nras_response, jwks=jwks, expected_nonce=expected, at=at, gpu_facts=result.facts,
-                             **issuer)
+                             anchor=nras_anchor(policy), **issuer)
         except ParseError as exc:
             checks.append(Check("nras.result", Status.FAIL, f"the NRAS answer cannot be read: {exc}"))
         else:

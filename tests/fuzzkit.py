@@ -541,10 +541,23 @@ class NrasForge:
     def __init__(self) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
 
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509.oid import NameOID
+
         from phalanb.gpu.nras import jwk_of
+        from phalanb.gpu.sim import _fixed_nras_intermediate, simulated_nras_anchor
 
         self.key = ec.derive_private_key(0xF022, ec.SECP384R1())
-        self.jwks = {"keys": [jwk_of(self.key.public_key(), "fuzz-kid")]}
+        # Its key chains to the simulated NRAS intermediate, so verify_nras(anchor=forge.anchor) gets past the key
+        # check to the claims; under NVIDIA's anchor (the default) the same tokens are refused.
+        ca_key, ca = _fixed_nras_intermediate()
+        self.anchor = simulated_nras_anchor()
+        leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz")]))
+                .issuer_name(ca.subject).public_key(self.key.public_key()).serial_number(0xF022)
+                .not_valid_before(ca.not_valid_before_utc).not_valid_after(ca.not_valid_after_utc)
+                .sign(ca_key, hashes.SHA384()))
+        self.jwks = {"keys": [jwk_of(self.key.public_key(), "fuzz-kid", [leaf, ca])]}
 
     def answer(self, rng: random.Random) -> tuple[Any, str]:
         nonce = os.urandom(32).hex() if rng.random() < 0.5 else "ab" * 32
@@ -778,7 +791,8 @@ def _call_verify_nras(args: tuple) -> Any:
     from phalanb.gpu.nras import NRAS_ISSUER, verify_nras
 
     answer, jwks, nonce, at, issuer = args
-    return verify_nras(answer, jwks=jwks, expected_nonce=nonce, at=at, issuer=issuer or NRAS_ISSUER)
+    anchor = _forge().anchor if issuer == NrasForge.ISSUER else None
+    return verify_nras(answer, jwks=jwks, expected_nonce=nonce, at=at, issuer=issuer or NRAS_ISSUER, anchor=anchor)
 
 
 def _gen_report_value(rng: random.Random, c: Corpus) -> Any:

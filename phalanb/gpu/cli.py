@@ -21,7 +21,7 @@ from typing import Any
 from .. import _json
 from ..errors import InputError, ParseError
 from ..verdict import Verdict
-from .nras import NRAS_ISSUER, verify_nras
+from .nras import NRAS_ISSUER, nvidia_nras_anchor, verify_nras
 from .payload import GpuPayload, parse_files, parse_payload
 from .verify import TrustRoot, nvidia_device_identity_ca, verify_payload
 
@@ -99,12 +99,19 @@ def cmd_gpu(args: argparse.Namespace) -> int:
     if (args.nras_response is None) != (args.jwks is None):
         raise InputError("--nras-response and --jwks go together: the answer is verified with that JWKS")
     payload = load_payload(args.file, args.chain)
-    result = verify_payload(payload, root=_root(args.root), expected_nonce=args.nonce, at=args.at)
+    root = _root(args.root)
+    result = verify_payload(payload, root=root, expected_nonce=args.nonce, at=args.at)
     checks = list(result.checks)
     nras_claims = None
     if args.nras_response is not None:
+        # The --jwks file is only a claim: its keys count when they chain to NVIDIA's pinned NRAS intermediate
+        # (or, with --root sim, the simulator's).
+        from .sim import simulated_nras_anchor
+
+        anchor = simulated_nras_anchor() if root.simulated else nvidia_nras_anchor()
         nras = verify_nras(_read_json(args.nras_response, "nras_response"), jwks=_read_json(args.jwks, "jwks"),
-                           expected_nonce=args.nonce, at=args.at, issuer=args.nras_issuer, gpu_facts=result.facts)
+                           expected_nonce=args.nonce, at=args.at, issuer=args.nras_issuer, gpu_facts=result.facts,
+                           anchor=anchor)
         checks += nras.checks
         nras_claims = {name: tok.claims for name, tok in nras.response.tokens()}
     verdict = Verdict(checks)

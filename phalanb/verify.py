@@ -21,6 +21,7 @@ from .policy import Policy
 from .signatures import (
     SignatureRecord,
     check_hashes,
+    check_record_address,
     check_signature,
     check_signature_bound,
     parse_signed_text,
@@ -53,7 +54,8 @@ def chat_checks(exchange: Exchange | None, signature: SignatureRecord, *,
         bad = [Check("request.hash", Status.FAIL, f"the signed text cannot be read: {exc}"),
                Check("response.hash", Status.FAIL, f"the signed text cannot be read: {exc}")]
         valid, signer = check_signature(signature)
-        return bad + [valid], signer
+        record = check_record_address(signature, signer)
+        return bad + [valid] + ([record] if record else []), signer
     checks = check_hashes(signed, request_bytes=exchange.request_bytes if exchange else None,
                           response_bytes=exchange.response_bytes if exchange else None,
                           stream=exchange.stream if exchange else None,
@@ -62,7 +64,8 @@ def chat_checks(exchange: Exchange | None, signature: SignatureRecord, *,
         checks[0] = Check(checks[0].id, checks[0].status, checks[0].reason + f" (3-part text, model {signed.model!r})",
                           {**checks[0].evidence, "model": signed.model}, checks[0].required)
     valid, signer = check_signature(signature)
-    return checks + [valid], signer
+    record = check_record_address(signature, signer)
+    return checks + [valid] + ([record] if record else []), signer
 
 
 def _skipped(ids, reason: str) -> list[Check]:

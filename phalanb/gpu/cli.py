@@ -117,6 +117,10 @@ def cmd_gpu(args: argparse.Namespace) -> int:
     verdict = Verdict(checks)
     if args.json:
         out = result.to_dict()
+        # The decoded measurement blocks (index → value hex): the values an appraisal (NRAS, RIMs) compares.
+        blocks = {g.index: {str(i): v.hex() for i, v in sorted(g.spdm.measurements.items())} for g in payload.gpus}
+        for row in out["gpus"]:
+            row["measurements"] = blocks.get(row["index"], {})
         out["verdict"] = verdict.to_dict()
         if nras_claims is not None:
             out["nras_claims"] = nras_claims

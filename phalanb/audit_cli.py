@@ -15,6 +15,7 @@ from typing import Any
 from . import _json
 from .errors import InputError, ParseError
 from .policy import Policy
+from .timeutil import at_argument
 
 __all__ = ["register"]
 
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "the original verification, so the same evidence gives the same verdict; the output says "
                        "when the verdict differs from the recorded one and why.")
     p.add_argument("bundle", type=Path)
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME",
                    help="verify as of this time instead (e.g. now, to see what has expired)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the bundle's own trust settings are never used)")
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--collateral", type=Path, help="Intel collateral JSON for the TCB status")
     p.add_argument("--nras-response", type=Path, help="a saved NRAS answer")
     p.add_argument("--jwks", type=Path, help="the NRAS JWKS to check the answer's signatures")
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME",
                    help="the clock for certificates, collateral and tokens (default now)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production")
     p.add_argument("--json", action="store_true")
@@ -55,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the files' own trust settings are never used)")
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME")
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME")
     p.add_argument("--csv", type=Path, help="also write the table as CSV")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")

@@ -28,6 +28,7 @@ from .signatures import (
 )
 from .errors import InputError, ParseError, PhalanbError, SignatureFormatError, UnsupportedError
 from .report import NodeAttestation, binding_checks, check_signing_public_key, parse_report
+from .timeutil import parse_optional_time
 from .trust import gpu_root, nras_anchor, tdx_root
 from .verdict import Check, Status, Verdict
 
@@ -125,7 +126,8 @@ def _expectation_checks(quote: Any, node: NodeAttestation, log: Any, policy: Pol
     for i, r in enumerate(quote.body.rtmrs):
         actual[f"rt_mr{i}"] = r.hex()
     try:
-        facts = derive(log, info=node.info, vm_config=node.vm_config, quote=quote) if log not in (None, "", []) else None
+        facts = (derive(log, info=node.info, vm_config=node.vm_config, quote=quote)
+                 if log not in (None, "", []) else None)
     except PhalanbError:
         facts = None
     actual["compose_hash"] = getattr(facts, "compose_hash", None)
@@ -211,6 +213,7 @@ def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, repor
     for the TCB status; ``nras_response`` + ``jwks``: a saved NRAS answer; ``at``: the clock for certificate,
     collateral and token validity (Unix seconds; default now).
     """
+    at = parse_optional_time(at, field="at")  # NaN, ±inf, negative or past 9999: a clear error, never a crash
     chat, signer = chat_checks(exchange, signature, reference_request=reference_request,
                                reference_response=reference_response)
     if report is None:
@@ -256,6 +259,7 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
                   collateral: Any = None, nras_response: Any = None, jwks: Any = None, at: float | None = None,
                   node_index: int | None = None) -> AttestedReport:
     """Every check of the attestation side for the node that holds ``signer`` (all but ``signature.bound``)."""
+    at = parse_optional_time(at, field="at")
     checks: list[Check] = []
     try:
         parsed = parse_report(report)

@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import _json
 from ..errors import InputError, ParseError
+from ..timeutil import at_argument
 from ..verdict import Verdict
 from .nras import NRAS_ISSUER, nvidia_nras_anchor, verify_nras
 from .payload import GpuPayload, parse_files, parse_payload
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default="nvidia", metavar="nvidia|sim|PEM", help="device root to trust: 'nvidia' "
                    "(default, the pinned NVIDIA Device Identity CA), 'sim' (phalanb's simulated root, and the result "
                    "says so) or a PEM file")
-    p.add_argument("--at", type=float, metavar="UNIX_TIME", help="validate certificates and tokens at this time "
+    p.add_argument("--at", type=at_argument, metavar="UNIX_TIME", help="validate certificates and tokens at this time "
                    "(archived NRAS answers: the token's iat)")
     p.add_argument("--nras-response", type=Path, metavar="FILE", help="a saved NRAS answer to verify as well")
     p.add_argument("--jwks", type=Path, metavar="FILE", help="the NRAS JWKS to verify the answer with")

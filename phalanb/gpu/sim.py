@@ -51,7 +51,8 @@ from .payload import parse_payload
 from .spdm import OPAQUE_FIELD_NAMES
 from .verify import TrustRoot, verify_payload
 
-__all__ = ["SimulatedGpus", "SIM_NRAS_ISSUER", "simulated_root", "simulated_nras_anchor"]
+__all__ = ["SimulatedGpus", "SIM_NRAS_ISSUER", "simulated_root",
+           "simulated_nras_anchor"]
 
 SIM_NRAS_ISSUER = "https://nras.phalanb-simulator.invalid"
 _P384_ORDER = int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973", 16)

@@ -56,7 +56,8 @@ def fresh_key():
 def test_the_pinned_nras_intermediate_is_the_one_in_spec():
     anchor = nvidia_nras_anchor()
     assert anchor.spki_sha256 == NVIDIA_NRAS_INTERMEDIATE_SPKI_SHA256
-    assert NVIDIA_NRAS_INTERMEDIATE_SPKI_SHA256.startswith("fd32837f") and NVIDIA_NRAS_INTERMEDIATE_SPKI_SHA256.endswith("e896")
+    assert NVIDIA_NRAS_INTERMEDIATE_SPKI_SHA256 == ("fd32837f954e2c45db073105166dfe69"
+                                                    "85ae0480bb113fba63b091a75affe896")  # SPEC §9
     assert "Intermediate 004" in anchor.certificate.subject.rfc4514_string()
     assert anchor.certificate.not_valid_after_utc.date() == dt.date(2029, 12, 8)
 
@@ -100,7 +101,8 @@ def test_a_look_alike_intermediate_with_nvidias_name_is_refused(neardirect, fres
     jwks = {"keys": [jwk_of(fresh_key.public_key(), "nv-eat-kid-lookalike", [leaf, fake_ica])]}
     result = verify_nras(forged, jwks=jwks, expected_nonce=neardirect["nonce"], at=_iat(forged))
     token = result.check("nras.token")
-    assert token.status is Status.FAIL and "does not lead to NVIDIA Attestation Service GPU Intermediate 004" in token.reason
+    assert token.status is Status.FAIL
+    assert "does not lead to NVIDIA Attestation Service GPU Intermediate 004" in token.reason
     assert result.check("nras.result").status is Status.SKIPPED
 
 

@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .. import _json
 from ..errors import InputError, ParseError, ServiceError, TransportError
+from ..timeutil import parse_time
 from ..verdict import Check, Status, Verdict
 from .payload import GpuPayload
 from .verify import GpuFacts
@@ -700,9 +701,7 @@ def verify_nras(response: Any, *, jwks: Jwks | JwksCache | Mapping[str, Any], ex
     resp = response if isinstance(response, NrasResponse) else parse_nras_response(response)
     anchor = anchor or nvidia_nras_anchor()
     keys = _jwks_of(jwks, anchor)
-    clock = time.time() if at is None else float(at)
-    if not math.isfinite(clock):
-        raise InputError(f"the clock must be a finite number of Unix seconds, got {at!r:.40}")
+    clock = time.time() if at is None else parse_time(at, field="at")
     # 1. every token: alg, kid, signature, issuer, time window
     errors: dict[str, str] = {}
     for name, tok in resp.tokens():

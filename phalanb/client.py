@@ -35,7 +35,8 @@ from .errors import (
 from .exchange import Exchange, ExchangeRecorder
 from .signatures import ALGOS, SignatureRecord
 
-__all__ = ["Client", "AttestationFetch", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "new_nonce", "encode_body", "default_transport"]
+__all__ = ["Client", "AttestationFetch", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "new_nonce", "encode_body", "default_transport",
+           "read_limited"]
 
 DEFAULT_BASE_URL = "https://api.red-pill.ai/v1"
 #: Connect quickly or fail; allow slow models a minute between bytes.
@@ -158,6 +159,23 @@ def _decode_content(body: bytes, encoding: str | None, *, limit: int = 64 * 1024
             return _inflate(body, -zlib.MAX_WBITS, limit, what)
     raise TransportError(f"the server compressed the body with {encoding!r} although phalanb asked for identity; "
                          "phalanb cannot recover the exact bytes it signed")
+
+
+def read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
+    """The body of a streamed ``response``, at most ``limit`` bytes before *and* after undoing its
+    Content-Encoding. Larger, corrupt or truncated bodies raise :class:`ParseError`; a broken connection
+    :class:`TransportError`."""
+    parts, size = [], 0
+    try:
+        for chunk in response.iter_raw():
+            size += len(chunk)
+            if size > limit:
+                raise ParseError(f"{what}: the answer exceeds {limit} bytes", field="body", offset=limit)
+            parts.append(chunk)
+    except (httpx.HTTPError, httpx.StreamError) as exc:
+        raise TransportError(f"{what}: the connection broke after {size} bytes ({_reason(exc)})",
+                             url=str(response.request.url)) from None
+    return _decode_content(b"".join(parts), response.headers.get("content-encoding"), limit=limit, what=what)
 
 
 class Client:
@@ -307,17 +325,7 @@ class Client:
         return max(0.0, wait)
 
     def _read_limited(self, response: httpx.Response, limit: int, *, what: str) -> bytes:
-        parts, size = [], 0
-        try:
-            for chunk in response.iter_raw():
-                size += len(chunk)
-                if size > limit:
-                    raise ParseError(f"{what}: the answer exceeds {limit} bytes", field="body", offset=limit)
-                parts.append(chunk)
-        except (httpx.HTTPError, httpx.StreamError) as exc:
-            raise TransportError(f"{what}: the connection broke after {size} bytes ({_reason(exc)})",
-                                 url=str(response.request.url)) from None
-        return _decode_content(b"".join(parts), response.headers.get("content-encoding"), limit=limit, what=what)
+        return read_limited(response, limit, what=what)
 
     # -- the API ---------------------------------------------------------------------------------------
     def chat(self, messages: str | Sequence[Mapping[str, Any]] | None = None, *, stream: bool = True,

@@ -149,3 +149,23 @@ def test_sizes_the_non_streamed_chat_reply_is_limited(monkeypatch):
     with pytest.raises(ParseError) as err:
         _client(gzip.compress(reply), "gzip").chat("hi", stream=False)
     assert "more than 4096" in str(err.value)
+
+
+def test_sizes_nras_and_jwks_answers_are_limited_after_decompression():
+    from phalanb.gpu.nras import MAX_NRAS_BODY, fetch_jwks, fetch_nras
+
+    bomb = gzip.compress(b'{"keys": "' + b"0" * (MAX_NRAS_BODY + 1) + b'"}')
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(bomb))
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as c:
+        for call in (lambda: fetch_jwks(base_url="http://127.0.0.1:1", client=c),
+                     lambda: fetch_nras({"nonce": "00"}, base_url="http://127.0.0.1:1", client=c)):
+            with pytest.raises(ParseError) as err:
+                call()
+            assert "decompresses to more than" in str(err.value)
+    small = gzip.compress(b'{"keys": []}')
+    with httpx.Client(transport=httpx.MockTransport(
+            lambda r: httpx.Response(200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(small)))) as c:
+        assert fetch_jwks(base_url="http://127.0.0.1:1", client=c) == {"keys": []}

@@ -510,23 +510,29 @@ def build_nras_request(payload: GpuPayload, *, nonce: str | None = None) -> dict
     return {"arch": arch, "nonce": nonce, "evidence_list": items}
 
 
-def _post_json(client: httpx.Client, url: str, body: Any) -> Any:
+#: An NRAS answer for 8 GPUs is ~20 KB and the JWKS ~100 KB; anything near this is not NRAS.
+MAX_NRAS_BODY = 4 * 1024 * 1024
+
+
+def _request_json(client: httpx.Client, method: str, url: str, *, body: Any = None, what: str) -> Any:
+    """One request, its answer read within :data:`MAX_NRAS_BODY` (after decompression too) and decoded."""
+    from ..client import read_limited
+
     try:
-        resp = client.post(url, json=body)
+        # Ask for identity (the answers are small); a gzip or deflate answer is still inflated within the limit.
+        with client.stream(method, url, json=body, headers={"Accept-Encoding": "identity"}) as resp:
+            content = read_limited(resp, MAX_NRAS_BODY, what=what)
     except httpx.HTTPError as exc:
-        raise TransportError(f"could not reach NRAS at {url}: {exc}", url=url) from None
-    return _json_of(resp, url)
-
-
-def _json_of(resp: httpx.Response, url: str) -> Any:
+        raise TransportError(f"could not reach {what} at {url}: {exc}", url=url) from None
+    text = content[:1000].decode("utf-8", "replace")
     if resp.status_code >= 400:
-        raise ServiceError(f"NRAS answered HTTP {resp.status_code} at {url}: {resp.text[:300]}",
-                           status=resp.status_code, server_message=resp.text[:1000], url=url)
+        raise ServiceError(f"NRAS answered HTTP {resp.status_code} at {url}: {text[:300]}",
+                           status=resp.status_code, server_message=text, url=url)
     try:
         # Not resp.json(): a deeply nested answer would overflow the C stack there (see phalanb._json).
-        return _json.loads(resp.content)
-    except json.JSONDecodeError:
-        raise ServiceError(f"NRAS answered non-JSON at {url}: {resp.text[:200]!r}", status=resp.status_code,
+        return _json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ServiceError(f"NRAS answered non-JSON at {url}: {text[:200]!r}", status=resp.status_code,
                            url=url) from None
 
 
@@ -535,25 +541,19 @@ def fetch_nras(request: Mapping[str, Any], *, base_url: str = NRAS_URL, client: 
     """POST the request to ``{base_url}/v3/attest/gpu`` and return the decoded JSON answer (not verified)."""
     url = base_url.rstrip("/") + ATTEST_PATH
     if client is not None:
-        return _post_json(client, url, request)
+        return _request_json(client, "POST", url, body=request, what="NRAS")
     with httpx.Client(timeout=timeout) as own:
-        return _post_json(own, url, request)
+        return _request_json(own, "POST", url, body=request, what="NRAS")
 
 
 def fetch_jwks(*, base_url: str = NRAS_URL, client: httpx.Client | None = None, timeout: float = 30.0) -> Any:
     """GET ``{base_url}/.well-known/jwks.json`` (the decoded JSON, not yet a :class:`Jwks`)."""
     url = base_url.rstrip("/") + JWKS_PATH
 
-    def get(c: httpx.Client) -> Any:
-        try:
-            return _json_of(c.get(url), url)
-        except httpx.HTTPError as exc:
-            raise TransportError(f"could not fetch the NRAS JWKS at {url}: {exc}", url=url) from None
-
     if client is not None:
-        return get(client)
+        return _request_json(client, "GET", url, what="the NRAS JWKS")
     with httpx.Client(timeout=timeout) as own:
-        return get(own)
+        return _request_json(own, "GET", url, what="the NRAS JWKS")
 
 
 class JwksCache:

@@ -172,6 +172,9 @@ def read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
             if size > limit:
                 raise ParseError(f"{what}: the answer exceeds {limit} bytes", field="body", offset=limit)
             parts.append(chunk)
+    except httpx.StreamConsumed:
+        # An in-memory response (a test's mock, built from bytes): httpx has already read and decoded it.
+        return _decode_content(response.content, None, limit=limit, what=what)
     except (httpx.HTTPError, httpx.StreamError) as exc:
         raise TransportError(f"{what}: the connection broke after {size} bytes ({_reason(exc)})",
                              url=str(response.request.url)) from None

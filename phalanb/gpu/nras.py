@@ -287,6 +287,13 @@ def authenticate_jwk(jwk: Mapping[str, Any], anchor: NrasAnchor) -> NrasKey:
             raise ParseError(f"x5c[{i}] of key {kid!r} is not a base64 DER certificate: {exc}",
                              field=f"jwks.x5c[{i}]") from None
     leaf = certs[0]
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.digital_signature:
+        raise ParseError(f"the x5c[0] certificate of key {kid!r} is not for signatures (keyUsage)",
+                         field="jwks.x5c[0]")
     leaf_key = leaf.public_key()
     if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or leaf_key.public_bytes(
             Encoding.DER, PublicFormat.SubjectPublicKeyInfo) != key.public_bytes(Encoding.DER,
@@ -758,7 +765,11 @@ def verify_nras(response: Any, *, jwks: Jwks | JwksCache | Mapping[str, Any], ex
                       else str(expected_nonce).lower().removeprefix("0x"))
         bad = [name for name, tok in resp.tokens() if "eat_nonce" in tok.claims
                and str(tok.claims["eat_nonce"]).lower() != want_nonce]
-        if eat is None or bad:
+        if errors and not (eat is None or bad):
+            # A matching nonce in tokens nobody authenticated proves nothing: not passed, only reported.
+            checks.append(Check("nras.nonce", Status.SKIPPED, "not believed: eat_nonce matches, but the tokens did "
+                                "not verify (see nras.token)", {"eat_nonce": eat}))
+        elif eat is None or bad:
             checks.append(Check("nras.nonce", Status.FAIL, f"eat_nonce {eat} is not the expected {want_nonce}"
                                 if eat is not None else "the overall token carries no eat_nonce",
                                 {"eat_nonce": eat, "expected": want_nonce, "mismatched": bad}))
@@ -788,7 +799,11 @@ def verify_nras(response: Any, *, jwks: Jwks | JwksCache | Mapping[str, Any], ex
                             "success, nonce match, secure boot on, debug disabled", result_ev))
     # 5. the tokens describe the GPUs that were verified offline
     if gpu_facts is not None:
-        checks.append(_identity(resp, gpu_facts))
+        identity = _identity(resp, gpu_facts)
+        if errors and identity.status is Status.PASS:
+            identity = Check("nras.identity", Status.SKIPPED, "not believed: the tokens' ueid and versions match "
+                             "the evidence, but the tokens did not verify (see nras.token)", identity.evidence)
+        checks.append(identity)
     return NrasVerification(resp, checks, errors)
 
 

@@ -49,6 +49,13 @@ def _cert(subject_cn, key, issuer_name, issuer_key, *, ca):
 
 
 @pytest.fixture(scope="module")
+def near_facts(neardirect):
+    from phalanb.gpu import gpu_facts, parse_payload
+
+    return [gpu_facts(g) for g in parse_payload(neardirect["report"]["nvidia_payload"]).gpus]
+
+
+@pytest.fixture(scope="module")
 def fresh_key():
     return ec.generate_private_key(ec.SECP384R1())
 
@@ -75,6 +82,17 @@ def test_a_fresh_key_with_nvidias_issuer_is_not_nvidias(neardirect, fresh_key):
     assert token.status is Status.FAIL and "not NVIDIA" in token.reason and "x5c" in token.reason
     assert result.check("nras.result").status is Status.SKIPPED  # the appraisal is not believed
     assert result.verdict().status != "verified"
+
+
+def test_unauthenticated_tokens_pass_no_nras_check(neardirect, near_facts, fresh_key):
+    forged = _resign(neardirect["nras_response"], fresh_key, "nv-eat-kid-forged")
+    jwks = {"keys": [jwk_of(fresh_key.public_key(), "nv-eat-kid-forged")]}
+    result = verify_nras(forged, jwks=jwks, expected_nonce=neardirect["nonce"], at=_iat(forged),
+                         gpu_facts=near_facts)
+    # The forged claims match the nonce and the GPUs; none of that is believed.
+    for cid in ("nras.token", "nras.nonce", "nras.result", "nras.identity"):
+        assert result.check(cid).status is not Status.PASS, cid
+    assert "not believed" in result.check("nras.nonce").reason
 
 
 def test_a_jwk_whose_key_differs_from_its_x5c_certificate_is_refused(neardirect, fresh_key):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import io
 import os
 import sys
 from typing import Any, Sequence
@@ -55,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _QuietStdout(io.TextIOBase):
+class _QuietStdout:
     """stdout that goes quiet when the reader closes the pipe (``phalanb report … | head -1``): the rest of the
     output is dropped, the command finishes, and its exit code is still the verdict's."""
 
@@ -87,7 +86,7 @@ class _QuietStdout(io.TextIOBase):
             except BrokenPipeError:
                 self._silence()
 
-    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, buffer…
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, buffer… exactly as the real stdout's
         return getattr(self._stream, name)
 
 

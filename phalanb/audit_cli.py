@@ -134,6 +134,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(df[with_cols].to_string(index=False, max_colwidth=48))
         counts = df["verdict"].value_counts().to_dict()
         print("\n" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + f"  ({len(df)} replies)")
+        if "error" in df:
+            for source, why in df.loc[df["error"].notna(), ["source", "error"]].itertuples(index=False):
+                print(f"could not read {source}: {why}")
     if df.empty:
         return 3
     if (df["verdict"] == "failed").any():

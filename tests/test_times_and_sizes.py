@@ -169,3 +169,12 @@ def test_sizes_nras_and_jwks_answers_are_limited_after_decompression():
     with httpx.Client(transport=httpx.MockTransport(
             lambda r: httpx.Response(200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(small)))) as c:
         assert fetch_jwks(base_url="http://127.0.0.1:1", client=c) == {"keys": []}
+
+
+def test_times_cli_audit_reports_an_unreadable_bundle_and_goes_on(tmp_path, saved_bundle, capsys):
+    (tmp_path / "good.json").write_text(json.dumps(saved_bundle))
+    (tmp_path / "nan.json").write_text(_raw_with(saved_bundle, "NaN"))
+    code = main(["audit", str(tmp_path), "--trust", "simulated", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "verified: 1" in out and "failed: 1" in out and "could not read" in out and "verified_at" in out

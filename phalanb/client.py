@@ -394,7 +394,8 @@ class Client:
                 err.partial = partial  # type: ignore[attr-defined]
                 raise err from None
             if encoding not in (None, "identity"):
-                recorder.replace_body(_decode_content(recorder.received, encoding, limit=_MAX_CHAT_BODY, what="chat"))
+                recorder.replace_body(_decode_content(recorder.received, encoding, limit=_MAX_CHAT_BODY,
+                                                      what="chat"))
             exchange = recorder.finish()
         finally:
             response.close()

@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default="nvidia", metavar="nvidia|sim|PEM", help="device root to trust: 'nvidia' "
                    "(default, the pinned NVIDIA Device Identity CA), 'sim' (phalanb's simulated root, and the result "
                    "says so) or a PEM file")
-    p.add_argument("--at", type=at_argument, metavar="UNIX_TIME", help="validate certificates and tokens at this time "
-                   "(archived NRAS answers: the token's iat)")
+    p.add_argument("--at", type=at_argument, metavar="UNIX_TIME", help="validate certificates and tokens at this "
+                   "time: Unix seconds or 'now' (archived NRAS answers: the token's iat)")
     p.add_argument("--nras-response", type=Path, metavar="FILE", help="a saved NRAS answer to verify as well")
     p.add_argument("--jwks", type=Path, metavar="FILE", help="the NRAS JWKS to verify the answer with")
     p.add_argument("--nras-issuer", default=NRAS_ISSUER, help=f"expected token issuer (default {NRAS_ISSUER})")

@@ -8,8 +8,8 @@ a *detached EAT* (SPEC §9)::
 every token ES384-signed with a key published at ``/.well-known/jwks.json`` (by ``kid``; keys rotate daily). The
 services' own verifiers read these claims without checking the signatures; phalanb checks them — with a key only
 when it is *NVIDIA's*: its ``x5c`` certificate carries the same key and chains to NVIDIA's NRAS intermediate,
-pinned in the package (:class:`NrasAnchor`). A JWKS that travels with the evidence is otherwise just a claim. It keeps
-fetching (:func:`fetch_nras`, :class:`JwksCache`) apart from verifying (:func:`verify_nras`) so an archived answer
+pinned in the package (:class:`NrasAnchor`); a JWKS that travels with the evidence is otherwise just a claim. It
+keeps fetching (:func:`fetch_nras`, :class:`JwksCache`) apart from verifying (:func:`verify_nras`) so an archived answer
 re-verifies offline with the JWKS captured beside it and the clock pinned to the token's ``iat``.
 
 Checks produced: ``nras.token`` (alg, key, signature, issuer, time of every token), ``nras.submods`` (the overall

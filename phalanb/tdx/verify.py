@@ -325,7 +325,8 @@ def verify_qe_report_data(quote: Quote) -> Step:
 
 def _when(at: float | None) -> _dt.datetime:
     # The shared validator: NaN, ±inf, negative or past 9999 is a ParseError, not a crash in datetime.
-    return _dt.datetime.fromtimestamp(time.time() if at is None else parse_time(at, field="at"), tz=_dt.timezone.utc)
+    seconds = time.time() if at is None else parse_time(at, field="at")
+    return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
 
 
 def verify_pck_chain(quote: Quote, root: TrustRoot | None = None, at: float | None = None, *,

@@ -196,3 +196,17 @@ def test_jwks_cache_keeps_out_keys_that_are_not_nvidias(fresh_key):
     cache = JwksCache(fetch=lambda: {"keys": [jwk_of(fresh_key.public_key(), "forged")]})
     assert cache.key("forged") is None
     assert "x5c" in cache.jwks.skipped["forged"]
+
+
+def test_nras_field_capture_neardirect_2026_03_holds_at_its_capture_time(fixtures):
+    # fixtures/field/README.md: "everything binds; the NRAS tokens verify with the clock at the capture time".
+    base = fixtures / "field" / "neardirect-qwen-2026-03"
+    verdict = verify_report(json.loads((base / "attestation_report.json").read_text()),
+                            nonce=bytes.fromhex((base / "client_nonce.txt").read_text().strip()),
+                            collateral=json.loads((base / "collateral.json").read_text()),
+                            nras_response=json.loads((base / "nras_response.json").read_text()),
+                            jwks=json.loads((base / "nras_jwks.json").read_text()), at=1774142948,
+                            policy=Policy(require_nras=True))
+    for cid in ("nras.token", "nras.submods", "nras.nonce", "nras.result", "nras.identity"):
+        assert verdict[cid].status is Status.PASS, (cid, verdict[cid].reason)
+    assert not verdict.failed, verdict.summary()

@@ -103,7 +103,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 
 @pytest.mark.parametrize("name", ["gpu.parse_payload", "report.parse_report", "gpu.nras.parse_nras_response",
                                   "exchange.Exchange.from_dict", "audit.parse_bundle", "tdx.parse_dstack_log",
-                                  "tdx.parse_event_log"])
+                                  "tdx.parse_event_log", "gpu.nras.Jwks", "timeutil.parse_time"])
 @FUZZ
 @given(value=JSON)
 def test_any_json_value_parses_or_raises_phalanb_error(name, value):

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
@@ -261,31 +261,13 @@ class NrasKey:
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
 
-def authenticate_jwk(jwk: Mapping[str, Any], anchor: NrasAnchor) -> NrasKey:
-    """The JWK as an :class:`NrasKey` when it is the anchor's; raises :class:`ParseError` saying why not.
-
-    It is the anchor's when its key equals its ``x5c[0]`` certificate's key and that certificate chains, through
-    the CA certificates after it in ``x5c`` if any, to a certificate signed by the anchor's key (the anchor is
-    pinned by key, so a look-alike with the same name fails). Validity in time is checked per token
-    (:meth:`NrasKey.valid_at`)."""
-    kid = jwk.get("kid")
-    key = _public_key_from_jwk(jwk)
-    chain_b64 = jwk.get("x5c")
-    if not isinstance(chain_b64, list) or not chain_b64 or not all(isinstance(c, str) for c in chain_b64):
-        raise ParseError(f"key {kid!r} carries no x5c certificate chain, so nothing says whose key it is",
-                         field="jwks.x5c")
-    certs = []
-    for i, text in enumerate(chain_b64[:8]):
-        try:
-            certs.append(x509.load_der_x509_certificate(base64.b64decode(text, validate=True)))
-        except (binascii.Error, ValueError) as exc:
-            raise ParseError(f"x5c[{i}] of key {kid!r} is not a base64 DER certificate: {exc}",
-                             field=f"jwks.x5c[{i}]") from None
+def _check_chain(certs: list[x509.Certificate], key: ec.EllipticCurvePublicKey, kid: Any,
+                 anchor: NrasAnchor) -> None:
     leaf = certs[0]
     try:
         usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -314,6 +296,36 @@ def authenticate_jwk(jwk: Mapping[str, Any], anchor: NrasAnchor) -> NrasKey:
     if not _issued_by(current, anchor.certificate):
         raise ParseError(f"the x5c chain of key {kid!r} does not lead to {anchor.name} (pinned by its key "
                          f"{anchor.spki_sha256[:16]}…): it is not NRAS's key", field="jwks.x5c")
+
+
+def authenticate_jwk(jwk: Mapping[str, Any], anchor: NrasAnchor) -> NrasKey:
+    """The JWK as an :class:`NrasKey` when it is the anchor's; raises :class:`ParseError` saying why not.
+
+    It is the anchor's when its key equals its ``x5c[0]`` certificate's key and that certificate chains, through
+    the CA certificates after it in ``x5c`` if any, to a certificate signed by the anchor's key (the anchor is
+    pinned by key, so a look-alike with the same name fails). Validity in time is checked per token
+    (:meth:`NrasKey.valid_at`)."""
+    kid = jwk.get("kid")
+    key = _public_key_from_jwk(jwk)
+    chain_b64 = jwk.get("x5c")
+    if not isinstance(chain_b64, list) or not chain_b64 or not all(isinstance(c, str) for c in chain_b64):
+        raise ParseError(f"key {kid!r} carries no x5c certificate chain, so nothing says whose key it is",
+                         field="jwks.x5c")
+    certs = []
+    for i, text in enumerate(chain_b64[:8]):
+        try:
+            certs.append(x509.load_der_x509_certificate(base64.b64decode(text, validate=True)))
+        except (binascii.Error, ValueError) as exc:
+            raise ParseError(f"x5c[{i}] of key {kid!r} is not a base64 DER certificate: {exc}",
+                             field=f"jwks.x5c[{i}]") from None
+    try:
+        _check_chain(certs, key, kid, anchor)
+    except ParseError:
+        raise
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # A certificate whose key or extensions cannot even be read is no NVIDIA certificate.
+        raise ParseError(f"the x5c chain of key {kid!r} cannot be read: {exc}", field="jwks.x5c") from None
+    leaf = certs[0]
     return NrasKey(kid, key, leaf, anchor, dict(jwk))
 
 

@@ -56,6 +56,7 @@ from .errors import InputError, ParseError
 from .exchange import Exchange, redact_headers
 from .policy import Policy
 from .signatures import SignatureRecord
+from .timeutil import parse_optional_time, parse_time
 from .verdict import Verdict
 
 __all__ = ["BUNDLE_KIND", "SCHEMA_VERSION", "MAX_BUNDLE_BYTES", "Bundle", "Reverification", "make_bundle",
@@ -219,10 +220,7 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
     nras = data.get("nras") or {}
     if not isinstance(nras, Mapping):
         raise ParseError("must be an object", field="nras")
-    try:
-        verified_at = float(data.get("verified_at"))
-    except (TypeError, ValueError):
-        raise ParseError("must be Unix seconds", field="verified_at") from None
+    verified_at = parse_time(data.get("verified_at"), field="verified_at")
     policy_d = data.get("policy") or {}
     if not isinstance(policy_d, Mapping):
         raise ParseError("must be an object", field="policy")
@@ -250,10 +248,8 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
     endpoint = data.get("endpoint") or {}
     if not isinstance(endpoint, Mapping):
         raise ParseError("must be an object", field="endpoint")
-    try:
-        created_at = float(data.get("created_at") or 0.0)
-    except (TypeError, ValueError):
-        raise ParseError("must be Unix seconds", field="created_at") from None
+    created_at = parse_time(data.get("created_at") or 0.0, field="created_at")
+    fetched_at = parse_optional_time(att.get("fetched_at"), field="attestation.fetched_at")
     return Bundle(
         exchange=Exchange.from_dict(data["exchange"]) if data.get("exchange") is not None else None,
         signature=SignatureRecord.from_dict(signature) if signature is not None else None,
@@ -263,7 +259,7 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
         endpoint=dict(endpoint),
         recorded_verdict=dict(recorded) if isinstance(recorded, Mapping) else None,
         created_at=created_at, phalanb_version=str(data.get("phalanb_version", "?")),
-        fetched_at=att.get("fetched_at"), gateway_collateral=gateway_collateral,
+        fetched_at=fetched_at, gateway_collateral=gateway_collateral,
         aci=aci,
     )
 
@@ -396,7 +392,8 @@ def reverify(bundle: Bundle, *, at: float | None = None, policy: Policy | None =
     only compared, and a difference is reported.
     """
     policy = policy or Policy(trust=trust)
-    when = bundle.verified_at if at is None else float(at)
+    when = parse_time(bundle.verified_at if at is None else at, field="verified_at" if at is None else "at",
+                      allow_now=at is not None)
     verdict = verify_bundle(bundle, policy=policy, at=when)
     recorded = Verdict.from_dict(bundle.recorded_verdict) if bundle.recorded_verdict else None
     recorded_status = (bundle.recorded_verdict or {}).get("status")

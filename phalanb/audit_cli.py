@@ -17,6 +17,7 @@ from . import _json
 from ._term import verdict_table
 from .errors import InputError, ParseError
 from .policy import Policy
+from .timeutil import at_argument
 
 __all__ = ["register"]
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "the original verification, so the same evidence gives the same verdict; the output says "
                        "when the verdict differs from the recorded one and why.")
     p.add_argument("bundle", type=Path, help="an audit bundle JSON (phalanb demo --save, VerifiedChat.save)")
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME",
                    help="verify as of this time instead (e.g. now, to see what has expired)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the bundle's own trust settings are never used)")
@@ -49,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "keys the evidence API's quotes commit to")
     p.add_argument("--nras-response", type=Path, help="a saved NRAS answer")
     p.add_argument("--jwks", type=Path, help="the NRAS JWKS to check the answer's signatures")
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME",
                    help="the clock for certificates, collateral and tokens (default now)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust: production (Intel's and NVIDIA's pinned roots, default) or simulated "
@@ -68,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the files' own trust settings are never used)")
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME",
                    help="verify as of this time (default: the time each file records it was verified at)")
     p.add_argument("--csv", type=Path, help="also write the table as CSV")
     p.add_argument("--json", action="store_true", help="print the table as JSON (one record per reply)")
@@ -205,6 +206,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(df[with_cols].to_string(index=False, max_colwidth=48))
         counts = df["verdict"].value_counts().to_dict()
         print("\n" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + f"  ({len(df)} replies)")
+        if "error" in df:
+            for source, why in df.loc[df["error"].notna(), ["source", "error"]].itertuples(index=False):
+                print(f"could not read {source}: {why}")
     if df.empty:
         return 3
     if (df["verdict"] == "failed").any():

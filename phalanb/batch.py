@@ -36,6 +36,7 @@ from .exchange import Exchange
 from .policy import Policy
 from .signatures import SignatureRecord
 from .verify import AttestedReport, assemble, attest_report, chat_checks, unattested
+from .timeutil import parse_optional_time
 
 __all__ = ["BATCH_KIND", "AuditItem", "audit", "load_items", "write_batch"]
 
@@ -114,22 +115,32 @@ def _jsonl_items(path: Path, at: float | None, policy: Policy) -> Iterator[Audit
 
 
 def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = None, policy: Policy | None = None,
-               trust: str = "production") -> list[AuditItem]:
+               trust: str = "production", errors: list[tuple[str, str]] | None = None) -> list[AuditItem]:
     """Bundles (``.json``), batch files (``.jsonl``) and folders of either, to be verified under the auditor's
     ``policy`` (default: production roots; ``trust="simulated"`` for simulator evidence) — never under a policy
-    written into the files."""
+    written into the files.
+
+    A file that cannot be read raises its phalanb error, unless ``errors`` is a list: then ``(source, why)`` is
+    appended to it and the other files are still loaded (:func:`audit` reports each as a failed row)."""
     policy = policy or Policy(trust=trust)
+    at = parse_optional_time(at, field="at", allow_now=True)
     items: list[AuditItem] = []
     for p in map(Path, paths):
         if p.is_dir():
             items.extend(load_items(sorted(q for q in p.iterdir() if q.suffix in (".json", ".jsonl")), at=at,
-                                    policy=policy))
-        elif p.suffix == ".jsonl":
-            items.extend(_jsonl_items(p, at, policy))
-        elif p.exists():
-            items.append(_from_bundle(load_bundle(p), str(p), at, policy))
-        else:
+                                    policy=policy, errors=errors))
+            continue
+        if not p.exists():
             raise InputError(f"no such file or folder: {p}")
+        try:
+            if p.suffix == ".jsonl":
+                items.extend(list(_jsonl_items(p, at, policy)))
+            else:
+                items.append(_from_bundle(load_bundle(p), str(p), at, policy))
+        except PhalanbError as exc:
+            if errors is None:
+                raise
+            errors.append((str(p), str(exc)))
     return items
 
 
@@ -212,16 +223,26 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
     if isinstance(paths_or_items, (str, os.PathLike)):
         paths_or_items = [paths_or_items]
     given = list(paths_or_items)
+    unreadable: list[tuple[str, str]] = []
     items = (given if given and all(isinstance(i, AuditItem) for i in given)
-             else load_items(given, at=at, policy=policy, trust=trust))
+             else load_items(given, at=at, policy=policy, trust=trust, errors=unreadable))
     own = None
     if executor is None and (workers or 1) > 1:
         executor = own = ProcessPoolExecutor(max_workers=workers)
     try:
-        return _run(items, executor, progress, verdicts)
+        df = _run(items, executor, progress, verdicts)
     finally:
         if own is not None:
             own.shutdown()
+    if unreadable:
+        # One bad file (a NaN verified_at, a truncated bundle) is a failed row, not the end of the audit.
+        bad = pd.DataFrame([{"source": src, "chat_id": None, "verdict": "failed", "failing": "bundle.read",
+                             "skipped": "", "warnings": "", "recorded": None, "ttft_s": None, "total_s": None,
+                             "error": why} for src, why in unreadable])
+        if verdicts:
+            bad["verdict_obj"] = None
+        df = pd.concat([df, bad], ignore_index=True) if len(df) else bad
+    return df
 
 
 def _attestation_keys(items: list[AuditItem]) -> list[str]:

@@ -90,11 +90,16 @@ class OnlineEvidence:
 
 def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | None, nonce: bytes | None,
                           pccs_url: str | None = DEFAULT_PCCS_URL, nras_url: str | None = None,
-                          timeout: float = 60.0, cache: CollateralCache | None = COLLATERAL_CACHE
-                          ) -> OnlineEvidence:
+                          timeout: float = 60.0, cache: CollateralCache | None = COLLATERAL_CACHE,
+                          trust: str | None = None) -> OnlineEvidence:
     """Collateral for the node's quote from ``pccs_url`` and, when ``nras_url`` is given, NRAS's appraisal of
     its GPU evidence with the JWKS to check it. ``None`` skips a source. Collateral comes from ``cache`` while
-    valid (pass ``cache=None`` to always fetch)."""
+    valid (pass ``cache=None`` to always fetch). With ``trust="simulated"`` (what the evidence will be judged
+    under) both URLs must be loopback: :class:`InputError` otherwise."""
+    from .trust import require_loopback_for_simulated
+
+    require_loopback_for_simulated(pccs_url, trust=trust, what="the PCCS URL")
+    require_loopback_for_simulated(nras_url, trust=trust, what="the NRAS URL")
     from .gpu import parse_payload
     from .gpu.nras import build_nras_request, fetch_jwks, fetch_nras
     from .tdx import parse_quote

@@ -37,6 +37,7 @@ from .exchange import Exchange
 from .gpu.nras import NRAS_URL
 from .policy import Policy
 from .signatures import SignatureRecord
+from .trust import require_loopback_for_simulated
 from .verdict import Verdict
 from .verify import verify_exchange
 
@@ -172,6 +173,11 @@ class Session:
                                  allow_insecure_http=allow_insecure_http,
                                  **({"ca_pem": settings.ca_pem} if settings.ca_pem is not None else {}))
             trust = settings.trust or ("simulated" if self.sim is not None else "production")
+            # Where the URL and the trust meet: simulated roots never vouch for a service elsewhere, nor for
+            # collateral or NRAS answers fetched from elsewhere.
+            require_loopback_for_simulated(base_url, trust=trust)
+            require_loopback_for_simulated(settings.pccs_url, trust=trust, what="the PCCS URL")
+            require_loopback_for_simulated(settings.nras_url, trust=trust, what="the NRAS URL")
             self.policy = Policy.for_simulator(self.sim) if self.sim is not None else Policy(trust=trust)
             if self.client.model is None:
                 models = self.client.models()
@@ -229,7 +235,7 @@ class Session:
         if pccs or nras:
             online = fetch_online_evidence(attestation.report, signing_address=signature.signing_address,
                                            nonce=attestation.nonce, pccs_url=pccs, nras_url=nras,
-                                           timeout=self.settings.timeout)
+                                           timeout=self.settings.timeout, trust=self.policy.trust)
         at = time.time()
         verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce,
                                   policy=self.policy, collateral=online.collateral,

@@ -273,6 +273,10 @@ def run_latency(client: "Client", *, n: int = 20, prompts: str | Sequence[str] =
     if verify and policy is None:
         raise InputError("verify=True needs a policy: Policy() for a real service, Policy(trust='simulated') "
                          "for phalanb's simulator")
+    if verify:
+        from .trust import require_loopback_for_simulated
+
+        require_loopback_for_simulated(client.base_url, trust=policy.trust)
     body = {"stream_options": {"include_usage": True}} if stream and include_usage else None
 
     local = threading.local()

@@ -21,13 +21,15 @@ from .policy import Policy
 from .signatures import (
     SignatureRecord,
     check_hashes,
+    check_record_address,
     check_signature,
     check_signature_bound,
     parse_signed_text,
 )
 from .errors import InputError, ParseError, PhalanbError, SignatureFormatError, UnsupportedError
 from .report import NodeAttestation, binding_checks, check_signing_public_key, parse_report
-from .trust import gpu_root, tdx_root
+from .timeutil import parse_optional_time
+from .trust import gpu_root, nras_anchor, tdx_root
 from .verdict import Check, Status, Verdict
 
 __all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
@@ -55,7 +57,8 @@ def chat_checks(exchange: Exchange | None, signature: SignatureRecord, *,
         bad = [Check("request.hash", Status.FAIL, f"the signed text cannot be read: {exc}"),
                Check("response.hash", Status.FAIL, f"the signed text cannot be read: {exc}")]
         valid, signer = check_signature(signature)
-        return bad + [valid], signer
+        record = check_record_address(signature, signer)
+        return bad + [valid] + ([record] if record else []), signer
     checks = check_hashes(signed, request_bytes=exchange.request_bytes if exchange else None,
                           response_bytes=exchange.response_bytes if exchange else None,
                           stream=exchange.stream if exchange else None,
@@ -64,7 +67,8 @@ def chat_checks(exchange: Exchange | None, signature: SignatureRecord, *,
         checks[0] = Check(checks[0].id, checks[0].status, checks[0].reason + f" (3-part text, model {signed.model!r})",
                           {**checks[0].evidence, "model": signed.model}, checks[0].required)
     valid, signer = check_signature(signature)
-    return checks + [valid], signer
+    record = check_record_address(signature, signer)
+    return checks + [valid] + ([record] if record else []), signer
 
 
 def _skipped(ids, reason: str) -> list[Check]:
@@ -145,7 +149,8 @@ def _expectation_checks(quote: Any, node: NodeAttestation, log: Any, policy: Pol
     for i, r in enumerate(quote.body.rtmrs):
         actual[f"rt_mr{i}"] = r.hex()
     try:
-        facts = derive(log, info=node.info, vm_config=node.vm_config) if log not in (None, "", []) else None
+        facts = (derive(log, info=node.info, vm_config=node.vm_config, quote=quote)
+                 if log not in (None, "", []) else None)
     except PhalanbError:
         facts = None
     actual["compose_hash"] = getattr(facts, "compose_hash", None)
@@ -218,7 +223,7 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
 
                 issuer = {"issuer": SIM_NRAS_ISSUER}
             nv = verify_nras(nras_response, jwks=jwks, expected_nonce=expected, at=at, gpu_facts=result.facts,
-                             **issuer)
+                             anchor=nras_anchor(policy), **issuer)
         except ParseError as exc:
             checks.append(Check("nras.result", Status.FAIL, f"the NRAS answer cannot be read: {exc}"))
         else:
@@ -271,6 +276,7 @@ def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, repor
     collateral and token validity (Unix seconds; default now); ``gateway_collateral``: Intel collateral for a NEAR
     AI Cloud gateway's quote (default ``collateral``).
     """
+    at = parse_optional_time(at, field="at")  # NaN, ±inf, negative or past 9999: a clear error, never a crash
     chat, signer = chat_checks(exchange, signature, reference_request=reference_request,
                                reference_response=reference_response)
     if report is None:
@@ -331,6 +337,7 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
                   node_index: int | None = None, gateway_collateral: Any = None) -> AttestedReport:
     """Every check of the attestation side for the node that holds ``signer`` (all but ``signature.bound``),
     and, for a NEAR AI Cloud report, the ``gateway.*`` checks of the gateway every request passes through."""
+    at = parse_optional_time(at, field="at")
     checks: list[Check] = []
     try:
         parsed = parse_report(report)

@@ -602,10 +602,23 @@ class NrasForge:
     def __init__(self) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
 
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509.oid import NameOID
+
         from phalanb.gpu.nras import jwk_of
+        from phalanb.gpu.sim import _fixed_nras_intermediate, simulated_nras_anchor
 
         self.key = ec.derive_private_key(0xF022, ec.SECP384R1())
-        self.jwks = {"keys": [jwk_of(self.key.public_key(), "fuzz-kid")]}
+        # Its key chains to the simulated NRAS intermediate, so verify_nras(anchor=forge.anchor) gets past the key
+        # check to the claims; under NVIDIA's anchor (the default) the same tokens are refused.
+        ca_key, ca = _fixed_nras_intermediate()
+        self.anchor = simulated_nras_anchor()
+        leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz")]))
+                .issuer_name(ca.subject).public_key(self.key.public_key()).serial_number(0xF022)
+                .not_valid_before(ca.not_valid_before_utc).not_valid_after(ca.not_valid_after_utc)
+                .sign(ca_key, hashes.SHA384()))
+        self.jwks = {"keys": [jwk_of(self.key.public_key(), "fuzz-kid", [leaf, ca])]}
 
     def answer(self, rng: random.Random) -> tuple[Any, str]:
         nonce = os.urandom(32).hex() if rng.random() < 0.5 else "ab" * 32
@@ -839,7 +852,8 @@ def _call_verify_nras(args: tuple) -> Any:
     from phalanb.gpu.nras import NRAS_ISSUER, verify_nras
 
     answer, jwks, nonce, at, issuer = args
-    return verify_nras(answer, jwks=jwks, expected_nonce=nonce, at=at, issuer=issuer or NRAS_ISSUER)
+    anchor = _forge().anchor if issuer == NrasForge.ISSUER else None
+    return verify_nras(answer, jwks=jwks, expected_nonce=nonce, at=at, issuer=issuer or NRAS_ISSUER, anchor=anchor)
 
 
 def _gen_report_value(rng: random.Random, c: Corpus) -> Any:
@@ -1009,6 +1023,59 @@ def _call_event_log(value: Any) -> Any:
     return parse_event_log(value)
 
 
+def _gen_jwks(rng: random.Random, c: Corpus) -> Any:
+    # Real NVIDIA JWKS (x5c chains to the pinned intermediate) with JSON-level mutations: the key checks must
+    # refuse or accept, never crash.
+    jwks = dict(c.nras[rng.randrange(len(c.nras))][1])
+    keys = list(jwks.get("keys", []))[:3]
+    if rng.random() < 0.5 and keys:
+        key = dict(keys[0])
+        chain = list(key.get("x5c", []))
+        if chain and rng.random() < 0.5:
+            raw = base64.b64decode(chain[0])
+            chain[0] = base64.b64encode(mutate_bytes(rng, raw)).decode()
+        key["x5c"] = chain if rng.random() < 0.8 else mutate_json(rng, chain)
+        keys[0] = key
+    return mutate_json(rng, {"keys": keys}, rounds=rng.randint(0, 2))
+
+
+def _call_jwks(document: Any) -> Any:
+    from phalanb.gpu.nras import Jwks
+
+    return Jwks(document)
+
+
+def _gen_time(rng: random.Random, c: Corpus) -> Any:
+    return _pick(rng, (1, lambda: random_json_value(rng)),
+                 (1, lambda: rng.choice(("NaN", "inf", "-inf", "1e309", "-0", "now", " 12 ", "0x10", "1_000", ""))),
+                 (1, lambda: rng.choice((float("nan"), float("inf"), -1e-9, 2.5e11, 1 << 70, True, None))))
+
+
+def _call_time(value: Any) -> Any:
+    from phalanb.timeutil import parse_time
+
+    return parse_time(value, field="at", allow_now=True)
+
+
+def _gen_compressed(rng: random.Random, c: Corpus) -> tuple:
+    import gzip
+    import zlib
+
+    body = os.urandom(rng.randint(0, 300)) if rng.random() < 0.3 else b'{"a": "' + b"0" * rng.randint(0, 5000) + b'"}'
+    encoding = rng.choice(("gzip", "x-gzip", "deflate", "identity", None, "br", " GZIP "))
+    packed = gzip.compress(body) if "gzip" in str(encoding).lower() else zlib.compress(body)
+    if rng.random() < 0.2:
+        packed += packed  # two gzip members, or trailing data after a zlib stream
+    return mutate_bytes(rng, packed) if rng.random() < 0.6 else packed, encoding, rng.choice((64, 4096, 1 << 20))
+
+
+def _call_compressed(args: tuple) -> Any:
+    from phalanb.client import _decode_content
+
+    body, encoding, limit = args
+    return _decode_content(body, encoding, limit=limit, what="fuzz")
+
+
 def _targets() -> list[Target]:
     from phalanb.audit import parse_bundle  # noqa: F401  (imported early so import cost is not an input's time)
     from phalanb.exchange import Exchange
@@ -1032,6 +1099,9 @@ def _targets() -> list[Target]:
         Target("gpu.nras.parse_nras_response", parse_nras_response, _gen_nras_text, 1),
         Target("gpu.nras.decode_jwt", decode_jwt, _gen_jwt, 1.5),
         Target("gpu.nras.verify_nras", _call_verify_nras, _gen_verify_nras, 0.7),
+        Target("gpu.nras.Jwks", _call_jwks, _gen_jwks, 0.4),
+        Target("timeutil.parse_time", _call_time, _gen_time, 0.5),
+        Target("client.decode_content", _call_compressed, _gen_compressed, 0.5),
         Target("report.parse_report", parse_report, _gen_report_value, 1),
         Target("verify.verify_report", _call_verify_report, _gen_verify_report, 0.5),
         Target("sse.parse_sse", parse_sse, _gen_sse, 2),

@@ -22,6 +22,7 @@ from typing import Any
 from .. import _json
 from .._term import plain_help, verdict_table
 from ..errors import InputError
+from ..timeutil import at_argument
 from ..verdict import Check, Status, Verdict
 from .collateral import TdxPolicy, load_collateral, verify_tdx
 from .quote import Quote, parse_quote
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print fields and checks as JSON")
     p.add_argument("--collateral", type=Path, metavar="FILE", help="stored collateral (dcap-qvl JSON) for TCB "
                    "status, revocation and QE identity")
-    p.add_argument("--at", type=int, metavar="UNIX_TIME", help="verify at this time (default now; stored "
+    p.add_argument("--at", type=at_argument, metavar="UNIX_TIME", help="verify at this time (default now; stored "
                    "collateral verifies only inside its ~30-day window)")
     p.add_argument("--root", default="intel", metavar="intel|sim|PEM", help="trust root (default: the pinned "
                    "Intel SGX Root CA)")

@@ -178,7 +178,8 @@ def test_jwks_is_fetched_once_per_missing_kid(neardirect):
         calls.append(1)
         return neardirect["jwks"]
 
-    cache = JwksCache(fetch=fetch)
+    # The captured keys' certificates (valid ~48 h) have long ended: the cache's clock is the capture's.
+    cache = JwksCache(fetch=fetch, clock=lambda: _iat(neardirect["nras_response"]))
     kids = parse_nras_response(neardirect["nras_response"]).kids
     jwks = cache.keys_for(kids)
     assert len(calls) == 1 and all(k in jwks for k in kids)

@@ -105,3 +105,23 @@ def test_an_old_chat_record_gets_a_sentence_not_a_crash():
 
     with pytest.raises(ParseError, match="older `phalanb chat --save`"):
         parse_bundle({"kind": "phalanb.exchange", "version": 1})
+
+
+def test_the_old_flow_against_the_gateway_is_never_proof_about_the_model():
+    # What an older phalanb (or a user of verify_exchange) does against today's Redpill: /v1/signature and
+    # /v1/attestation/report. Both now describe the gateway; the verdict says so and cannot be "verified".
+    from phalanb.client import Client
+    from phalanb.policy import Policy
+    from phalanb.verify import verify_exchange
+
+    with Simulator(SimConfig(seed=5, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
+        with Client(base_url=sim.base_url, model=sim.model) as c:
+            ex = c.chat("the old way", max_tokens=4)
+            sig = c.signature(ex.chat_id)
+            att = c.attestation(signing_address=sig.signing_address)
+    v = verify_exchange(ex, sig, att.report, nonce=att.nonce, policy=Policy(trust="simulated"))
+    assert v.status == "incomplete"
+    assert v["legacy.gateway"].status.value == "warning" and "GATEWAY, not the model" in v["legacy.gateway"].reason
+    assert v["legacy.signer_bound"].status.value == "skipped" and "/v1/aci/attestation" in v["legacy.signer_bound"].reason
+    assert v["legacy.text"].status.value == "pass" and v["request.hash"].status.value == "pass"
+    assert not any(c.id.startswith(("tdx.", "gpu.")) and c.passed for c in v)  # nothing about the model's TEE

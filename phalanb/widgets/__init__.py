@@ -13,7 +13,7 @@ into a widget's value that is echoed anywhere.
 
 from .badges import VerdictBadges
 from .bytemap import ByteMapExplorer, QuoteExplorer, hex_view
-from .chain import LINKS, TrustChainView, chain_html, link_statuses
+from .chain import ACI_LINKS, LINKS, TrustChainView, chain_html, link_statuses
 from .chat import ChatPanel
 from .settings import SettingsPanel
 from .table import Table, table
@@ -23,6 +23,7 @@ from .window import WindowProbePanel
 __all__ = [
     "WindowProbePanel",
            "LINKS",
+           "ACI_LINKS",
            "ByteMapExplorer",
            "ChatPanel",
            "QuoteExplorer",

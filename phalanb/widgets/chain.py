@@ -15,7 +15,7 @@ import traitlets
 from ..verdict import Status, Verdict
 from ._style import COLOURS, esc
 
-__all__ = ["LINKS", "OPTIONAL_LINKS", "TrustChainView", "chain_html", "link_statuses"]
+__all__ = ["LINKS", "ACI_LINKS", "OPTIONAL_LINKS", "TrustChainView", "chain_html", "link_statuses", "links_for"]
 
 #: (key, label, what it means, check ids or ``prefix.*``) in the order the chain is read.
 LINKS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
@@ -42,8 +42,47 @@ LINKS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      "TD bound to its key and our nonce", ("gateway.*",)),
 )
 
+#: The chain of today's gateway protocol (ACI): our bytes → the signed receipt → the keyset a verified report
+#: established → the gateway's quote; then the receipt's upstream session → the model server's own evidence.
+ACI_LINKS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("request", "request bytes → receipt", "the receipt's request.received is the hash of the exact bytes we sent",
+     ("receipt.request_hash",)),
+    ("response", "response bytes → receipt", "its response.returned is the hash of every byte we received",
+     ("receipt.response_hash",)),
+    ("receipt", "receipt → keyset key", "Ed25519 over the canonical receipt by a receipt key of the keyset",
+     ("receipt.signature", "receipt.api_version")),
+    ("keyset", "keyset → digest", "the receipt cites the keyset whose canonical digest the report binds; not "
+     "expired; its keys held by the dstack KMS", ("receipt.keyset", "aci.keyset_digest", "aci.keyset_header",
+                                                  "aci.keyset_expiry", "aci.key_custody", "aci.workload_id",
+                                                  "aci.keyset_endorsement", "aci.report")),
+    ("report_data", "statement → report_data", "sha256 of the statement (our nonce, the digest) is in the quote's "
+     "report_data", ("aci.shape", "aci.report_data", "aci.nonce_fresh", "aci.quote_slot")),
+    ("quote", "gateway quote → Intel root", "quote signature, QE report and PCK chain up to the pinned root",
+     ("tdx.quote_signature", "tdx.qe_report", "tdx.pck_chain", "tdx.trust_root")),
+    ("tcb", "TCB status, no debug", "Intel's collateral says the platform is up to date; the TD is not debuggable",
+     ("tdx.tcb_status", "tdx.debug_disabled")),
+    ("app", "event log → gateway app", "a published TDX module and OS image; the event log replays and names the "
+     "gateway's compose", ("tdx.measurements", "tdx.event_log", "app.*", "aci.provenance", "policy.measurements")),
+    ("channel", "TLS key ∈ keyset", "the TLS connection we used ended at a key the keyset lists", ("channel.*",)),
+    ("e2ee", "E2EE to the attested key", "the prompt was sealed to a keyset key; the reply opened under its AAD",
+     ("e2ee.*",)),
+    ("upstream", "receipt → upstream verified", "the gateway says it verified the model server, and cites a session",
+     ("receipt.upstream", "receipt.rewrite")),
+    ("session", "session → its id and evidence", "the cited session hashes to its id, its evidence to its digest; "
+     "its claims meet the policy", ("session.*",)),
+    ("model", "model server's TEE (deep audit)", "phalanb re-verified the model server's own quote and GPU evidence",
+     ("upstream.*",)),
+)
+
 #: Links drawn only when the verdict has checks for them (a hop that only some services have).
-OPTIONAL_LINKS = ("gateway",)
+OPTIONAL_LINKS = ("gateway", "channel", "e2ee", "upstream", "session", "model")
+
+
+def links_for(verdict: Verdict | None) -> tuple[tuple[str, str, str, tuple[str, ...]], ...]:
+    """The chain that fits the verdict: ACI's when it has receipt checks, else the model servers' (SPEC §1)."""
+    if verdict is not None and any(c.id.startswith("receipt.") for c in verdict):
+        return ACI_LINKS
+    return LINKS
 
 
 def _matches(check_id: str, patterns: Sequence[str]) -> bool:
@@ -56,7 +95,7 @@ def link_statuses(verdict: Verdict | None) -> dict[str, str]:
     A failing check fails its link; a skipped *required* check (or no check at all) leaves it skipped.
     """
     out: dict[str, str] = {}
-    for key, _label, _what, patterns in LINKS:
+    for key, _label, _what, patterns in links_for(verdict):
         checks = [c for c in (verdict or ()) if _matches(c.id, patterns)]
         if not checks and key in OPTIONAL_LINKS:
             continue
@@ -78,7 +117,7 @@ def chain_html(verdict: Verdict | None, *, title: str | None = None) -> str:
     if title:
         parts.append(f"<div style='font-weight:bold;margin-bottom:4px'>{esc(title)}</div>")
     simulated = verdict is not None and verdict.get("trust.simulated") is not None
-    for i, (key, label, what, _patterns) in enumerate(link for link in LINKS if link[0] in statuses):
+    for i, (key, label, what, _patterns) in enumerate(link for link in links_for(verdict) if link[0] in statuses):
         bg, fg, sym = COLOURS[statuses[key]]
         if i:
             parts.append('<div style="text-align:center;color:#57606a;line-height:1">▼</div>')

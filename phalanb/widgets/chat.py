@@ -120,7 +120,7 @@ class ChatPanel(W.VBox):
                                              max_tokens=self.max_tokens, on_text=self._throttled())
         except PhalanbError as exc:
             self.status = "error"
-            self.info.value = f"<span style='color:#cf222e'>{esc(type(exc).__name__)}: {esc(exc)}</span>"
+            self.info.value = f"<span style='color:#cf222e'>{esc(exc)}</span>"
             return None
         finally:
             self.send.disabled = False
@@ -129,8 +129,9 @@ class ChatPanel(W.VBox):
         ex = result.exchange
         t = ex.timings
         ttft = f"{t.ttft_s * 1000:.0f} ms" if t.ttft_s is not None else "n/a"
-        self.info.value = (f"chat id <code>{esc(ex.chat_id)}</code> · {len(ex.request_bytes)} request bytes · "
-                           f"{len(ex.response_bytes)} response bytes · first token {ttft}")
+        receipt = f" · receipt <code>{esc(ex.receipt_id)}</code>" if ex.receipt_id else ""
+        self.info.value = (f"chat id <code>{esc(ex.chat_id)}</code>{receipt} · {len(ex.request_bytes)} request "
+                           f"bytes · {len(ex.response_bytes)} response bytes · first token {ttft}")
         self.badges.show(result.verdict)
         self.chain.show(result.verdict)
         self.status = result.verdict.status

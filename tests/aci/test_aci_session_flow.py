@@ -125,3 +125,20 @@ def test_the_old_flow_against_the_gateway_is_never_proof_about_the_model():
     assert v["legacy.signer_bound"].status.value == "skipped" and "/v1/aci/attestation" in v["legacy.signer_bound"].reason
     assert v["legacy.text"].status.value == "pass" and v["request.hash"].status.value == "pass"
     assert not any(c.id.startswith(("tdx.", "gpu.")) and c.passed for c in v)  # nothing about the model's TEE
+
+
+def test_the_trust_chain_widget_draws_the_gateway_chain(clean):
+    from phalanb.widgets.chain import chain_html, link_statuses
+
+    links = link_statuses(clean.verdict)
+    assert set(links) >= {"request", "response", "receipt", "keyset", "report_data", "quote", "tcb", "app",
+                          "upstream", "session", "model"}
+    assert all(s in ("pass", "warning") for s in links.values()), links
+    assert "receipt → keyset key" in chain_html(clean.verdict)
+
+
+def test_a_broken_link_lights_up_in_the_chain():
+    from phalanb.widgets.chain import link_statuses
+
+    links = link_statuses(_verify(faults={"aci_edit_session"}).verdict)
+    assert links["session"] == "fail" and links["receipt"] == "pass" and links["model"] == "skipped"

@@ -19,8 +19,14 @@
 # # 00 · Start here: one verified reply
 #
 # A confidential LLM service runs the model inside an Intel TDX virtual machine with NVIDIA GPUs in confidential
-# mode. It signs every reply with a key that was born inside that machine, and it publishes an *attestation
-# report* proving which machine holds the key. phalanb checks the whole chain, link by link.
+# mode, with keys that were born inside that machine, and publishes *attestation* proving which machine holds
+# them. phalanb checks the whole chain, link by link.
+#
+# This notebook verifies a reply **the way today's Redpill and Phala serve it**: through an attested *gateway*
+# speaking ACI. The gateway's keyset is bound into its own TDX quote; it signs a **receipt** for every request
+# whose event log hashes our exact bytes; and it records in an **attested session** how it verified the model
+# server behind it — whose own quote and GPU evidence phalanb then re-verifies. (Notebooks 01-05 open up the links
+# of that model server one by one; 09 and 10 open up the gateway and the reseller chain.)
 #
 # **What you will learn here**
 # - where phalanb connects (the simulator by default, a real service by changing one setting);
@@ -41,6 +47,8 @@
 # | 06 | [timing](06_timing.ipynb) | latency, and how long a signature stays retrievable |
 # | 07 | [reproduce an audit](07_reproduce_an_audit.ipynb) | bundles, offline re-verification, batch audits |
 # | 08 | [failure gallery](08_failure_gallery.ipynb) | every fault the simulator can inject and the verdict it earns |
+# | 09 | [the ACI gateway](09_aci_gateway.ipynb) | keyset → statement → report_data → quote; a receipt beside the exact bytes |
+# | 10 | [the reseller chain](10_reseller_chain.ipynb) | receipt → attested session → the model server's own evidence |
 
 # %% [markdown]
 # ## 1. Where are we connecting?
@@ -48,12 +56,14 @@
 # phalanb reads its settings from the environment:
 #
 # - `PHALANB_BASE_URL` — the service. **Unset: phalanb's embedded simulator** on 127.0.0.1 (no key, no network).
-#   Set it to e.g. `https://api.red-pill.ai/v1` to talk to a real service: that is the one setting to change.
+#   Set it to e.g. `https://api.redpill.ai/v1` to talk to a real service: that is the one setting to change.
+#   phalanb recognises which protocol answers (an `X-Receipt-Id` header means an ACI gateway).
 # - `PHALANB_MODEL` — the model (unset: the first one the service lists).
 # - `PHALANB_API_KEY` (or `REDPILL_API_KEY`) — the key; it is never printed. You can also paste it into the
 #   password field below instead.
 #
-# The simulator signs and attests exactly like the real services, but with **simulated roots of trust**: a pass
+# The simulator here plays today's gateway in front of a simulated model server. It signs and attests exactly like
+# the real services, but with **simulated roots of trust**: a pass
 # against it shows that phalanb's checks work, not that real Intel or NVIDIA hardware answered. Every verdict
 # says so.
 
@@ -63,7 +73,7 @@ from IPython.display import display
 from phalanb.session import Session
 from phalanb.widgets import SettingsPanel, table
 
-panel = SettingsPanel()
+panel = SettingsPanel(protocol="aci")  # the embedded simulator plays today's ACI gateway
 display(panel)
 settings = panel.settings()
 print(settings.describe())
@@ -84,9 +94,10 @@ display(table([("endpoint", session.settings.base_url or "phalanb's embedded sim
 # %% [markdown]
 # ## 2. One chat, verified
 #
-# `chat_and_verify` does what `phalanb demo` does: send the prompt and keep the exact bytes, fetch the reply's
-# signature, fetch a *fresh* attestation report (we send a random nonce), fetch Intel's collateral and NVIDIA's
-# appraisal when available, and verify everything. The reply streams in as it arrives.
+# `chat_and_verify` does what `phalanb demo` does: send the prompt and keep the exact bytes (and the `X-Receipt-Id`
+# the gateway answers with), fetch a *fresh* ACI report (we send a random nonce), fetch the reply's signed receipt
+# and the attested session it cites, fetch Intel's collateral and NVIDIA's appraisal when available, and verify
+# everything. The reply streams in as it arrives.
 
 # %%
 result = session.chat_and_verify("In one sentence: why does a confidential LLM sign its replies?",
@@ -95,23 +106,27 @@ print()
 print(result.verdict.table())
 
 # %% [markdown]
-# Each row is one link of the chain with a stable id. The verdict is `verified` only when every *required* check
+# Each row is one link of the chain with a stable id: `receipt.*` tie our bytes to the gateway's signed receipt,
+# `aci.*` and `tdx.*` tie the receipt's key to the gateway's quote, `session.*` and `upstream.*` follow the receipt
+# to the model server and re-verify its own evidence. The verdict is `verified` only when every *required* check
 # passed; a check that could not be made leaves it `incomplete`, never `verified`.
 
 # %%
 verdict = result.verdict
-assert verdict["request.hash"].passed and verdict["response.hash"].passed, "the signed hashes are not ours"
-assert verdict["signature.bound"].passed, "the reply was not signed by the attested key"
+assert verdict["receipt.request_hash"].passed and verdict["receipt.response_hash"].passed, "not our bytes"
+assert verdict["receipt.signature"].passed, "the receipt was not signed by the attested keyset"
+assert verdict["aci.report_data"].passed and verdict["aci.nonce_fresh"].passed, "the keyset is not bound, fresh"
+assert verdict["upstream.tdx.quote_signature"].passed, "the model server's own quote did not verify"
 assert verdict.status == "verified", verdict.summary()
 
 # %% [markdown]
 # ## 3. The trust chain as a picture
 #
-# Read it top to bottom: our bytes are hashed, the hashes are signed, the signer is the key named in the
-# attestation report, the report's `report_data` binds that key to our fresh nonce, the TDX quote carrying the
-# report_data chains to Intel's root, the measured software is the application we expect, and every GPU signed the
-# same nonce with a key chained to NVIDIA's root. Green holds, red failed, grey was not checked, amber holds with a
-# caveat (here: simulated roots).
+# Read it top to bottom: our bytes are hashed into the receipt, the receipt is signed by a key of the keyset, the
+# keyset's digest and our fresh nonce make the statement whose hash is the quote's `report_data`, the gateway's TDX
+# quote chains to Intel's root and measures the gateway we expect; then the receipt says the gateway verified the
+# model server, cites the attested session, and phalanb re-verifies the model server's own quote and GPUs. Green
+# holds, red failed, grey was not checked, amber holds with a caveat (here: simulated roots).
 
 # %%
 from phalanb.widgets import TrustChainView
@@ -124,22 +139,27 @@ assert all(status in ("pass", "warning") for status in chain.links.values()), ch
 # ## 4. Break one byte
 #
 # The reply we hold is just bytes. Change one of them — as a proxy or a man in the middle could — and verify again
-# with the same signature and the same attestation. Only the response link should go red.
+# with the same receipt, report and session. Only the response link should go red.
 
 # %%
 import dataclasses
 
-from phalanb.verify import verify_exchange
+from phalanb.aci import verify_aci
+
+
+def verify_again(exchange):
+    """The same verification as above, on other bytes: same report, receipt, sessions, collateral and clock."""
+    return verify_aci(exchange, receipt=result.receipt.raw, report=result.attestation.raw,
+                      nonce=result.attestation.nonce, sessions=result.sessions, policy=session.policy,
+                      collateral=result.online.collateral, upstream=result.online.upstream_dict(),
+                      at=result.verified_at)
+
 
 flipped = bytearray(result.exchange.response_bytes)
 flipped[len(flipped) // 2] ^= 0x01
-tampered = dataclasses.replace(result.exchange, response_bytes=bytes(flipped))
-tampered_verdict = verify_exchange(tampered, result.signature, result.attestation.report,
-                                   nonce=result.attestation.nonce, policy=session.policy,
-                                   collateral=result.online.collateral, nras_response=result.online.nras_response,
-                                   jwks=result.online.jwks)
+tampered_verdict = verify_again(dataclasses.replace(result.exchange, response_bytes=bytes(flipped)))
 display(TrustChainView(tampered_verdict, title="The same reply with one byte flipped"))
-assert tampered_verdict["response.hash"].status.value == "fail"
+assert [c.id for c in tampered_verdict.failed] == ["receipt.response_hash"]
 assert tampered_verdict.status == "failed"
 
 # %% [markdown]
@@ -158,7 +178,7 @@ display(ChatPanel(panel))
 # ## Check yourself
 #
 # 1. Which single setting switches these notebooks from the simulator to a real service?
-# 2. Why does a passing signature prove nothing until `signature.bound` passes too?
+# 2. Why does a valid receipt signature prove nothing until `receipt.keyset` and `aci.report_data` pass too?
 # 3. Flip a byte of the *request* instead of the response (`result.exchange.request_bytes`): which link goes red?
 #
 # Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
@@ -169,13 +189,11 @@ def solution():
     """Question 3 worked out: change the request's bytes and verify again with the same signature."""
     flipped_request = dataclasses.replace(
         result.exchange, request_bytes=result.exchange.request_bytes.replace(b"one", b"two"))
-    v = verify_exchange(flipped_request, result.signature, result.attestation.report,
-                        nonce=result.attestation.nonce, policy=session.policy, collateral=result.online.collateral,
-                        nras_response=result.online.nras_response, jwks=result.online.jwks)
+    v = verify_again(flipped_request)
     display(TrustChainView(v, title="The same reply with its request changed"))
-    assert v["request.hash"].status.value == "fail" and v["response.hash"].passed
-    print("request.hash fails, and only that link: the signature covers sha256(request) too, so a changed prompt "
-          "is caught even though the reply is untouched.")
+    assert v["receipt.request_hash"].status.value == "fail" and v["receipt.response_hash"].passed
+    print("receipt.request_hash fails, and only that link: the signed receipt records sha256(request) too, so a "
+          "changed prompt is caught even though the reply is untouched.")
 
 
 # %%

@@ -32,8 +32,9 @@ class SettingsPanel(W.VBox):
     version = traitlets.Int(0)
     key_source = traitlets.Unicode("", help="where the key comes from ('$PHALANB_API_KEY', 'typed') or ''")
 
-    def __init__(self, environ: Mapping[str, str] | None = None, **kwargs: Any):
+    def __init__(self, environ: Mapping[str, str] | None = None, *, protocol: str = "legacy", **kwargs: Any):
         env = dict(os.environ if environ is None else environ)
+        self._protocol = protocol  # what the embedded simulator serves; a real service is recognised by its answer
         self._env_settings = Settings.from_env(env)
         self._key: ApiKey | None = self._env_settings.api_key
         self.endpoint = W.Text(value=self._env_settings.base_url or "", description="Endpoint",
@@ -82,7 +83,7 @@ class SettingsPanel(W.VBox):
     def settings(self, **overrides: Any) -> Settings:
         s = Settings(base_url=self.endpoint.value.strip() or None, model=self.model.value.strip() or None,
                      api_key=self._key, trust=self.trust.value or None,
-                     signing_algo=self._env_settings.signing_algo)
+                     signing_algo=self._env_settings.signing_algo, protocol=self._protocol)
         for k, v in overrides.items():
             setattr(s, k, v)
         return s

@@ -41,6 +41,8 @@
 # | 06 | [timing](06_timing.ipynb) | latency, and how long a signature stays retrievable |
 # | 07 | [reproduce an audit](07_reproduce_an_audit.ipynb) | bundles, offline re-verification, batch audits |
 # | 08 | [failure gallery](08_failure_gallery.ipynb) | every fault the simulator can inject and the verdict it earns |
+# | 09 | [the ACI gateway](09_aci_gateway.ipynb) | what Redpill and Phala serve today: keyset, statement, quote, signed receipts |
+# | 10 | [the reseller chain](10_reseller_chain.ipynb) | receipt → attested session → the upstream model server's own evidence |
 
 # %% [markdown]
 # ## 1. Where are we connecting?

@@ -204,15 +204,23 @@ assert node.signing_address.lower() == session_doc["identity"]["signing_address"
 # evidence digest, claims by policy, window) and then hands the evidence to phalanb's own report verifier: the
 # upstream's TDX quote, event log and compose hash, its GPUs' SPDM evidence and certificate chains, NVIDIA's NRAS
 # appraisal — each shown with an `upstream.` prefix. We fetch the upstream quote's collateral and the NRAS answer
-# (the simulator serves both) for the *upstream's* evidence, as phalanb does for a model server.
+# (the simulator serves both) for *this session's* evidence, as phalanb does for a model server.
 
 # %%
 from phalanb.aci import verify_session
 from phalanb.evidence import fetch_online_evidence
 
-online = fetch_online_evidence(upstream_report, signing_address=node.signing_address,
-                               nonce=bytes.fromhex(node.request_nonce), pccs_url=service_root + "/pccs",
-                               nras_url=service_root + "/nras")
+
+def online_evidence(session_bytes):
+    """Collateral and NVIDIA's (NRAS) appraisal for the upstream report inside one session."""
+    inner = json.loads(parse_session(session_bytes).evidence_bytes)
+    first = parse_report(inner).nodes[0]
+    return fetch_online_evidence(inner, signing_address=first.signing_address,
+                                 nonce=bytes.fromhex(first.request_nonce), pccs_url=service_root + "/pccs",
+                                 nras_url=service_root + "/nras")
+
+
+online = online_evidence(session.raw)
 assert not online.problems, online.problems
 deep = verify_session(session.raw, expected_id=session_id, served_at=receipt.served_at, policy=policy,
                       collateral=online.collateral, nras_response=online.nras_response, jwks=online.jwks)
@@ -247,16 +255,19 @@ assert "signature" not in receipt.event("response.received")  # no model-server 
 # %% [markdown]
 # ## 9. The whole chain in one verdict
 #
-# `verify_aci` with the session: report, receipt, session and deep audit together. (It takes one collateral for
-# both quotes; here gateway and upstream share the simulated platform, so one fits both.)
+# `verify_aci` with the session: report, receipt, session and deep audit together. It takes one collateral for
+# both quotes (here gateway and upstream share the simulated platform, so one fits both) and one NRAS answer,
+# which belongs to the GPU evidence of the one session the receipt cites.
 
 # %%
 def check(ex, fetched_receipt, *, sessions=None):
     """verify_aci for a reply: our established report and nonce, the receipt, and the sessions it cites."""
     if sessions is None:
         sessions = {sid: client.session(sid).raw for sid in parse_receipt(fetched_receipt.raw).cited_session_ids}
+    nras = online_evidence(next(iter(sessions.values()))) if len(sessions) == 1 else None
     return verify_aci(ex, receipt=fetched_receipt.raw, report=att.raw, nonce=att.nonce, sessions=sessions,
-                      policy=policy, collateral=collateral, nras_response=online.nras_response, jwks=online.jwks)
+                      policy=policy, collateral=collateral, nras_response=nras and nras.nras_response,
+                      jwks=nras and nras.jwks)
 
 
 verdict = check(exchange, fetched)

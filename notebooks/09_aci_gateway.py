@@ -202,10 +202,11 @@ ours_by_event = {"request.received": exchange.request_bytes, "middleware.forward
                  "response.returned": exchange.response_bytes}
 rows = []
 for i, event in enumerate(receipt["event_log"]):
-    logged = event.get("body_hash") or ", ".join(f"{k}={str(v)[:28]}" for k, v in event.items() if k != "type")
+    logged = event.get("body_hash")
     mine = ours_by_event.get(event["type"])
-    computed = "sha256:" + hashlib.sha256(mine).hexdigest() if mine is not None else ""
-    rows.append((i, event["type"], logged[:60], computed[:23] + "…" if computed else "",
+    computed = "sha256:" + hashlib.sha256(mine).hexdigest() if mine is not None else None
+    shown = logged[:23] + "…" if logged else ", ".join(f"{k}={str(v)[:24]}" for k, v in event.items() if k != "type")
+    rows.append((i, event["type"], shown, computed[:23] + "…" if computed else "",
                  (computed == logged) if computed else ""))
 with pd.option_context("display.max_colwidth", 70):
     display(pd.DataFrame(rows, columns=["#", "event", "logged", "sha256 of our exact bytes", "equal"]))
@@ -344,7 +345,9 @@ assert red(v) == {"receipt.signature"} and v["receipt.request_hash"].status.valu
 #
 # One real `/v1/aci/attestation` answer exists, fetched from inference.phala.com (gateway build `1b43f76`, the
 # *preview* shape: `workload_id`, `keyset_epoch`, a keyset endorsement, secp256k1 keys). Its capturer sent the
-# nonce `00…01` (its `SOURCE.md` gives the URL). We read it through the notebooks' fixture helper, which finds the
+# nonce `00…01` (its `SOURCE.md` gives the URL): we check the binding to *that* nonce, which shows the report
+# answered the capturer's request — for us, reading a file months later, it is a recording, not a fresh answer.
+# We read it through the notebooks' fixture helper, which finds the
 # shared fixtures or, on Binder, the notebooks' own byte-exact copy.
 
 # %%
@@ -382,7 +385,8 @@ display(pd.DataFrame([
 ], columns=["value", "recomputed", "claimed / expected"]))
 print(real_stmt.decode())
 assert real_digest == real["workload_keyset_digest"] and workload_id == real["workload_id"]
-assert real_rd == real["attestation"]["report_data"] and real_quote.body.report_data == bytes.fromhex(real_rd) + bytes(32)
+assert real_rd == real["attestation"]["report_data"]
+assert real_quote.body.report_data == bytes.fromhex(real_rd) + bytes(32)
 assert real_stmt == statement(real_digest, real_nonce, shape="preview", workload_id=workload_id)
 
 # %% [markdown]

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# [Index](00_start_here.ipynb) · [← Back: reproduce an audit](07_reproduce_an_audit.ipynb) · (last notebook)
+# [Index](00_start_here.ipynb) · [← Back: reproduce an audit](07_reproduce_an_audit.ipynb) · [Next: the ACI gateway →](09_aci_gateway.ipynb)
 #
 # # 08 · Failure gallery
 #

@@ -1,8 +1,10 @@
 """``phalanb lab``: the simulator and JupyterLab on the guided notebooks, in one command.
 
-The simulator runs in this process (a background thread); JupyterLab runs as a child process started in
-``notebooks/`` with ``PHALANB_BASE_URL`` (the simulator's URL) and ``PHALANB_TRUST=simulated`` in its environment,
-so every notebook's ``Settings.from_env()`` talks to it. Stopping JupyterLab (Ctrl-C) stops the simulator.
+Two simulators run in this process (background threads), one per protocol: today's ACI gateway (in front of its
+own simulated model server) and a model server alone. JupyterLab runs as a child process started in
+``notebooks/`` with ``PHALANB_BASE_URL`` (the gateway), ``PHALANB_MODEL_SERVER_URL`` (the model server, for the
+notebooks that open up its protocol) and ``PHALANB_TRUST=simulated`` in its environment, so every notebook's
+``Settings.from_env(...)`` talks to one of them. Stopping JupyterLab (Ctrl-C) stops the simulators.
 
 Also here: :func:`fixtures_path`, how the notebooks find the real captured fixtures.
 """
@@ -43,10 +45,11 @@ def fixtures_path(environ: Mapping[str, str] | None = None, *, start: Path | Non
     return None
 
 
-def lab_command(base_url: str, *, port: int | None = None, open_browser: bool = True,
-                notebooks: Path | None = None, environ: Mapping[str, str] | None = None
+def lab_command(base_url: str, *, model_server_url: str | None = None, port: int | None = None,
+                open_browser: bool = True, notebooks: Path | None = None, environ: Mapping[str, str] | None = None
                 ) -> tuple[list[str], dict[str, str], Path]:
-    """The JupyterLab command line, environment and working directory for a simulator at ``base_url``."""
+    """The JupyterLab command line, environment and working directory for a simulated gateway at ``base_url`` (and
+    a simulated model server at ``model_server_url``)."""
     where = notebooks or notebooks_dir()
     if not where.is_dir():
         raise InputError(f"no notebooks folder at {where} (run from a checkout, or pass --notebooks)")
@@ -63,13 +66,17 @@ def lab_command(base_url: str, *, port: int | None = None, open_browser: bool = 
     require_loopback_for_simulated(base_url, trust="simulated", what="the lab's base URL")
     env = dict(os.environ if environ is None else environ)
     env.update(PHALANB_BASE_URL=base_url, PHALANB_TRUST="simulated")
+    if model_server_url is not None:
+        require_loopback_for_simulated(model_server_url, trust="simulated", what="the lab's model server URL")
+        env["PHALANB_MODEL_SERVER_URL"] = model_server_url
     return argv, env, where
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lab", help="start the simulator and JupyterLab on the guided notebooks",
-                       description="Start phalanb's simulator and JupyterLab on notebooks/, with PHALANB_BASE_URL "
-                       "and PHALANB_TRUST=simulated set for every notebook. Ctrl-C stops both.")
+    p = sub.add_parser("lab", help="start the simulators and JupyterLab on the guided notebooks",
+                       description="Start phalanb's simulators (an ACI gateway and a model server) and JupyterLab on "
+                       "notebooks/, with PHALANB_BASE_URL, PHALANB_MODEL_SERVER_URL and PHALANB_TRUST=simulated set "
+                       "for every notebook. Ctrl-C stops them all.")
     p.add_argument("--port", type=int, default=None, help="JupyterLab's port (default: its own choice, 8888)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument("--notebooks", type=Path, default=None, help="folder to open (default: the checkout's notebooks/)")
@@ -80,10 +87,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_lab(args: argparse.Namespace, *, popen=subprocess.Popen) -> int:
     from .sim import SimConfig, Simulator
 
-    with Simulator(SimConfig(seed=args.seed)) as sim:
-        argv, env, cwd = lab_command(sim.base_url, port=args.port, open_browser=not args.no_browser,
-                                     notebooks=args.notebooks)
-        print(f"phalanb simulator at {sim.base_url} (simulated roots); starting JupyterLab in {cwd}", flush=True)
+    with Simulator(SimConfig(seed=args.seed, protocol="aci")) as sim, \
+            Simulator(SimConfig(seed=args.seed, protocol="legacy")) as model_server:
+        argv, env, cwd = lab_command(sim.base_url, model_server_url=model_server.base_url, port=args.port,
+                                     open_browser=not args.no_browser, notebooks=args.notebooks)
+        print(f"phalanb simulators (simulated roots): ACI gateway at {sim.base_url}, model server at "
+              f"{model_server.base_url}; starting JupyterLab in {cwd}", flush=True)
         try:
             proc = popen(argv, env=env, cwd=str(cwd))
         except FileNotFoundError as exc:

@@ -9,7 +9,10 @@ way wherever it is shown.
 
 Settings come from arguments or the environment:
 
-- ``PHALANB_BASE_URL`` — the service (unset: phalanb's embedded simulator on 127.0.0.1);
+- ``PHALANB_BASE_URL`` — the service (unset: phalanb's embedded simulator on 127.0.0.1, playing today's ACI
+  gateway in front of a simulated model server);
+- ``PHALANB_MODEL_SERVER_URL`` — a model server speaking the vllm-proxy protocol, for
+  ``Settings.from_env(model_server=True)`` (unset: an embedded simulated model server);
 - ``PHALANB_MODEL`` — the model id (unset: the first one the service lists);
 - ``PHALANB_API_KEY`` or ``REDPILL_API_KEY`` — the key (never printed);
 - ``PHALANB_TRUST`` — ``production`` (default for a real URL) or ``simulated`` (a simulator started elsewhere,
@@ -61,16 +64,26 @@ class Settings:
     ask_nras: bool = True
     timeout: float = 60.0
     sim_options: dict[str, Any] = field(default_factory=dict)
-    # What the embedded simulator serves: "legacy" (a model server's vllm-proxy protocol, which notebooks 01-08
-    # teach link by link) or "aci" (today's Redpill/Phala gateway). A real service is recognised by its answer.
-    protocol: str = "legacy"
+    # What the embedded simulator serves: "aci" (today's Redpill/Phala gateway, in front of a simulated model
+    # server) or "legacy" (a model server alone: the vllm-proxy protocol notebooks 01-07 open up link by link).
+    # A real service is recognised by its answer.
+    protocol: str = "aci"
     ca_pem: str | bytes | None = field(default=None, repr=False)  # a service CA to trust besides the system's
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, model_server: bool = False,
+                 **overrides: Any) -> "Settings":
+        """Settings from the environment. ``model_server=True`` asks for a *model server* (the vllm-proxy protocol
+        that notebooks 01-07 open up link by link): ``PHALANB_MODEL_SERVER_URL`` (unset: an embedded simulated
+        model server) — never ``PHALANB_BASE_URL``, which may name an ACI gateway such as today's Redpill."""
         env = os.environ if environ is None else environ
-        s = cls(base_url=env.get("PHALANB_BASE_URL") or None, model=env.get("PHALANB_MODEL") or None,
-                api_key=resolve_api_key(None, environ=dict(env)), trust=env.get("PHALANB_TRUST") or None)
+        if model_server:
+            base = env.get("PHALANB_MODEL_SERVER_URL") or None
+            model = env.get("PHALANB_MODEL_SERVER_MODEL") or None
+        else:
+            base, model = env.get("PHALANB_BASE_URL") or None, env.get("PHALANB_MODEL") or None
+        s = cls(base_url=base, model=model, api_key=resolve_api_key(None, environ=dict(env)),
+                trust=env.get("PHALANB_TRUST") or None, protocol="legacy" if model_server else "aci")
         for k, v in overrides.items():
             if not hasattr(s, k):
                 raise InputError(f"unknown setting {k!r}")

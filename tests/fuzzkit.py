@@ -1465,7 +1465,7 @@ def record_exchanges(n_stream: int = 2, n_json: int = 1, *, ed25519: bool = True
     for algo, stream in plans:
         by_algo.setdefault(algo, []).append(stream)
     for algo, streams in by_algo.items():
-        with Session(Settings(sim_options=opts, signing_algo=algo)) as s:
+        with Session(Settings(protocol="legacy", sim_options=opts, signing_algo=algo)) as s:
             for i, stream in enumerate(streams):
                 vc = s.chat_and_verify(f"fuzz prompt {i}: say something about bytes", stream=stream, max_tokens=24)
                 out.append(Recorded(f"{algo}-{'stream' if stream else 'json'}-{i}", vc.bundle().to_dict(),

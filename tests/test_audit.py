@@ -17,7 +17,7 @@ from phalanb.cli import main
 def recorded(tmp_path_factory):
     """Bundles recorded from a simulator that is gone by the time the tests read them."""
     folder = tmp_path_factory.mktemp("bundles")
-    with Session(Settings(sim_options={"seed": 21, "ttft_ms": 0, "tokens_per_second": 0})) as s:
+    with Session(Settings(protocol="legacy", sim_options={"seed": 21, "ttft_ms": 0, "tokens_per_second": 0})) as s:
         results = [s.chat_and_verify(f"audit me {i}", max_tokens=4, stream=i % 2 == 0) for i in range(3)]
         for i, r in enumerate(results):
             r.save(folder / f"reply{i}.json")

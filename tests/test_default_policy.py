@@ -133,7 +133,7 @@ def test_a_bundles_own_relaxations_and_pins_are_not_the_auditors(tmp_path):
     from phalanb.audit import parse_bundle, reverify
     from phalanb.session import Session, Settings
 
-    with Session(Settings(sim_options={"seed": 5, "ttft_ms": 0, "tokens_per_second": 0})) as s:
+    with Session(Settings(protocol="legacy", sim_options={"seed": 5, "ttft_ms": 0, "tokens_per_second": 0})) as s:
         r = s.chat_and_verify("measure me", max_tokens=2)
     assert r.verdict["tdx.measurements"].status.value == "pass"
     data = r.bundle().to_dict()
@@ -222,7 +222,7 @@ def test_a_gpu_count_other_than_the_evidence_fails(fixtures, num_gpus):
 def test_the_simulator_reports_as_many_gpus_as_it_attests():
     from phalanb.session import Session, Settings
 
-    with Session(Settings(sim_options={"seed": 6, "gpus": 3, "ttft_ms": 0, "tokens_per_second": 0})) as s:
+    with Session(Settings(protocol="legacy", sim_options={"seed": 6, "gpus": 3, "ttft_ms": 0, "tokens_per_second": 0})) as s:
         r = s.chat_and_verify("count my GPUs", max_tokens=2)
     assert r.verdict.status == "verified", r.verdict.table()
     assert r.verdict["gpu.count"].evidence == {"vm_config.num_gpus": 3, "evidence": 3}

@@ -65,10 +65,14 @@ def execute(path: Path, env: dict[str, str], *, inject: str | None = None, edit:
 def kernel_env(api_key, fixtures, tmp_path_factory):
     from phalanb.sim import SimConfig, Simulator
 
-    with Simulator(SimConfig(seed=2026, ttft_ms=0, tokens_per_second=0, api_key=api_key)) as sim:
+    # As `phalanb lab` runs them: today's ACI gateway at PHALANB_BASE_URL, a model server for 01-07.
+    with Simulator(SimConfig(seed=2026, ttft_ms=0, tokens_per_second=0, api_key=api_key, protocol="aci")) as sim, \
+            Simulator(SimConfig(seed=2026, ttft_ms=0, tokens_per_second=0, api_key=api_key,
+                                protocol="legacy")) as model_server:
         # No MPLBACKEND: a user's kernel has none, and a figure must not need one to show as an image.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHALANB_", "REDPILL_", "MPLBACKEND"))}
-        env.update(PHALANB_BASE_URL=sim.base_url, PHALANB_TRUST="simulated", PHALANB_API_KEY=api_key,
+        env.update(PHALANB_BASE_URL=sim.base_url, PHALANB_MODEL_SERVER_URL=model_server.base_url,
+                   PHALANB_TRUST="simulated", PHALANB_API_KEY=api_key,
                    # the notebooks' own copy of the fixtures (what Binder has); test_fixture_copy_is_exact below
                    # proves it is the real evidence, byte for byte
                    PHALANB_FIXTURES=str(NOTEBOOKS / "data" / "fixtures"),

@@ -125,7 +125,7 @@ def test_upstream_mode_forwards_exact_bytes_and_signs_them(fresh_sim, client_for
 def test_every_attestation_fault_fails_exactly_its_checks(fault, failing):
     from phalanb.session import Session, Settings
 
-    with Session(Settings(sim_options={"seed": 5, "ttft_ms": 0, "tokens_per_second": 0, "faults": {fault}})) as s:
+    with Session(Settings(protocol="legacy", sim_options={"seed": 5, "ttft_ms": 0, "tokens_per_second": 0, "faults": {fault}})) as s:
         verdict = s.chat_and_verify("fault", max_tokens=3).verdict
     assert verdict.status == "failed"
     assert {c.id for c in verdict.failed} == failing, verdict.table()

@@ -43,7 +43,7 @@ def test_times_now_and_numbers_are_accepted():
 def saved_bundle(tmp_path_factory):
     from phalanb.session import Session, Settings
 
-    with Session(Settings(sim_options={"ttft_ms": 0.0, "tokens_per_second": 0.0})) as s:
+    with Session(Settings(protocol="legacy", sim_options={"ttft_ms": 0.0, "tokens_per_second": 0.0})) as s:
         result = s.chat_and_verify("times", max_tokens=3)
         path = result.save(tmp_path_factory.mktemp("bundles") / "good.json")
     return json.loads(path.read_text())

@@ -13,7 +13,7 @@ from phalanb.verify import REQUIRED_CHECKS, verify_exchange, verify_report
 
 @pytest.fixture(scope="module")
 def verified(tmp_path_factory):
-    with Session(Settings(sim_options={"seed": 11, "ttft_ms": 0, "tokens_per_second": 0})) as s:
+    with Session(Settings(protocol="legacy", sim_options={"seed": 11, "ttft_ms": 0, "tokens_per_second": 0})) as s:
         yield s.chat_and_verify("verify everything", max_tokens=6)
 
 

@@ -176,7 +176,7 @@ def test_reply_html_escapes_everything():
 # -- badges and chain -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def verified():
-    with Session(Settings()) as session:  # the embedded simulator
+    with Session(Settings(protocol="legacy")) as session:  # the embedded model-server simulator
         return session.chat_and_verify("badges please"), session.policy
 
 

@@ -59,6 +59,9 @@
 #   Set it to e.g. `https://api.redpill.ai/v1` to talk to a real service: that is the one setting to change.
 #   phalanb recognises which protocol answers (an `X-Receipt-Id` header means an ACI gateway).
 # - `PHALANB_MODEL` — the model (unset: the first one the service lists).
+# - `PHALANB_MODEL_SERVER_URL` — for notebooks 01-07, which open up a *model server's* own protocol link by link:
+#   a vllm-proxy server such as a NEAR AI model node (unset: an embedded simulated model server). Today's Redpill
+#   gateway does not speak that protocol any more, so it is a separate setting.
 # - `PHALANB_API_KEY` (or `REDPILL_API_KEY`) — the key; it is never printed. You can also paste it into the
 #   password field below instead.
 #

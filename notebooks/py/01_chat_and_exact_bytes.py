@@ -26,7 +26,7 @@
 # - why the hash must be taken over the bytes as they arrived, and how re-serialising breaks it;
 # - how to keep the OpenAI SDK and still capture the exact bytes underneath.
 #
-# Runs against phalanb's simulator unless `PHALANB_BASE_URL` is set (see [00](00_start_here.ipynb)).
+# Runs against phalanb's simulator unless `PHALANB_MODEL_SERVER_URL` is set (see [00](00_start_here.ipynb)).
 
 # %% tags=["parameters"]
 # What we hash as "the response". The lesson only holds for "received bytes"; try "rebuilt lines" and watch the
@@ -43,7 +43,7 @@ from phalanb.session import Session, Settings
 from phalanb.signatures import parse_signed_text
 from phalanb.widgets import table
 
-session = Session(Settings.from_env())
+session = Session(Settings.from_env(model_server=True))
 client = session.client
 print(session.settings.describe())
 

@@ -26,7 +26,7 @@
 # - why a valid signature alone proves nothing.
 #
 # The first half uses real captured data (`PHALANB_FIXTURES`, or `../../shared/fixtures` beside the checkout); the
-# ed25519 part asks the simulator (or the service set in `PHALANB_BASE_URL`).
+# ed25519 part asks the simulator (or the service set in `PHALANB_MODEL_SERVER_URL`).
 
 # %%
 import hashlib
@@ -155,7 +155,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from phalanb.session import Session, Settings
 
-with Session(Settings.from_env(signing_algo="ed25519")) as session:
+with Session(Settings.from_env(model_server=True, signing_algo="ed25519")) as session:
     ex = session.client.chat("Sign this with ed25519.")
     ed = session.client.signature(ex.chat_id, signing_algo="ed25519")
 print(ed.signing_algo, "public key:", ed.signing_address)

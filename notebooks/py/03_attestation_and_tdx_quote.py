@@ -27,7 +27,8 @@
 # - the signature chain, step by step, up to Intel's pinned root; then collateral and the TCB status;
 # - real quotes from Intel, Google, Phala and NEAR beside the simulator's.
 #
-# The live part asks the simulator (or the service in `PHALANB_BASE_URL`); the real quotes come from the fixtures.
+# The live part asks the simulator (or the model server in `PHALANB_MODEL_SERVER_URL`); the real quotes come from
+# the fixtures.
 
 # %%
 import pandas as pd
@@ -41,7 +42,7 @@ from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
-session = Session(Settings.from_env())
+session = Session(Settings.from_env(model_server=True))
 print(session.settings.describe())
 
 # %% [markdown]

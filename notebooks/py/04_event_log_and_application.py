@@ -43,7 +43,7 @@ from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
-with Session(Settings.from_env()) as session:
+with Session(Settings.from_env(model_server=True)) as session:
     print(session.settings.describe())
     attestation = session.client.attestation()
 node = parse_report(attestation.report).nodes[0]

@@ -27,7 +27,7 @@
 # - how the signature-window probe finds the moment a signature disappears, and how to read its plot.
 #
 # Against the simulator by default, whose latencies are configured — so the measurements can be checked against
-# what was asked for. Point `PHALANB_BASE_URL` at a real service to measure it instead.
+# what was asked for. Point `PHALANB_MODEL_SERVER_URL` at a real service to measure it instead.
 
 # %%
 from IPython.display import display
@@ -37,7 +37,7 @@ from phalanb.session import Session, Settings
 from phalanb.timing import run_latency
 from phalanb.widgets import table
 
-session = Session(Settings.from_env())
+session = Session(Settings.from_env(model_server=True))
 client = session.client
 print(session.settings.describe())
 

@@ -123,7 +123,7 @@ from phalanb.session import Session, Settings
 
 folder = Path(tempfile.mkdtemp(prefix="phalanb-audit-"))
 (folder / "00-shipped.json").write_text(shipped.read_text())
-with Session(Settings.from_env()) as session:
+with Session(Settings.from_env(model_server=True)) as session:
     print(session.settings.describe())
     for i in range(5):
         session.chat_and_verify(f"Audit me, reply {i}.").save(folder / f"{i + 1:02d}-live.json")

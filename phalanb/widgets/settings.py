@@ -32,7 +32,7 @@ class SettingsPanel(W.VBox):
     version = traitlets.Int(0)
     key_source = traitlets.Unicode("", help="where the key comes from ('$PHALANB_API_KEY', 'typed') or ''")
 
-    def __init__(self, environ: Mapping[str, str] | None = None, *, protocol: str = "legacy", **kwargs: Any):
+    def __init__(self, environ: Mapping[str, str] | None = None, *, protocol: str = "aci", **kwargs: Any):
         env = dict(os.environ if environ is None else environ)
         self._protocol = protocol  # what the embedded simulator serves; a real service is recognised by its answer
         self._env_settings = Settings.from_env(env)

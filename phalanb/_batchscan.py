@@ -1,0 +1,246 @@
+"""The per-reply half of a batch audit, built for throughput: a worker reads its own share of a JSONL batch (a byte
+span of the file, never bytes pickled to it), decides each reply's own links and sends back one compact row.
+
+The decisions are :func:`phalanb.verify.chat_checks`'s, not a second implementation of them. The common case —
+both hashes match and an EIP-191 signature recovers — is decided here with the primitives ``chat_checks`` ends in
+(sha256; keccak-256 and libsecp256k1 recovery through coincurve, as eth-account does), without building
+:class:`~phalanb.verdict.Check` objects. Every other case (a hash that differs, a signed text or signature that
+does not parse, ed25519, a line that does not read) is handed to ``chat_checks`` and the exact line reader, so a
+failing row is decided by the very code that decides a single verification.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import sys
+from typing import Any, Iterator
+
+from coincurve import PublicKey
+from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
+
+from . import _json
+from .errors import ParseError
+from .exchange import Exchange, Timings
+from .signatures import SignatureRecord, check_signature, parse_signed_text, response_hash_candidates
+from .sse import MAX_EVENT_BYTES, ChatAssembler, SSEDecoder, parse_completion
+from .verdict import Status
+from .verify import chat_checks
+
+PASS, FAIL, SKIPPED = Status.PASS, Status.FAIL, Status.SKIPPED
+
+#: A worker's share of a JSONL batch: about this many bytes of whole lines.
+SPAN_BYTES = 1 << 20
+
+# -- the signature: EIP-191 recovery without the wrappers --------------------------------------------------------
+
+_EIP191 = b"\x19Ethereum Signed Message:\n"
+#: Recovered public key -> checksummed address. keccak is a function of the key's bytes alone, so this memo can
+#: never answer for a key other than the one it was computed from; replies signed by one node share one entry.
+_ADDRESSES: dict[bytes, str] = {}
+
+
+def _address(public_key: bytes) -> str:
+    address = _ADDRESSES.get(public_key)
+    if address is None:
+        if len(_ADDRESSES) > 4096:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[public_key] = to_checksum_address(keccak(public_key[1:])[-20:])
+    return address
+
+
+def fast_signer(record: SignatureRecord) -> str | None:
+    """The address an ecdsa record recovers to, or None whenever the case is not the plain one (then
+    :func:`~phalanb.signatures.check_signature` decides, with its own error message)."""
+    if record.signing_algo != "ecdsa":
+        return None
+    value = record.signature
+    body = value[2:] if value[:2] in ("0x", "0X") else value
+    if len(body) != 130:
+        return None
+    try:
+        sig = bytes.fromhex(body)
+        message = record.text.encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return None
+    if len(sig) != 65:  # fromhex skips spaces
+        return None
+    v = sig[64]
+    if v not in (27, 28):
+        return None
+    digest = keccak(_EIP191 + str(len(message)).encode() + message)
+    try:
+        key = PublicKey.from_signature_and_message(sig[:64] + bytes((v - 27,)), digest, hasher=None)
+    except Exception:  # r or s out of range, no point for r: check_signature words the failure
+        return None
+    return _address(key.format(compressed=False))
+
+
+def decide(request_bytes: bytes | None, response_bytes: bytes | None, stream: bool, record: SignatureRecord
+           ) -> tuple[Status, Status, Status, str | None]:
+    """(``request.hash``, ``response.hash``, ``signature.valid``) statuses and the signer, as ``chat_checks``
+    would give them for an exchange with these bytes (``None``: no exchange)."""
+    try:
+        signed = parse_signed_text(record.text)
+    except Exception:
+        return _slow(request_bytes, response_bytes, stream, record)
+    if request_bytes is None:
+        req = resp = SKIPPED
+    else:
+        req = PASS if hashlib.sha256(request_bytes).hexdigest() == signed.request_hash else FAIL
+        if hashlib.sha256(response_bytes).hexdigest() == signed.response_hash:
+            resp = PASS
+        elif stream:
+            resp = FAIL
+        else:  # the older servers' re-serialised body may still match: the candidates decide
+            resp = PASS if any(c.sha256 == signed.response_hash
+                               for c in response_hash_candidates(response_bytes, stream=False)) else FAIL
+    signer = fast_signer(record)
+    if signer is not None:
+        return req, resp, PASS, signer
+    check, signer = check_signature(record)
+    return req, resp, check.status, signer
+
+
+def _slow(request_bytes: bytes | None, response_bytes: bytes | None, stream: bool, record: SignatureRecord
+          ) -> tuple[Status, Status, Status, str | None]:
+    ex = None
+    if request_bytes is not None:
+        ex = Exchange(url="", request_bytes=request_bytes, response_bytes=response_bytes, status=200, stream=stream)
+    checks, signer = chat_checks(ex, record)
+    return checks[0].status, checks[1].status, checks[2].status, signer
+
+
+# -- reading a line the way Exchange.from_dict does, minus what a row does not need ------------------------------
+
+if sys.version_info >= (3, 11):
+    def _b64(text: Any) -> bytes:
+        # strict_mode accepts exactly the canonical alphabet with correct padding: a subset of what
+        # base64.b64decode(validate=True) accepts, decoded the same. Anything else takes the exact path.
+        return binascii.a2b_base64(text, strict_mode=True)
+else:  # pragma: no cover - Python 3.10
+    def _b64(text: Any) -> bytes:
+        return base64.b64decode(text, validate=True)
+
+
+def response_chat_id(body: bytes, stream: bool, status: int) -> str | None:
+    """The chat id :meth:`Exchange.from_bytes` reads from the response bytes (SPEC §2: the first event's id).
+
+    For a stream, it stops at the first event with an id rather than decoding them all; that is the same answer
+    because the recorder keeps the first id even when a later event fails — except when the *decoder* fails
+    (an event that is not UTF-8, or an endless one), which discards every event: those bodies take the exact path.
+    """
+    if status >= 400:
+        return None
+    if not stream:
+        try:
+            return parse_completion(body).chat_id
+        except ParseError:
+            return None
+    if len(body) > MAX_EVENT_BYTES:
+        return Exchange.from_bytes(request_bytes=b"", response_bytes=body, stream=True, status=status).chat_id
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return Exchange.from_bytes(request_bytes=b"", response_bytes=body, stream=True, status=status).chat_id
+    assembler = ChatAssembler()
+    try:
+        for event in SSEDecoder().feed(body):
+            assembler.add(event)
+            if assembler.chat_id is not None:
+                return assembler.chat_id
+    except ParseError:
+        return None
+    return None
+
+
+class Reply:
+    """What a row needs of one JSONL line."""
+
+    __slots__ = ("request_bytes", "response_bytes", "stream", "chat_id", "timings", "signature")
+
+    def __init__(self, request_bytes: bytes | None, response_bytes: bytes | None, stream: bool,
+                 chat_id: str | None, timings: Timings | None, signature: SignatureRecord):
+        self.request_bytes, self.response_bytes, self.stream = request_bytes, response_bytes, stream
+        self.chat_id, self.timings, self.signature = chat_id, timings, signature
+
+
+def _fast_exchange(d: Any) -> tuple[bytes, bytes, bool, str | None, Timings] | None:
+    """The fields ``Exchange.from_dict`` would give a row, or None if anything is unusual (the exact path then
+    reads the line and raises its own error)."""
+    if type(d) is not dict:
+        return None
+    try:
+        request = _b64(d["request_b64"])
+        response = _b64(d["response_b64"])
+        status = int(d.get("status", 200))
+    except (KeyError, TypeError, ValueError, OverflowError, binascii.Error):
+        return None
+    for key in ("request_headers", "response_headers"):
+        headers = d.get(key)
+        if headers and type(headers) is not dict:
+            return None
+    try:
+        timings = Timings.from_dict(d.get("timings") or {})
+    except ParseError:
+        return None
+    stream = bool(d.get("stream"))
+    return request, response, stream, response_chat_id(response, stream, status), timings
+
+
+def read_line(path: str, lineno: int, offset: int, line: bytes) -> Reply:
+    """One JSONL line; a line that is not an exchange record raises the :class:`ParseError` the batch loader
+    raises for it."""
+    try:
+        row = _json.loads(line)
+        fields = _fast_exchange(row.get("exchange"))
+        if fields is None:
+            ex = Exchange.from_dict(row["exchange"]) if row.get("exchange") is not None else None
+            fields = ((ex.request_bytes, ex.response_bytes, ex.stream, ex.chat_id, ex.timings) if ex is not None
+                      else (None, None, False, None, None))
+        sig = SignatureRecord.from_dict(row["signature"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ParseError(f"{path} line {lineno}: not an exchange record ({exc!r})", field="line",
+                         offset=offset) from None
+    except ParseError as exc:
+        raise ParseError(f"{path} line {lineno}: {exc}", field=exc.field, offset=offset) from None
+    return Reply(*fields, sig)
+
+
+def read_span(path: str, start: int, end: int, lineno: int) -> Iterator[tuple[int, Reply]]:
+    """The replies of bytes ``start..end`` of ``path`` (whole lines; ``lineno`` is the first one's number)."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    offset = start
+    for line in data.splitlines(keepends=True):
+        if line.strip():
+            yield lineno, read_line(path, lineno, offset, line)
+        offset += len(line)
+        lineno += 1
+
+
+def spans(path: str, start: int, *, size: int = SPAN_BYTES) -> Iterator[tuple[int, int, int, int]]:
+    """Cut ``path`` from byte ``start`` (just after the header) into (start, end, first line number, lines) spans
+    of whole lines, about ``size`` bytes each. Reads the file once, a block at a time."""
+    lineno = 2
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        pending = b""
+        while True:
+            block = fh.read(size)
+            if not block:
+                break
+            data = pending + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a span: keep reading until it ends
+                pending = data
+                continue
+            lines = data.count(b"\n", 0, cut)
+            yield start, start + cut, lineno, lines
+            start, lineno, pending = start + cut, lineno + lines, data[cut:]
+        if pending:
+            yield start, start + len(pending), lineno, 1

@@ -26,7 +26,7 @@ from . import _json
 from .errors import ParseError
 from .exchange import Exchange, Timings
 from .signatures import SignatureRecord, check_signature, parse_signed_text, response_hash_candidates
-from .sse import MAX_EVENT_BYTES, ChatAssembler, SSEDecoder, parse_completion
+from .sse import MAX_EVENT_BYTES, ChatAssembler, SSEDecoder
 from .verdict import Status
 from .verify import chat_checks
 
@@ -135,26 +135,61 @@ def response_chat_id(body: bytes, stream: bool, status: int) -> str | None:
     """
     if status >= 400:
         return None
-    if not stream:
+    if not stream:  # parse_completion's id: the body's top-level "id" when the body is a JSON object
         try:
-            return parse_completion(body).chat_id
-        except ParseError:
+            obj = _json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
             return None
+        return obj["id"] if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
     if len(body) > MAX_EVENT_BYTES:
         return Exchange.from_bytes(request_bytes=b"", response_bytes=body, stream=True, status=status).chat_id
     try:
-        body.decode("utf-8")
+        body.isascii() or body.decode("utf-8")
     except UnicodeDecodeError:
         return Exchange.from_bytes(request_bytes=b"", response_bytes=body, stream=True, status=status).chat_id
-    assembler = ChatAssembler()
-    try:
-        for event in SSEDecoder().feed(body):
-            assembler.add(event)
-            if assembler.chat_id is not None:
-                return assembler.chat_id
-    except ParseError:
-        return None
+    quick = _first_event_id(body)
+    if quick is not None:
+        return quick
+    # Most streams name the id in their first event: decode up to the first blank line, and the rest only if
+    # needed (the events before a cut are the ones the whole body gives, since the earliest separator wins).
+    cut = body.find(b"\n\n")
+    for part in ((body[:cut + 2], body) if 0 <= cut < len(body) - 2 else (body,)):
+        assembler = ChatAssembler()
+        try:
+            for event in SSEDecoder().feed(part):
+                assembler.add(event)
+                if assembler.chat_id is not None:
+                    return assembler.chat_id
+        except ParseError:
+            return None
     return None
+
+
+_LINE_BREAKS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e")  # what str.splitlines splits ASCII at
+
+
+def _first_event_id(body: bytes) -> str | None:
+    """The id of a stream whose first event is one ``data: {...}`` line naming it — what the SSE decoder and
+    :class:`ChatAssembler` give for such a body — or None to let them decide."""
+    if not body.startswith(b"data: "):
+        return None
+    cut = body.find(b"\n\n")
+    if cut < 0 or b"\r" in body[:cut]:
+        return None
+    data = body[6:cut]
+    if not data.isascii():
+        return None
+    text = data.decode("ascii")
+    if any(c in text for c in _LINE_BREAKS):
+        return None
+    try:
+        obj = _json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or ("error" in obj and "choices" not in obj):
+        return None
+    chat_id = obj.get("id")
+    return chat_id if isinstance(chat_id, str) else None
 
 
 class Reply:
@@ -183,12 +218,46 @@ def _fast_exchange(d: Any) -> tuple[bytes, bytes, bool, str | None, Timings] | N
         headers = d.get(key)
         if headers and type(headers) is not dict:
             return None
-    try:
-        timings = Timings.from_dict(d.get("timings") or {})
-    except ParseError:
+    timings = _fast_timings(d.get("timings") or {})
+    if timings is None:
         return None
     stream = bool(d.get("stream"))
     return request, response, stream, response_chat_id(response, stream, status), timings
+
+
+_STAMPS = ("request_sent_ns", "headers_ns", "first_byte_ns", "first_token_ns", "done_ns", "last_byte_ns")
+_INT, _NONE = {int}, {int, type(None)}
+
+
+def _fast_timings(d: Any) -> Times | None:
+    """The row's two durations, when :meth:`Timings.from_dict` would accept ``d`` (its checks, made with
+    C-level ``map`` over the stamps instead of a Python call per stamp); None sends the line the exact way."""
+    if type(d) is not dict:
+        return None
+    chunks, tokens = d.get("chunks", []), d.get("token_ns", [])
+    if type(chunks) is not list or type(tokens) is not list:
+        return None
+    if chunks and not (set(map(type, chunks)) == {list} and set(map(len, chunks)) == {2}
+                       and set(map(type, (x for c in chunks for x in c))) == _INT):
+        return None
+    if tokens and not set(map(type, tokens)) == _INT:
+        return None
+    if not set(map(type, map(d.get, _STAMPS))) <= _NONE:
+        return None
+    wall = d.get("wall_start", 0.0)
+    if type(wall) not in (int, float):
+        return None
+    return Times(d.get("request_sent_ns", 0), d.get("first_token_ns"), d.get("done_ns"))
+
+
+class Times:
+    """``ttft_s`` and ``total_s`` as :class:`Timings` computes them."""
+
+    __slots__ = ("ttft_s", "total_s")
+
+    def __init__(self, sent: int, first_token: int | None, done: int | None):
+        self.ttft_s = None if first_token is None else (first_token - sent) / 1e9
+        self.total_s = None if done is None else (done - sent) / 1e9
 
 
 def read_line(path: str, lineno: int, offset: int, line: bytes) -> Reply:
@@ -223,9 +292,10 @@ def read_span(path: str, start: int, end: int, lineno: int) -> Iterator[tuple[in
         lineno += 1
 
 
-def spans(path: str, start: int, *, size: int = SPAN_BYTES) -> Iterator[tuple[int, int, int, int]]:
+def spans(path: str, start: int, *, size: int | None = None) -> Iterator[tuple[int, int, int, int]]:
     """Cut ``path`` from byte ``start`` (just after the header) into (start, end, first line number, lines) spans
     of whole lines, about ``size`` bytes each. Reads the file once, a block at a time."""
+    size = size or SPAN_BYTES
     lineno = 2
     with open(path, "rb") as fh:
         fh.seek(start)

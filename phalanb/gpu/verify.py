@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from typing import Any, Sequence
 
@@ -94,8 +95,8 @@ class TrustRoot:
     name: str
     simulated: bool = False
 
-    @property
-    def sha256(self) -> str:
+    @cached_property
+    def sha256(self) -> str:  # compared once per GPU: computed once per root
         return _sha256_der(self.certificate)
 
     @classmethod
@@ -179,9 +180,30 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def _anchored(certs: Sequence[x509.Certificate], at: _dt.datetime) -> xv.ClientVerifier | None:
+    """A verifier whose trust anchor is ``certs[2]`` (the Provisioner ICA), for chains whose upper three
+    certificates were just validated to the root — or None when a name constraint up there would have to be
+    applied to the lower certificates again."""
+    for cert in certs[2:]:
+        try:
+            cert.extensions.get_extension_for_class(x509.NameConstraints)
+            return None
+        except x509.ExtensionNotFound:
+            pass
+    return (xv.PolicyBuilder().store(xv.Store([certs[2]])).time(at)
+            .max_chain_depth(CHAIN_LENGTH).build_client_verifier())
+
+
 def verify_chain(certs: Sequence[x509.Certificate], root: TrustRoot, *,
-                 at: float | _dt.datetime | None = None, verifier: xv.ClientVerifier | None = None) -> StepResult:
-    """The GPU's chain, leaf first, up to ``root``. The reason names the broken link when it fails."""
+                 at: float | _dt.datetime | None = None, verifier: xv.ClientVerifier | None = None,
+                 validated: dict[tuple, xv.ClientVerifier] | None = None) -> StepResult:
+    """The GPU's chain, leaf first, up to ``root``. The reason names the broken link when it fails.
+
+    ``validated``: upper chains (Provisioner ICA, Identity, root) already validated to ``root`` at ``at`` in
+    this payload — the eight GPUs of a board share them. It is keyed by the certificates themselves (equal only
+    when every DER byte is), is filled only by a full validation that succeeded, and lives for one payload (one
+    root, one time); a chain whose upper part is found there validates its leaf and GSP BROM to the ICA.
+    """
     certs = list(certs)
     names = [_cn(c) for c in certs]
     detail: dict[str, Any] = {"certificates": names, "root": root.name, "root_sha256": root.sha256}
@@ -217,11 +239,24 @@ def verify_chain(certs: Sequence[x509.Certificate], root: TrustRoot, *,
         return StepResult(False, why, detail)
     when = _at(at)
     detail["validated_at"] = when.isoformat()
+    held = StepResult(True, f"5 certificates validate to the pinned {root.name}", detail)
+    upper = tuple(certs[2:])
+    anchored = validated.get(upper) if validated is not None else None
+    if anchored is not None:
+        try:
+            anchored.verify(certs[0], [certs[1]])
+            return held
+        except xv.VerificationError:
+            pass  # the full validation below says what is wrong, in its own words
     try:
         (verifier or _verifier(root, when)).verify(certs[0], certs[1:-1])
     except xv.VerificationError as exc:
         return StepResult(False, f"the chain does not validate to {root.name}: {exc}", detail)
-    return StepResult(True, f"5 certificates validate to the pinned {root.name}", detail)
+    if validated is not None and anchored is None:
+        shortcut = _anchored(certs, when)
+        if shortcut is not None:
+            validated[upper] = shortcut
+    return held
 
 
 # --- 3. FWID -------------------------------------------------------------------------------------------------
@@ -330,7 +365,8 @@ def _nonce_bytes(value: str | bytes | None) -> bytes | None:
 
 
 def verify_gpu(gpu: GpuEvidence, *, root: TrustRoot, expected_nonce: str | bytes | None = None,
-               at: float | _dt.datetime | None = None, verifier: xv.ClientVerifier | None = None) -> GpuResult:
+               at: float | _dt.datetime | None = None, verifier: xv.ClientVerifier | None = None,
+               validated: dict[tuple, xv.ClientVerifier] | None = None) -> GpuResult:
     """All four per-GPU steps. Never raises for a failed check; returns why each step held or not."""
     want = _nonce_bytes(expected_nonce)
     certs = gpu.certificates
@@ -343,7 +379,7 @@ def verify_gpu(gpu: GpuEvidence, *, root: TrustRoot, expected_nonce: str | bytes
     else:
         sig = verify_signature(gpu.spdm, leaf)
         fw = verify_fwid(gpu.spdm, leaf)
-    chain = verify_chain(certs, root, at=at, verifier=verifier)
+    chain = verify_chain(certs, root, at=at, verifier=verifier, validated=validated)
     got = gpu.requester_nonce
     if want is None:
         nonce = StepResult(None, f"no expected nonce given; the evidence's requester nonce is {got.hex()}",
@@ -434,9 +470,11 @@ def verify_payload(payload: GpuPayload, *, root: TrustRoot, expected_nonce: str 
     """
     if not isinstance(root, TrustRoot):
         raise InputError("root must be a TrustRoot (phalanb.gpu.nvidia_device_identity_ca() for real GPUs)")
-    verifier = _verifier(root, _at(at))
-    results = [verify_gpu(g, root=root, expected_nonce=expected_nonce, at=at, verifier=verifier)
-               for g in payload.gpus]
+    when = _at(at)  # one clock for every GPU, so an upper chain validated once holds for all of them
+    verifier = _verifier(root, when)
+    validated: dict[tuple, xv.ClientVerifier] = {}
+    results = [verify_gpu(g, root=root, expected_nonce=expected_nonce, at=when, verifier=verifier,
+                          validated=validated) for g in payload.gpus]
     idx = [g.facts.index for g in results]
     checks = [
         _aggregate("gpu.nonce", "requester nonce", list(zip(idx, (r.nonce for r in results)))),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any, Sequence
 
@@ -74,6 +74,9 @@ CHAIN_LENGTH = 5
 _SIM_MARK = "phalanb simulat"  # appears in the organisation of every certificate the simulator makes
 
 
+# The root's digest is asked for by every GPU of a payload: remembered per certificate. A Certificate hashes and
+# compares by its DER bytes, so an entry answers only for identical bytes.
+@lru_cache(maxsize=256)
 def _sha256_der(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
 

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import sys
 from typing import Any, Iterator
 
@@ -260,9 +261,21 @@ class Times:
         self.total_s = None if done is None else (done - sent) / 1e9
 
 
-def read_line(path: str, lineno: int, offset: int, line: bytes) -> Reply:
-    """One JSONL line; a line that is not an exchange record raises the :class:`ParseError` the batch loader
-    raises for it."""
+class LineError(Exception):
+    """A line that is not an exchange record, found by a worker that knows the line's place in its span only;
+    the caller, who knows how many lines came before, turns it into the batch loader's :class:`ParseError`."""
+
+    def __init__(self, line: int, offset: int, detail: str, field: str | None):
+        super().__init__(line, offset, detail, field)
+        self.line, self.offset, self.detail, self.field = line, offset, detail, field
+
+    def parse_error(self, path: str, lineno: int) -> ParseError:
+        return ParseError(f"{path} line {lineno}: {self.detail}", field=self.field, offset=self.offset)
+
+
+def read_line(line: bytes, number: int = 0, offset: int = 0) -> Reply:
+    """One JSONL line; a line that is not an exchange record raises :class:`LineError` (``number``: the line's
+    place, ``offset``: its first byte in the file), worded as the batch loader words it."""
     try:
         row = _json.loads(line)
         fields = _fast_exchange(row.get("exchange"))
@@ -272,45 +285,45 @@ def read_line(path: str, lineno: int, offset: int, line: bytes) -> Reply:
                       else (None, None, False, None, None))
         sig = SignatureRecord.from_dict(row["signature"])
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise ParseError(f"{path} line {lineno}: not an exchange record ({exc!r})", field="line",
-                         offset=offset) from None
+        raise LineError(number, offset, f"not an exchange record ({exc!r})", "line") from None
     except ParseError as exc:
-        raise ParseError(f"{path} line {lineno}: {exc}", field=exc.field, offset=offset) from None
+        raise LineError(number, offset, str(exc), exc.field) from None
     return Reply(*fields, sig)
 
 
-def read_span(path: str, start: int, end: int, lineno: int) -> Iterator[tuple[int, Reply]]:
-    """The replies of bytes ``start..end`` of ``path`` (whole lines; ``lineno`` is the first one's number)."""
+def read_span(path: str, start: int, end: int) -> tuple[int, Iterator[tuple[int, Reply]]]:
+    """The lines of bytes ``start..end`` of ``path`` (whole lines): how many there are, and each non-blank one's
+    place in the span (0 = the first) with its reply. Lines end at ``\\n`` only, as a file iterator ends them."""
     with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
-    offset = start
-    for line in data.splitlines(keepends=True):
-        if line.strip():
-            yield lineno, read_line(path, lineno, offset, line)
-        offset += len(line)
-        lineno += 1
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+
+    def replies() -> Iterator[tuple[int, Reply]]:
+        offset = start
+        for number, line in enumerate(lines):
+            if line.strip():
+                yield number, read_line(line, number, offset)
+            offset += len(line) + 1
+
+    return len(lines), replies()
 
 
-def spans(path: str, start: int, *, size: int | None = None) -> Iterator[tuple[int, int, int, int]]:
-    """Cut ``path`` from byte ``start`` (just after the header) into (start, end, first line number, lines) spans
-    of whole lines, about ``size`` bytes each. Reads the file once, a block at a time."""
+def spans(path: str, start: int, *, size: int | None = None) -> Iterator[tuple[int, int]]:
+    """Cut ``path`` from byte ``start`` (just after the header) into (start, end) spans of whole lines, about
+    ``size`` bytes each. Only the bytes around each cut are read: the workers read the rest."""
     size = size or SPAN_BYTES
-    lineno = 2
+    total = os.path.getsize(path)
     with open(path, "rb") as fh:
-        fh.seek(start)
-        pending = b""
-        while True:
-            block = fh.read(size)
-            if not block:
-                break
-            data = pending + block
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than a span: keep reading until it ends
-                pending = data
-                continue
-            lines = data.count(b"\n", 0, cut)
-            yield start, start + cut, lineno, lines
-            start, lineno, pending = start + cut, lineno + lines, data[cut:]
-        if pending:
-            yield start, start + len(pending), lineno, 1
+        while start < total:
+            cut = start + size
+            if cut >= total:
+                yield start, total
+                return
+            fh.seek(cut - 1)
+            fh.readline()  # to the end of the line that holds byte cut - 1: the next line starts a span
+            end = fh.tell()
+            yield start, end
+            start = end

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +181,7 @@ def _own(source: Any, chat_id: str | None, request: bytes | None, response: byte
             checks)
 
 
-def _check_replies(replies: list[_Reply], keep: bool) -> list[_Compact]:
+def _check_replies(replies: list[_Reply], keep: bool) -> tuple[int, list[_Compact]]:
     out = []
     for r in replies:
         ex = r.exchange
@@ -190,19 +191,21 @@ def _check_replies(replies: list[_Reply], keep: bool) -> list[_Compact]:
         else:
             out.append(_own(r.source, ex.chat_id, ex.request_bytes, ex.response_bytes, ex.stream, r.signature,
                             r.recorded_status, ex.timings, keep))
-    return out
+    return len(replies), out
 
 
-def _scan_span(path: str, start: int, end: int, lineno: int, keep: bool) -> list[_Compact]:
-    """A worker's share of a JSONL batch: it reads the lines itself."""
+def _scan_span(path: str, start: int, end: int, keep: bool) -> tuple[int, list[_Compact]]:
+    """A worker's share of a JSONL batch: it reads the lines itself. Returns how many lines the span holds and a
+    compact row per reply, numbered by its place in the span."""
+    count, replies = _batchscan.read_span(path, start, end)
     out = []
-    for n, r in _batchscan.read_span(path, start, end, lineno):
+    for n, r in replies:
         chat_id = r.chat_id if r.request_bytes is not None else r.signature.chat_id
         out.append(_own(n, chat_id, r.request_bytes, r.response_bytes, r.stream, r.signature, None, r.timings, keep))
-    return out
+    return count, out
 
 
-def _run_task(task: tuple) -> list[_Compact]:
+def _run_task(task: tuple) -> tuple[int, list[_Compact]]:
     kind, *args = task
     return _scan_span(*args) if kind == "span" else _check_replies(*args)
 
@@ -275,17 +278,16 @@ class _Batch:
             side = self._sides[address] = _Side(_attest(self.item(address)))
         return side
 
-    def first_address(self) -> str | None:
-        """The signing address the first line names, to verify the attestation while workers start."""
-        try:
-            for _, reply in _batchscan.read_span(self.path, self.body_start, self.body_start + (1 << 16), 2):
-                return reply.signature.signing_address
-        except (PhalanbError, OSError):
-            pass
-        return None
+    def tasks(self, keep: bool) -> Iterator[tuple]:
+        self.line = 2  # the number of the first line of the span whose rows come back next
+        for start, end in _batchscan.spans(self.path, self.body_start):
+            yield ("span", self.path, start, end, keep)
 
     def finish(self, c: _Compact) -> tuple[tuple, Any]:
-        return self.side(c[6]).row(f"{self.path}:{c[0]}", c)
+        return self.side(c[6]).row(f"{self.path}:{self.line + c[0]}", c)
+
+    def done(self, lines: int) -> None:
+        self.line += lines
 
 
 class _Items:
@@ -309,6 +311,9 @@ class _Items:
         side = self.sides[self.keys[self.next]]
         self.next += 1
         return side.row(c[0], c)
+
+    def done(self, lines: int) -> None:
+        pass
 
 
 def _read_header(path: Path, fh: Any) -> tuple[Bundle, int]:
@@ -375,9 +380,8 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
     if executor is None and (workers or 1) > 1:
         executor = own = ProcessPoolExecutor(max_workers=workers)
     try:
-        mapper = executor.map if executor is not None else map
-        units = _units(list(paths_or_items), at, policy, trust, mapper)
-        return _run(units, mapper, progress, verdicts)
+        units = _units(list(paths_or_items), at, policy, trust, executor.map if executor is not None else map)
+        return _run(units, executor, progress, verdicts)
     finally:
         if own is not None:
             own.shutdown()
@@ -401,30 +405,46 @@ def _attestation_keys(items: list[AuditItem]) -> list[str]:
 _COLUMNS = ["source", "chat_id", "verdict", "failing", "skipped", "warnings", "recorded", "ttft_s", "total_s"]
 
 
-def _run(units: list[Any], mapper: Any, progress: bool, keep: bool) -> pd.DataFrame:
+#: Tasks handed to an executor ahead of the one whose rows are being put together: enough to keep every worker busy
+#: (here too, while the first rows wait for the attestation), few enough that finished rows do not pile up.
+WINDOW = 16
+
+
+def _results(units: list[Any], executor: Executor | None, keep: bool) -> Iterator[tuple[Any, Any]]:
+    """(unit, future or result) per task, in output order; an executor gets its tasks as the files are cut."""
+    pairs = ((unit, task) for unit in units for task in unit.tasks(keep))
+    if executor is None:
+        for unit, task in pairs:
+            yield unit, task
+        return
+    window: deque = deque()
+    for unit, task in pairs:
+        window.append((unit, executor.submit(_run_task, task)))
+        if len(window) >= WINDOW:
+            yield window.popleft()
+    while window:
+        yield window.popleft()
+
+
+def _run(units: list[Any], executor: Executor | None, progress: bool, keep: bool) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
-    plan: list[tuple[Any, tuple, int]] = []  # (unit, task, replies in it) in output order
-    for unit in units:
-        if isinstance(unit, _Batch):
-            for start, end, lineno, lines in _batchscan.spans(unit.path, unit.body_start):
-                plan.append((unit, ("span", unit.path, start, end, lineno, keep), lines))
-        else:
-            plan.extend((unit, task, len(task[1])) for task in unit.tasks(keep))
-    bar = tqdm(total=sum(n for *_, n in plan), desc="verifying", unit="reply", disable=not progress)
-    results = mapper(_run_task, [task for _, task, _ in plan])  # an executor starts on every task now
-    for unit in units:
-        if isinstance(unit, _Batch) and mapper is not map:
-            unit.side(unit.first_address())  # the attestation, verified here while the workers check replies
+    known = None if any(isinstance(u, _Batch) for u in units) else sum(len(u.items) for u in units)
+    bar = tqdm(total=known, desc="verifying", unit="reply", disable=not progress)
     rows: list[tuple] = []
     kept: list[Any] = []
-    for (unit, _, lines), done in zip(plan, results):
+    for unit, pending in _results(units, executor, keep):
+        try:
+            lines, done = pending.result() if executor is not None else _run_task(pending)
+        except _batchscan.LineError as exc:
+            raise exc.parse_error(unit.path, unit.line + exc.line) from None
         for c in done:
             row, verdict = unit.finish(c)
             rows.append(row)
             if keep:
                 kept.append(verdict)
-        bar.update(lines)
+        unit.done(lines)
+        bar.update(len(done))
     bar.close()
     df = pd.DataFrame.from_records(rows, columns=_COLUMNS) if rows else pd.DataFrame(columns=_COLUMNS)
     if keep:

@@ -153,6 +153,34 @@ def test_a_batch_is_read_in_spans_of_whole_lines(batch, monkeypatch):
 
     path, singles = batch
     monkeypatch.setattr(scan, "SPAN_BYTES", 700)
-    spans = list(scan.spans(str(path), len(path.read_bytes().split(b"\n")[0]) + 1, size=700))
-    assert len(spans) > 5 and sum(n for *_, n in spans) == len(singles)
-    _same_rows(audit([path], progress=False, trust="simulated"), singles)
+    data = path.read_bytes()
+    body = len(data.split(b"\n")[0]) + 1
+    spans = list(scan.spans(str(path), body))
+    assert len(spans) > 5 and spans[0][0] == body and spans[-1][1] == len(data)
+    assert all(a[1] == b[0] and data[a[1] - 1:a[1]] == b"\n" for a, b in zip(spans, spans[1:]))
+    df = audit([path], progress=False, trust="simulated")
+    _same_rows(df, singles)
+    assert list(df["source"]) == [f"{path}:{n}" for n in range(2, 2 + len(singles))]
+
+
+def test_a_bad_line_in_a_later_span_is_the_loaders_parse_error(batch, monkeypatch, tmp_path):
+    """The workers read the lines, but a line that is not an exchange record is reported exactly as
+    load_items reports it: same words, same line number, same offset."""
+    import phalanb._batchscan as scan
+    from phalanb.batch import load_items
+    from phalanb.errors import ParseError
+
+    path, _ = batch
+    lines = path.read_bytes().split(b"\n")
+    lines[20] = b'{"exchange": null, "signature": {"text": 5}}'
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n".join(lines))
+    with pytest.raises(ParseError) as want:
+        load_items([bad], trust="simulated")
+    monkeypatch.setattr(scan, "SPAN_BYTES", 700)
+    for workers in (1, 2):
+        with pytest.raises(ParseError) as got:
+            audit([bad], workers=workers, progress=False, trust="simulated")
+        assert (str(got.value), got.value.field, got.value.offset) == \
+            (str(want.value), want.value.field, want.value.offset)
+        assert "line 21" in str(got.value)

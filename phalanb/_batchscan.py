@@ -17,11 +17,26 @@ import hashlib
 import json
 import os
 import sys
+from itertools import chain
 from typing import Any, Iterator
 
 from coincurve import PublicKey
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
+
+try:  # the same libsecp256k1 calls coincurve's PublicKey.from_signature_and_message makes, minus its wrappers
+    from coincurve._libsecp256k1 import ffi as _ffi
+    from coincurve._libsecp256k1 import lib as _lib
+    from coincurve.context import GLOBAL_CONTEXT as _CONTEXT
+except ImportError:  # pragma: no cover - another coincurve layout: the public API
+    _lib = None
+try:  # eth_hash's own backend, called without eth_hash's dispatch
+    from Crypto.Hash import keccak as _keccak
+
+    def _keccak256(data: bytes) -> bytes:
+        return _keccak.new(data=data, digest_bits=256).digest()
+except ImportError:  # pragma: no cover
+    _keccak256 = keccak
 
 from . import _json
 from .errors import ParseError
@@ -49,7 +64,7 @@ def _address(public_key: bytes) -> str:
     if address is None:
         if len(_ADDRESSES) > 4096:
             _ADDRESSES.clear()
-        address = _ADDRESSES[public_key] = to_checksum_address(keccak(public_key[1:])[-20:])
+        address = _ADDRESSES[public_key] = to_checksum_address(_keccak256(public_key[1:])[-20:])
     return address
 
 
@@ -72,12 +87,30 @@ def fast_signer(record: SignatureRecord) -> str | None:
     v = sig[64]
     if v not in (27, 28):
         return None
-    digest = keccak(_EIP191 + str(len(message)).encode() + message)
-    try:
-        key = PublicKey.from_signature_and_message(sig[:64] + bytes((v - 27,)), digest, hasher=None)
-    except Exception:  # r or s out of range, no point for r: check_signature words the failure
+    digest = _keccak256(_EIP191 + str(len(message)).encode() + message)
+    key = _recover(sig, v - 27, digest)
+    return None if key is None else _address(key)
+
+
+def _recover(sig: bytes, recid: int, digest: bytes) -> bytes | None:
+    """The uncompressed public key (65 bytes) that signed ``digest``, or None (r or s out of range, no point for
+    r): check_signature then words the failure."""
+    if _lib is None:  # pragma: no cover
+        try:
+            return PublicKey.from_signature_and_message(sig[:64] + bytes((recid,)), digest,
+                                                        hasher=None).format(compressed=False)
+        except Exception:
+            return None
+    ctx = _CONTEXT.ctx
+    parsed = _ffi.new("secp256k1_ecdsa_recoverable_signature *")
+    if not _lib.secp256k1_ecdsa_recoverable_signature_parse_compact(ctx, parsed, sig[:64], recid):
         return None
-    return _address(key.format(compressed=False))
+    key = _ffi.new("secp256k1_pubkey *")
+    if not _lib.secp256k1_ecdsa_recover(ctx, key, parsed, digest):
+        return None
+    out, size = _ffi.new("unsigned char[65]"), _ffi.new("size_t *", 65)
+    _lib.secp256k1_ec_pubkey_serialize(ctx, out, size, key, _lib.SECP256K1_EC_UNCOMPRESSED)
+    return bytes(_ffi.buffer(out, 65))
 
 
 def decide(request_bytes: bytes | None, response_bytes: bytes | None, stream: bool, record: SignatureRecord
@@ -239,7 +272,7 @@ def _fast_timings(d: Any) -> Times | None:
     if type(chunks) is not list or type(tokens) is not list:
         return None
     if chunks and not (set(map(type, chunks)) == {list} and set(map(len, chunks)) == {2}
-                       and set(map(type, (x for c in chunks for x in c))) == _INT):
+                       and set(map(type, chain.from_iterable(chunks))) == _INT):
         return None
     if tokens and not set(map(type, tokens)) == _INT:
         return None

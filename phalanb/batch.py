@@ -3,8 +3,14 @@
 Replies signed by one node share one attestation report, and verifying it (quote chain, GPU chains, event log)
 costs far more than checking one signature. So the work is split: each distinct attestation is verified once
 (:func:`~phalanb.verify.attest_report`), each reply's own links (hashes, signature) are checked in parallel, and
-the two are put together with the same :func:`~phalanb.verify.assemble` that :func:`~phalanb.verify.verify_exchange`
-uses — a batch verdict is the same verdict, computed with less repetition.
+the two are put together as :func:`~phalanb.verify.assemble` puts them for
+:func:`~phalanb.verify.verify_exchange` — a batch verdict is the same verdict, computed with less repetition.
+
+A JSONL batch is streamed: the workers read their own spans of the file (no reply is pickled to them) and send
+back one compact row per reply (the statuses of its own links and its signer); memory holds rows, never the
+replies. The per-reply decisions are :mod:`phalanb._batchscan`'s, which hands every case off the common one to
+:func:`~phalanb.verify.chat_checks` itself. ``verdicts=True`` builds every reply's checks and the very
+``assemble`` of a single verification.
 
 Inputs: audit bundle files (``*.json``), or a JSONL file whose first line is a shared header
 ``{"kind": "phalanb.audit-batch", "attestation": {...}, "policy": {...}, "verified_at": …, "collateral": …,
@@ -150,7 +156,8 @@ def _attest(item: AuditItem) -> AttestedReport:
 
 @dataclass
 class _Reply:
-    """What a worker needs of an item: not the (large, shared) attestation inputs, which it gets verified."""
+    """What a worker needs of an item: not the (large, shared) attestation inputs; the caller, which verified
+    them once, adds that side to the worker's compact rows."""
 
     source: str
     exchange: Exchange | None
@@ -194,14 +201,18 @@ def _check_replies(replies: list[_Reply], keep: bool) -> tuple[int, list[_Compac
     return len(replies), out
 
 
-def _scan_span(path: str, start: int, end: int, keep: bool) -> tuple[int, list[_Compact]]:
-    """A worker's share of a JSONL batch: it reads the lines itself. Returns how many lines the span holds and a
-    compact row per reply, numbered by its place in the span."""
+def _scan_span(path: str, start: int, end: int, keep: bool, sides: dict[str | None, Any]
+               ) -> tuple[int, list[tuple]]:
+    """A worker's share of a JSONL batch: it reads the lines itself. Returns how many lines the span holds and,
+    per reply, numbered by its place in the span, the finished row when ``sides`` holds the attestation its
+    record names (the usual case), else the compact row for the caller to finish."""
     count, replies = _batchscan.read_span(path, start, end)
     out = []
     for n, r in replies:
         chat_id = r.chat_id if r.request_bytes is not None else r.signature.chat_id
-        out.append(_own(n, chat_id, r.request_bytes, r.response_bytes, r.stream, r.signature, None, r.timings, keep))
+        c = _own(n, chat_id, r.request_bytes, r.response_bytes, r.stream, r.signature, None, r.timings, keep)
+        cells = None if keep else sides.get(c[6])
+        out.append(c if cells is None else (n, *cells.cells(c)))
     return count, out
 
 
@@ -216,11 +227,11 @@ _OWN_IDS = ("request.hash", "response.hash", "signature.valid", "signature.bound
 _HELD = (Status.PASS, Status.WARNING)
 
 
-class _Side:
-    """One verified attestation, reduced to what a row needs (computed once per attestation)."""
+class _Cells:
+    """One verified attestation reduced to what a row needs: small enough to ship to every worker, so a worker
+    sends back finished rows."""
 
     def __init__(self, attested: AttestedReport):
-        self.attested = attested
         node = attested.node
         self.address = node.signing_address if node is not None else None
         checks = attested.checks
@@ -235,12 +246,11 @@ class _Side:
             return Status.SKIPPED
         return Status.PASS if same_address(signer, self.address) else Status.FAIL
 
-    def row(self, source: str, c: _Compact) -> tuple[tuple, Any]:
-        _, chat_id, req, resp, valid, signer, _, algo, recorded, ttft, total, checks = c
-        if checks is not None:  # whole verdicts asked for: the very assemble() of a single verification
-            v = assemble(checks, signer, algo, self.attested)
-            return (source, chat_id, v.status, ",".join(x.id for x in v.failed), ",".join(x.id for x in v.skipped),
-                    ",".join(x.id for x in v.warnings), recorded, ttft, total), v
+    def cells(self, c: _Compact) -> tuple:
+        """(chat_id, verdict, failing, skipped, warnings, recorded, ttft_s, total_s): the verdict's decisions as
+        :class:`~phalanb.verdict.Verdict` takes them (failed if any check failed; verified if every required one
+        held; otherwise incomplete), without building it."""
+        _, chat_id, req, resp, valid, signer, _, _, recorded, ttft, total, _ = c
         own = (req, resp, valid, self.bound(signer))
         failed = [i for i, s in zip(_OWN_IDS, own) if s is Status.FAIL] + self.failed
         if failed:
@@ -251,8 +261,24 @@ class _Side:
             status = INCOMPLETE
         skipped = [i for i, s in zip(_OWN_IDS, own) if s is Status.SKIPPED] + self.skipped
         warnings = [i for i, s in zip(_OWN_IDS, own) if s is Status.WARNING] + self.warnings
-        return (source, chat_id, status, ",".join(failed), ",".join(skipped), ",".join(warnings), recorded, ttft,
-                total), None
+        return (chat_id, status, ",".join(failed), ",".join(skipped), ",".join(warnings), recorded, ttft, total)
+
+
+class _Side:
+    """One verified attestation (computed once per attestation) and its row cells."""
+
+    def __init__(self, attested: AttestedReport):
+        self.attested = attested
+        self.cells = _Cells(attested)
+
+    def row(self, source: str, c: _Compact) -> tuple[tuple, Any]:
+        checks = c[11]
+        if checks is not None:  # whole verdicts asked for: the very assemble() of a single verification
+            _, chat_id, _, _, _, signer, _, algo, recorded, ttft, total, _ = c
+            v = assemble(checks, signer, algo, self.attested)
+            return (source, chat_id, v.status, ",".join(x.id for x in v.failed), ",".join(x.id for x in v.skipped),
+                    ",".join(x.id for x in v.warnings), recorded, ttft, total), v
+        return (source, *self.cells.cells(c)), None
 
 
 class _Batch:
@@ -280,11 +306,29 @@ class _Batch:
 
     def tasks(self, keep: bool) -> Iterator[tuple]:
         self.line = 2  # the number of the first line of the span whose rows come back next
+        if not keep:
+            self.side(self.first_address())  # verified before the workers start, so they finish the rows
         for start, end in _batchscan.spans(self.path, self.body_start):
-            yield ("span", self.path, start, end, keep)
+            cells = {address: side.cells for address, side in self._sides.items()}
+            yield ("span", self.path, start, end, keep, cells)
 
-    def finish(self, c: _Compact) -> tuple[tuple, Any]:
-        return self.side(c[6]).row(f"{self.path}:{self.line + c[0]}", c)
+    def first_address(self) -> str | None:
+        """The signing address the first reply's record names (a line that does not read: the worker says so)."""
+        with open(self.path, "rb") as fh:
+            fh.seek(self.body_start)
+            for line in fh:
+                if line.strip():
+                    try:
+                        return _batchscan.read_line(line).signature.signing_address
+                    except _batchscan.LineError:
+                        return None
+        return None
+
+    def finish(self, c: tuple) -> tuple[tuple, Any]:
+        source = f"{self.path}:{self.line + c[0]}"
+        if len(c) == 9:  # finished by the worker
+            return (source, *c[1:]), None
+        return self.side(c[6]).row(source, c)
 
     def done(self, lines: int) -> None:
         self.line += lines

@@ -183,6 +183,16 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+#: Upper chains validated by this process: (Provisioner ICA, Identity, root certificate, pinned root, time) →
+#: a verifier anchored at that ICA. See :func:`verify_chain`; bounded (cleared when full).
+_UPPER_CHAINS: dict[tuple, xv.ClientVerifier] = {}
+
+
+def clear_chain_cache() -> None:
+    """Forget every validated upper chain (benchmarks measure the cold path with it)."""
+    _UPPER_CHAINS.clear()
+
+
 def _anchored(certs: Sequence[x509.Certificate], at: _dt.datetime) -> xv.ClientVerifier | None:
     """A verifier whose trust anchor is ``certs[2]`` (the Provisioner ICA), for chains whose upper three
     certificates were just validated to the root — or None when a name constraint up there would have to be
@@ -202,10 +212,11 @@ def verify_chain(certs: Sequence[x509.Certificate], root: TrustRoot, *,
                  validated: dict[tuple, xv.ClientVerifier] | None = None) -> StepResult:
     """The GPU's chain, leaf first, up to ``root``. The reason names the broken link when it fails.
 
-    ``validated``: upper chains (Provisioner ICA, Identity, root) already validated to ``root`` at ``at`` in
-    this payload — the eight GPUs of a board share them. It is keyed by the certificates themselves (equal only
-    when every DER byte is), is filled only by a full validation that succeeded, and lives for one payload (one
-    root, one time); a chain whose upper part is found there validates its leaf and GSP BROM to the ICA.
+    ``validated``: upper chains (Provisioner ICA, Identity, root) already validated — the eight GPUs of a board
+    share one, and so do the boards of a generation. It is keyed by the certificates themselves (equal only when
+    every DER byte is), the root and the exact validation time, and is filled only by a full validation that
+    succeeded; a chain whose upper part is found there validates its leaf and GSP BROM to the ICA.
+    :func:`verify_payload` passes the process's bounded :data:`_UPPER_CHAINS`.
     """
     certs = list(certs)
     names = [_cn(c) for c in certs]
@@ -243,7 +254,7 @@ def verify_chain(certs: Sequence[x509.Certificate], root: TrustRoot, *,
     when = _at(at)
     detail["validated_at"] = when.isoformat()
     held = StepResult(True, f"5 certificates validate to the pinned {root.name}", detail)
-    upper = tuple(certs[2:])
+    upper = (*certs[2:], root.certificate, when)
     anchored = validated.get(upper) if validated is not None else None
     if anchored is not None:
         try:
@@ -258,6 +269,8 @@ def verify_chain(certs: Sequence[x509.Certificate], root: TrustRoot, *,
     if validated is not None and anchored is None:
         shortcut = _anchored(certs, when)
         if shortcut is not None:
+            if len(validated) >= 256:
+                validated.clear()
             validated[upper] = shortcut
     return held
 
@@ -475,9 +488,8 @@ def verify_payload(payload: GpuPayload, *, root: TrustRoot, expected_nonce: str 
         raise InputError("root must be a TrustRoot (phalanb.gpu.nvidia_device_identity_ca() for real GPUs)")
     when = _at(at)  # one clock for every GPU, so an upper chain validated once holds for all of them
     verifier = _verifier(root, when)
-    validated: dict[tuple, xv.ClientVerifier] = {}
     results = [verify_gpu(g, root=root, expected_nonce=expected_nonce, at=when, verifier=verifier,
-                          validated=validated) for g in payload.gpus]
+                          validated=_UPPER_CHAINS) for g in payload.gpus]
     idx = [g.facts.index for g in results]
     checks = [
         _aggregate("gpu.nonce", "requester nonce", list(zip(idx, (r.nonce for r in results)))),

@@ -15,6 +15,7 @@ from phalanb.gpu import parse_payload, verify_payload
 from phalanb.gpu.verify import verify_chain
 from phalanb.verdict import Status
 
+AT = 1_790_000_000  # a fixed clock inside the certificates' validity, so a remembered chain could be reused
 _BEGIN, _END = b"-----BEGIN CERTIFICATE-----\n", b"-----END CERTIFICATE-----\n"
 
 
@@ -51,10 +52,23 @@ def test_validating_the_shared_upper_chain_once_gives_every_gpu_the_same_result(
 @pytest.mark.parametrize("cert", [2, 3], ids=["provisioner-ica", "identity-ca"])
 def test_a_flipped_byte_in_a_shared_certificate_is_never_covered_by_the_validated_chain(neardirect, nvidia_root,
                                                                                        gpu, cert):
+    good = verify_payload(parse_payload(neardirect["report"]["nvidia_payload"]), root=nvidia_root,
+                          expected_nonce=neardirect["nonce"], at=AT)
+    assert good.check("gpu.cert_chain").status is Status.PASS  # its upper chain is remembered now
     payload = _with_flipped_certificate(neardirect["report"], gpu, cert)
-    result = verify_payload(parse_payload(payload), root=nvidia_root, expected_nonce=neardirect["nonce"])
+    result = verify_payload(parse_payload(payload), root=nvidia_root, expected_nonce=neardirect["nonce"], at=AT)
     chain = result.check("gpu.cert_chain")
     assert chain.status is Status.FAIL and chain.reason.startswith(f"GPU-{gpu}:"), chain.reason
     per_gpu = chain.evidence["gpus"]
     assert [k for k, v in per_gpu.items() if v["status"] == "fail"] == [f"GPU-{gpu}"]
     assert result.verdict().status == "failed"
+
+
+def test_an_upper_chain_remembered_at_one_time_is_validated_again_at_another(neardirect, nvidia_root):
+    p = parse_payload(neardirect["report"]["nvidia_payload"])
+    assert verify_payload(p, root=nvidia_root, expected_nonce=neardirect["nonce"], at=AT).verdict().status == \
+        "verified"
+    ica = p.gpus[0].certificates[2]
+    earlier = ica.not_valid_before_utc.timestamp() - 86400  # before the Provisioner ICA was issued
+    chain = verify_payload(p, root=nvidia_root, expected_nonce=neardirect["nonce"], at=earlier).check("gpu.cert_chain")
+    assert chain.status is Status.FAIL

@@ -3,8 +3,14 @@
 Replies signed by one node share one attestation report, and verifying it (quote chain, GPU chains, event log)
 costs far more than checking one signature. So the work is split: each distinct attestation is verified once
 (:func:`~phalanb.verify.attest_report`), each reply's own links (hashes, signature) are checked in parallel, and
-the two are put together with the same :func:`~phalanb.verify.assemble` that :func:`~phalanb.verify.verify_exchange`
-uses — a batch verdict is the same verdict, computed with less repetition.
+the two are put together as :func:`~phalanb.verify.assemble` puts them for
+:func:`~phalanb.verify.verify_exchange` — a batch verdict is the same verdict, computed with less repetition.
+
+A JSONL batch is streamed: the workers read their own spans of the file (no reply is pickled to them) and send
+back one compact row per reply (the statuses of its own links and its signer); memory holds rows, never the
+replies. The per-reply decisions are :mod:`phalanb._batchscan`'s, which hands every case off the common one to
+:func:`~phalanb.verify.chat_checks` itself. ``verdicts=True`` builds every reply's checks and the very
+``assemble`` of a single verification.
 
 Inputs: audit bundle files (``*.json``), or a JSONL file whose first line is a shared header
 ``{"kind": "phalanb.audit-batch", "attestation": {...}, "policy": {...}, "verified_at": …, "collateral": …,
@@ -22,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +36,13 @@ from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
-from . import _json
+from . import _batchscan, _json
 from .audit import Bundle, load_bundle, parse_bundle
 from .errors import InputError, ParseError, PhalanbError
 from .exchange import Exchange
 from .policy import Policy
-from .signatures import SignatureRecord
+from .signatures import SignatureRecord, same_address
+from .verdict import FAILED, INCOMPLETE, VERIFIED, Status
 from .verify import AttestedReport, assemble, attest_report, chat_checks, unattested
 from .timeutil import parse_optional_time
 
@@ -83,17 +91,7 @@ def _from_bundle(bundle: Bundle, source: str, at: float | None, policy: Policy) 
 
 def _jsonl_items(path: Path, at: float | None, policy: Policy) -> Iterator[AuditItem]:
     with path.open("rb") as fh:
-        header_line = fh.readline()
-        try:
-            header = _json.loads(header_line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ParseError(f"{path}: the first line is not JSON ({exc})", field="header", offset=0) from None
-        if not isinstance(header, dict) or header.get("kind") != BATCH_KIND:
-            raise ParseError(f"{path}: the first line must be a {BATCH_KIND!r} header", field="header", offset=0)
-        shared = parse_bundle({"kind": "phalanb.audit-bundle", "schema_version": 1,
-                               "signature": {"text": "", "signature": ""}, **{k: v for k, v in header.items()
-                                                                            if k != "kind"}})
-        offset = len(header_line)
+        shared, offset = _read_header(path, fh)
         for lineno, line in enumerate(fh, start=2):
             if not line.strip():
                 offset += len(line)
@@ -174,20 +172,10 @@ def _attest(item: AuditItem) -> AttestedReport:
         return unattested(f"the attestation cannot be verified: {exc}", failed=True)
 
 
-def _verify_chunk(task: tuple[AttestedReport, list[tuple[int, _Reply]], bool]) -> list[tuple[int, dict, Any]]:
-    """One worker's share: the replies' own links, assembled with their (already verified) attestation."""
-    attested, indexed, keep = task
-    out = []
-    for index, reply in indexed:
-        chat, signer = chat_checks(reply.exchange, reply.signature)
-        verdict = assemble(chat, signer, reply.signature.signing_algo, attested)
-        out.append((index, _row(reply, verdict), verdict if keep else None))
-    return out
-
-
 @dataclass
 class _Reply:
-    """What a worker needs of an item: not the (large, shared) attestation inputs, which it gets verified."""
+    """What a worker needs of an item: not the (large, shared) attestation inputs; the caller, which verified
+    them once, adds that side to the worker's compact rows."""
 
     source: str
     exchange: Exchange | None
@@ -195,19 +183,281 @@ class _Reply:
     recorded_status: str | None
 
 
-def _row(item: _Reply, verdict: Any) -> dict[str, Any]:
-    t = item.exchange.timings if item.exchange is not None else None
-    return {
-        "source": item.source,
-        "chat_id": item.exchange.chat_id if item.exchange is not None else item.signature.chat_id,
-        "verdict": verdict.status,
-        "failing": ",".join(c.id for c in verdict.failed),
-        "skipped": ",".join(c.id for c in verdict.skipped),
+# A compact row, what a worker sends back per reply: (source or line number, chat_id, request.hash,
+# response.hash, signature.valid, signer, the record's signing_address, algo, recorded status, ttft_s, total_s,
+# the reply's own Checks when whole verdicts were asked for, else None). The attestation side is added by the
+# caller, which verified it once.
+_Compact = tuple
+
+
+def _own(source: Any, chat_id: str | None, request: bytes | None, response: bytes | None, stream: bool,
+         sig: SignatureRecord, recorded: str | None, timings: Any, keep: bool) -> _Compact:
+    ttft = timings.ttft_s if timings is not None else None
+    total = timings.total_s if timings is not None else None
+    if keep:
+        ex = None if request is None else Exchange(url="", request_bytes=request, response_bytes=response,
+                                                   status=200, stream=stream)
+        checks, signer = chat_checks(ex, sig)
+        req, resp, valid = (c.status for c in checks)
+    else:
+        checks = None
+        req, resp, valid, signer = _batchscan.decide(request, response, stream, sig)
+    return (source, chat_id, req, resp, valid, signer, sig.signing_address, sig.signing_algo, recorded, ttft, total,
+            checks)
+
+
+def _check_replies(replies: list[_Reply], keep: bool) -> tuple[int, list[_Compact]]:
+    out = []
+    for r in replies:
+        ex = r.exchange
+        if ex is None:
+            out.append(_own(r.source, r.signature.chat_id, None, None, False, r.signature, r.recorded_status, None,
+                            keep))
+        else:
+            out.append(_own(r.source, ex.chat_id, ex.request_bytes, ex.response_bytes, ex.stream, r.signature,
+                            r.recorded_status, ex.timings, keep))
+    return len(replies), out
+
+
+def _scan_span(path: str, start: int, end: int, keep: bool, sides: dict[str | None, Any]
+               ) -> tuple[int, list[tuple]]:
+    """A worker's share of a JSONL batch: it reads the lines itself. Returns how many lines the span holds and,
+    per reply, numbered by its place in the span, the finished row when ``sides`` holds the attestation its
+    record names (the usual case), else the compact row for the caller to finish."""
+    count, replies = _batchscan.read_span(path, start, end)
+    out = []
+    for n, r in replies:
+        chat_id = r.chat_id if r.request_bytes is not None else r.signature.chat_id
+        c = _own(n, chat_id, r.request_bytes, r.response_bytes, r.stream, r.signature, None, r.timings, keep)
+        cells = None if keep else sides.get(c[6])
+        out.append(c if cells is None else (n, *cells.cells(c)))
+    return count, out
+
+
+def _run_task(task: tuple) -> tuple[int, list[_Compact]]:
+    kind, *args = task
+    return _scan_span(*args) if kind == "span" else _check_replies(*args)
+
+
+# -- putting a reply's own links and its attestation together ---------------------------------------------------
+
+_OWN_IDS = ("request.hash", "response.hash", "signature.valid", "signature.bound")
+_HELD = (Status.PASS, Status.WARNING)
+
+
+class _Cells:
+    """One verified attestation reduced to what a row needs: small enough to ship to every worker, so a worker
+    sends back finished rows."""
+
+    def __init__(self, attested: AttestedReport):
+        node = attested.node
+        self.address = node.signing_address if node is not None else None
+        checks = attested.checks
+        self.failed = [c.id for c in checks if c.status is Status.FAIL]
+        self.skipped = [c.id for c in checks if c.status is Status.SKIPPED]
+        self.warnings = [c.id for c in checks if c.status is Status.WARNING]
+        self.required_held = all(c.status in _HELD for c in checks if c.required)
+
+    def bound(self, signer: str | None) -> Status:
+        """``signature.bound``'s status, as :func:`~phalanb.verify.assemble` decides it."""
+        if self.address is None or signer is None:
+            return Status.SKIPPED
+        return Status.PASS if same_address(signer, self.address) else Status.FAIL
+
+    def cells(self, c: _Compact) -> tuple:
+        """(chat_id, verdict, failing, skipped, warnings, recorded, ttft_s, total_s): the verdict's decisions as
+        :class:`~phalanb.verdict.Verdict` takes them (failed if any check failed; verified if every required one
+        held; otherwise incomplete), without building it."""
+        _, chat_id, req, resp, valid, signer, _, _, recorded, ttft, total, _ = c
+        own = (req, resp, valid, self.bound(signer))
+        failed = [i for i, s in zip(_OWN_IDS, own) if s is Status.FAIL] + self.failed
+        if failed:
+            status = FAILED
+        elif self.required_held and all(s in _HELD for s in own):
+            status = VERIFIED
+        else:
+            status = INCOMPLETE
+        skipped = [i for i, s in zip(_OWN_IDS, own) if s is Status.SKIPPED] + self.skipped
+        warnings = [i for i, s in zip(_OWN_IDS, own) if s is Status.WARNING] + self.warnings
+        return (chat_id, status, ",".join(failed), ",".join(skipped), ",".join(warnings), recorded, ttft, total)
+
+
+class _Side:
+    """One verified attestation (computed once per attestation) and its row cells."""
+
+    def __init__(self, attested: AttestedReport):
+        self.attested = attested
+        self.cells = _Cells(attested)
+
+    def row(self, source: str, c: _Compact) -> tuple[tuple, Any]:
+        checks = c[11]
+        if checks is not None:  # whole verdicts asked for: the very assemble() of a single verification
+            _, chat_id, _, _, _, signer, _, algo, recorded, ttft, total, _ = c
+            v = assemble(checks, signer, algo, self.attested)
+            return (source, chat_id, v.status, ",".join(x.id for x in v.failed), ",".join(x.id for x in v.skipped),
+                    ",".join(x.id for x in v.warnings), recorded, ttft, total), v
+        return (source, *self.cells.cells(c)), None
+
+
+class _Batch:
+    """A JSONL batch: the shared header, verified once per signing address its lines name (usually one)."""
+
+    def __init__(self, path: Path, at: float | None, policy: Policy):
+        self.path = str(path)
+        with path.open("rb") as fh:
+            self.shared, self.body_start = _read_header(path, fh)
+        self.at = self.shared.verified_at if at is None else at
+        self.policy = policy
+        self._sides: dict[str | None, _Side] = {}
+
+    def item(self, address: str | None) -> AuditItem:
+        s = self.shared
+        return AuditItem(source=self.path, exchange=None, signature=SignatureRecord("", "", signing_address=address),
+                         report=s.report, nonce=s.nonce, policy=self.policy, at=self.at, collateral=s.collateral,
+                         nras_response=s.nras_response, jwks=s.jwks)
+
+    def side(self, address: str | None) -> _Side:
+        side = self._sides.get(address)
+        if side is None:
+            side = self._sides[address] = _Side(_attest(self.item(address)))
+        return side
+
+    def tasks(self, keep: bool) -> Iterator[tuple]:
+        self.line = 2  # the number of the first line of the span whose rows come back next
+        if not keep:
+            self.side(self.first_address())  # verified before the workers start, so they finish the rows
+        for start, end in _batchscan.spans(self.path, self.body_start):
+            cells = {address: side.cells for address, side in self._sides.items()}
+            yield ("span", self.path, start, end, keep, cells)
+
+    def first_address(self) -> str | None:
+        """The signing address the first reply's record names (a line that does not read: the worker says so)."""
+        with open(self.path, "rb") as fh:
+            fh.seek(self.body_start)
+            for line in fh:
+                if line.strip():
+                    try:
+                        return _batchscan.read_line(line).signature.signing_address
+                    except _batchscan.LineError:
+                        return None
+        return None
+
+    def finish(self, c: tuple) -> tuple[tuple, Any]:
+        source = f"{self.path}:{self.line + c[0]}"
+        if len(c) == 9:  # finished by the worker
+            return (source, *c[1:]), None
+        return self.side(c[6]).row(source, c)
+
+    def done(self, lines: int) -> None:
+        self.line += lines
+
+
+class _Items:
+    """Replies already in memory (bundles, or AuditItems given): each distinct attestation verified once."""
+
+    def __init__(self, items: list[AuditItem], mapper: Any):
+        self.items = items
+        self.keys = _attestation_keys(items)
+        first: dict[str, AuditItem] = {}
+        for k, item in zip(self.keys, items):
+            first.setdefault(k, item)
+        self.sides = {k: _Side(a) for k, a in zip(first, mapper(_attest, first.values()))}
+        self.next = 0
+
+    def tasks(self, keep: bool) -> Iterator[tuple]:
+        for n in range(0, len(self.items), CHUNK):
+            yield ("items", [_Reply(i.source, i.exchange, i.signature, i.recorded_status)
+                             for i in self.items[n:n + CHUNK]], keep)
+
+    def finish(self, c: _Compact) -> tuple[tuple, Any]:
+        side = self.sides[self.keys[self.next]]
+        self.next += 1
+        return side.row(c[0], c)
+
+    def done(self, lines: int) -> None:
+        pass
+
+
+def _read_header(path: Path, fh: Any) -> tuple[Bundle, int]:
+    header_line = fh.readline()
+    try:
+        header = _json.loads(header_line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParseError(f"{path}: the first line is not JSON ({exc})", field="header", offset=0) from None
+    if not isinstance(header, dict) or header.get("kind") != BATCH_KIND:
+        raise ParseError(f"{path}: the first line must be a {BATCH_KIND!r} header", field="header", offset=0)
+    shared = parse_bundle({"kind": "phalanb.audit-bundle", "schema_version": 1,
+                           "signature": {"text": "", "signature": ""}, **{k: v for k, v in header.items()
+                                                                        if k != "kind"}})
+    return shared, len(header_line)
+
+
+def _aci_row(bundle: Bundle, source: str, at: float | None, policy: Policy, keep: bool) -> dict[str, Any]:
+    """One ACI reply's row: :func:`phalanb.audit.verify_bundle` (report, receipt, sessions, deep audit)."""
+    from .audit import verify_bundle
+
+    verdict = verify_bundle(bundle, policy=policy, at=bundle.verified_at if at is None else at)
+    ex = bundle.exchange
+    row: dict[str, Any] = {
+        "source": source, "chat_id": ex.chat_id if ex else None, "verdict": verdict.status,
+        "failing": ",".join(c.id for c in verdict.failed), "skipped": ",".join(c.id for c in verdict.skipped),
         "warnings": ",".join(c.id for c in verdict.warnings),
-        "recorded": item.recorded_status,
-        "ttft_s": t.ttft_s if t else None,
-        "total_s": t.total_s if t else None,
-    }
+        "recorded": (bundle.recorded_verdict or {}).get("status"),
+        "ttft_s": ex.timings.ttft_s if ex else None, "total_s": ex.timings.total_s if ex else None}
+    if keep:
+        row["verdict_obj"] = verdict
+    return row
+
+
+def _files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """The files :func:`load_items` would read, in its order."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            yield from _files(sorted(q for q in p.iterdir() if q.suffix in (".json", ".jsonl")))
+        elif p.exists():
+            yield p
+        else:
+            raise InputError(f"no such file or folder: {p}")
+
+
+def _units(given: list[Any], at: float | None, policy: Policy | None, trust: str, mapper: Any, *,
+           unreadable: list[tuple[str, str]] | None = None, aci_rows: list[dict[str, Any]] | None = None,
+           verdicts: bool = False) -> list[Any]:
+    """JSONL batches stay on disk (their workers read them); bundles are read here, a bundle being one reply.
+
+    A file that cannot be read is recorded in ``unreadable`` (source, why) and the audit goes on (without the list,
+    its error is raised). ACI bundles (schema 2) are verified here, each with its own report, receipt and
+    sessions, into ``aci_rows``."""
+    if given and all(isinstance(i, AuditItem) for i in given):
+        return [_Items(given, mapper)]
+    policy = policy or Policy(trust=trust)
+    units: list[Any] = []
+    bundles: list[AuditItem] = []
+    for p in _files(given):
+        try:
+            if p.suffix == ".jsonl":
+                batch = _Batch(p, at, policy)
+            else:
+                bundle = load_bundle(p)
+        except PhalanbError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append((str(p), str(exc)))
+            continue
+        if p.suffix == ".jsonl":
+            if bundles:
+                units.append(_Items(bundles, mapper))
+                bundles = []
+            units.append(batch)
+        elif bundle.aci is not None:
+            if aci_rows is None:
+                raise InputError(f"{p} is an ACI bundle: audit it with phalanb.batch.audit")
+            aci_rows.append(_aci_row(bundle, str(p), at, policy, verdicts))
+        else:
+            bundles.append(_from_bundle(bundle, str(p), at, policy))
+    if bundles:
+        units.append(_Items(bundles, mapper))
+    return units
 
 
 def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, workers: int | None = None,
@@ -219,18 +469,21 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
     ``executor``: any ``concurrent.futures.Executor`` (a Dask client's executor too); by default a process pool
     with ``workers`` processes (1 = run in this process). With ``verdicts=True`` the frame gets a ``verdict_obj``
     column holding each :class:`~phalanb.verdict.Verdict`.
+
+    A JSONL batch is streamed: its workers read their own spans of the file and send back one compact row per
+    reply, so memory holds the rows, not the replies (workers on other machines need the same path).
     """
     if isinstance(paths_or_items, (str, os.PathLike)):
         paths_or_items = [paths_or_items]
-    given = list(paths_or_items)
     unreadable: list[tuple[str, str]] = []
-    items = (given if given and all(isinstance(i, AuditItem) for i in given)
-             else load_items(given, at=at, policy=policy, trust=trust, errors=unreadable))
+    aci_rows: list[dict[str, Any]] = []
     own = None
     if executor is None and (workers or 1) > 1:
         executor = own = ProcessPoolExecutor(max_workers=workers)
     try:
-        df = _run(items, executor, progress, verdicts)
+        units = _units(list(paths_or_items), at, policy, trust, executor.map if executor is not None else map,
+                       unreadable=unreadable, aci_rows=aci_rows, verdicts=verdicts)
+        df = _run(units, executor, progress, verdicts)
     finally:
         if own is not None:
             own.shutdown()
@@ -242,6 +495,9 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
         if verdicts:
             bad["verdict_obj"] = None
         df = pd.concat([df, bad], ignore_index=True) if len(df) else bad
+    if aci_rows:
+        aci = pd.DataFrame(aci_rows)
+        df = pd.concat([df, aci], ignore_index=True) if len(df) else aci
     return df
 
 
@@ -261,33 +517,51 @@ def _attestation_keys(items: list[AuditItem]) -> list[str]:
     return out
 
 
-def _run(items: list[AuditItem], executor: Executor | None, progress: bool, keep: bool) -> pd.DataFrame:
+_COLUMNS = ["source", "chat_id", "verdict", "failing", "skipped", "warnings", "recorded", "ttft_s", "total_s"]
+
+
+#: Tasks handed to an executor ahead of the one whose rows are being put together: enough to keep every worker busy
+#: (here too, while the first rows wait for the attestation), few enough that finished rows do not pile up.
+WINDOW = 16
+
+
+def _results(units: list[Any], executor: Executor | None, keep: bool) -> Iterator[tuple[Any, Any]]:
+    """(unit, future or result) per task, in output order; an executor gets its tasks as the files are cut."""
+    pairs = ((unit, task) for unit in units for task in unit.tasks(keep))
+    if executor is None:
+        for unit, task in pairs:
+            yield unit, task
+        return
+    window: deque = deque()
+    for unit, task in pairs:
+        window.append((unit, executor.submit(_run_task, task)))
+        if len(window) >= WINDOW:
+            yield window.popleft()
+    while window:
+        yield window.popleft()
+
+
+def _run(units: list[Any], executor: Executor | None, progress: bool, keep: bool) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(items), desc="verifying", unit="reply", disable=not progress)
-    mapper = executor.map if executor is not None else map
-    # 1. each distinct attestation once
-    keys = _attestation_keys(items)
-    first: dict[str, AuditItem] = {}
-    for k, item in zip(keys, items):
-        first.setdefault(k, item)
-    attested = dict(zip(first, mapper(_attest, first.values())))
-    # 2. each reply's own links, in chunks that carry their group's attestation result
-    groups: dict[str, list[tuple[int, _Reply]]] = {}
-    for index, (k, item) in enumerate(zip(keys, items)):
-        reply = _Reply(item.source, item.exchange, item.signature, item.recorded_status)
-        groups.setdefault(k, []).append((index, reply))
-    tasks = [(attested[k], members[n:n + CHUNK], keep) for k, members in groups.items()
-             for n in range(0, len(members), CHUNK)]
-    rows: list[dict | None] = [None] * len(items)
-    kept: list[Any] = [None] * len(items)
-    for done in mapper(_verify_chunk, tasks):
-        for index, row, verdict in done:
-            rows[index], kept[index] = row, verdict
+    known = None if any(isinstance(u, _Batch) for u in units) else sum(len(u.items) for u in units)
+    bar = tqdm(total=known, desc="verifying", unit="reply", disable=not progress)
+    rows: list[tuple] = []
+    kept: list[Any] = []
+    for unit, pending in _results(units, executor, keep):
+        try:
+            lines, done = pending.result() if executor is not None else _run_task(pending)
+        except _batchscan.LineError as exc:
+            raise exc.parse_error(unit.path, unit.line + exc.line) from None
+        for c in done:
+            row, verdict = unit.finish(c)
+            rows.append(row)
+            if keep:
+                kept.append(verdict)
+        unit.done(lines)
         bar.update(len(done))
     bar.close()
-    df = pd.DataFrame(rows, columns=["source", "chat_id", "verdict", "failing", "skipped", "warnings", "recorded",
-                                     "ttft_s", "total_s"])
+    df = pd.DataFrame.from_records(rows, columns=_COLUMNS) if rows else pd.DataFrame(columns=_COLUMNS)
     if keep:
         df["verdict_obj"] = kept
     return df

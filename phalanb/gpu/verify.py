@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any, Sequence
 
@@ -74,6 +75,9 @@ CHAIN_LENGTH = 5
 _SIM_MARK = "phalanb simulat"  # appears in the organisation of every certificate the simulator makes
 
 
+# The root's digest is asked for by every GPU of a payload: remembered per certificate. A Certificate hashes and
+# compares by its DER bytes, so an entry answers only for identical bytes.
+@lru_cache(maxsize=256)
 def _sha256_der(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
 
@@ -95,8 +99,8 @@ class TrustRoot:
     name: str
     simulated: bool = False
 
-    @property
-    def sha256(self) -> str:
+    @cached_property
+    def sha256(self) -> str:  # compared once per GPU: computed once per root
         return _sha256_der(self.certificate)
 
     @classmethod
@@ -180,9 +184,41 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+#: Upper chains validated by this process: (Provisioner ICA, Identity, root certificate, pinned root, time) →
+#: a verifier anchored at that ICA. See :func:`verify_chain`; bounded (cleared when full).
+_UPPER_CHAINS: dict[tuple, xv.ClientVerifier] = {}
+
+
+def clear_chain_cache() -> None:
+    """Forget every validated upper chain (benchmarks measure the cold path with it)."""
+    _UPPER_CHAINS.clear()
+
+
+def _anchored(certs: Sequence[x509.Certificate], at: _dt.datetime) -> xv.ClientVerifier | None:
+    """A verifier whose trust anchor is ``certs[2]`` (the Provisioner ICA), for chains whose upper three
+    certificates were just validated to the root — or None when a name constraint up there would have to be
+    applied to the lower certificates again."""
+    for cert in certs[2:]:
+        try:
+            cert.extensions.get_extension_for_class(x509.NameConstraints)
+            return None
+        except x509.ExtensionNotFound:
+            pass
+    return (xv.PolicyBuilder().store(xv.Store([certs[2]])).time(at)
+            .max_chain_depth(CHAIN_LENGTH).build_client_verifier())
+
+
 def verify_chain(certs: Sequence[x509.Certificate], root: TrustRoot, *,
-                 at: float | _dt.datetime | None = None, verifier: xv.ClientVerifier | None = None) -> StepResult:
-    """The GPU's chain, leaf first, up to ``root``. The reason names the broken link when it fails."""
+                 at: float | _dt.datetime | None = None, verifier: xv.ClientVerifier | None = None,
+                 validated: dict[tuple, xv.ClientVerifier] | None = None) -> StepResult:
+    """The GPU's chain, leaf first, up to ``root``. The reason names the broken link when it fails.
+
+    ``validated``: upper chains (Provisioner ICA, Identity, root) already validated — the eight GPUs of a board
+    share one, and so do the boards of a generation. It is keyed by the certificates themselves (equal only when
+    every DER byte is), the root and the exact validation time, and is filled only by a full validation that
+    succeeded; a chain whose upper part is found there validates its leaf and GSP BROM to the ICA.
+    :func:`verify_payload` passes the process's bounded :data:`_UPPER_CHAINS`.
+    """
     certs = list(certs)
     names = [_cn(c) for c in certs]
     detail: dict[str, Any] = {"certificates": names, "root": root.name, "root_sha256": root.sha256}
@@ -218,11 +254,26 @@ def verify_chain(certs: Sequence[x509.Certificate], root: TrustRoot, *,
         return StepResult(False, why, detail)
     when = _at(at)
     detail["validated_at"] = when.isoformat()
+    held = StepResult(True, f"5 certificates validate to the pinned {root.name}", detail)
+    upper = (*certs[2:], root.certificate, when)
+    anchored = validated.get(upper) if validated is not None else None
+    if anchored is not None:
+        try:
+            anchored.verify(certs[0], [certs[1]])
+            return held
+        except xv.VerificationError:
+            pass  # the full validation below says what is wrong, in its own words
     try:
         (verifier or _verifier(root, when)).verify(certs[0], certs[1:-1])
     except xv.VerificationError as exc:
         return StepResult(False, f"the chain does not validate to {root.name}: {exc}", detail)
-    return StepResult(True, f"5 certificates validate to the pinned {root.name}", detail)
+    if validated is not None and anchored is None:
+        shortcut = _anchored(certs, when)
+        if shortcut is not None:
+            if len(validated) >= 256:
+                validated.clear()
+            validated[upper] = shortcut
+    return held
 
 
 # --- 3. FWID -------------------------------------------------------------------------------------------------
@@ -331,7 +382,8 @@ def _nonce_bytes(value: str | bytes | None) -> bytes | None:
 
 
 def verify_gpu(gpu: GpuEvidence, *, root: TrustRoot, expected_nonce: str | bytes | None = None,
-               at: float | _dt.datetime | None = None, verifier: xv.ClientVerifier | None = None) -> GpuResult:
+               at: float | _dt.datetime | None = None, verifier: xv.ClientVerifier | None = None,
+               validated: dict[tuple, xv.ClientVerifier] | None = None) -> GpuResult:
     """All four per-GPU steps. Never raises for a failed check; returns why each step held or not."""
     want = _nonce_bytes(expected_nonce)
     certs = gpu.certificates
@@ -344,7 +396,7 @@ def verify_gpu(gpu: GpuEvidence, *, root: TrustRoot, expected_nonce: str | bytes
     else:
         sig = verify_signature(gpu.spdm, leaf)
         fw = verify_fwid(gpu.spdm, leaf)
-    chain = verify_chain(certs, root, at=at, verifier=verifier)
+    chain = verify_chain(certs, root, at=at, verifier=verifier, validated=validated)
     got = gpu.requester_nonce
     if want is None:
         nonce = StepResult(None, f"no expected nonce given; the evidence's requester nonce is {got.hex()}",
@@ -435,9 +487,10 @@ def verify_payload(payload: GpuPayload, *, root: TrustRoot, expected_nonce: str 
     """
     if not isinstance(root, TrustRoot):
         raise InputError("root must be a TrustRoot (phalanb.gpu.nvidia_device_identity_ca() for real GPUs)")
-    verifier = _verifier(root, _at(at))
-    results = [verify_gpu(g, root=root, expected_nonce=expected_nonce, at=at, verifier=verifier)
-               for g in payload.gpus]
+    when = _at(at)  # one clock for every GPU, so an upper chain validated once holds for all of them
+    verifier = _verifier(root, when)
+    results = [verify_gpu(g, root=root, expected_nonce=expected_nonce, at=when, verifier=verifier,
+                          validated=_UPPER_CHAINS) for g in payload.gpus]
     idx = [g.facts.index for g in results]
     checks = [
         _aggregate("gpu.nonce", "requester nonce", list(zip(idx, (r.nonce for r in results)))),

@@ -101,8 +101,8 @@ class Collateral:
     def qe_identity(self) -> dict[str, Any]:
         return _json.loads(self.data["qe_identity"])
 
-    @property
-    def fmspc(self) -> str:
+    @cached_property
+    def fmspc(self) -> str:  # read once: every verification compares it with the quote's
         return str(self.tcb_info.get("fmspc", "")).lower()
 
     def window(self) -> tuple[int, int, dict[str, tuple[int, int]]]:

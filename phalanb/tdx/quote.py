@@ -199,11 +199,13 @@ class TdAttributes:
 
     @property
     def flags(self) -> list[str]:
-        return [name for n, (name, _) in sorted(TD_ATTRIBUTE_BITS.items()) if self.bit(n)]
+        value = self.value
+        return [name for n, (name, _) in sorted(TD_ATTRIBUTE_BITS.items()) if value >> n & 1]
 
     @property
     def unknown_bits(self) -> list[int]:
-        return [n for n in range(64) if self.bit(n) and n not in TD_ATTRIBUTE_BITS]
+        value = self.value
+        return [n for n in range(64) if value >> n & 1 and n not in TD_ATTRIBUTE_BITS]
 
     def __str__(self) -> str:
         names = self.flags + [f"bit{n}" for n in self.unknown_bits]
@@ -359,6 +361,9 @@ def _split_pem(data: bytes, offset: int) -> list[str]:
     concatenates DER certificates instead; those are re-wrapped as PEM (an encoding change, no parsing of X.509).
     """
     body = data.rstrip(b"\0 \r\n\t")
+    blocks = _pem_blocks(body)
+    if blocks is not None:
+        return blocks
     blocks = _PEM_RE.findall(body)
     if not blocks:
         return _split_der(body, offset)
@@ -371,6 +376,28 @@ def _split_pem(data: bytes, offset: int) -> list[str]:
         if not _canonical_pem(b):
             raise ParseError("a PEM certificate's base64 is not canonical (stray characters or padding bits)",
                              field="pck_chain", offset=offset + body.find(b))
+    return [b.decode("ascii") + "\n" for b in blocks]
+
+
+_BEGIN, _END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+_PEM_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n"
+
+
+def _pem_blocks(body: bytes) -> list[str] | None:
+    """The common case of :func:`_split_pem` without the regex (which costs more than the rest of the parse):
+    canonical PEM blocks, nothing but whitespace around them. None for anything else, which the regex path then
+    reads or rejects with its own message."""
+    blocks, pos = [], 0
+    while (start := body.find(_BEGIN, pos)) >= 0:
+        if body[pos:start].strip():
+            return None
+        end = body.find(_END, start)
+        if end < 0 or body[start + len(_BEGIN):end].translate(None, _PEM_ALPHABET):
+            return None
+        pos = end + len(_END)
+        blocks.append(body[start:pos])
+    if not blocks or body[pos:].strip() or not all(map(_canonical_pem, blocks)):
+        return None
     return [b.decode("ascii") + "\n" for b in blocks]
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "verify_qe_report_data",
     "verify_pck_chain",
     "verify_quote_offline",
+    "clear_chain_cache",
 ]
 
 #: SHA-256 of the DER of Intel's SGX Root CA certificate (the one Intel publishes and dcap-qvl embeds).
@@ -443,25 +444,79 @@ class OfflineResult:
         ]
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Verified chains, remembered
+
+#: The quotes of one platform carry the same PCK chain and QE report, and an audit re-verifies the same chain for
+#: every quote; dcap-qvl verifies it once more. What the steps found for a chain is remembered under a key made
+#: of every byte they verified (the PEM text of the whole chain; for the QE report, also its bytes and signature),
+#: the trust root's DER and, for the chain, the exact validation time. A quote differing in any of those bytes
+#: misses and is verified in full. Bounded: cleared when full.
+_CHAIN_STEPS: dict[tuple, tuple] = {}
+_QE_STEPS: dict[tuple, Step] = {}
+_CACHE_SIZE = 256
+
+
+def clear_chain_cache() -> None:
+    """Forget every remembered chain (benchmarks measure the cold path with it)."""
+    _CHAIN_STEPS.clear()
+    _QE_STEPS.clear()
+
+
+def _remember(cache: dict, key: tuple, value: Any) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
+def _copy(step: Step) -> Step:
+    return Step(step.name, step.ok, step.reason, {k: list(v) if isinstance(v, list) else v
+                                                  for k, v in step.inputs.items()})
+
+
+def _chain_steps(quote: Quote, root: TrustRoot, when: _dt.datetime
+                 ) -> tuple[list[x509.Certificate] | None, Step, PckExtension | None, str | None]:
+    """The PCK chain loaded and verified at ``when``, and the leaf's SGX extension: once per distinct chain."""
+    key = (tuple(quote.pck_chain_pem), root.der, when.timestamp())
+    hit = _CHAIN_STEPS.get(key)
+    if hit is None:
+        certs: list[x509.Certificate] | None = None
+        try:
+            certs = _load_chain(quote)
+        except ParseError:
+            pass
+        step = verify_pck_chain(quote, root, when.timestamp(), certs=certs)
+        pck = ca = None
+        if certs:
+            try:
+                pck, ca = pck_extension(quote, certs[0])
+            except ParseError:
+                pass
+        hit = (certs, step, pck, ca)
+        _remember(_CHAIN_STEPS, key, hit)
+    certs, step, pck, ca = hit
+    return certs, _copy(step), pck, ca
+
+
+def _qe_report_step(quote: Quote, leaf: x509.Certificate | None) -> Step:
+    sd = quote.signature_data
+    key = (tuple(quote.pck_chain_pem), sd.qe_report.raw, sd.qe_report_signature)
+    hit = _QE_STEPS.get(key)
+    if hit is None:
+        hit = verify_qe_report_signature(quote, leaf)
+        _remember(_QE_STEPS, key, hit)
+    return _copy(hit)
+
+
 def verify_quote_offline(quote: Quote | bytes | str, *, root: TrustRoot | None = None,
                          at: float | None = None) -> OfflineResult:
     """Run steps 1-4 (no network). Every step runs even when an earlier one fails, so the result shows all
-    that is wrong at once."""
+    that is wrong at once. The quote's own signature is checked every time; what depends only on its PCK chain
+    and QE report is remembered per chain (see ``_CHAIN_STEPS``)."""
     if not isinstance(quote, Quote):
         quote = parse_quote(quote)
     root = root or TrustRoot.intel()
-    certs: list[x509.Certificate] | None = None
-    try:
-        certs = _load_chain(quote)  # once, shared by the steps
-    except ParseError:
-        pass
+    certs, chain, pck, ca = _chain_steps(quote, root, _when(at))
     leaf = certs[0] if certs else None
-    steps = [verify_quote_signature(quote), verify_qe_report_signature(quote, leaf), verify_qe_report_data(quote),
-             verify_pck_chain(quote, root, at, certs=certs)]
-    pck = ca = None
-    if leaf is not None:
-        try:
-            pck, ca = pck_extension(quote, leaf)
-        except ParseError:
-            pass
+    steps = [verify_quote_signature(quote), _qe_report_step(quote, leaf), verify_qe_report_data(quote), chain]
     return OfflineResult(steps, pck, ca, root)

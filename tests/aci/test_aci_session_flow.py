@@ -142,3 +142,18 @@ def test_a_broken_link_lights_up_in_the_chain():
 
     links = link_statuses(_verify(faults={"aci_edit_session"}).verdict)
     assert links["session"] == "fail" and links["receipt"] == "pass" and links["model"] == "skipped"
+
+
+def test_a_batch_audit_verifies_aci_bundles_beside_the_old_ones(clean, tmp_path):
+    from phalanb.batch import audit
+
+    clean.save(tmp_path / "aci.phalanb.json")
+    data = clean.bundle().to_dict()
+    raw = bytearray(base64.b64decode(data["exchange"]["response_b64"]))
+    raw[-20] ^= 1
+    data["exchange"]["response_b64"] = base64.b64encode(bytes(raw)).decode()
+    (tmp_path / "aci-tampered.phalanb.json").write_text(json.dumps(data))
+    df = audit([tmp_path], progress=False, trust="simulated").set_index("source")
+    assert df.loc[str(tmp_path / "aci.phalanb.json"), "verdict"] == "verified"
+    row = df.loc[str(tmp_path / "aci-tampered.phalanb.json")]
+    assert row["verdict"] == "failed" and row["failing"] == "receipt.response_hash"

@@ -1,0 +1,362 @@
+"""The per-reply half of a batch audit, built for throughput: a worker reads its own share of a JSONL batch (a byte
+span of the file, never bytes pickled to it), decides each reply's own links and sends back one compact row.
+
+The decisions are :func:`phalanb.verify.chat_checks`'s, not a second implementation of them. The common case —
+both hashes match and an EIP-191 signature recovers — is decided here with the primitives ``chat_checks`` ends in
+(sha256; keccak-256 and libsecp256k1 recovery through coincurve, as eth-account does), without building
+:class:`~phalanb.verdict.Check` objects. Every other case (a hash that differs, a signed text or signature that
+does not parse, ed25519, a line that does not read) is handed to ``chat_checks`` and the exact line reader, so a
+failing row is decided by the very code that decides a single verification.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import sys
+from itertools import chain
+from typing import Any, Iterator
+
+from coincurve import PublicKey
+from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
+
+try:  # the same libsecp256k1 calls coincurve's PublicKey.from_signature_and_message makes, minus its wrappers
+    from coincurve._libsecp256k1 import ffi as _ffi
+    from coincurve._libsecp256k1 import lib as _lib
+    from coincurve.context import GLOBAL_CONTEXT as _CONTEXT
+except ImportError:  # pragma: no cover - another coincurve layout: the public API
+    _lib = None
+try:  # eth_hash's own backend, called without eth_hash's dispatch
+    from Crypto.Hash import keccak as _keccak
+
+    def _keccak256(data: bytes) -> bytes:
+        return _keccak.new(data=data, digest_bits=256).digest()
+except ImportError:  # pragma: no cover
+    _keccak256 = keccak
+
+from . import _json
+from .errors import ParseError
+from .exchange import Exchange, Timings
+from .signatures import SignatureRecord, check_signature, parse_signed_text, response_hash_candidates
+from .sse import MAX_EVENT_BYTES, ChatAssembler, SSEDecoder
+from .verdict import Status
+from .verify import chat_checks
+
+PASS, FAIL, SKIPPED = Status.PASS, Status.FAIL, Status.SKIPPED
+
+#: A worker's share of a JSONL batch: about this many bytes of whole lines.
+SPAN_BYTES = 1 << 20
+
+# -- the signature: EIP-191 recovery without the wrappers --------------------------------------------------------
+
+_EIP191 = b"\x19Ethereum Signed Message:\n"
+#: Recovered public key -> checksummed address. keccak is a function of the key's bytes alone, so this memo can
+#: never answer for a key other than the one it was computed from; replies signed by one node share one entry.
+_ADDRESSES: dict[bytes, str] = {}
+
+
+def _address(public_key: bytes) -> str:
+    address = _ADDRESSES.get(public_key)
+    if address is None:
+        if len(_ADDRESSES) > 4096:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[public_key] = to_checksum_address(_keccak256(public_key[1:])[-20:])
+    return address
+
+
+def fast_signer(record: SignatureRecord) -> str | None:
+    """The address an ecdsa record recovers to, or None whenever the case is not the plain one (then
+    :func:`~phalanb.signatures.check_signature` decides, with its own error message)."""
+    if record.signing_algo != "ecdsa":
+        return None
+    value = record.signature
+    body = value[2:] if value[:2] in ("0x", "0X") else value
+    if len(body) != 130:
+        return None
+    try:
+        sig = bytes.fromhex(body)
+        message = record.text.encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return None
+    if len(sig) != 65:  # fromhex skips spaces
+        return None
+    v = sig[64]
+    if v not in (27, 28):
+        return None
+    digest = _keccak256(_EIP191 + str(len(message)).encode() + message)
+    key = _recover(sig, v - 27, digest)
+    return None if key is None else _address(key)
+
+
+def _recover(sig: bytes, recid: int, digest: bytes) -> bytes | None:
+    """The uncompressed public key (65 bytes) that signed ``digest``, or None (r or s out of range, no point for
+    r): check_signature then words the failure."""
+    if _lib is None:  # pragma: no cover
+        try:
+            return PublicKey.from_signature_and_message(sig[:64] + bytes((recid,)), digest,
+                                                        hasher=None).format(compressed=False)
+        except Exception:
+            return None
+    ctx = _CONTEXT.ctx
+    parsed = _ffi.new("secp256k1_ecdsa_recoverable_signature *")
+    if not _lib.secp256k1_ecdsa_recoverable_signature_parse_compact(ctx, parsed, sig[:64], recid):
+        return None
+    key = _ffi.new("secp256k1_pubkey *")
+    if not _lib.secp256k1_ecdsa_recover(ctx, key, parsed, digest):
+        return None
+    out, size = _ffi.new("unsigned char[65]"), _ffi.new("size_t *", 65)
+    _lib.secp256k1_ec_pubkey_serialize(ctx, out, size, key, _lib.SECP256K1_EC_UNCOMPRESSED)
+    return bytes(_ffi.buffer(out, 65))
+
+
+def decide(request_bytes: bytes | None, response_bytes: bytes | None, stream: bool, record: SignatureRecord
+           ) -> tuple[Status, Status, Status, str | None]:
+    """(``request.hash``, ``response.hash``, ``signature.valid``) statuses and the signer, as ``chat_checks``
+    would give them for an exchange with these bytes (``None``: no exchange)."""
+    try:
+        signed = parse_signed_text(record.text)
+    except Exception:
+        return _slow(request_bytes, response_bytes, stream, record)
+    if request_bytes is None:
+        req = resp = SKIPPED
+    else:
+        req = PASS if hashlib.sha256(request_bytes).hexdigest() == signed.request_hash else FAIL
+        if hashlib.sha256(response_bytes).hexdigest() == signed.response_hash:
+            resp = PASS
+        elif stream:
+            resp = FAIL
+        else:  # the older servers' re-serialised body may still match: the candidates decide
+            resp = PASS if any(c.sha256 == signed.response_hash
+                               for c in response_hash_candidates(response_bytes, stream=False)) else FAIL
+    signer = fast_signer(record)
+    if signer is not None:
+        return req, resp, PASS, signer
+    check, signer = check_signature(record)
+    return req, resp, check.status, signer
+
+
+def _slow(request_bytes: bytes | None, response_bytes: bytes | None, stream: bool, record: SignatureRecord
+          ) -> tuple[Status, Status, Status, str | None]:
+    ex = None
+    if request_bytes is not None:
+        ex = Exchange(url="", request_bytes=request_bytes, response_bytes=response_bytes, status=200, stream=stream)
+    checks, signer = chat_checks(ex, record)
+    return checks[0].status, checks[1].status, checks[2].status, signer
+
+
+# -- reading a line the way Exchange.from_dict does, minus what a row does not need ------------------------------
+
+if sys.version_info >= (3, 11):
+    def _b64(text: Any) -> bytes:
+        # strict_mode accepts exactly the canonical alphabet with correct padding: a subset of what
+        # base64.b64decode(validate=True) accepts, decoded the same. Anything else takes the exact path.
+        return binascii.a2b_base64(text, strict_mode=True)
+else:  # pragma: no cover - Python 3.10
+    def _b64(text: Any) -> bytes:
+        return base64.b64decode(text, validate=True)
+
+
+def response_chat_id(body: bytes, stream: bool, status: int) -> str | None:
+    """The chat id :meth:`Exchange.from_bytes` reads from the response bytes (SPEC §2: the first event's id).
+
+    For a stream, it stops at the first event with an id rather than decoding them all; that is the same answer
+    because the recorder keeps the first id even when a later event fails — except when the *decoder* fails
+    (an event that is not UTF-8, or an endless one), which discards every event: those bodies take the exact path.
+    """
+    if status >= 400:
+        return None
+    if not stream:  # parse_completion's id: the body's top-level "id" when the body is a JSON object
+        try:
+            obj = _json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return obj["id"] if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+    if len(body) > MAX_EVENT_BYTES:
+        return Exchange.from_bytes(request_bytes=b"", response_bytes=body, stream=True, status=status).chat_id
+    try:
+        body.isascii() or body.decode("utf-8")
+    except UnicodeDecodeError:
+        return Exchange.from_bytes(request_bytes=b"", response_bytes=body, stream=True, status=status).chat_id
+    quick = _first_event_id(body)
+    if quick is not None:
+        return quick
+    # Most streams name the id in their first event: decode up to the first blank line, and the rest only if
+    # needed (the events before a cut are the ones the whole body gives, since the earliest separator wins).
+    cut = body.find(b"\n\n")
+    for part in ((body[:cut + 2], body) if 0 <= cut < len(body) - 2 else (body,)):
+        assembler = ChatAssembler()
+        try:
+            for event in SSEDecoder().feed(part):
+                assembler.add(event)
+                if assembler.chat_id is not None:
+                    return assembler.chat_id
+        except ParseError:
+            return None
+    return None
+
+
+_LINE_BREAKS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e")  # what str.splitlines splits ASCII at
+
+
+def _first_event_id(body: bytes) -> str | None:
+    """The id of a stream whose first event is one ``data: {...}`` line naming it — what the SSE decoder and
+    :class:`ChatAssembler` give for such a body — or None to let them decide."""
+    if not body.startswith(b"data: "):
+        return None
+    cut = body.find(b"\n\n")
+    if cut < 0 or b"\r" in body[:cut]:
+        return None
+    data = body[6:cut]
+    if not data.isascii():
+        return None
+    text = data.decode("ascii")
+    if any(c in text for c in _LINE_BREAKS):
+        return None
+    try:
+        obj = _json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or ("error" in obj and "choices" not in obj):
+        return None
+    chat_id = obj.get("id")
+    return chat_id if isinstance(chat_id, str) else None
+
+
+class Reply:
+    """What a row needs of one JSONL line."""
+
+    __slots__ = ("request_bytes", "response_bytes", "stream", "chat_id", "timings", "signature")
+
+    def __init__(self, request_bytes: bytes | None, response_bytes: bytes | None, stream: bool,
+                 chat_id: str | None, timings: Timings | None, signature: SignatureRecord):
+        self.request_bytes, self.response_bytes, self.stream = request_bytes, response_bytes, stream
+        self.chat_id, self.timings, self.signature = chat_id, timings, signature
+
+
+def _fast_exchange(d: Any) -> tuple[bytes, bytes, bool, str | None, Timings] | None:
+    """The fields ``Exchange.from_dict`` would give a row, or None if anything is unusual (the exact path then
+    reads the line and raises its own error)."""
+    if type(d) is not dict:
+        return None
+    try:
+        request = _b64(d["request_b64"])
+        response = _b64(d["response_b64"])
+        status = int(d.get("status", 200))
+    except (KeyError, TypeError, ValueError, OverflowError, binascii.Error):
+        return None
+    for key in ("request_headers", "response_headers"):
+        headers = d.get(key)
+        if headers and type(headers) is not dict:
+            return None
+    timings = _fast_timings(d.get("timings") or {})
+    if timings is None:
+        return None
+    stream = bool(d.get("stream"))
+    return request, response, stream, response_chat_id(response, stream, status), timings
+
+
+_STAMPS = ("request_sent_ns", "headers_ns", "first_byte_ns", "first_token_ns", "done_ns", "last_byte_ns")
+_INT, _NONE = {int}, {int, type(None)}
+
+
+def _fast_timings(d: Any) -> Times | None:
+    """The row's two durations, when :meth:`Timings.from_dict` would accept ``d`` (its checks, made with
+    C-level ``map`` over the stamps instead of a Python call per stamp); None sends the line the exact way."""
+    if type(d) is not dict:
+        return None
+    chunks, tokens = d.get("chunks", []), d.get("token_ns", [])
+    if type(chunks) is not list or type(tokens) is not list:
+        return None
+    if chunks and not (set(map(type, chunks)) == {list} and set(map(len, chunks)) == {2}
+                       and set(map(type, chain.from_iterable(chunks))) == _INT):
+        return None
+    if tokens and not set(map(type, tokens)) == _INT:
+        return None
+    if not set(map(type, map(d.get, _STAMPS))) <= _NONE:
+        return None
+    wall = d.get("wall_start", 0.0)
+    if type(wall) not in (int, float):
+        return None
+    return Times(d.get("request_sent_ns", 0), d.get("first_token_ns"), d.get("done_ns"))
+
+
+class Times:
+    """``ttft_s`` and ``total_s`` as :class:`Timings` computes them."""
+
+    __slots__ = ("ttft_s", "total_s")
+
+    def __init__(self, sent: int, first_token: int | None, done: int | None):
+        self.ttft_s = None if first_token is None else (first_token - sent) / 1e9
+        self.total_s = None if done is None else (done - sent) / 1e9
+
+
+class LineError(Exception):
+    """A line that is not an exchange record, found by a worker that knows the line's place in its span only;
+    the caller, who knows how many lines came before, turns it into the batch loader's :class:`ParseError`."""
+
+    def __init__(self, line: int, offset: int, detail: str, field: str | None):
+        super().__init__(line, offset, detail, field)
+        self.line, self.offset, self.detail, self.field = line, offset, detail, field
+
+    def parse_error(self, path: str, lineno: int) -> ParseError:
+        return ParseError(f"{path} line {lineno}: {self.detail}", field=self.field, offset=self.offset)
+
+
+def read_line(line: bytes, number: int = 0, offset: int = 0) -> Reply:
+    """One JSONL line; a line that is not an exchange record raises :class:`LineError` (``number``: the line's
+    place, ``offset``: its first byte in the file), worded as the batch loader words it."""
+    try:
+        row = _json.loads(line)
+        fields = _fast_exchange(row.get("exchange"))
+        if fields is None:
+            ex = Exchange.from_dict(row["exchange"]) if row.get("exchange") is not None else None
+            fields = ((ex.request_bytes, ex.response_bytes, ex.stream, ex.chat_id, ex.timings) if ex is not None
+                      else (None, None, False, None, None))
+        sig = SignatureRecord.from_dict(row["signature"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise LineError(number, offset, f"not an exchange record ({exc!r})", "line") from None
+    except ParseError as exc:
+        raise LineError(number, offset, str(exc), exc.field) from None
+    return Reply(*fields, sig)
+
+
+def read_span(path: str, start: int, end: int) -> tuple[int, Iterator[tuple[int, Reply]]]:
+    """The lines of bytes ``start..end`` of ``path`` (whole lines): how many there are, and each non-blank one's
+    place in the span (0 = the first) with its reply. Lines end at ``\\n`` only, as a file iterator ends them."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+
+    def replies() -> Iterator[tuple[int, Reply]]:
+        offset = start
+        for number, line in enumerate(lines):
+            if line.strip():
+                yield number, read_line(line, number, offset)
+            offset += len(line) + 1
+
+    return len(lines), replies()
+
+
+def spans(path: str, start: int, *, size: int | None = None) -> Iterator[tuple[int, int]]:
+    """Cut ``path`` from byte ``start`` (just after the header) into (start, end) spans of whole lines, about
+    ``size`` bytes each. Only the bytes around each cut are read: the workers read the rest."""
+    size = size or SPAN_BYTES
+    total = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        while start < total:
+            cut = start + size
+            if cut >= total:
+                yield start, total
+                return
+            fh.seek(cut - 1)
+            fh.readline()  # to the end of the line that holds byte cut - 1: the next line starts a span
+            end = fh.tell()
+            yield start, end
+            start = end

@@ -198,7 +198,7 @@ def _own(source: Any, chat_id: str | None, request: bytes | None, response: byte
         ex = None if request is None else Exchange(url="", request_bytes=request, response_bytes=response,
                                                    status=200, stream=stream)
         checks, signer = chat_checks(ex, sig)
-        req, resp, valid = (c.status for c in checks)
+        req, resp, valid = (c.status for c in checks[:3])  # a signature.record_address warning may follow
     else:
         checks = None
         req, resp, valid, signer = _batchscan.decide(request, response, stream, sig)
@@ -268,7 +268,7 @@ class _Cells:
         """(chat_id, verdict, failing, skipped, warnings, recorded, ttft_s, total_s): the verdict's decisions as
         :class:`~phalanb.verdict.Verdict` takes them (failed if any check failed; verified if every required one
         held; otherwise incomplete), without building it."""
-        _, chat_id, req, resp, valid, signer, _, _, recorded, ttft, total, _ = c
+        _, chat_id, req, resp, valid, signer, claimed, _, recorded, ttft, total, _ = c
         own = (req, resp, valid, self.bound(signer))
         failed = [i for i, s in zip(_OWN_IDS, own) if s is Status.FAIL] + self.failed
         if failed:
@@ -278,7 +278,10 @@ class _Cells:
         else:
             status = INCOMPLETE
         skipped = [i for i, s in zip(_OWN_IDS, own) if s is Status.SKIPPED] + self.skipped
-        warnings = [i for i, s in zip(_OWN_IDS, own) if s is Status.WARNING] + self.warnings
+        warnings = [i for i, s in zip(_OWN_IDS, own) if s is Status.WARNING]
+        if signer is not None and claimed is not None and not same_address(signer, claimed):
+            warnings.append("signature.record_address")  # as check_record_address: the record contradicts itself
+        warnings += self.warnings
         return (chat_id, status, ",".join(failed), ",".join(skipped), ",".join(warnings), recorded, ttft, total)
 
 

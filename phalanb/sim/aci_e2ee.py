@@ -18,11 +18,11 @@ from typing import Any, Callable, Mapping
 
 from starlette.responses import Response
 
+from ..aci.e2ee_crypto import CHAT, SECP256K1, X25519
 from .aci_docs import E2EE_KEY_ID, E2EE_X25519_KEY_ID, GatewayKeys
 from .e2ee import E2EEService, OpenedRequest, ServiceE2EEKey, SimE2EEError
-from ..aci.e2ee_crypto import CHAT, SECP256K1, X25519
 
-__all__ = ["GatewayE2EE", "OpenedE2EE", "service_for_keys"]
+__all__ = ["GatewayE2EE", "OpenedE2EE", "service_for_keys", "refusal"]
 
 
 def service_for_keys(keys: GatewayKeys, *, clock: Callable[[], float], preview: bool = False) -> E2EEService:

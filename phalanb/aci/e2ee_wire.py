@@ -377,15 +377,17 @@ def _response_check(record: E2EERecord, response_bytes: bytes | None, response_h
         return Check(cid, Status.SKIPPED, "the reply carried no generated content field to authenticate", ev)
     if record.reply is None or serde_dumps(reply) != serde_dumps(record.reply):
         return Check(cid, Status.FAIL, "the recorded decrypted reply is not what the sealed reply bytes open to", ev)
-    if response_hash is not None and response_hash.status is not Status.PASS:
+    if response_hash is None or response_hash.status is not Status.PASS:
         # The field keys are in the record: anyone holding it could re-seal other text under them. Only the signed
         # receipt's hash over these exact bytes shows the ciphertext is the gateway's.
+        why = ("no receipt check was given" if response_hash is None else
+               "the signed receipt does not cover these bytes (receipt.response_hash did not pass)")
         return Check(cid, Status.SKIPPED, f"{len(opened)} reply field(s) open under their AAD with the recorded keys, "
-                     "but the signed receipt does not cover these bytes (receipt.response_hash did not pass), so "
-                     "the ciphertext is not shown to be the gateway's", ev)
+                     f"but {why}, so the ciphertext is not shown to be the gateway's", ev)
     return Check(cid, Status.PASS, f"{len(opened)} reply field(s) authenticate under their AAD (model, nonce, "
-                 "timestamp, response id, field path) with the per-field keys derived when the reply arrived; the "
-                 "client private key is not needed (and never stored)", ev)
+                 "timestamp, response id, field path) with the per-field keys derived when the reply arrived, over "
+                 "the exact bytes the signed receipt covers; the client private key is not needed (and never "
+                 "stored)", ev)
 
 
 def e2ee_checks(record: E2EERecord, *, keyset: "EstablishedKeyset | None", request_bytes: bytes | None,
@@ -393,7 +395,7 @@ def e2ee_checks(record: E2EERecord, *, keyset: "EstablishedKeyset | None", reque
     """``e2ee.key_attested``, ``e2ee.request_encrypted``, ``e2ee.response_authenticated`` for one exchange.
 
     ``request_bytes``/``response_bytes``: the exact wire bytes; ``response_hash``: the receipt's
-    ``receipt.response_hash`` check (offline, the recorded field keys prove a reply only for bytes the signed
-    receipt covers)."""
+    ``receipt.response_hash`` check — the recorded field keys prove a reply only for bytes the signed receipt
+    covers, so without a passing one ``e2ee.response_authenticated`` is skipped."""
     return [_key_check(record, keyset), _request_check(record, request_bytes),
             _response_check(record, response_bytes, response_hash)]

@@ -187,3 +187,35 @@ def test_the_timestamp_window_follows_the_gateway_clock(gw):
 def test_e2ee_can_be_switched_off():
     with Simulator(SimConfig(seed=63, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_e2ee=False)) as sim:
         assert sim.aci.e2ee is None
+
+
+# -- the protocol's vector, through the gateway's HTTP path -------------------------------------------------------
+def test_the_gateway_opens_the_vector_request_and_its_receipt_hashes_the_vector_restored_body():
+    import os
+    from pathlib import Path
+
+    from phalanb.sim.aci_e2ee import GatewayE2EE
+    from phalanb.sim.e2ee import E2EEService, ServiceE2EEKey
+
+    fixtures = Path(os.environ.get("PHALANB_FIXTURES", Path(__file__).resolve().parents[2].parent / "shared"
+                                   / "fixtures"))
+    v = json.loads((fixtures / "aci" / "test_vectors.json").read_text())["e2ee_v2"]
+    d = v["derived_field_example"]
+    suite = ec.SUITES[v["suite"]]
+    client = suite.public_bytes(suite.private_from_bytes(bytes([2]) * 32)).hex()
+    body = b'{"model":"demo-model","messages":[{"role":"user","content":"' + d["field_value_hex"].encode() + b'"}]}'
+    headers = {"X-E2EE-Version": "2", "X-Client-Pub-Key": client, "X-Model-Pub-Key": v["service_public_key"],
+               "X-E2EE-Nonce": v["request_nonce"], "X-E2EE-Timestamp": str(v["request_timestamp"])}
+    with Simulator(SimConfig(seed=64, ttft_ms=0, tokens_per_second=0, protocol="aci", models=("demo-model",))) as sim:
+        # The vector's service key (seed 0x03×32) behind the gateway, its clock at the vector's timestamp.
+        sim.aci.e2ee = GatewayE2EE(E2EEService([ServiceE2EEKey.from_seed(bytes.fromhex(v["service_seed_hex"]),
+                                                                         key_id="e2ee-1")],
+                                               clock=lambda: v["request_timestamp"]))
+        with httpx.Client(base_url=sim.base_url.removesuffix("/v1"), timeout=30) as http:
+            resp = http.post("/v1/chat/completions", content=body,
+                             headers={**ALICE, "Content-Type": "application/json", **headers})
+            assert resp.status_code == 200, resp.text
+            ev = _receipt_events(http, resp)
+    restored = b'{"model":"demo-model","messages":[{"role":"user","content":"hi"}]}'
+    assert ev["request.received"]["body_hash"] == "sha256:" + hashlib.sha256(restored).hexdigest()
+    assert resp.headers["x-e2ee-algo"] == v["suite"]

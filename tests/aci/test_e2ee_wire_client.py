@@ -41,14 +41,18 @@ def client(sim, api_key):
         yield c
 
 
-@pytest.fixture(scope="module")
-def attested(sim, client):
-    """The report fetched with a fresh nonce and verified: the only source of keys to encrypt to."""
+def _attest(sim, client):
     fetch = client.aci_attestation()
     att = verify_aci_report(fetch.raw, nonce=fetch.nonce, policy=Policy.for_simulator(sim),
                             collateral=sim.aci.tdx.collateral())
     assert att.keyset is not None, att.reason
     return fetch, att
+
+
+@pytest.fixture(scope="module")
+def attested(sim, client):
+    """The report fetched with a fresh nonce and verified: the only source of keys to encrypt to."""
+    return _attest(sim, client)
 
 
 def _verify(sim, client, attested, exchange, **kw):
@@ -347,3 +351,17 @@ def test_without_the_e2ee_record_the_wire_bytes_do_not_match_request_received(si
     v = _offline(sim, attested, Exchange.from_dict(data), receipt, sessions, e2ee=False)
     assert v["receipt.request_hash"].status is Status.FAIL and "E2EE" in v["receipt.request_hash"].reason
     assert v.get("e2ee.key_attested") is None
+
+
+def test_keepalive_comments_and_direct_serving_do_not_disturb_the_sealed_stream(api_key):
+    with Simulator(SimConfig(seed=72, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_keepalive=True,
+                             aci_mode="direct")) as s, \
+            Client(base_url=s.base_url, model=s.model, api_key=api_key, api_key_env=False) as c:
+        fetch, att = _attest(s, c)
+        ex = _chat(c, (fetch, att))
+        receipt = c.receipt(ex.receipt_id).raw
+    assert ex.response_bytes.startswith(b": PROCESSING\n\n") and ex.text
+    verdict = verify_aci(Exchange.from_dict(json.loads(json.dumps(ex.to_dict()))), receipt=receipt,
+                         report=fetch.raw, nonce=fetch.nonce, policy=Policy.for_simulator(s),
+                         collateral=s.aci.tdx.collateral())
+    assert verdict.status == "verified", verdict.summary()

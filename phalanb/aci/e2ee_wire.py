@@ -168,7 +168,8 @@ def reply_text(reply: Any, *, stream: bool) -> str:
         return value if isinstance(value, str) else ""
     out = []
     for event in reply if isinstance(reply, list) else ():
-        for pos, choice in enumerate(event.get("choices") or () if isinstance(event, dict) else ()):
+        choices = event.get("choices") if isinstance(event, dict) else None
+        for pos, choice in enumerate(choices if isinstance(choices, list) else ()):
             if not isinstance(choice, dict) or choice.get("index", pos) != 0:
                 continue
             delta = choice.get("delta")
@@ -340,9 +341,15 @@ def _request_check(record: E2EERecord, request_bytes: bytes | None) -> Check:
              "restored_body": record.restored_request.decode("utf-8"), "encrypted_fields": record.encrypted_fields,
              "algo": record.algo, "model": record.model, "nonce": record.nonce, "timestamp": record.timestamp,
              "endpoint": record.endpoint, "client_public_key": record.client_public_key}, model_key=key)
+        restored = serde_loads(record.restored_request, what="restored request")
+        if not isinstance(restored, dict):
+            raise E2EEError("the restored request is not a JSON object")
+        check = check_request_encrypted(request)
     except (E2EEError, UnicodeDecodeError) as exc:
         return Check(cid, Status.FAIL, f"the recorded request cannot be read as an E2EE v2 request: {exc}", {})
-    check = check_request_encrypted(request)
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+        # A restored request whose shape does not match the sent one (e.g. fewer messages) — never a crash.
+        return Check(cid, Status.FAIL, "the restored request does not have the shape of the sent one", {})
     if check.status is not Status.PASS:
         return check
     try:

@@ -365,3 +365,23 @@ def test_keepalive_comments_and_direct_serving_do_not_disturb_the_sealed_stream(
                          report=fetch.raw, nonce=fetch.nonce, policy=Policy.for_simulator(s),
                          collateral=s.aci.tdx.collateral())
     assert verdict.status == "verified", verdict.summary()
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda e: e.update(algo="ecdsa"), "algo"),
+    (lambda e: e["headers"].pop("X-E2EE-Nonce"), "headers"),
+    (lambda e: e.update(reply_keys="00"), "reply_keys"),
+    (lambda e: e.update(restored_request=7), "restored_request"),
+    (lambda e: e.update(endpoint="/v1/responses"), "endpoint"),
+    (lambda e: e.update(stream="yes"), "stream"),
+])
+def test_a_malformed_e2ee_record_is_a_parse_error_naming_the_field(saved, edit, field):
+    with pytest.raises(ParseError) as info:
+        _tampered(saved, False, lambda d: edit(d["e2ee"]))
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize("restored", ["not json", "[1]", '{"model":"m","messages":[]}'])
+def test_a_restored_request_of_the_wrong_shape_fails_without_crashing(sim, attested, saved, restored):
+    v = _reverify(sim, attested, saved, False, lambda d: d["e2ee"].update(restored_request=restored))
+    assert v["e2ee.request_encrypted"].status is Status.FAIL and v.status == "failed"

@@ -125,7 +125,7 @@ def recovery(*, n: int, max_tokens: int) -> None:
         run = run_latency(client, n=n, max_tokens=max_tokens, concurrency=3, warmup=0, progress=False)
         took = time.perf_counter() - t0
     f = run.frame
-    ttft, rate = f["ttft_s"].median(), f["tokens_per_s"].median()
+    ttft, rate = f["ttft_ms"].median() / 1000, f["tokens_per_s"].median()
     drawn_ttft = statistics.median(d[0] for d in drawn)
     drawn_rate = statistics.median((len(d) - 1) / sum(d[1:]) for d in drawn)
     exact = bool((f["ttfb_ns"] + f["chunk_gap_sum_ns"] == f["total_ns"]).all())

@@ -18,9 +18,23 @@ Schema (``schema_version`` 1)::
      "signature": {"text": "...", "signature": "...", "signing_address": "...", "signing_algo": "ecdsa"},
      "attestation": {"report": {...}, "nonce": "<64 hex>", "fetched_at": 1795600000.0},
      "collateral": {...} | null,          # Intel PCS/PCCS collateral as dcap-qvl reads it
+     "gateway_collateral": {...} | null,  # the same for a NEAR AI Cloud gateway's platform (optional key)
      "nras": {"response": [...], "jwks": {...}} | null,
      "policy": {... Policy.to_dict() ...},
      "verdict": {"status": "...", "checks": [...]}}
+
+Schema 2 (ACI, :mod:`phalanb.aci`) adds ``"protocol": "aci"`` and an ``"aci"`` object, and ``signature`` may be
+null (an ACI reply is bound by its signed receipt, not a signature record)::
+
+     "aci": {"report_b64": "...",         # the exact bytes of GET /v1/aci/attestation (fetched with "nonce")
+             "nonce": "<64 hex>", "fetched_at": 1795600000.0,
+             "receipt_b64": "...",        # the exact bytes of GET /v1/aci/receipts/{id}
+             "sessions": {"<session id>": "<b64 of GET /v1/aci/sessions/{id}>"},
+             "collateral": {...} | null,  # for the gateway's quote
+             "upstream": {"<session id>": {"collateral": ..., "nras_response": ..., "jwks": ...}},
+             "tls_spki_sha256": "<hex>" | null, "keyset_digest_header": "sha256:..." | null, "host": "..."}
+
+Schema 1 bundles (the model servers' protocol) still load and re-verify.
 
 >>> bundle = make_bundle(exchange, signature, attestation, policy=policy, verdict=verdict)   # doctest: +SKIP
 >>> save_bundle(bundle, "reply.phalanb.json"); reverify(load_bundle("reply.phalanb.json")).verdict.status  # doctest: +SKIP
@@ -28,6 +42,8 @@ Schema (``schema_version`` 1)::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import time
@@ -40,13 +56,15 @@ from .errors import InputError, ParseError
 from .exchange import Exchange, redact_headers
 from .policy import Policy
 from .signatures import SignatureRecord
+from .timeutil import parse_optional_time, parse_time
 from .verdict import Verdict
 
 __all__ = ["BUNDLE_KIND", "SCHEMA_VERSION", "MAX_BUNDLE_BYTES", "Bundle", "Reverification", "make_bundle",
-           "save_bundle", "load_bundle", "parse_bundle", "reverify"]
+           "save_bundle", "load_bundle", "parse_bundle", "reverify", "make_aci_bundle", "verify_bundle"]
 
 BUNDLE_KIND = "phalanb.audit-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 #: Bundles larger than this are refused before parsing (an 8-GPU report with collateral is ~2 MB).
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 
@@ -54,7 +72,7 @@ MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 @dataclass
 class Bundle:
     exchange: Exchange | None
-    signature: SignatureRecord
+    signature: SignatureRecord | None
     report: dict[str, Any] | None
     nonce: bytes | None
     policy: Policy
@@ -67,6 +85,12 @@ class Bundle:
     created_at: float = 0.0
     phalanb_version: str = __version__
     fetched_at: float | None = None
+    gateway_collateral: Any = None  # a NEAR AI Cloud gateway's own platform collateral
+    aci: dict[str, Any] | None = None  # schema 2: the ACI artifacts (exact bytes in base64), see the module doc
+
+    @property
+    def protocol(self) -> str:
+        return "aci" if self.aci is not None else "vllm-proxy"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,14 +101,17 @@ class Bundle:
             "verified_at": self.verified_at,
             "endpoint": dict(self.endpoint),
             "exchange": self.exchange.to_dict() if self.exchange is not None else None,
-            "signature": _without_secrets(self.signature.to_dict()),
+            "protocol": self.protocol,
+            "signature": _without_secrets(self.signature.to_dict()) if self.signature is not None else None,
             "attestation": {"report": self.report, "nonce": self.nonce.hex() if self.nonce else None,
                             "fetched_at": self.fetched_at},
             "collateral": self.collateral,
+            "gateway_collateral": self.gateway_collateral,
             "nras": ({"response": self.nras_response, "jwks": self.jwks}
                      if self.nras_response is not None or self.jwks is not None else None),
             "policy": self.policy.to_dict(),
             "verdict": self.recorded_verdict,
+            **({"aci": self.aci} if self.aci is not None else {}),
         }
 
     def __repr__(self) -> str:
@@ -100,7 +127,8 @@ def _without_secrets(d: dict[str, Any]) -> dict[str, Any]:
 def make_bundle(exchange: Exchange | None, signature: SignatureRecord, attestation: Any = None, *,
                 policy: Policy, verdict: Verdict | None, report: Mapping[str, Any] | None = None,
                 nonce: bytes | None = None, collateral: Any = None, nras_response: Any = None, jwks: Any = None,
-                verified_at: float | None = None, endpoint: Mapping[str, Any] | None = None) -> Bundle:
+                verified_at: float | None = None, endpoint: Mapping[str, Any] | None = None,
+                gateway_collateral: Any = None) -> Bundle:
     """Collect the evidence of one verification. ``attestation`` is a :class:`~phalanb.client.AttestationFetch`
     (or give ``report`` and ``nonce`` directly)."""
     fetched_at = None
@@ -110,12 +138,14 @@ def make_bundle(exchange: Exchange | None, signature: SignatureRecord, attestati
         fetched_at = attestation.fetched_at
     if hasattr(collateral, "to_dict"):
         collateral = collateral.to_dict()
+    if hasattr(gateway_collateral, "to_dict"):
+        gateway_collateral = gateway_collateral.to_dict()
     now = time.time()
     return Bundle(exchange=exchange, signature=signature, report=dict(report) if report is not None else None,
                   nonce=nonce, policy=policy, verified_at=verified_at if verified_at is not None else now,
                   collateral=collateral, nras_response=nras_response, jwks=jwks, endpoint=dict(endpoint or {}),
                   recorded_verdict=verdict.to_dict() if verdict is not None else None, created_at=now,
-                  fetched_at=fetched_at)
+                  fetched_at=fetched_at, gateway_collateral=gateway_collateral)
 
 
 def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
@@ -159,12 +189,19 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
         data = raw
     if not isinstance(data, Mapping):
         raise ParseError("a bundle must be a JSON object", field="bundle")
+    if data.get("kind") == "phalanb.exchange":
+        raise ParseError("this is a chat record from an older `phalanb chat --save`: it holds the exact bytes and "
+                         "signature but no attestation, so it cannot be verified. Run `phalanb chat PROMPT --save "
+                         "FILE` again: it now writes an audit bundle", field="kind")
     if data.get("kind") != BUNDLE_KIND:
         raise ParseError(f"not a phalanb audit bundle (kind is {data.get('kind')!r})", field="kind")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ParseError(f"schema_version {version!r} is not supported (this phalanb reads {SCHEMA_VERSION})",
-                         field="schema_version")
+    if version not in READABLE_SCHEMAS or isinstance(version, bool):
+        raise ParseError(f"schema_version {version!r} is not supported (this phalanb reads "
+                         f"{', '.join(map(str, READABLE_SCHEMAS))})", field="schema_version")
+    aci = _aci_part(data.get("aci"))
+    if aci is not None and version < 2:
+        raise ParseError("ACI artifacts need schema_version 2", field="aci")
     att = data.get("attestation") or {}
     if not isinstance(att, Mapping):
         raise ParseError("must be an object", field="attestation")
@@ -175,15 +212,15 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
         raise ParseError("not hex", field="attestation.nonce") from None
     if nonce is not None and len(nonce) != 32:
         raise ParseError(f"{len(nonce)} bytes; expected 32", field="attestation.nonce")
-    if "signature" not in data or not isinstance(data["signature"], Mapping):
-        raise ParseError("missing", field="signature")
+    signature = data.get("signature")
+    if signature is None and aci is None:
+        raise ParseError("missing (a bundle without ACI artifacts needs the signature record)", field="signature")
+    if signature is not None and not isinstance(signature, Mapping):
+        raise ParseError("must be an object", field="signature")
     nras = data.get("nras") or {}
     if not isinstance(nras, Mapping):
         raise ParseError("must be an object", field="nras")
-    try:
-        verified_at = float(data.get("verified_at"))
-    except (TypeError, ValueError):
-        raise ParseError("must be Unix seconds", field="verified_at") from None
+    verified_at = parse_time(data.get("verified_at"), field="verified_at")
     policy_d = data.get("policy") or {}
     if not isinstance(policy_d, Mapping):
         raise ParseError("must be an object", field="policy")
@@ -202,28 +239,124 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ParseError(f"the recorded verdict is malformed ({exc!r:.100})", field="verdict") from None
     collateral = data.get("collateral")
-    if collateral is not None and not isinstance(collateral, Mapping):
-        # Only an object: a string would be taken as a *path* by load_collateral, and a bundle from elsewhere
-        # must never make the verifier read a local file (or /dev/zero).
-        raise ParseError("must be an object (dcap-qvl collateral) or null", field="collateral")
+    gateway_collateral = data.get("gateway_collateral")
+    for name, value in (("collateral", collateral), ("gateway_collateral", gateway_collateral)):
+        if value is not None and not isinstance(value, Mapping):
+            # Only an object: a string would be taken as a *path* by load_collateral, and a bundle from elsewhere
+            # must never make the verifier read a local file (or /dev/zero).
+            raise ParseError("must be an object (dcap-qvl collateral) or null", field=name)
     endpoint = data.get("endpoint") or {}
     if not isinstance(endpoint, Mapping):
         raise ParseError("must be an object", field="endpoint")
-    try:
-        created_at = float(data.get("created_at") or 0.0)
-    except (TypeError, ValueError):
-        raise ParseError("must be Unix seconds", field="created_at") from None
+    created_at = parse_time(data.get("created_at") or 0.0, field="created_at")
+    fetched_at = parse_optional_time(att.get("fetched_at"), field="attestation.fetched_at")
     return Bundle(
         exchange=Exchange.from_dict(data["exchange"]) if data.get("exchange") is not None else None,
-        signature=SignatureRecord.from_dict(data["signature"]),
+        signature=SignatureRecord.from_dict(signature) if signature is not None else None,
         report=dict(report) if report is not None else None,
         nonce=nonce, policy=policy, verified_at=verified_at,
         collateral=collateral, nras_response=nras.get("response"), jwks=nras.get("jwks"),
         endpoint=dict(endpoint),
         recorded_verdict=dict(recorded) if isinstance(recorded, Mapping) else None,
         created_at=created_at, phalanb_version=str(data.get("phalanb_version", "?")),
-        fetched_at=att.get("fetched_at"),
+        fetched_at=fetched_at, gateway_collateral=gateway_collateral,
+        aci=aci,
     )
+
+
+def _b64(value: Any, field_name: str, *, limit: int = MAX_BUNDLE_BYTES) -> bytes:
+    if not isinstance(value, str):
+        raise ParseError("must be base64 text", field=field_name)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ParseError("not base64", field=field_name) from None
+    if len(raw) > limit:
+        raise ParseError(f"{len(raw)} bytes exceeds the limit", field=field_name)
+    return raw
+
+
+def _aci_part(value: Any) -> dict[str, Any] | None:
+    """The ``aci`` object of a schema-2 bundle, checked for shape (its content is verified, never believed)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ParseError("must be an object", field="aci")
+    _b64(value.get("report_b64"), "aci.report_b64")
+    _b64(value.get("receipt_b64"), "aci.receipt_b64")
+    nonce = value.get("nonce")
+    if nonce is not None:
+        try:
+            if len(bytes.fromhex(nonce)) != 32:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ParseError("must be 64 hex digits or null", field="aci.nonce") from None
+    sessions = value.get("sessions") or {}
+    if not isinstance(sessions, Mapping):
+        raise ParseError("must be an object (session id → base64)", field="aci.sessions")
+    for sid, raw in sessions.items():
+        _b64(raw, f"aci.sessions.{sid}")
+    upstream = value.get("upstream") or {}
+    if not isinstance(upstream, Mapping) or not all(isinstance(v, Mapping) for v in upstream.values()):
+        raise ParseError("must be an object of objects", field="aci.upstream")
+    for sid, ev in upstream.items():
+        col = ev.get("collateral")
+        if col is not None and not isinstance(col, Mapping):
+            # As for the top-level collateral: a string would be read as a *path* by load_collateral.
+            raise ParseError("must be an object or null", field=f"aci.upstream.{sid}.collateral")
+    col = value.get("collateral")
+    if col is not None and not isinstance(col, Mapping):
+        raise ParseError("must be an object or null", field="aci.collateral")
+    for key in ("tls_spki_sha256", "keyset_digest_header", "host"):
+        if value.get(key) is not None and not isinstance(value.get(key), str):
+            raise ParseError("must be a string or null", field=f"aci.{key}")
+    return dict(value)
+
+
+def make_aci_bundle(exchange: Exchange | None, *, attestation: Any, receipt: Any, sessions: Mapping[str, bytes],
+                    policy: Policy, verdict: Verdict | None, online: Any = None, host: str | None = None,
+                    verified_at: float | None = None, endpoint: Mapping[str, Any] | None = None) -> Bundle:
+    """Collect the evidence of one ACI verification: ``attestation`` an :class:`~phalanb.client.AciAttestationFetch`,
+    ``receipt`` an :class:`~phalanb.client.AciFetch`, ``sessions`` session id → exact bytes, ``online`` an
+    :class:`~phalanb.evidence.AciOnlineEvidence`."""
+    now = time.time()
+    aci = {
+        "report_b64": base64.b64encode(attestation.raw).decode(),
+        "nonce": attestation.nonce.hex() if attestation.nonce else None,
+        "fetched_at": attestation.fetched_at,
+        "receipt_b64": base64.b64encode(receipt.raw).decode(),
+        "sessions": {sid: base64.b64encode(raw).decode() for sid, raw in sessions.items()},
+        "collateral": getattr(online, "collateral", None),
+        "upstream": online.upstream_dict() if online is not None else {},
+        "tls_spki_sha256": getattr(exchange, "tls_spki_sha256", None),
+        "keyset_digest_header": getattr(exchange, "aci_keyset_digest", None),
+        "host": host,
+    }
+    return Bundle(exchange=exchange, signature=None, report=None, nonce=None, policy=policy,
+                  verified_at=verified_at if verified_at is not None else now, endpoint=dict(endpoint or {}),
+                  recorded_verdict=verdict.to_dict() if verdict is not None else None, created_at=now,
+                  fetched_at=attestation.fetched_at, aci=aci)
+
+
+def verify_bundle(bundle: Bundle, *, policy: Policy, at: float) -> Verdict:
+    """The verdict a bundle's evidence gives now: :func:`phalanb.aci.verify_aci` for ACI bundles,
+    :func:`phalanb.verify.verify_exchange` for the model servers' protocol."""
+    if bundle.aci is not None:
+        from .aci import verify_aci
+
+        a = bundle.aci
+        nonce = bytes.fromhex(a["nonce"]) if a.get("nonce") else None
+        return verify_aci(bundle.exchange, receipt=_b64(a["receipt_b64"], "aci.receipt_b64"),
+                          report=_b64(a["report_b64"], "aci.report_b64"), nonce=nonce,
+                          sessions={sid: _b64(v, f"aci.sessions.{sid}") for sid, v in (a.get("sessions") or {}).items()},
+                          policy=policy, collateral=a.get("collateral"), at=at, upstream=a.get("upstream") or {},
+                          tls_spki_sha256=a.get("tls_spki_sha256"), keyset_digest_header=a.get("keyset_digest_header"),
+                          host=a.get("host"))
+    from .verify import verify_exchange
+
+    return verify_exchange(bundle.exchange, bundle.signature, bundle.report, nonce=bundle.nonce, policy=policy,
+                           collateral=bundle.collateral, nras_response=bundle.nras_response, jwks=bundle.jwks, at=at,
+                           gateway_collateral=bundle.gateway_collateral)
 
 
 @dataclass
@@ -258,13 +391,10 @@ def reverify(bundle: Bundle, *, at: float | None = None, policy: Policy | None =
     Whoever wrote the bundle could have written any roots and any TCB tolerance into it; its recorded policy is
     only compared, and a difference is reported.
     """
-    from .verify import verify_exchange
-
     policy = policy or Policy(trust=trust)
-    when = bundle.verified_at if at is None else float(at)
-    verdict = verify_exchange(bundle.exchange, bundle.signature, bundle.report, nonce=bundle.nonce,
-                              policy=policy, collateral=bundle.collateral,
-                              nras_response=bundle.nras_response, jwks=bundle.jwks, at=when)
+    when = parse_time(bundle.verified_at if at is None else at, field="verified_at" if at is None else "at",
+                      allow_now=at is not None)
+    verdict = verify_bundle(bundle, policy=policy, at=when)
     recorded = Verdict.from_dict(bundle.recorded_verdict) if bundle.recorded_verdict else None
     recorded_status = (bundle.recorded_verdict or {}).get("status")
     differences: list[str] = []

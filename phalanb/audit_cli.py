@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from . import _json
+from ._term import verdict_table
 from .errors import InputError, ParseError
 from .policy import Policy
+from .timeutil import at_argument
 
 __all__ = ["register"]
 
@@ -25,45 +27,53 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Re-verify an audit bundle with no network. By default the clock is the time of "
                        "the original verification, so the same evidence gives the same verdict; the output says "
                        "when the verdict differs from the recorded one and why.")
-    p.add_argument("bundle", type=Path)
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+    p.add_argument("bundle", type=Path, help="an audit bundle JSON (phalanb demo --save, VerifiedChat.save)")
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME",
                    help="verify as of this time instead (e.g. now, to see what has expired)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the bundle's own trust settings are never used)")
     _policy_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report", help="check a saved attestation report on its own",
                        description="Check an attestation report JSON: its shape, the binding of the signing key, "
                        "freshness against the nonce you sent, the TDX quote, the event log and the GPU evidence.")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="an attestation report JSON, as GET /attestation/report returns it")
     p.add_argument("--nonce", help="the 64-hex nonce you sent when fetching the report (freshness)")
     p.add_argument("--signing-address", help="pick the node holding this key when the report lists several")
     p.add_argument("--node", type=int, default=None, help="or pick the node by index")
     p.add_argument("--collateral", type=Path, help="Intel collateral JSON for the TCB status")
+    p.add_argument("--gateway-collateral", type=Path, help="Intel collateral JSON for a NEAR AI Cloud gateway's "
+                   "quote (default: --collateral, which fits only when both run on the same platform)")
+    p.add_argument("--e2e-instances", type=Path, help="the Chutes /e2e/instances/<chute> answer, whose e2e public "
+                   "keys the evidence API's quotes commit to")
     p.add_argument("--nras-response", type=Path, help="a saved NRAS answer")
     p.add_argument("--jwks", type=Path, help="the NRAS JWKS to check the answer's signatures")
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME",
                    help="the clock for certificates, collateral and tokens (default now)")
-    p.add_argument("--trust", choices=("production", "simulated"), default="production")
+    p.add_argument("--trust", choices=("production", "simulated"), default="production",
+                   help="roots to trust: production (Intel's and NVIDIA's pinned roots, default) or simulated "
+                   "(phalanb's simulator only)")
     _policy_args(p)
     p.add_argument("--kms-root", action="append", default=[], metavar="HEX",
                    help="ACI reports: a dstack-kms root key you accept for key custody (repeatable)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("audit", help="verify many bundles (or a JSONL batch) offline",
                        description="Verify audit bundles, folders of them, or JSONL batches of replies sharing one "
                        "attestation. One row per reply. Exit 0 only if every reply is verified.")
-    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("paths", nargs="+", type=Path,
+                   help="audit bundles, folders of them, or JSONL batches of replies")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the files' own trust settings are never used)")
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME")
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME",
+                   help="verify as of this time (default: the time each file records it was verified at)")
     p.add_argument("--csv", type=Path, help="also write the table as CSV")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the table as JSON (one record per reply)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _policy_args(p)
     p.set_defaults(func=cmd_audit)
 
@@ -111,7 +121,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                           "same_as_recorded": result.same, "differences": result.differences,
                           "verdict": result.verdict.to_dict()}, indent=2))
     else:
-        print(result.verdict.table())
+        print(verdict_table(result.verdict))
         print(result.explain())
     return result.verdict.exit_code()
 
@@ -121,6 +131,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .verify import verify_report
 
     report = _read_json(args.file, "report")
+    if args.e2e_instances:
+        from .report import merge_chutes_instances
+
+        report = merge_chutes_instances(report, _read_json(args.e2e_instances, "e2e_instances"))
     if is_aci_report(report):
         return _cmd_aci_report(args)
     if is_legacy_gateway_report(report):
@@ -143,13 +157,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     verdict = verify_report(report, nonce=nonce, signing_address=args.signing_address, node=args.node,
                             policy=_policy(args), collateral=_read_json(args.collateral, "collateral"),
                             nras_response=_read_json(args.nras_response, "nras_response"),
-                            jwks=_read_json(args.jwks, "jwks"), at=args.at)
+                            jwks=_read_json(args.jwks, "jwks"), at=args.at,
+                            gateway_collateral=_read_json(args.gateway_collateral, "gateway_collateral"))
     if nonce is None:
         print("phalanb: note: no --nonce given, so freshness cannot be shown", file=sys.stderr)
     if args.json:
         print(json.dumps(verdict.to_dict(), indent=2))
     else:
-        print(verdict.table())
+        print(verdict_table(verdict))
     return verdict.exit_code()
 
 
@@ -191,6 +206,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(df[with_cols].to_string(index=False, max_colwidth=48))
         counts = df["verdict"].value_counts().to_dict()
         print("\n" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + f"  ({len(df)} replies)")
+        if "error" in df:
+            for source, why in df.loc[df["error"].notna(), ["source", "error"]].itertuples(index=False):
+                print(f"could not read {source}: {why}")
     if df.empty:
         return 3
     if (df["verdict"] == "failed").any():

@@ -8,7 +8,8 @@ uses — a batch verdict is the same verdict, computed with less repetition.
 
 Inputs: audit bundle files (``*.json``), or a JSONL file whose first line is a shared header
 ``{"kind": "phalanb.audit-batch", "attestation": {...}, "policy": {...}, "verified_at": …, "collateral": …,
-"nras": …}`` followed by one ``{"exchange": {...}, "signature": {...}}`` per line.
+"gateway_collateral": … (optional), "nras": …}`` followed by one ``{"exchange": {...}, "signature": {...}}``
+per line.
 
 >>> df = audit(["a.json", "b.json"], workers=2)            # doctest: +SKIP
 >>> df[["chat_id", "verdict", "failing"]]                   # doctest: +SKIP
@@ -35,6 +36,7 @@ from .exchange import Exchange
 from .policy import Policy
 from .signatures import SignatureRecord
 from .verify import AttestedReport, assemble, attest_report, chat_checks, unattested
+from .timeutil import parse_optional_time
 
 __all__ = ["BATCH_KIND", "AuditItem", "audit", "load_items", "write_batch"]
 
@@ -58,12 +60,14 @@ class AuditItem:
     nras_response: Any = None
     jwks: Any = None
     recorded_status: str | None = None
+    gateway_collateral: Any = None  # a NEAR AI Cloud gateway's own platform collateral
 
     def attestation_key(self) -> str:
         """Replies with equal keys share one attestation verification."""
         h = hashlib.sha256()
         for part in (self.report, self.nonce.hex() if self.nonce else None, self.signature.signing_address,
-                     self.policy.to_dict(), self.at, self.collateral, self.nras_response, self.jwks):
+                     self.policy.to_dict(), self.at, self.collateral, self.nras_response, self.jwks,
+                     self.gateway_collateral):
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
             h.update(b"\0")
         return h.hexdigest()
@@ -73,7 +77,8 @@ def _from_bundle(bundle: Bundle, source: str, at: float | None, policy: Policy) 
     return AuditItem(source=source, exchange=bundle.exchange, signature=bundle.signature, report=bundle.report,
                      nonce=bundle.nonce, policy=policy, at=bundle.verified_at if at is None else at,
                      collateral=bundle.collateral, nras_response=bundle.nras_response, jwks=bundle.jwks,
-                     recorded_status=(bundle.recorded_verdict or {}).get("status"))
+                     recorded_status=(bundle.recorded_verdict or {}).get("status"),
+                     gateway_collateral=bundle.gateway_collateral)
 
 
 def _jsonl_items(path: Path, at: float | None, policy: Policy) -> Iterator[AuditItem]:
@@ -105,37 +110,50 @@ def _jsonl_items(path: Path, at: float | None, policy: Policy) -> Iterator[Audit
             offset += len(line)
             yield AuditItem(source=f"{path}:{lineno}", exchange=ex, signature=sig, report=shared.report,
                             nonce=shared.nonce, policy=policy, at=shared.verified_at if at is None else at,
-                            collateral=shared.collateral, nras_response=shared.nras_response, jwks=shared.jwks)
+                            collateral=shared.collateral, nras_response=shared.nras_response, jwks=shared.jwks,
+                            gateway_collateral=shared.gateway_collateral)
 
 
 def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = None, policy: Policy | None = None,
-               trust: str = "production") -> list[AuditItem]:
+               trust: str = "production", errors: list[tuple[str, str]] | None = None) -> list[AuditItem]:
     """Bundles (``.json``), batch files (``.jsonl``) and folders of either, to be verified under the auditor's
     ``policy`` (default: production roots; ``trust="simulated"`` for simulator evidence) — never under a policy
-    written into the files."""
+    written into the files.
+
+    A file that cannot be read raises its phalanb error, unless ``errors`` is a list: then ``(source, why)`` is
+    appended to it and the other files are still loaded (:func:`audit` reports each as a failed row)."""
     policy = policy or Policy(trust=trust)
+    at = parse_optional_time(at, field="at", allow_now=True)
     items: list[AuditItem] = []
     for p in map(Path, paths):
         if p.is_dir():
             items.extend(load_items(sorted(q for q in p.iterdir() if q.suffix in (".json", ".jsonl")), at=at,
-                                    policy=policy))
-        elif p.suffix == ".jsonl":
-            items.extend(_jsonl_items(p, at, policy))
-        elif p.exists():
-            items.append(_from_bundle(load_bundle(p), str(p), at, policy))
-        else:
+                                    policy=policy, errors=errors))
+            continue
+        if not p.exists():
             raise InputError(f"no such file or folder: {p}")
+        try:
+            if p.suffix == ".jsonl":
+                items.extend(list(_jsonl_items(p, at, policy)))
+            else:
+                items.append(_from_bundle(load_bundle(p), str(p), at, policy))
+        except PhalanbError as exc:
+            if errors is None:
+                raise
+            errors.append((str(p), str(exc)))
     return items
 
 
 def write_batch(path: str | os.PathLike[str], *, report: dict[str, Any], nonce: bytes | None, policy: Policy,
                 verified_at: float, replies: Iterable[tuple[Exchange, SignatureRecord]], collateral: Any = None,
-                nras_response: Any = None, jwks: Any = None) -> Path:
+                nras_response: Any = None, jwks: Any = None, gateway_collateral: Any = None) -> Path:
     """Write replies that share one attestation as a JSONL batch file."""
     p = Path(path)
     header = {"kind": BATCH_KIND, "attestation": {"report": report, "nonce": nonce.hex() if nonce else None},
               "policy": policy.to_dict(), "verified_at": verified_at, "collateral": collateral,
               "nras": {"response": nras_response, "jwks": jwks} if nras_response is not None else None}
+    if gateway_collateral is not None:
+        header["gateway_collateral"] = gateway_collateral
     with p.open("w") as fh:
         fh.write(json.dumps(header) + "\n")
         for ex, sig in replies:
@@ -151,7 +169,7 @@ def _attest(item: AuditItem) -> AttestedReport:
     try:
         return attest_report(item.report, nonce=item.nonce, signer=item.signature.signing_address,
                              policy=item.policy, collateral=item.collateral, nras_response=item.nras_response,
-                             jwks=item.jwks, at=item.at)
+                             jwks=item.jwks, at=item.at, gateway_collateral=item.gateway_collateral)
     except PhalanbError as exc:  # e.g. a policy naming roots that cannot be loaded
         return unattested(f"the attestation cannot be verified: {exc}", failed=True)
 
@@ -205,16 +223,26 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
     if isinstance(paths_or_items, (str, os.PathLike)):
         paths_or_items = [paths_or_items]
     given = list(paths_or_items)
+    unreadable: list[tuple[str, str]] = []
     items = (given if given and all(isinstance(i, AuditItem) for i in given)
-             else load_items(given, at=at, policy=policy, trust=trust))
+             else load_items(given, at=at, policy=policy, trust=trust, errors=unreadable))
     own = None
     if executor is None and (workers or 1) > 1:
         executor = own = ProcessPoolExecutor(max_workers=workers)
     try:
-        return _run(items, executor, progress, verdicts)
+        df = _run(items, executor, progress, verdicts)
     finally:
         if own is not None:
             own.shutdown()
+    if unreadable:
+        # One bad file (a NaN verified_at, a truncated bundle) is a failed row, not the end of the audit.
+        bad = pd.DataFrame([{"source": src, "chat_id": None, "verdict": "failed", "failing": "bundle.read",
+                             "skipped": "", "warnings": "", "recorded": None, "ttft_s": None, "total_s": None,
+                             "error": why} for src, why in unreadable])
+        if verdicts:
+            bad["verdict_obj"] = None
+        df = pd.concat([df, bad], ignore_index=True) if len(df) else bad
+    return df
 
 
 def _attestation_keys(items: list[AuditItem]) -> list[str]:
@@ -223,7 +251,8 @@ def _attestation_keys(items: list[AuditItem]) -> list[str]:
     memo: dict[tuple, str] = {}
     out = []
     for i in items:
-        ident = (id(i.report), id(i.collateral), id(i.nras_response), id(i.jwks), id(i.policy), i.nonce,
+        ident = (id(i.report), id(i.collateral), id(i.gateway_collateral), id(i.nras_response), id(i.jwks),
+                 id(i.policy), i.nonce,
                  i.signature.signing_address, i.at)
         key = memo.get(ident)
         if key is None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from .errors import PhalanbError
 
@@ -54,20 +55,78 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _QuietStdout:
+    """stdout that goes quiet when the reader closes the pipe (``phalanb report … | head -1``): the rest of the
+    output is dropped, the command finishes, and its exit code is still the verdict's."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self.pipe_closed = False
+
+    def _silence(self) -> None:
+        self.pipe_closed = True
+        # Point the descriptor at /dev/null so that the interpreter's own flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        if not self.pipe_closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.pipe_closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, buffer… exactly as the real stdout's
+        return getattr(self._stream, name)
+
+
+def _has_fd(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    original = sys.stdout
+    quiet = _QuietStdout(original) if _has_fd(original) else None
+    if quiet is not None:
+        sys.stdout = quiet
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()
+        return code
     except PhalanbError as exc:
         # The message is written for a person; the class name is for programs (and reads like a crash).
         print(f"phalanb: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Written past the wrapper (e.g. raw bytes): the reader is gone; leave quietly.
+        if quiet is not None:
+            quiet._silence()
+        return EXIT_OK
+    finally:
+        if quiet is not None:
+            sys.stdout = original
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,13 +42,14 @@ from .exchange import Exchange, ExchangeRecorder
 from .signatures import ALGOS, SignatureRecord
 
 __all__ = ["Client", "AttestationFetch", "AciFetch", "AciAttestationFetch", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT",
-           "new_nonce", "encode_body", "default_transport", "tls_context", "peer_spki_sha256"]
+           "new_nonce", "encode_body", "default_transport", "tls_context", "peer_spki_sha256", "read_limited"]
 
 DEFAULT_BASE_URL = "https://api.red-pill.ai/v1"
 #: Connect quickly or fail; allow slow models a minute between bytes.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=10.0)
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_JSON_BODY = 64 * 1024 * 1024
+_MAX_CHAT_BODY = 64 * 1024 * 1024  # the reply, streamed or not, after decompression
 _RETRY_STATUSES = {429, 502, 503, 504}  # attestation reports with 8 GPUs are ~1 MB; refuse absurd ones
 
 SIGNATURE_EXPIRED_HELP = (
@@ -203,22 +204,76 @@ def _server_error_type(body: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _decode_content(body: bytes, encoding: str | None) -> bytes:
-    """Undo a transfer compression the server applied although phalanb asked for ``identity``.
+def _inflate(body: bytes, wbits: int, limit: int, what: str) -> bytes:
+    """Decompress at most ``limit`` bytes, never more: the output is bounded *while* inflating, so a small
+    compressed answer cannot grow into gigabytes in memory first (a 71 KB gzip body inflates to 73 MB)."""
+    out = bytearray()
+    rest = body
+    while True:
+        d = zlib.decompressobj(wbits)
+        try:
+            out += d.decompress(rest, limit - len(out) + 1)
+        except zlib.error as exc:
+            raise ParseError(f"{what}: the compressed answer is corrupt ({exc}); nothing can be read from it",
+                             field="body") from None
+        if len(out) > limit or d.unconsumed_tail:
+            raise ParseError(f"{what}: the answer decompresses to more than {limit} bytes (phalanb's limit); it "
+                             f"was {len(body)} bytes compressed", field="body", offset=limit)
+        if not d.eof:
+            raise ParseError(f"{what}: the compressed answer is truncated ({len(body)} bytes, the stream does not "
+                             "end)", field="body", offset=len(body))
+        rest = d.unused_data
+        if not rest:
+            return bytes(out)
+        if wbits != 16 + zlib.MAX_WBITS:  # only gzip may hold several members
+            raise ParseError(f"{what}: {len(rest)} bytes follow the end of the compressed answer", field="body",
+                             offset=len(body) - len(rest))
+
+
+def _decode_content(body: bytes, encoding: str | None, *, limit: int = 64 * 1024 * 1024,
+                    what: str = "answer") -> bytes:
+    """Undo a transfer compression the server applied although phalanb asked for ``identity``, never inflating
+    past ``limit`` bytes. Corrupt, truncated or oversized input raises :class:`ParseError`.
 
     The service hashed the body before compression, so the decompressed bytes are the ones to hash.
     """
     if not encoding or encoding == "identity":
+        if len(body) > limit:
+            raise ParseError(f"{what}: the answer exceeds {limit} bytes", field="body", offset=limit)
         return body
+    encoding = encoding.strip().lower()
     if encoding in ("gzip", "x-gzip"):
-        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        return _inflate(body, 16 + zlib.MAX_WBITS, limit, what)
     if encoding == "deflate":
+        # HTTP "deflate" is zlib-wrapped, but some servers send raw deflate.
         try:
-            return zlib.decompress(body)
-        except zlib.error:
-            return zlib.decompress(body, -zlib.MAX_WBITS)
+            return _inflate(body, zlib.MAX_WBITS, limit, what)
+        except ParseError as exc:
+            if "decompresses to more" in str(exc):
+                raise
+            return _inflate(body, -zlib.MAX_WBITS, limit, what)
     raise TransportError(f"the server compressed the body with {encoding!r} although phalanb asked for identity; "
                          "phalanb cannot recover the exact bytes it signed")
+
+
+def read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
+    """The body of a streamed ``response``, at most ``limit`` bytes before *and* after undoing its
+    Content-Encoding. Larger, corrupt or truncated bodies raise :class:`ParseError`; a broken connection
+    :class:`TransportError`."""
+    parts, size = [], 0
+    try:
+        for chunk in response.iter_raw():
+            size += len(chunk)
+            if size > limit:
+                raise ParseError(f"{what}: the answer exceeds {limit} bytes", field="body", offset=limit)
+            parts.append(chunk)
+    except httpx.StreamConsumed:
+        # An in-memory response (a test's mock, built from bytes): httpx has already read and decoded it.
+        return _decode_content(response.content, None, limit=limit, what=what)
+    except (httpx.HTTPError, httpx.StreamError) as exc:
+        raise TransportError(f"{what}: the connection broke after {size} bytes ({_reason(exc)})",
+                             url=str(response.request.url)) from None
+    return _decode_content(b"".join(parts), response.headers.get("content-encoding"), limit=limit, what=what)
 
 
 class Client:
@@ -388,17 +443,7 @@ class Client:
         return max(0.0, wait)
 
     def _read_limited(self, response: httpx.Response, limit: int, *, what: str) -> bytes:
-        parts, size = [], 0
-        try:
-            for chunk in response.iter_raw():
-                size += len(chunk)
-                if size > limit:
-                    raise ParseError(f"{what}: the answer exceeds {limit} bytes", field="body", offset=limit)
-                parts.append(chunk)
-        except (httpx.HTTPError, httpx.StreamError) as exc:
-            raise TransportError(f"{what}: the connection broke after {size} bytes ({_reason(exc)})",
-                                 url=str(response.request.url)) from None
-        return _decode_content(b"".join(parts), response.headers.get("content-encoding"))
+        return read_limited(response, limit, what=what)
 
     # -- the API ---------------------------------------------------------------------------------------
     def chat(self, messages: str | Sequence[Mapping[str, Any]] | None = None, *, stream: bool = True,
@@ -480,8 +525,14 @@ class Client:
                     # The refusal's bytes (and an ACI gateway's X-Receipt-Id for it) stay available.
                     err.partial = recorder.finish(complete=False)  # type: ignore[attr-defined]
                     raise
+            received = 0
             try:
                 for chunk in response.iter_raw():
+                    received += len(chunk)
+                    if received > _MAX_CHAT_BODY:
+                        # A reply of this size is no chat: stop reading rather than fill the memory.
+                        raise ParseError(f"chat: the reply exceeds {_MAX_CHAT_BODY} bytes (phalanb's limit); "
+                                         "reading stopped", field="response", offset=_MAX_CHAT_BODY)
                     recorder.feed(chunk)
                     if opener is not None and stream and encoding in (None, "identity"):
                         opener.feed(chunk)
@@ -493,7 +544,8 @@ class Client:
                 err.partial = partial  # type: ignore[attr-defined]
                 raise err from None
             if encoding not in (None, "identity"):
-                recorder.replace_body(_decode_content(recorder.received, encoding))
+                recorder.replace_body(_decode_content(recorder.received, encoding, limit=_MAX_CHAT_BODY,
+                                                      what="chat"))
             exchange = recorder.finish()
         finally:
             response.close()

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._term import verdict_table
 from .apikey import ENV_VARS
 from .evidence import DEFAULT_PCCS_URL
 from .session import Session, Settings
@@ -86,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "the signature and a fresh attestation, verify, and print a table of checks. Exit code 0 "
                        "only when every check passed; 1 when one failed; 3 when something could not be checked.")
     _client_args(p)
-    p.add_argument("--prompt", default=DEMO_PROMPT)
+    p.add_argument("--prompt", default=DEMO_PROMPT, help=f"the user message to send (default: {DEMO_PROMPT!r})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--save", type=Path, metavar="FILE", help="write an audit bundle that re-verifies offline")
     p.add_argument("--offline", action="store_true",
@@ -104,8 +105,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "save the exchange (exact bytes, base64) and signature as JSON.")
     _client_args(p)
     p.add_argument("prompt", help="the user message")
-    p.add_argument("--save", type=Path, metavar="FILE", help="write the exchange and signature as JSON")
-    p.add_argument("--no-signature", action="store_true", help="do not fetch the signature")
+    p.add_argument("--save", type=Path, metavar="FILE",
+                   help="verify the reply and write its audit bundle (re-verify offline with phalanb verify FILE)")
+    p.add_argument("--no-signature", action="store_true",
+                   help="do not fetch the signature or receipt (cannot be combined with --save)")
     p.set_defaults(func=cmd_chat)
 
 
@@ -114,13 +117,19 @@ def _client_args(p: argparse.ArgumentParser) -> None:
                    f"simulator). The API key comes from ${ENV_VARS[0]} or ${ENV_VARS[1]}.")
     p.add_argument("--model", help="model id (default: the first one the service lists)")
     p.add_argument("--no-stream", action="store_true", help="ask for a non-streaming reply")
-    p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--signing-algo", choices=ALGOS, default="ecdsa")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="the most tokens the reply may have (default: the service's own limit)")
+    p.add_argument("--signing-algo", choices=ALGOS, default="ecdsa",
+                   help="the signature to ask for: ecdsa (an Ethereum address signs) or ed25519 (default ecdsa)")
     p.add_argument("--timeout", type=_positive(float), default=60.0, help="seconds (default 60)")
     p.add_argument("--allow-insecure-http", action="store_true",
                    help="allow sending the API key over plain http to a non-loopback host")
     p.add_argument("--trust", choices=("production", "simulated"), default=None,
                    help="roots to trust (default: simulated for the embedded simulator, production otherwise)")
+    p.add_argument("--protocol", choices=("aci", "legacy"), default="aci",
+                   help="what the embedded simulator serves: aci (default; today's Redpill/Phala gateway: report, "
+                   "signed receipts, attested sessions) or legacy (a model server's vllm-proxy protocol). A real "
+                   "service is recognised by its answer (an X-Receipt-Id header means ACI)")
 
 
 def _session(args: argparse.Namespace) -> Session:
@@ -133,6 +142,7 @@ def _session(args: argparse.Namespace) -> Session:
         settings.trust = "simulated"
     if getattr(args, "trust", None):
         settings.trust = args.trust
+    settings.protocol = getattr(args, "protocol", None) or "aci"
     if getattr(args, "offline", False):
         settings.online = False
     if getattr(args, "pccs_url", None):
@@ -192,33 +202,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(json.dumps({**result.endpoint, "chat_id": result.exchange.chat_id, "reply": result.exchange.text,
                           "nonce": result.attestation.nonce_hex, "verdict": verdict.to_dict()}, indent=2))
     else:
-        print(verdict.table())
+        print(verdict_table(verdict))
     return verdict.exit_code()
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    if args.save and args.no_signature:
+        raise InputError("--save writes an audit bundle, which needs the signature or receipt: drop --no-signature")
     with _session(args) as session:
         client = session.client
         exchange = client.chat(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
                                on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()))
         print()
-        record: dict[str, Any] = {"kind": "phalanb.exchange", "version": 1, "base_url": client.base_url,
-                                  "simulated": session.simulated, "exchange": exchange.to_dict()}
-        if not args.no_signature:
+        verdict = None
+        if args.save:
+            # A saved chat is an audit bundle: `phalanb verify FILE` then gives this chat's verdict offline.
+            if exchange.receipt_id is not None:
+                result: Any = session.verify_aci(exchange)
+            else:
+                signature = client.signature(exchange.chat_id)
+                attestation = client.attestation(signing_algo=signature.signing_algo,
+                                                 signing_address=signature.signing_address)
+                result = session.verify(exchange, signature, attestation)
+            result.save(args.save)
+            verdict = result.verdict
+            trust = " --trust simulated" if session.simulated else ""
+        elif not args.no_signature:
             try:
-                record["signature"] = client.signature(exchange.chat_id).to_dict()
+                if exchange.receipt_id is not None:
+                    receipt = client.receipt(exchange.receipt_id)
+                    print(f"receipt {exchange.receipt_id}: {len(receipt.raw)} bytes, signed by the gateway's "
+                          "attested key (phalanb chat --save FILE verifies it and keeps it)", file=sys.stderr)
+                else:
+                    client.signature(exchange.chat_id)
             except SignatureExpiredError as exc:
                 print(f"phalanb: {exc}", file=sys.stderr)
-                record["signature"] = None
     t = exchange.timings
     print(f"chat id {exchange.chat_id}; request sha256 {exchange.request_sha256}; response sha256 "
           f"{exchange.response_sha256}; first token {t.ttft_s * 1000 if t.ttft_s is not None else float('nan'):.0f}"
           f" ms; total {t.total_s * 1000:.0f} ms", file=sys.stderr)
-    if args.save:
-        try:
-            args.save.write_text(json.dumps(record, indent=2))
-        except OSError as exc:
-            raise InputError(f"cannot write {args.save}: {exc.strerror}") from None
-        print(f"saved to {args.save}", file=sys.stderr)
+    if verdict is not None:
+        print(f"verdict: {verdict.summary()}", file=sys.stderr)
+        print(f"saved the audit bundle to {args.save} (re-verify offline: phalanb verify {args.save}{trust})",
+              file=sys.stderr)
+        return verdict.exit_code()
     return 0
-

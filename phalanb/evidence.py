@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 from .errors import PhalanbError
 from .report import parse_report
 
-__all__ = ["OnlineEvidence", "DEFAULT_PCCS_URL", "CollateralCache", "fetch_online_evidence"]
+__all__ = ["OnlineEvidence", "AciOnlineEvidence", "DEFAULT_PCCS_URL", "CollateralCache", "fetch_online_evidence",
+           "fetch_aci_online_evidence", "upstream_report"]
 
 #: dcap-qvl's default collateral source (a public PCCS that mirrors Intel PCS).
 DEFAULT_PCCS_URL = "https://pccs.phala.network"
@@ -81,6 +82,7 @@ def _collateral(quote: Any, pccs_url: str, timeout: float, cache: CollateralCach
 @dataclass
 class OnlineEvidence:
     collateral: dict[str, Any] | None = None
+    gateway_collateral: dict[str, Any] | None = None  # a NEAR AI Cloud gateway's own platform
     nras_response: Any = None
     jwks: Any = None
     problems: list[str] = field(default_factory=list)
@@ -88,18 +90,24 @@ class OnlineEvidence:
 
 def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | None, nonce: bytes | None,
                           pccs_url: str | None = DEFAULT_PCCS_URL, nras_url: str | None = None,
-                          timeout: float = 60.0, cache: CollateralCache | None = COLLATERAL_CACHE
-                          ) -> OnlineEvidence:
+                          timeout: float = 60.0, cache: CollateralCache | None = COLLATERAL_CACHE,
+                          trust: str | None = None) -> OnlineEvidence:
     """Collateral for the node's quote from ``pccs_url`` and, when ``nras_url`` is given, NRAS's appraisal of
     its GPU evidence with the JWKS to check it. ``None`` skips a source. Collateral comes from ``cache`` while
-    valid (pass ``cache=None`` to always fetch)."""
+    valid (pass ``cache=None`` to always fetch). With ``trust="simulated"`` (what the evidence will be judged
+    under) both URLs must be loopback: :class:`InputError` otherwise."""
+    from .trust import require_loopback_for_simulated
+
+    require_loopback_for_simulated(pccs_url, trust=trust, what="the PCCS URL")
+    require_loopback_for_simulated(nras_url, trust=trust, what="the NRAS URL")
     from .gpu import parse_payload
     from .gpu.nras import build_nras_request, fetch_jwks, fetch_nras
     from .tdx import parse_quote
 
     out = OnlineEvidence()
     try:
-        node = parse_report(report).select(signing_address)
+        parsed = parse_report(report)
+        node = parsed.select(signing_address)
     except PhalanbError as exc:
         out.problems.append(f"report: {exc}")
         return out
@@ -108,14 +116,92 @@ def fetch_online_evidence(report: Mapping[str, Any], *, signing_address: str | N
             out.collateral = _collateral(parse_quote(node.intel_quote), pccs_url, timeout, cache).to_dict()
         except PhalanbError as exc:
             out.problems.append(f"collateral from {pccs_url}: {exc}")
-    source = node.gpu_evidence if node.binding == "chutes" else node.nvidia_payload
+    gateway = parsed.gateway
+    if pccs_url and gateway is not None and gateway.intel_quote:
+        try:
+            out.gateway_collateral = _collateral(parse_quote(gateway.intel_quote), pccs_url, timeout,
+                                                 cache).to_dict()
+        except PhalanbError as exc:
+            out.problems.append(f"the gateway's collateral from {pccs_url}: {exc}")
+    source = node.gpu_evidence if node.binding in ("chutes", "chutes-client") else node.nvidia_payload
     if nras_url and source:
         try:
             payload = parse_payload(source)
-            request = build_nras_request(payload, nonce=None if nonce is None or node.binding == "chutes"
-                                         else nonce.hex())
+            server_hashed = node.binding in ("chutes", "chutes-client")  # the GPUs carry a derived nonce
+            request = build_nras_request(payload, nonce=None if nonce is None or server_hashed else nonce.hex())
             out.nras_response = fetch_nras(request, base_url=nras_url, timeout=timeout)
             out.jwks = fetch_jwks(base_url=nras_url, timeout=timeout)
         except PhalanbError as exc:
             out.problems.append(f"NRAS at {nras_url}: {exc}")
+    return out
+
+
+@dataclass
+class AciOnlineEvidence:
+    """What an ACI verification fetched online: collateral for the gateway's quote, and per attested session the
+    collateral / NRAS answer of the upstream model server's own report (its quote is another platform's)."""
+
+    collateral: dict[str, Any] | None = None
+    upstream: dict[str, OnlineEvidence] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def upstream_dict(self) -> dict[str, dict[str, Any]]:
+        return {sid: {"collateral": o.collateral, "nras_response": o.nras_response, "jwks": o.jwks}
+                for sid, o in self.upstream.items()}
+
+
+def upstream_report(session: Any) -> tuple[Any, str | None, bytes | None] | None:
+    """The first evidence part of an attested session that is a report phalanb knows: ``(report, signing address,
+    the report's own nonce)``; None when the session carries none (e.g. Chutes sessions: ``evidence: {}``)."""
+    from . import _json
+    from .aci.session import parse_session
+
+    parsed = session if hasattr(session, "evidence_parts") else parse_session(session)
+    for part in parsed.evidence_parts:
+        try:
+            doc = _json.loads(part.data)
+            report = parse_report(doc)
+        except (ValueError, PhalanbError):
+            continue
+        node = report.nodes[0] if report.nodes else None
+        nonce = None
+        if node is not None and node.request_nonce:
+            try:
+                nonce = bytes.fromhex(node.request_nonce)
+            except ValueError:
+                nonce = None
+        signer = (parsed.identity or {}).get("signing_address")
+        return doc, signer if isinstance(signer, str) else None, nonce
+    return None
+
+
+def fetch_aci_online_evidence(report: Mapping[str, Any], sessions: Mapping[str, bytes], *,
+                              pccs_url: str | None = DEFAULT_PCCS_URL, nras_url: str | None = None,
+                              timeout: float = 60.0, cache: CollateralCache | None = COLLATERAL_CACHE
+                              ) -> AciOnlineEvidence:
+    """Collateral for an ACI report's gateway quote, and for every session's upstream report what
+    :func:`fetch_online_evidence` fetches. Only downloads: :func:`phalanb.aci.verify_aci` judges."""
+    from .tdx import parse_quote
+
+    out = AciOnlineEvidence()
+    evidence = ((report.get("attestation") or {}).get("evidence") or {}) if isinstance(report, Mapping) else {}
+    quote = evidence.get("quote") if isinstance(evidence, Mapping) else None
+    if pccs_url and isinstance(quote, str) and quote:
+        try:
+            out.collateral = _collateral(parse_quote(quote), pccs_url, timeout, cache).to_dict()
+        except PhalanbError as exc:
+            out.problems.append(f"gateway collateral from {pccs_url}: {exc}")
+    for sid, raw in sessions.items():
+        try:
+            found = upstream_report(raw)
+        except PhalanbError as exc:
+            out.problems.append(f"session {sid[:16]}…: {exc}")
+            continue
+        if found is None:
+            continue
+        doc, signer, nonce = found
+        online = fetch_online_evidence(doc, signing_address=signer, nonce=nonce, pccs_url=pccs_url,
+                                       nras_url=nras_url, timeout=timeout, cache=cache)
+        out.problems.extend(f"session {sid[:16]}…: {p}" for p in online.problems)
+        out.upstream[sid] = online
     return out

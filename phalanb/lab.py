@@ -57,6 +57,10 @@ def lab_command(base_url: str, *, port: int | None = None, open_browser: bool = 
         argv.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers often run as root; JupyterLab refuses by default
         argv.append("--allow-root")
+    from .trust import require_loopback_for_simulated
+
+    # The notebooks trust the simulated roots: only ever for the simulator on this machine.
+    require_loopback_for_simulated(base_url, trust="simulated", what="the lab's base URL")
     env = dict(os.environ if environ is None else environ)
     env.update(PHALANB_BASE_URL=base_url, PHALANB_TRUST="simulated")
     return argv, env, where

@@ -1,8 +1,11 @@
-"""Figures for latency runs and signature-window probes. Each function returns a matplotlib ``Figure``.
+"""Figures for latency runs, signature-window probes and the layout of a TDX quote. Each function returns a
+matplotlib ``Figure``.
 
-Figures are built with ``matplotlib.figure.Figure`` directly, never through ``pyplot``: nothing opens a window,
-nothing depends on the global backend (Agg renders them when saved), and a notebook shows a returned figure
-inline. Save one with ``fig.savefig("latency.png")``.
+Figures are built with ``matplotlib.figure.Figure`` directly, never through ``pyplot``: nothing opens a window and
+nothing depends on the global backend (Agg renders them when saved). They carry their own PNG representation, so
+a notebook shows a returned or ``display``-ed figure as an image in any kernel — with or without ``MPLBACKEND``,
+with or without ``%matplotlib inline``, in JupyterLab, Voila or nbconvert — never as ``<Figure size …>``. Save
+one with ``fig.savefig("latency.png")``.
 
 >>> from phalanb.plots import latency_distributions                             # doctest: +SKIP
 >>> fig = latency_distributions(run.frame)                                      # doctest: +SKIP
@@ -11,6 +14,7 @@ inline. Save one with ``fig.savefig("latency.png")``.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import TYPE_CHECKING, Sequence
 
@@ -25,9 +29,29 @@ if TYPE_CHECKING:  # pragma: no cover
     from .window import WindowResult
 
 __all__ = ["latency_distributions", "token_timeline", "tokens_per_second", "signature_availability",
-           "compare_runs", "save"]
+           "compare_runs", "quote_byte_map", "save", "ShownFigure"]
 
 _OK, _MISS, _ERR, _MEDIAN = "tab:green", "tab:red", "tab:gray", "black"
+
+
+class ShownFigure(Figure):
+    """A ``Figure`` that IPython displays as a PNG by itself.
+
+    IPython shows a plain ``Figure`` as an image only after the inline backend registered its formatter (which
+    happens when pyplot is imported under that backend, or on ``%matplotlib inline``); before that, or under
+    ``MPLBACKEND=Agg``, the reader sees ``<Figure size 800x400 with 1 Axes>``. ``_repr_png_`` removes that
+    dependency. When the inline formatter is registered it takes precedence (IPython looks up type printers
+    first), so a figure is never shown twice.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
+
+
+def _figure(**kw) -> ShownFigure:
+    return ShownFigure(layout="constrained", **kw)
 
 
 def _frame(data) -> pd.DataFrame:
@@ -57,10 +81,10 @@ def latency_distributions(data, *, bins: int = 20, title: str | None = None) -> 
     >>> fig = latency_distributions(run)                                      # doctest: +SKIP
     """
     frame = _frame(data)
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = _figure(figsize=(10, 4))
     axes = fig.subplots(1, 2)
-    for ax, column, name in zip(axes, ("ttft_s", "total_s"), ("time to first token", "total time")):
-        xs = [v * 1000 for v in _values(frame, column)]
+    for ax, column, name in zip(axes, ("ttft_ms", "total_ms"), ("time to first token", "total time")):
+        xs = _values(frame, column)
         ax.set_title(name)
         ax.set_xlabel("ms")
         ax.set_ylabel("exchanges")
@@ -77,8 +101,8 @@ def latency_distributions(data, *, bins: int = 20, title: str | None = None) -> 
 
 
 def token_timeline(exchange: Exchange | Timings, *, title: str | None = None) -> Figure:
-    """Per-token arrival of one stream: cumulative content chunks against seconds since the request was sent,
-    with time to first byte and first token marked.
+    """Per-token arrival of one stream: cumulative content chunks against milliseconds since the request was sent
+    (the unit of the timing tables), with time to first byte and first token marked.
 
     >>> fig = token_timeline(run.exchanges[0])                                # doctest: +SKIP
     """
@@ -87,16 +111,16 @@ def token_timeline(exchange: Exchange | Timings, *, title: str | None = None) ->
         raise InputError(f"expected an Exchange or Timings, got {type(exchange).__name__}")
     if not t.token_ns:
         raise InputError("this exchange has no content chunks to draw (an error reply, or no stamps were kept)")
-    xs = [(ns - t.request_sent_ns) / 1e9 for ns in t.token_ns]
+    xs = [(ns - t.request_sent_ns) / 1e6 for ns in t.token_ns]
     ys = list(range(1, len(xs) + 1))
-    fig = Figure(figsize=(8, 4), layout="constrained")
+    fig = _figure(figsize=(8, 4))
     ax = fig.subplots()
     ax.step(xs, ys, where="post", color="tab:blue", label="content chunks")
     ax.plot(xs, ys, "o", color="tab:blue", markersize=3)
     if t.ttfb_s is not None:
-        ax.axvline(t.ttfb_s, color=_ERR, linestyle=":", label=f"first byte {t.ttfb_s * 1000:.0f} ms")
-    ax.axvline(xs[0], color=_MEDIAN, linestyle="--", label=f"first token {xs[0] * 1000:.0f} ms")
-    ax.set_xlabel("seconds since the request was sent")
+        ax.axvline(t.ttfb_s * 1000, color=_ERR, linestyle=":", label=f"first byte {t.ttfb_s * 1000:.1f} ms")
+    ax.axvline(xs[0], color=_MEDIAN, linestyle="--", label=f"first token {xs[0]:.1f} ms")
+    ax.set_xlabel("ms since the request was sent")
     ax.set_ylabel("content chunks received")
     ax.legend(loc="lower right")
     chat = exchange.chat_id if isinstance(exchange, Exchange) else None
@@ -115,7 +139,7 @@ def tokens_per_second(data, *, column: str = "tokens_per_s", title: str | None =
         raise InputError(f"the frame has no column {column!r}")
     runs = frame["run"].tolist() if "run" in frame.columns else list(range(len(frame)))
     pairs = [(r, y) for r, y in zip(runs, ys.tolist()) if not math.isnan(y)]
-    fig = Figure(figsize=(8, 4), layout="constrained")
+    fig = _figure(figsize=(8, 4))
     ax = fig.subplots()
     if pairs:
         ax.bar([p[0] for p in pairs], [p[1] for p in pairs], color="tab:blue", alpha=0.8)
@@ -138,7 +162,7 @@ def signature_availability(result: "WindowResult", *, title: str | None = None) 
 
     >>> fig = signature_availability(probe.run())                            # doctest: +SKIP
     """
-    fig = Figure(figsize=(9, 4), layout="constrained")
+    fig = _figure(figsize=(9, 4))
     ax = fig.subplots()
     groups = {
         "found (200)": ([p for p in result.probes if p.outcome == "ok"], 1.0, _OK, "o"),
@@ -168,18 +192,20 @@ def signature_availability(result: "WindowResult", *, title: str | None = None) 
 
 
 def compare_runs(a, b, *, labels: tuple[str, str] = ("A", "B"),
-                 metrics: Sequence[str] = ("ttft_s", "total_s", "tokens_per_s"), title: str | None = None) -> Figure:
+                 metrics: Sequence[str] = ("ttft_ms", "total_ms", "tokens_per_s"), title: str | None = None) -> Figure:
     """Two endpoints or two settings side by side: one panel per metric, a box for each, medians annotated.
 
     >>> fig = compare_runs(run_stream, run_json, labels=("stream", "no stream"))   # doctest: +SKIP
     """
     fa, fb = _frame(a), _frame(b)
-    fig = Figure(figsize=(4 * len(metrics), 4), layout="constrained")
+    fig = _figure(figsize=(4 * len(metrics), 4))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
         if "tokens_per" in metric:  # a rate, although its name ends in _s
             scale, unit = 1, "tokens / s"
-        elif metric.endswith("_s"):
+        elif metric.endswith("_ms"):
+            scale, unit = 1, "ms"
+        elif metric.endswith("_s"):  # a frame of one's own in seconds: drawn in ms like the rest
             scale, unit = 1000, "ms"
         else:
             scale, unit = 1, ""
@@ -195,6 +221,80 @@ def compare_runs(a, b, *, labels: tuple[str, str] = ("A", "B"),
         ax.set_title(metric)
         ax.set_ylabel(unit)
     fig.suptitle(title or f"{labels[0]} vs {labels[1]}")
+    return fig
+
+
+def _leader_labels(ax, spans: Sequence[tuple[str, int, int]], *, rotation: float = 90,
+                   fontsize: float = 7) -> None:
+    """Label each span above the bar, the labels spread evenly across the axes in byte order and joined to
+    their span by a thin line, so that neighbouring small fields never print on top of each other."""
+    n = len(spans)
+    for i, (name, start, end) in enumerate(spans):
+        x = (i + 0.5) / n
+        ax.text(x, 1.25, name, transform=ax.transAxes, rotation=rotation, fontsize=fontsize, ha="center",
+                va="bottom", rotation_mode="anchor" if rotation == 0 else "default", clip_on=False)
+        # the leader line: an annotation without text, from the span's middle to the label
+        ax.annotate("", xy=((start + end) / 2, 1.0), xycoords="data", xytext=(x, 1.24), textcoords="axes fraction",
+                    annotation_clip=False, arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6,
+                                                       "shrinkA": 0, "shrinkB": 0})
+
+
+def _lane(ax, spans: Sequence[tuple[str, int, int]], start: int, end: int, colour: str, xlabel: str, *,
+          rotation: float = 90) -> None:
+    for i, (_name, a, b) in enumerate(spans):
+        ax.broken_barh([(a, b - a)], (0, 1), color=colour, alpha=1.0 if i % 2 else 0.65, edgecolor="white")
+    _leader_labels(ax, spans, rotation=rotation)
+    ax.set_xlim(start, end)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_xlabel(xlabel, fontsize=8)
+    for side in ("top", "left", "right"):
+        ax.spines[side].set_visible(False)
+
+
+_REGION_COLOURS = {"header": "#54aeff", "TD report (body)": "#4ac26b", "signature data": "#d4a72c",
+                   "trailing": "#8c959f"}
+
+
+def quote_byte_map(quote, *, title: str | None = None) -> Figure:
+    """Where every field of a parsed TDX quote lies: the quote's regions, then the TD report's fields, then the
+    signature data's (the QE report's fields drawn as one block). Labels sit above the bars, evenly spaced and
+    joined to their field, so none overlaps another however small the field.
+
+    >>> fig = quote_byte_map(parse_quote(raw))                               # doctest: +SKIP
+    """
+    for attr in ("fields", "body_offset", "signed_length", "end", "raw"):
+        if not hasattr(quote, attr):
+            raise InputError(f"expected a parsed TDX quote (phalanb.tdx.parse_quote), got {type(quote).__name__}")
+    regions = [("header", 0, quote.body_offset), ("TD report (body)", quote.body_offset, quote.signed_length),
+               ("signature data", quote.signed_length, quote.end)]
+    if len(quote.raw) > quote.end:
+        regions.append(("trailing", quote.end, len(quote.raw)))
+    rows = list(quote.fields())
+    body = [(f.name, f.offset, f.end) for f in rows if quote.body_offset <= f.offset < quote.signed_length]
+    grouped: dict[str, tuple[int, int]] = {}
+    for f in rows:
+        if quote.signed_length <= f.offset < quote.end:
+            key = "qe_report (fields)" if f.name.startswith("qe_report.") else f.name
+            a, b = grouped.get(key, (f.offset, f.end))
+            grouped[key] = (min(a, f.offset), max(b, f.end))
+    sig = [(k, a, b) for k, (a, b) in grouped.items()]
+
+    fig = _figure(figsize=(11, 7.5))
+    top, mid, low = fig.subplots(3, 1, height_ratios=[1, 1, 1])
+    for name, a, b in regions:
+        top.broken_barh([(a, b - a)], (0, 1), color=_REGION_COLOURS[name])
+    _leader_labels(top, [(f"{n} {a}..{b}", a, b) for n, a, b in regions], rotation=0, fontsize=8)
+    top.set_xlim(0, len(quote.raw))
+    top.set_ylim(0, 1)
+    top.set_yticks([])
+    top.set_xlabel("byte offset in the quote", fontsize=8)
+    _lane(mid, body, quote.body_offset, quote.signed_length, _REGION_COLOURS["TD report (body)"],
+          "TD report fields (byte offsets)")
+    _lane(low, sig, quote.signed_length, quote.end, _REGION_COLOURS["signature data"],
+          "signature data fields (byte offsets)")
+    fig.suptitle(title or f"TDX quote v{quote.version}: {len(quote.raw)} bytes; the attestation key signs bytes "
+                          f"0..{quote.signed_length}")
     return fig
 
 

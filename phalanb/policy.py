@@ -76,6 +76,12 @@ class Policy:
                 raise InputError(f"{name} must be a list of strings, got {value!r:.80}")
             object.__setattr__(self, name, tuple(value))
         object.__setattr__(self, "aci_kms_roots", tuple(r.lower().removeprefix("0x") for r in self.aci_kms_roots))
+        if self.simulated and not self.aci_kms_roots:
+            # Simulated trust accepts the simulator's roots — its dstack-kms root among them, as an auditor of a
+            # real service lists the KMS root they accept. Production never gets it.
+            from .sim.aci_docs import SIM_KMS_ROOT
+
+            object.__setattr__(self, "aci_kms_roots", (SIM_KMS_ROOT,))
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.expected.items()):
             raise InputError("expected measurements are name → hex string")
         object.__setattr__(self, "expected", {k: v.lower().removeprefix("0x") for k, v in self.expected.items()})
@@ -96,11 +102,7 @@ class Policy:
     @classmethod
     def for_simulator(cls, sim: Any = None, **kw: Any) -> "Policy":
         """Trust phalanb's simulator (its roots are the same for every simulator, so ``sim`` is only a reminder of
-        which service this policy is for); every verdict then says "simulated". The simulated dstack-kms root is
-        allow-listed for ACI key custody, as an auditor lists the real KMS root they accept."""
-        from .sim.aci_docs import SIM_KMS_ROOT
-
-        kw.setdefault("aci_kms_roots", (SIM_KMS_ROOT,))
+        which service this policy is for); every verdict then says "simulated"."""
         return cls(trust="simulated", **kw)
 
     def __repr__(self) -> str:

@@ -16,15 +16,18 @@ each shape, says which one it saw, and returns the attested *nodes* (one per sig
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from eth_utils import keccak
 
 from . import _json
-from .errors import ParseError, PhalanbError
+from .errors import ParseError, PhalanbError, UnsupportedError
 from .signatures import same_address
 from .verdict import Check, Status
 
@@ -36,6 +39,9 @@ __all__ = [
     "expected_report_data",
     "binding_checks",
     "check_signing_public_key",
+    "merge_chutes_instances",
+    "inflate_bounded",
+    "WRAPPERS",
 ]
 
 #: Shapes phalanb recognises, with what they can prove.
@@ -45,9 +51,26 @@ SHAPES = {
     "near-model-node": "NEAR AI model node: report_data commits to the signing key and the TLS certificate",
     "near-cloud-gateway": "NEAR AI Cloud gateway: a gateway attestation plus model attestations",
     "chutes": "Chutes behind api.redpill.ai: the server chooses the nonce (not fresh)",
+    "chutes-evidence": "Chutes evidence API (api.chutes.ai/chutes/<id>/evidence): per-instance quotes whose "
+                       "report_data commits to sha256(client nonce hex ‖ e2e_pubkey); no chat-signing key",
     "tinfoil": "Tinfoil behind api.redpill.ai: a quote only, no binding to the signing key",
+    "tinfoil-v2": "Tinfoil attestation v2 (tdx-guest/v2): a gzip-compressed TDX quote whose report_data holds "
+                  "Tinfoil's TLS key fingerprint and HPKE key; no client nonce and no chat-signing key",
+    "tinfoil-v3": "Tinfoil attestation v3 (TDX): report_data = sha256(TLS key fingerprint ‖ HPKE key ‖ client "
+                  "nonce ‖ sha256(GPU evidence)); binds the nonce and the GPUs, but no chat-signing key",
+    "venice": "Venice TEE attestation served by a NEAR AI node: dstack fields (signing address ‖ nonce in "
+              "report_data) plus Venice's extras, whose own 'verified' claims are not believed",
     "legacy": "static attestation made at boot (2024-12 → 2025-09): no client nonce, cannot be bound",
 }
+
+#: Services that wrap another shape and add fields of their own (shown after the shape's description).
+WRAPPERS = {
+    "nanogpt": "wrapped by a reseller (NanoGPT): its top-level nonce is the wrapper's echo, not attested, and "
+               "is ignored",
+}
+
+#: A gzip-compressed Tinfoil body decompresses to a TDX quote (about 5 KB); anything far larger is refused.
+_MAX_INFLATED_BYTES = 1 << 20
 
 _MAX_REPORT_BYTES = 64 * 1024 * 1024
 
@@ -112,10 +135,12 @@ class AttestationReport:
     gateway: NodeAttestation | None = None
     server_nonce: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    wrapper: str | None = None  # a reseller's wrapping (see WRAPPERS), when recognised
 
     @property
     def description(self) -> str:
-        return SHAPES[self.shape]
+        text = SHAPES[self.shape]
+        return f"{text}; {WRAPPERS[self.wrapper]}" if self.wrapper else text
 
     def select(self, signing_address: str | None) -> NodeAttestation:
         """The node that holds this signing key (several nodes: pick by address; one node: that one)."""
@@ -190,8 +215,225 @@ def _classify(d: Mapping[str, Any]) -> str:
     return "legacy"
 
 
+def _is_legacy(d: Mapping[str, Any]) -> bool:
+    """The 2024-12 → 2025-09 vllm-proxy answer: a TDX quote (and usually GPU evidence and the signing address),
+    made once at boot, with none of the later markers. Its real marker is the quote itself."""
+    return "intel_quote" in d or "quote" in d
+
+
+def _keys(d: Mapping[str, Any]) -> str:
+    keys = [str(k)[:40] for k in list(d)[:12]]
+    more = f" and {len(d) - 12} more" if len(d) > 12 else ""
+    return (", ".join(repr(k) for k in keys) + more) if keys else "no keys at all"
+
+
+def _unknown(d: Mapping[str, Any]) -> UnsupportedError:
+    return UnsupportedError(
+        f"this JSON object is not an attestation report shape phalanb knows (it has {_keys(d)}). phalanb reads "
+        "the dstack/vllm-proxy reports (request_nonce, intel_quote, nvidia_payload…), NEAR AI Cloud gateway "
+        "reports, Chutes, Tinfoil (tdx-guest/v2, attestation/v3) and the legacy boot-time report (intel_quote "
+        "without request_nonce). Check that you saved the answer of /v1/attestation/report itself.")
+
+
+def _refuse_foreign(d: Mapping[str, Any]) -> None:
+    """Well-formed attestations of other kinds: named for what they are, never read as a TDX report."""
+    if d.get("api_version") == "aci/1":
+        raise UnsupportedError("an ACI gateway report: use phalanb report (ACI) / verify_aci_report (api_version "
+                               "aci/1 follows the ACI protocol: a keyset bound into the gateway's quote, signed "
+                               "receipts)")
+    for key in ("tee_hardware", "tee_type", "platform"):
+        value = d.get(key)
+        if isinstance(value, str) and value.lower().replace("_", "-") in ("amd-sev-snp", "sev-snp", "snp"):
+            raise UnsupportedError(f"an AMD SEV-SNP attestation; phalanb verifies Intel TDX ({key} is {value!r})")
+    att = d.get("attestation")
+    if isinstance(att, str) and set(d) <= {"attestation", "vm_config", "nonce"} and _names_amd(att):
+        raise UnsupportedError("an AMD SEV-SNP attestation; phalanb verifies Intel TDX (a dstack attestation whose "
+                               "certificates are AMD's ARK/ASK/VCEK chain)")
+
+
+def _names_amd(text: str) -> bool:
+    """Whether a hex blob (dstack's versioned attestation) carries AMD's SEV certificates. Bounded: only the first
+    megabyte is looked at, and only for PEM blocks whose issuer is AMD."""
+    from cryptography import x509
+
+    try:
+        blob = bytes.fromhex(text[:2 << 20])
+    except ValueError:
+        return False
+    begin = b"-----BEGIN CERTIFICATE-----"
+    end = b"-----END CERTIFICATE-----"
+    pos = 0
+    for _ in range(8):
+        i = blob.find(begin, pos)
+        if i < 0:
+            return False
+        j = blob.find(end, i)
+        if j < 0:
+            return False
+        pos = j + len(end)
+        try:
+            cert = x509.load_pem_x509_certificate(blob[i:pos])
+            org = cert.issuer.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
+        except (ValueError, TypeError, KeyError, x509.InvalidVersion, x509.DuplicateExtension):
+            continue  # not a readable certificate: it names nobody
+        if any("Advanced Micro Devices" in str(a.value) for a in org):
+            return True
+    return False
+
+
+# -- Tinfoil -------------------------------------------------------------------------------------------------
+
+_TINFOIL = "https://tinfoil.sh/predicate/"
+
+
+def _b64_field(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise ParseError(f"expected base64 text, got {type(value).__name__}", field=name)
+    if len(value) > 4 * _MAX_INFLATED_BYTES:
+        raise ParseError(f"{len(value)} characters is far larger than any quote", field=name)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ParseError("not base64", field=name) from None
+
+
+def inflate_bounded(data: bytes, name: str, limit: int = _MAX_INFLATED_BYTES) -> bytes:
+    """gzip-decompress ``data`` to at most ``limit`` bytes; a bomb, a truncated or a corrupt stream is a
+    :class:`ParseError` naming ``name``, never ``zlib.error`` or unbounded memory."""
+    d = zlib.decompressobj(wbits=31)  # gzip framing only
+    try:
+        out = d.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise ParseError(f"not a valid gzip stream ({exc})", field=name) from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise ParseError(f"decompresses to more than {limit} bytes: refusing a compression bomb", field=name)
+    if not d.eof:
+        raise ParseError("the gzip stream is truncated", field=name)
+    return out
+
+
+def _tinfoil(d: Mapping[str, Any], raw: dict[str, Any], wrapper: str | None) -> AttestationReport:
+    fmt = d.get("format")
+    kind = fmt[len(_TINFOIL):] if isinstance(fmt, str) else ""
+    if "sev-snp" in kind or "snp" in kind.split("/")[0]:
+        raise UnsupportedError(f"an AMD SEV-SNP attestation; phalanb verifies Intel TDX (a Tinfoil {fmt} document)")
+    if kind == "tdx-guest/v2":
+        quote = inflate_bounded(_b64_field(d.get("body"), "body"), "body")
+        node = NodeAttestation(shape="tinfoil-v2", intel_quote=quote.hex(), nonce_source="none", binding=None,
+                               raw=dict(d))
+        return AttestationReport("tinfoil-v2", [node], raw=raw, wrapper=wrapper)
+    if kind == "attestation/v3":
+        cpu = d.get("cpu")
+        if not isinstance(cpu, Mapping):
+            raise ParseError("a Tinfoil v3 document needs a cpu object", field="cpu")
+        platform = cpu.get("platform")
+        if isinstance(platform, str) and "snp" in platform.lower():
+            raise UnsupportedError(f"an AMD SEV-SNP attestation; phalanb verifies Intel TDX (a Tinfoil v3 document, "
+                                   f"cpu.platform {platform!r})")
+        if platform != "tdx":
+            raise UnsupportedError(f"a Tinfoil v3 document for platform {str(platform)[:60]!r}; phalanb reads only "
+                                   "'tdx'")
+        if "nvswitch" in d:
+            raise UnsupportedError("a Tinfoil v3 document with NVSwitch evidence: phalanb does not verify NVSwitch "
+                                   "evidence, so its report_data (which commits to it) cannot be recomputed")
+        quote = _b64_field(cpu.get("report"), "cpu.report")
+        rd = d.get("report_data")
+        if not isinstance(rd, Mapping):
+            raise ParseError("a Tinfoil v3 document needs a report_data object", field="report_data")
+        for key in ("tls_key_fp", "hpke_key", "nonce"):
+            value = rd.get(key)
+            if not isinstance(value, str) or len(value) != 64 or not _is_hex(value):
+                raise ParseError("expected 32 bytes as 64 hex digits", field=f"report_data.{key}")
+        gpu = d.get("gpu")
+        payload = None
+        if gpu is not None:
+            if not isinstance(gpu, Mapping) or not isinstance(gpu.get("evidences"), list):
+                raise ParseError("must be an object with an evidences list", field="gpu")
+            arches = {e["arch"] for e in gpu["evidences"] if isinstance(e, Mapping) and isinstance(e.get("arch"), str)}
+            payload = {"nonce": rd["nonce"], "evidence_list": gpu["evidences"],
+                       "arch": arches.pop() if len(arches) == 1 else None}
+        node = NodeAttestation(shape="tinfoil-v3", request_nonce=rd["nonce"], nonce_source="client",
+                               intel_quote=base64.b64encode(quote).decode(), nvidia_payload=payload,
+                               binding="tinfoil-v3", raw=dict(d))
+        return AttestationReport("tinfoil-v3", [node], raw=raw, wrapper=wrapper)
+    raise UnsupportedError(f"a Tinfoil attestation document of format {str(fmt)[:120]!r}; phalanb reads "
+                           "tdx-guest/v2 and attestation/v3 (TDX) documents")
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _tinfoil_v3_report_data(node: NodeAttestation) -> tuple[bytes | None, str]:
+    rd = node.raw.get("report_data") or {}
+    gpu = node.raw.get("gpu")
+    if gpu is None:
+        return None, "a Tinfoil v3 document without GPU evidence: phalanb knows only the GPU layout of its report_data"
+    # The GPU hash is recomputed from the evidence itself (compact JSON, the document's key order), never taken
+    # from the document's own gpu_evidence_hash claim.
+    try:
+        text = json.dumps(gpu, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return None, "the gpu evidence of this Tinfoil v3 document is not plain JSON, so its hash cannot be taken"
+    gpu_hash = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    parts = b"".join(bytes.fromhex(rd[k]) for k in ("tls_key_fp", "hpke_key", "nonce")) + gpu_hash
+    return (hashlib.sha256(parts).digest(),
+            "sha256(tls_key_fp ‖ hpke_key ‖ nonce ‖ sha256(compact JSON of the gpu evidence))")
+
+
+# -- Chutes ----------------------------------------------------------------------------------------------------
+
+def merge_chutes_instances(evidence: Mapping[str, Any], instances: Mapping[str, Any]) -> dict[str, Any]:
+    """The Chutes evidence API answer with each entry's ``e2e_pubkey`` taken from the ``/e2e/instances/<chute>``
+    answer (matched by ``instance_id``). The keys are claims too: the quote's report_data must commit to them."""
+    if not isinstance(evidence, Mapping) or not isinstance(evidence.get("evidence"), list):
+        raise ParseError("expected the Chutes evidence API answer, an object with an evidence list", field="evidence")
+    listed = instances.get("instances") if isinstance(instances, Mapping) else None
+    if not isinstance(listed, list):
+        raise ParseError("expected the Chutes e2e instances answer, an object with an instances list",
+                         field="instances")
+    keys = {i["instance_id"]: i.get("e2e_pubkey") for i in listed
+            if isinstance(i, Mapping) and isinstance(i.get("instance_id"), str)}
+
+    def key_of(e: Any) -> Any:
+        ident = e.get("instance_id") if isinstance(e, Mapping) else None
+        return keys.get(ident) if isinstance(ident, str) else None
+
+    out = dict(evidence)
+    out["evidence"] = [{**e, "e2e_pubkey": key_of(e)} if isinstance(key_of(e), str) else e
+                       for e in evidence["evidence"]]
+    return out
+
+
+def _chutes_evidence(d: Mapping[str, Any], raw: dict[str, Any]) -> AttestationReport:
+    entries = d.get("evidence")
+    if not isinstance(entries, list) or not entries:
+        raise ParseError("the Chutes evidence API answer lists no evidence", field="evidence")
+    nodes = []
+    for i, e in enumerate(entries):
+        where = f"evidence[{i}]."
+        if not isinstance(e, Mapping):
+            raise ParseError("must be an object", field=where.rstrip("."))
+        ev = e.get("gpu_evidence")
+        if ev is not None and not isinstance(ev, list):
+            raise ParseError("gpu_evidence must be a list", field=f"{where}gpu_evidence")
+        # The nonce is the one we asked with (?nonce=), bound only through the report_data hash: the answer does
+        # not echo it, so request_nonce is filled in by the verifier from the nonce it sent.
+        nodes.append(NodeAttestation(
+            shape="chutes-evidence", nonce_source="client", intel_quote=_str(e, "quote", where), gpu_evidence=ev,
+            e2e_pubkey=_str(e, "e2e_pubkey", where), instance_id=_str(e, "instance_id", where),
+            binding="chutes-client", raw=dict(e)))
+    return AttestationReport("chutes-evidence", nodes, raw=raw)
+
+
 def parse_report(data: Mapping[str, Any] | str | bytes) -> AttestationReport:
-    """Recognise the shape of an attestation report and normalise it. Raises :class:`ParseError` on garbage."""
+    """Recognise the shape of an attestation report and normalise it. Raises :class:`ParseError` on garbage and
+    :class:`UnsupportedError` for a JSON object of no known shape (naming its keys) or an attestation of another
+    kind (AMD SEV-SNP, an ACI gateway report)."""
     if isinstance(data, (str, bytes)):
         if len(data) > _MAX_REPORT_BYTES:
             raise ParseError(f"{len(data)} bytes is larger than any attestation report", field="report")
@@ -202,7 +444,10 @@ def parse_report(data: Mapping[str, Any] | str | bytes) -> AttestationReport:
     if not isinstance(data, Mapping):
         raise ParseError("an attestation report must be a JSON object", field="report")
     raw = dict(data)
+    _refuse_foreign(data)
     kind = data.get("attestation_type")
+    # NanoGPT passes the upstream document through and adds a top-level "nonce" echoing the client's.
+    wrapper = "nanogpt" if "nonce" in data and "request_nonce" not in data else None
 
     if kind == "chutes":
         server_nonce = _str(data, "nonce", "")
@@ -222,12 +467,21 @@ def parse_report(data: Mapping[str, Any] | str | bytes) -> AttestationReport:
                 request_nonce=_str(e, "nonce", where) or server_nonce, nonce_source="server",
                 intel_quote=_str(e, "intel_quote", where), gpu_evidence=ev, e2e_pubkey=_str(e, "e2e_pubkey", where),
                 instance_id=_str(e, "instance_id", where), binding="chutes", raw=dict(e)))
-        return AttestationReport("chutes", nodes, server_nonce=server_nonce, raw=raw)
+        # Redpill's own top-level nonce is the entries' one; a different one is a wrapper's echo (NanoGPT).
+        echoed = server_nonce is not None and any(n.request_nonce != server_nonce for n in nodes)
+        return AttestationReport("chutes", nodes, server_nonce=server_nonce, raw=raw,
+                                 wrapper="nanogpt" if echoed else None)
 
     if kind == "tinfoil":
         node = NodeAttestation(shape="tinfoil", intel_quote=_str(data, "intel_quote", ""), nonce_source="none",
                                binding=None, raw=raw)
         return AttestationReport("tinfoil", [node], raw=raw)
+
+    if isinstance(data.get("format"), str) and data["format"].startswith(_TINFOIL):
+        return _tinfoil(data, raw, wrapper)
+
+    if isinstance(data.get("evidence"), list) and "failed_instance_ids" in data:
+        return _chutes_evidence(data, raw)
 
     if "model_attestations" in data or "gateway_attestation" in data:
         models = data.get("model_attestations")
@@ -236,10 +490,15 @@ def parse_report(data: Mapping[str, Any] | str | bytes) -> AttestationReport:
         nodes = [_node(m, _classify(m) if isinstance(m, Mapping) else "legacy", f"model_attestations[{i}].")
                  for i, m in enumerate(models)]
         gw = data.get("gateway_attestation")
-        gateway = _node(gw, _classify(gw), "gateway_attestation.") if isinstance(gw, Mapping) else None
-        return AttestationReport("near-cloud-gateway", nodes, gateway=gateway, raw=raw)
+        if gw is not None and not isinstance(gw, Mapping):
+            raise ParseError("the gateway attestation must be an object", field="gateway_attestation")
+        gateway = _node(gw, _classify(gw), "gateway_attestation.") if gw is not None else None
+        return AttestationReport("near-cloud-gateway", nodes, gateway=gateway, raw=raw, wrapper=wrapper)
 
-    shape = _classify(data)
+    venice = "tee_provider" in data or "server_verification" in data
+    shape = "venice" if venice else _classify(data)
+    if shape == "legacy" and not _is_legacy(data):
+        raise _unknown(data)
     entries = data.get("all_attestations")
     if isinstance(entries, list) and entries:
         nodes = [_node(e, _classify(e) if isinstance(e, Mapping) else shape, f"all_attestations[{i}].")
@@ -283,11 +542,20 @@ def expected_report_data(node: NodeAttestation) -> tuple[bytes | None, str]:
         except ValueError:
             raise ParseError("tls_cert_fingerprint is not hex", field="tls_cert_fingerprint") from None
         return hashlib.sha256(key + fp).digest(), "sha256(signing key ‖ TLS certificate fingerprint)"
-    if node.binding == "chutes":
+    if node.binding in ("chutes", "chutes-client"):
+        if node.binding == "chutes-client" and not node.e2e_pubkey:
+            return None, ("the Chutes evidence answer does not carry the instance's e2e_pubkey: merge the "
+                          "/e2e/instances/<chute> answer (merge_chutes_instances, or phalanb report --e2e-instances)")
         if not node.request_nonce or not node.e2e_pubkey:
             return None, "the Chutes entry lacks its nonce or e2e_pubkey"
         return (hashlib.sha256((node.request_nonce + node.e2e_pubkey).encode("utf-8", "surrogatepass")).digest(),
-                "sha256(server nonce hex ‖ e2e_pubkey)")
+                "sha256(server nonce hex ‖ e2e_pubkey)" if node.binding == "chutes" else
+                "sha256(our nonce hex ‖ e2e_pubkey)")
+    if node.binding == "tinfoil-v3":
+        return _tinfoil_v3_report_data(node)
+    if node.shape == "tinfoil-v2":
+        return None, ("Tinfoil v2's report_data is its TLS key fingerprint ‖ HPKE key: it binds no chat-signing key "
+                      "and no client nonce")
     return None, f"a {node.shape} report carries no signing key binding ({SHAPES.get(node.shape, '')})"
 
 
@@ -327,6 +595,10 @@ def _payload_nonce(node: NodeAttestation) -> str | None:
         except json.JSONDecodeError:
             return None
     return p.get("nonce") if isinstance(p, Mapping) and isinstance(p.get("nonce"), str) else None
+
+
+#: Layouts whose report_data commits to the client nonce inside a hash rather than in report_data[32:].
+_NONCE_IN_HASH = ("tinfoil-v3", "chutes-client")
 
 
 def binding_checks(node: NodeAttestation, report_data: bytes | None, nonce: bytes | None) -> list[Check]:
@@ -375,6 +647,16 @@ def binding_checks(node: NodeAttestation, report_data: bytes | None, nonce: byte
     problems = []
     if (node.request_nonce or "").lower() != nonce.hex():
         problems.append("request_nonce is not our nonce")
+    if node.binding in _NONCE_IN_HASH and report_data is not None:
+        # Our nonce is one of the hashed inputs of report_data[:32]: fresh exactly when that hash holds.
+        bound = checks[0]
+        fev["report_data_check"] = bound.status.value
+        if bound.status is Status.SKIPPED:
+            checks.append(Check("report.nonce_fresh", Status.SKIPPED, "our nonce is bound only through the "
+                                f"report_data hash, which could not be checked ({bound.reason})", fev))
+            return checks
+        if bound.status is not Status.PASS:
+            problems.append("report_data[:32] is not the hash over our nonce")
     if report_data is not None and node.binding in ("address", "tls") and report_data[32:] != nonce:
         problems.append("report_data[32:] is not our nonce")
         fev["report_data_nonce"] = report_data[32:].hex()
@@ -389,6 +671,9 @@ def binding_checks(node: NodeAttestation, report_data: bytes | None, nonce: byte
         checks.append(Check("report.nonce_fresh", Status.SKIPPED, "request_nonce echoes our nonce, but without a "
                             "readable quote report_data[32:] cannot be compared", fev))
     else:
-        checks.append(Check("report.nonce_fresh", Status.PASS, "request_nonce, report_data[32:]"
-                            + (" and nvidia_payload.nonce" if pn is not None else "") + " all equal our nonce", fev))
+        gpu = " and nvidia_payload.nonce" if pn is not None else ""
+        reason = (f"report_data[:32] is a hash over our nonce (request_nonce{gpu} carry it too)"
+                  if node.binding in _NONCE_IN_HASH else
+                  f"request_nonce, report_data[32:]{gpu} all equal our nonce")
+        checks.append(Check("report.nonce_fresh", Status.PASS, reason, fev))
     return checks

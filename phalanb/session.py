@@ -31,16 +31,17 @@ from typing import Any, Callable, Mapping
 from .apikey import ApiKey, resolve_api_key
 from .audit import Bundle, make_bundle, save_bundle
 from .client import AttestationFetch, Client
-from .errors import InputError
+from .errors import InputError, ServiceError
 from .evidence import DEFAULT_PCCS_URL, OnlineEvidence, fetch_online_evidence
 from .exchange import Exchange
 from .gpu.nras import NRAS_URL
 from .policy import Policy
 from .signatures import SignatureRecord
+from .trust import require_loopback_for_simulated
 from .verdict import Verdict
 from .verify import verify_exchange
 
-__all__ = ["Settings", "Session", "VerifiedChat"]
+__all__ = ["Settings", "Session", "VerifiedChat", "VerifiedAciChat"]
 
 
 @dataclass
@@ -60,6 +61,10 @@ class Settings:
     ask_nras: bool = True
     timeout: float = 60.0
     sim_options: dict[str, Any] = field(default_factory=dict)
+    # What the embedded simulator serves: "legacy" (a model server's vllm-proxy protocol, which notebooks 01-08
+    # teach link by link) or "aci" (today's Redpill/Phala gateway). A real service is recognised by its answer.
+    protocol: str = "legacy"
+    ca_pem: str | bytes | None = field(default=None, repr=False)  # a service CA to trust besides the system's
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -99,6 +104,7 @@ class VerifiedChat:
     def bundle(self) -> Bundle:
         return make_bundle(self.exchange, self.signature, self.attestation, policy=self.policy,
                            verdict=self.verdict, collateral=self.online.collateral,
+                           gateway_collateral=self.online.gateway_collateral,
                            nras_response=self.online.nras_response, jwks=self.online.jwks, endpoint=self.endpoint,
                            verified_at=self.verified_at)
 
@@ -110,6 +116,38 @@ class VerifiedChat:
         return f"<VerifiedChat {self.exchange.chat_id} {self.verdict.status}>"
 
 
+@dataclass
+class VerifiedAciChat:
+    """One reply verified through an ACI gateway: the exact bytes, the report fetched with our nonce, the signed
+    receipt, the attested sessions it cites, what was fetched online, and the verdict."""
+
+    exchange: Exchange
+    attestation: Any  # phalanb.client.AciAttestationFetch
+    receipt: Any  # phalanb.client.AciFetch
+    sessions: dict[str, bytes]
+    online: Any  # phalanb.evidence.AciOnlineEvidence
+    verdict: Verdict
+    policy: Policy
+    endpoint: dict[str, Any]
+    verified_at: float
+    host: str | None = None
+    protocol: str = "aci"
+
+    def bundle(self) -> Bundle:
+        from .audit import make_aci_bundle
+
+        return make_aci_bundle(self.exchange, attestation=self.attestation, receipt=self.receipt,
+                               sessions=self.sessions, policy=self.policy, verdict=self.verdict, online=self.online,
+                               host=self.host, verified_at=self.verified_at, endpoint=self.endpoint)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the audit bundle (schema 2; re-verifies offline with ``phalanb verify``)."""
+        return save_bundle(self.bundle(), path)
+
+    def __repr__(self) -> str:
+        return f"<VerifiedAciChat {self.exchange.receipt_id} {self.verdict.status}>"
+
+
 class Session:
     """A connected client (and the embedded simulator when no URL is set), with the policy that fits it."""
 
@@ -119,7 +157,10 @@ class Session:
         if settings.base_url is None:
             from .sim import SimConfig, Simulator
 
-            opts = {"ttft_ms": 50.0, "tokens_per_second": 200.0, **settings.sim_options}
+            if settings.protocol not in ("legacy", "aci"):
+                raise InputError(f"protocol must be 'aci' or 'legacy', got {settings.protocol!r}")
+            opts = {"ttft_ms": 50.0, "tokens_per_second": 200.0, "protocol": settings.protocol,
+                    **settings.sim_options}
             self.sim = Simulator(SimConfig(**opts)).start()
             base_url = self.sim.base_url
         else:
@@ -129,8 +170,14 @@ class Session:
             self.client = Client(base_url=base_url, model=settings.model or (self.sim.model if self.sim else None),
                                  api_key=None if self.sim else settings.api_key, api_key_env=False,
                                  signing_algo=settings.signing_algo, timeout=settings.timeout,
-                                 allow_insecure_http=allow_insecure_http)
+                                 allow_insecure_http=allow_insecure_http,
+                                 **({"ca_pem": settings.ca_pem} if settings.ca_pem is not None else {}))
             trust = settings.trust or ("simulated" if self.sim is not None else "production")
+            # Where the URL and the trust meet: simulated roots never vouch for a service elsewhere, nor for
+            # collateral or NRAS answers fetched from elsewhere.
+            require_loopback_for_simulated(base_url, trust=trust)
+            require_loopback_for_simulated(settings.pccs_url, trust=trust, what="the PCCS URL")
+            require_loopback_for_simulated(settings.nras_url, trust=trust, what="the NRAS URL")
             self.policy = Policy.for_simulator(self.sim) if self.sim is not None else Policy(trust=trust)
             if self.client.model is None:
                 models = self.client.models()
@@ -162,7 +209,19 @@ class Session:
                         max_tokens: int | None = None, on_text: Callable[[str], None] | None = None) -> VerifiedChat:
         """Chat once, fetch the signature and a fresh attestation (and collateral / NRAS when online), verify."""
         client = self.client
-        exchange = client.chat(prompt, stream=stream, max_tokens=max_tokens, on_text=on_text)
+        try:
+            exchange = client.chat(prompt, stream=stream, max_tokens=max_tokens, on_text=on_text)
+        except ServiceError as exc:
+            partial = getattr(exc, "partial", None)
+            if partial is None or partial.receipt_id is None:
+                raise
+            # An ACI gateway refused (e.g. 503 upstream_verification_failed) and signed a receipt saying why:
+            # verifying it shows the refusal as a checked fact, not just an HTTP error.
+            return self.verify_aci(partial)
+        if exchange.receipt_id is not None:
+            # An ACI gateway answered (X-Receipt-Id): its legacy endpoints describe the gateway, so the reply is
+            # verified through the receipt, never through /v1/signature and /v1/attestation/report.
+            return self.verify_aci(exchange)
         signature = client.signature(exchange.chat_id)
         attestation = client.attestation(signing_algo=signature.signing_algo,
                                          signing_address=signature.signing_address)
@@ -176,13 +235,56 @@ class Session:
         if pccs or nras:
             online = fetch_online_evidence(attestation.report, signing_address=signature.signing_address,
                                            nonce=attestation.nonce, pccs_url=pccs, nras_url=nras,
-                                           timeout=self.settings.timeout)
+                                           timeout=self.settings.timeout, trust=self.policy.trust)
         at = time.time()
         verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce,
                                   policy=self.policy, collateral=online.collateral,
-                                  nras_response=online.nras_response, jwks=online.jwks, at=at)
-        endpoint = {"base_url": self.client.base_url, "model": self.client.model, "simulated": self.simulated}
+                                  nras_response=online.nras_response, jwks=online.jwks, at=at,
+                                  gateway_collateral=online.gateway_collateral)
+        endpoint = {"base_url": self.client.base_url, "model": self.client.model, "simulated": self.simulated,
+                    "protocol": "vllm-proxy"}
         return VerifiedChat(exchange, signature, attestation, online, verdict, self.policy, endpoint, at)
+
+    def verify_aci(self, exchange: Exchange) -> VerifiedAciChat:
+        """Fetch a fresh ACI report (our nonce), the reply's receipt and the sessions it cites (and collateral /
+        NRAS when online), then verify with this session's policy."""
+        from urllib.parse import urlsplit
+
+        from .aci import verify_aci
+        from .aci.receipt import parse_receipt
+        from .errors import PhalanbError
+        from .evidence import AciOnlineEvidence, fetch_aci_online_evidence
+
+        client = self.client
+        attestation = client.aci_attestation()
+        receipt = client.receipt(exchange.receipt_id)
+        sessions: dict[str, bytes] = {}
+        problems: list[str] = []
+        try:
+            cited = parse_receipt(receipt.document).cited_session_ids
+        except PhalanbError:
+            cited = []  # the verdict says the receipt cannot be read
+        for sid in cited:
+            try:
+                sessions[sid] = client.session(sid).raw
+            except PhalanbError as exc:
+                problems.append(f"session {sid[:16]}…: {exc}")  # verify_aci skips its checks with the reason
+        pccs, nras = self._online_sources()
+        online = AciOnlineEvidence()
+        if pccs or nras:
+            online = fetch_aci_online_evidence(attestation.report, sessions, pccs_url=pccs, nras_url=nras,
+                                               timeout=self.settings.timeout)
+        online.problems[:0] = problems
+        at = time.time()
+        host = urlsplit(client.base_url).hostname
+        verdict = verify_aci(exchange, receipt=receipt.raw, report=attestation.raw, nonce=attestation.nonce,
+                             sessions=sessions, policy=self.policy, collateral=online.collateral, at=at,
+                             upstream=online.upstream_dict(), tls_spki_sha256=exchange.tls_spki_sha256,
+                             keyset_digest_header=exchange.aci_keyset_digest, host=host)
+        endpoint = {"base_url": client.base_url, "model": client.model, "simulated": self.simulated,
+                    "protocol": "aci"}
+        return VerifiedAciChat(exchange, attestation, receipt, sessions, online, verdict, self.policy, endpoint, at,
+                               host)
 
     def close(self) -> None:
         client = getattr(self, "client", None)

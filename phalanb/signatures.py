@@ -30,7 +30,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from . import _json
-from .errors import SignatureFormatError
+from .ed25519 import check_public_key
+from .errors import ParseError, SignatureFormatError
 from .verdict import Check, Status
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "check_hashes",
     "check_signature",
     "check_signature_bound",
+    "check_record_address",
     "same_address",
 ]
 
@@ -183,6 +185,10 @@ def recover_signer(text: str, signature: str, algo: str = "ecdsa", *, public_key
                                        "(the report's signing_address)", field="signing_address")
         pub = _hex_bytes(public_key, field_name="signing_address", expected_len=32)
         try:
+            check_public_key(pub, field="signing_address")
+        except ParseError as exc:
+            raise SignatureFormatError(exc.reason, field="signing_address") from None
+        try:
             Ed25519PublicKey.from_public_bytes(pub).verify(sig, text.encode("utf-8", "surrogatepass"))
         except InvalidSignature:
             raise SignatureFormatError("the ed25519 signature does not verify under this public key",
@@ -316,6 +322,19 @@ def check_signature(record: SignatureRecord) -> tuple[Check, str | None]:
             note = f" (the record claims {record.signing_address})"
         return Check("signature.valid", Status.PASS, f"EIP-191 recovery gives {signer}{note}", ev), signer
     return Check("signature.valid", Status.PASS, f"ed25519 signature verifies under {signer[:16]}…", ev), signer
+
+
+def check_record_address(record: SignatureRecord, signer: str | None) -> Check | None:
+    """``signature.record_address`` (a WARNING): the record names a ``signing_address`` that is not the key that
+    signed. The verdict rests on the recovered signer (``signature.bound``), but a record that contradicts itself
+    is reported, never passed over in silence. None when the record names no address or names the signer."""
+    claimed = record.signing_address
+    if signer is None or claimed is None or same_address(signer, claimed):
+        return None
+    return Check("signature.record_address", Status.WARNING, f"the signature record claims signing_address "
+                 f"{claimed}, but the signature recovers to {signer}: the record contradicts itself; only the "
+                 "recovered signer is judged (signature.bound)", {"claimed": claimed, "signer": signer},
+                 required=False)
 
 
 def check_signature_bound(signer: str | None, attested_address: str | None, *, algo: str) -> Check:

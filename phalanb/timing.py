@@ -5,15 +5,16 @@ inter-token gaps, total time, tokens per second, and how long the attestation re
 fetch. Every number comes from the ``perf_counter_ns`` stamps the :class:`~phalanb.exchange.ExchangeRecorder`
 took while the bytes arrived; nothing is re-timed here.
 
-The byte columns are exact by definition, in integer nanoseconds: ``ttfb_ns + chunk_gap_sum_ns == total_ns``
-(``total`` is the arrival of the last body byte). ``done_s`` additionally includes closing and parsing the
-response. Columns are plain scalars (numbers, strings, booleans, ``None``), so a frame goes to CSV or Parquet
-unchanged.
+Times are in milliseconds (columns ``*_ms``, rounded to the microsecond; the summary to 0.01 ms), the unit the
+plots use, so a table and a figure read the same numbers. The byte columns also have exact integer-nanosecond
+twins: ``ttfb_ns + chunk_gap_sum_ns == total_ns`` (``total`` is the arrival of the last body byte). ``done_ms``
+additionally includes closing and parsing the response. Rates stay per second (``tokens_per_s``). Columns are
+plain scalars (numbers, strings, booleans, ``None``), so a frame goes to CSV or Parquet unchanged.
 
 >>> from phalanb.client import Client                                                   # doctest: +SKIP
 >>> with Client(base_url=sim.base_url, model=sim.model) as client:                      # doctest: +SKIP
 ...     run = run_latency(client, n=20, concurrency=2, warmup=1)
->>> run.summary().loc["ttft_s", ["median", "p90", "p99"]]                               # doctest: +SKIP
+>>> run.summary().loc["ttft_ms", ["median", "p90", "p99"]]                               # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -47,8 +48,12 @@ DEFAULT_PROMPTS = (
 )
 
 #: The columns :func:`summarize` reports by default, in this order.
-SUMMARY_METRICS = ("ttfb_s", "ttft_s", "total_s", "itl_median_s", "itl_p90_s", "tokens_per_s",
-                   "e2e_tokens_per_s", "output_tokens", "signature_s", "attestation_s", "verify_s")
+SUMMARY_METRICS = ("ttfb_ms", "ttft_ms", "total_ms", "itl_median_ms", "itl_p90_ms", "tokens_per_s",
+                   "e2e_tokens_per_s", "output_tokens", "signature_ms", "attestation_ms", "verify_ms")
+
+#: Decimal places: frame cells to the microsecond (perf_counter_ns stamps, loopback jitter is larger), summary
+#: statistics to 0.01 ms and 0.01 tokens/s.
+FRAME_DECIMALS, SUMMARY_DECIMALS = 3, 2
 
 _NAN = float("nan")
 
@@ -70,8 +75,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def _s(ns: int | None) -> float:
-    return _NAN if ns is None else ns / 1e9
+def _ms(ns: int | None) -> float:
+    return _NAN if ns is None else round(ns / 1e6, FRAME_DECIMALS)
+
+
+def _ms_of_s(seconds: float | None) -> float:
+    return _NAN if seconds is None or math.isnan(seconds) else round(seconds * 1000, FRAME_DECIMALS)
+
+
+def _r(ms: float) -> float:
+    return ms if math.isnan(ms) else round(ms, FRAME_DECIMALS)
 
 
 def exchange_row(exchange: Exchange) -> dict[str, Any]:
@@ -88,7 +101,7 @@ def exchange_row(exchange: Exchange) -> dict[str, Any]:
     """
     t = exchange.timings
     gaps_ns = t.chunk_gaps_ns
-    token_gaps = [g / 1e9 for g in t.token_gaps_ns]
+    token_gaps = [g / 1e6 for g in t.token_gaps_ns]  # ms
     usage_tokens = exchange.output_tokens
     n_content = len(t.token_ns)
     if usage_tokens is not None:
@@ -103,23 +116,23 @@ def exchange_row(exchange: Exchange) -> dict[str, Any]:
         "status": exchange.status,
         "stream": exchange.stream,
         "complete": exchange.complete,
-        "headers_s": _NAN if t.headers_ns is None else (t.headers_ns - t.request_sent_ns) / 1e9,
-        "ttfb_s": _s(ttfb_ns),
-        "ttft_s": _NAN if t.ttft_s is None else t.ttft_s,
-        "total_s": _s(total_ns),
-        "done_s": _NAN if t.total_s is None else t.total_s,
-        # Integer twins of the byte columns: these add up exactly, the float seconds only to rounding.
+        "headers_ms": _NAN if t.headers_ns is None else _ms(t.headers_ns - t.request_sent_ns),
+        "ttfb_ms": _ms(ttfb_ns),
+        "ttft_ms": _NAN if t.first_token_ns is None else _ms(t.first_token_ns - t.request_sent_ns),
+        "total_ms": _ms(total_ns),
+        "done_ms": _NAN if t.done_ns is None else _ms(t.done_ns - t.request_sent_ns),
+        # Integer twins of the byte columns: these add up exactly, the float milliseconds only to rounding.
         "ttfb_ns": ttfb_ns,
         "total_ns": total_ns,
         "chunk_gap_sum_ns": sum(gaps_ns),
         "n_chunks": len(t.chunks),
-        "chunk_gap_max_s": _s(max(gaps_ns)) if gaps_ns else _NAN,
+        "chunk_gap_max_ms": _ms(max(gaps_ns)) if gaps_ns else _NAN,
         "n_content_chunks": n_content,
-        "itl_mean_s": statistics.fmean(token_gaps) if token_gaps else _NAN,
-        "itl_median_s": statistics.median(token_gaps) if token_gaps else _NAN,
-        "itl_p90_s": percentile(token_gaps, 90),
-        "itl_max_s": max(token_gaps) if token_gaps else _NAN,
-        "itl_std_s": statistics.pstdev(token_gaps) if len(token_gaps) >= 2 else _NAN,
+        "itl_mean_ms": _r(statistics.fmean(token_gaps)) if token_gaps else _NAN,
+        "itl_median_ms": _r(statistics.median(token_gaps)) if token_gaps else _NAN,
+        "itl_p90_ms": _r(percentile(token_gaps, 90)),
+        "itl_max_ms": _r(max(token_gaps)) if token_gaps else _NAN,
+        "itl_std_ms": _r(statistics.pstdev(token_gaps)) if len(token_gaps) >= 2 else _NAN,
         "output_tokens": tokens,
         "tokens_source": source,
         "tokens_per_s": (tokens - 1) / (span_ns / 1e9) if span_ns > 0 and tokens >= 2 else _NAN,
@@ -132,7 +145,7 @@ def exchange_row(exchange: Exchange) -> dict[str, Any]:
 
 # Every row has every column, so failed runs and runs without signature/attestation line up in one frame.
 _EXTRA_COLUMNS: dict[str, Any] = {
-    "signature_s": _NAN, "signature_status": None, "attestation_s": _NAN, "verify_s": _NAN, "verdict": None,
+    "signature_ms": _NAN, "signature_status": None, "attestation_ms": _NAN, "verify_ms": _NAN, "verdict": None,
     "error": None,
 }
 
@@ -170,13 +183,14 @@ class LatencyRun:
 
 
 def summarize(frame: pd.DataFrame, metrics: Sequence[str] | None = None, *, by: str | None = None) -> pd.DataFrame:
-    """One row per metric: ``count, mean, median, p90, p99, min, max`` over the successful exchanges.
+    """One row per metric: ``count, mean, median, p90, p99, min, max`` over the successful exchanges, rounded to
+    :data:`SUMMARY_DECIMALS` places (times in ms, rates per second).
 
     ``by`` groups first (e.g. ``by="label"`` for two endpoints in one frame) and gives a (group, metric) index.
     Metrics missing from the frame or entirely NaN are left out rather than shown as empty rows.
 
-    >>> summarize(run.frame).loc["ttft_s", "median"]                              # doctest: +SKIP
-    0.2012
+    >>> summarize(run.frame).loc["ttft_ms", "median"]                             # doctest: +SKIP
+    201.23
     """
     if by is not None:
         if by not in frame.columns:
@@ -197,8 +211,9 @@ def summarize(frame: pd.DataFrame, metrics: Sequence[str] | None = None, *, by: 
         if values.empty:
             continue
         xs = values.tolist()
-        rows[m] = {"count": len(xs), "mean": statistics.fmean(xs), "median": statistics.median(xs),
-                   "p90": percentile(xs, 90), "p99": percentile(xs, 99), "min": min(xs), "max": max(xs)}
+        stats = {"mean": statistics.fmean(xs), "median": statistics.median(xs), "p90": percentile(xs, 90),
+                 "p99": percentile(xs, 99), "min": min(xs), "max": max(xs)}
+        rows[m] = {"count": len(xs), **{k: round(float(v), SUMMARY_DECIMALS) for k, v in stats.items()}}
     out = pd.DataFrame.from_dict(rows, orient="index",
                                  columns=["count", "mean", "median", "p90", "p99", "min", "max"])
     out.index.name = "metric"
@@ -239,7 +254,7 @@ def run_latency(client: "Client", *, n: int = 20, prompts: str | Sequence[str] =
     count rather than the number of chunks. A chat that fails becomes a row with ``error`` set, never a gap.
 
     >>> run = run_latency(client, n=50, concurrency=4, progress=False)            # doctest: +SKIP
-    >>> run.frame[["ttft_s", "tokens_per_s"]].median()                            # doctest: +SKIP
+    >>> run.frame[["ttft_ms", "tokens_per_s"]].median()                           # doctest: +SKIP
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise InputError(f"n must be a positive number of chats, got {n!r}")
@@ -258,6 +273,10 @@ def run_latency(client: "Client", *, n: int = 20, prompts: str | Sequence[str] =
     if verify and policy is None:
         raise InputError("verify=True needs a policy: Policy() for a real service, Policy(trust='simulated') "
                          "for phalanb's simulator")
+    if verify:
+        from .trust import require_loopback_for_simulated
+
+        require_loopback_for_simulated(client.base_url, trust=policy.trust)
     body = {"stream_options": {"include_usage": True}} if stream and include_usage else None
 
     local = threading.local()
@@ -301,13 +320,13 @@ def run_latency(client: "Client", *, n: int = 20, prompts: str | Sequence[str] =
                 row["signature_status"] = exc.status
             except TransportError:
                 row["signature_status"] = None
-            row["signature_s"] = time.perf_counter() - t0
+            row["signature_ms"] = _ms_of_s(time.perf_counter() - t0)
         att = None
         if attestation:
             try:
                 att = c.attestation(signing_algo=sig.signing_algo if sig else None,
                                     signing_address=sig.signing_address if sig else None)
-                row["attestation_s"] = att.elapsed_s
+                row["attestation_ms"] = _ms_of_s(att.elapsed_s)
             except PhalanbError as exc:
                 row["error"] = f"attestation: {type(exc).__name__}: {exc}"
         if verify:
@@ -326,7 +345,7 @@ def run_latency(client: "Client", *, n: int = 20, prompts: str | Sequence[str] =
                     row["error"] = f"verify: {type(exc).__name__}: {exc}"
                 else:
                     row["verdict"] = verdict.status
-                row["verify_s"] = time.perf_counter() - t0
+                row["verify_ms"] = _ms_of_s(time.perf_counter() - t0)
         return row, ex
 
     for w in range(warmup):
@@ -336,7 +355,8 @@ def run_latency(client: "Client", *, n: int = 20, prompts: str | Sequence[str] =
             pass  # a failed warm-up is not data; the measured runs will show the failure if it persists
 
     results: list[tuple[dict[str, Any], Exchange | None] | None] = [None] * n
-    bar = _progress(n, enabled=progress, desc=label or "chats")
+    # The bar says what it does; the endpoint is in the frame and meta, not in the bar (a URL reads as noise).
+    bar = _progress(n, enabled=progress, desc=f"timing {n} chat{'s' if n != 1 else ''}")
     try:
         if concurrency == 1:
             for i in range(n):
@@ -355,7 +375,7 @@ def run_latency(client: "Client", *, n: int = 20, prompts: str | Sequence[str] =
 
     rows = [r[0] for r in results if r is not None]
     frame = pd.DataFrame(rows)
-    first = ["run", "label", "chat_id", "status", "error", "ttfb_s", "ttft_s", "total_s", "tokens_per_s",
+    first = ["run", "label", "chat_id", "status", "error", "ttfb_ms", "ttft_ms", "total_ms", "tokens_per_s",
              "output_tokens"]
     frame = frame[[c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]]
     meta = {"base_url": getattr(client, "base_url", None), "model": getattr(client, "model", None), "n": n,

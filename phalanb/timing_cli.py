@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=_number(int), default=1, help="unrecorded warm-up chats (default 1)")
     p.add_argument("--concurrency", type=_number(int, minimum=1), default=1, help="chats at once (default 1)")
     p.add_argument("--no-stream", action="store_true", help="ask for non-streaming replies")
-    p.add_argument("--max-tokens", type=_number(int, minimum=1), default=None)
+    p.add_argument("--max-tokens", type=_number(int, minimum=1), default=None,
+                   help="the most tokens each reply may have (default: the service's own limit)")
     p.add_argument("--prompt", action="append", dest="prompts", metavar="TEXT",
                    help="prompt to send (repeatable; used in turn; default: four short questions)")
     p.add_argument("--attestation", action="store_true", help="also time a fresh attestation fetch per chat")
@@ -134,8 +135,10 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
                           policy=Policy(trust="simulated" if simulated else "production") if args.verify else None,
                           label=client.base_url, progress=not args.no_progress)
     summary = run.summary()
+    # Times in ms and rates per second, already rounded to 0.01 by summarize(): print them as they are, never
+    # in scientific notation.
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format",
-                           "{:.4g}".format):
+                           "{:.2f}".format):
         print(summary.to_string())
     failed = run.frame["error"].notna().sum()
     if failed:

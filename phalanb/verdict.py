@@ -154,14 +154,51 @@ class Verdict:
         # The stored "status" is deliberately ignored: a verdict is recomputed from its checks, never believed.
         return cls(Check.from_dict(c) for c in data.get("checks", []))
 
-    def table(self) -> str:
-        """A fixed-width text table (the CLI's output)."""
-        width = max([len(c.id) for c in self.checks] + [5])
-        lines = [f"{'check':<{width}}  {'status':<8} reason", f"{'-' * width}  {'-' * 8} {'-' * 40}"]
+    def tally(self) -> str:
+        """One line a person scans: how many checks, and how many of each outcome.
+
+        >>> Verdict([Check("a", Status.PASS, ""), Check("b", Status.WARNING, "")]).tally()
+        '2 checks: 1 pass, 1 warning'
+        """
+        n = {s: sum(c.status is s for c in self.checks) for s in Status}
+        parts = [f"{n[Status.PASS]} pass"] if n[Status.PASS] else []
+        if n[Status.FAIL]:
+            parts.append(f"{n[Status.FAIL]} fail")
+        if n[Status.SKIPPED]:
+            parts.append(f"{n[Status.SKIPPED]} skipped")
+        if n[Status.WARNING]:
+            parts.append(f"{n[Status.WARNING]} warning{'s' if n[Status.WARNING] != 1 else ''}")
+        total = len(self.checks)
+        return f"{total} check{'s' if total != 1 else ''}: " + (", ".join(parts) or "none")
+
+    def table(self, *, color: bool = False, width: int | None = None) -> str:
+        """A fixed-width text table (the CLI's output): one row per check, then the tally, the verdict on a short
+        line of its own, and below it what failed or could not be checked.
+
+        Plain by default. ``color=True`` colours each status (pass green, fail red, warning yellow, skipped grey;
+        the CLI asks :func:`phalanb._term.use_color`, so a pipe or ``NO_COLOR`` stays plain). ``width`` wraps long
+        reasons onto indented continuation lines so no line is longer (long words such as hashes stay whole).
+        """
+        from ._term import STATUS_COLORS, paint, wrap
+
+        idw = max([len(c.id) for c in self.checks] + [5])
+        indent = idw + 2 + 8 + 1
+        lines = [f"{'check':<{idw}}  {'status':<8} reason", f"{'-' * idw}  {'-' * 8} {'-' * 40}"]
         for c in self.checks:
-            lines.append(f"{c.id:<{width}}  {c.status.value:<8} {c.reason}")
+            pad = " " * (8 - len(c.status.value))  # padded outside the colour codes, so columns stay aligned
+            status = paint(c.status.value, STATUS_COLORS.get(c.status.value), enabled=color) + pad
+            reason = wrap(c.reason, width, indent=indent) if width else [c.reason]
+            lines.append(f"{c.id:<{idw}}  {status} {reason[0]}")
+            lines.extend(reason[1:])
         lines.append("")
-        lines.append(f"verdict: {self.summary()}")
+        lines.append(self.tally())
+        word = paint(self.status, STATUS_COLORS.get(self.status), enabled=color)
+        warn = f" ({len(self.warnings)} with warnings)" if self.status == VERIFIED and self.warnings else ""
+        lines.append(f"verdict: {word}{warn}")
+        for label, checks in (("failed", self.failed), ("not checked", self.skipped)):
+            if checks:
+                detail = f"  {label}: {_grouped(checks)}"
+                lines.extend(wrap(detail, width, indent=4) if width else [detail])
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ carries the same nonce. Anything that cannot be checked is *skipped with a reaso
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from .exchange import Exchange
@@ -21,17 +21,20 @@ from .policy import Policy
 from .signatures import (
     SignatureRecord,
     check_hashes,
+    check_record_address,
     check_signature,
     check_signature_bound,
     parse_signed_text,
 )
 from .errors import InputError, ParseError, PhalanbError, SignatureFormatError, UnsupportedError
 from .report import NodeAttestation, binding_checks, check_signing_public_key, parse_report
-from .trust import gpu_root, tdx_root
+from .timeutil import parse_optional_time
+from .trust import gpu_root, nras_anchor, tdx_root
 from .verdict import Check, Status, Verdict
 
 __all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
-           "chat_checks", "tdx_checks", "gpu_checks", "REQUIRED_CHECKS", "measurement_check", "gpu_count_check"]
+           "chat_checks", "tdx_checks", "gpu_checks", "gateway_checks", "REQUIRED_CHECKS", "measurement_check",
+           "gpu_count_check"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
 REQUIRED_CHECKS = (
@@ -54,7 +57,8 @@ def chat_checks(exchange: Exchange | None, signature: SignatureRecord, *,
         bad = [Check("request.hash", Status.FAIL, f"the signed text cannot be read: {exc}"),
                Check("response.hash", Status.FAIL, f"the signed text cannot be read: {exc}")]
         valid, signer = check_signature(signature)
-        return bad + [valid], signer
+        record = check_record_address(signature, signer)
+        return bad + [valid] + ([record] if record else []), signer
     checks = check_hashes(signed, request_bytes=exchange.request_bytes if exchange else None,
                           response_bytes=exchange.response_bytes if exchange else None,
                           stream=exchange.stream if exchange else None,
@@ -63,7 +67,8 @@ def chat_checks(exchange: Exchange | None, signature: SignatureRecord, *,
         checks[0] = Check(checks[0].id, checks[0].status, checks[0].reason + f" (3-part text, model {signed.model!r})",
                           {**checks[0].evidence, "model": signed.model}, checks[0].required)
     valid, signer = check_signature(signature)
-    return checks + [valid], signer
+    record = check_record_address(signature, signer)
+    return checks + [valid] + ([record] if record else []), signer
 
 
 def _skipped(ids, reason: str) -> list[Check]:
@@ -144,7 +149,8 @@ def _expectation_checks(quote: Any, node: NodeAttestation, log: Any, policy: Pol
     for i, r in enumerate(quote.body.rtmrs):
         actual[f"rt_mr{i}"] = r.hex()
     try:
-        facts = derive(log, info=node.info, vm_config=node.vm_config) if log not in (None, "", []) else None
+        facts = (derive(log, info=node.info, vm_config=node.vm_config, quote=quote)
+                 if log not in (None, "", []) else None)
     except PhalanbError:
         facts = None
     actual["compose_hash"] = getattr(facts, "compose_hash", None)
@@ -176,17 +182,21 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
     from .gpu.nras import verify_nras
 
     need_nras = policy.require_nras
-    source = node.gpu_evidence if node.binding == "chutes" else node.nvidia_payload
+    chutes = node.binding in ("chutes", "chutes-client")
+    source = node.gpu_evidence if chutes else node.nvidia_payload
     if source in (None, "", []):
         return (_skipped(_GPU_IDS, "the report carries no GPU evidence")
                 + [Check("nras.result", Status.SKIPPED, "no GPU evidence to appraise", required=need_nras)])
-    if node.binding == "chutes":
+    if chutes:
         expected = (chutes_gpu_nonce(node.request_nonce, node.e2e_pubkey)
                     if node.request_nonce and node.e2e_pubkey else None)
     else:
         expected = nonce.hex() if nonce is not None else None
     try:
         payload = parse_payload(source)
+    except UnsupportedError as exc:  # e.g. NVSwitch evidence: named, never verified as a GPU's
+        return (_skipped(_GPU_IDS, f"the GPU evidence is not verifiable by phalanb: {exc}")
+                + [Check("nras.result", Status.SKIPPED, "no GPU evidence phalanb can appraise", required=need_nras)])
     except ParseError as exc:
         return ([Check("gpu.evidence_signature", Status.FAIL, f"the GPU evidence cannot be decoded: {exc}")]
                 + _skipped(("gpu.nonce", "gpu.cert_chain"), "the GPU evidence cannot be decoded")
@@ -213,7 +223,7 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
 
                 issuer = {"issuer": SIM_NRAS_ISSUER}
             nv = verify_nras(nras_response, jwks=jwks, expected_nonce=expected, at=at, gpu_facts=result.facts,
-                             **issuer)
+                             anchor=nras_anchor(policy), **issuer)
         except ParseError as exc:
             checks.append(Check("nras.result", Status.FAIL, f"the NRAS answer cannot be read: {exc}"))
         else:
@@ -255,35 +265,48 @@ def gpu_count_check(node: NodeAttestation, evidence_count: int) -> Check | None:
 def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, report: Mapping[str, Any] | None = None,
                     *, nonce: bytes | None = None, policy: Policy | None = None, collateral: Any = None,
                     nras_response: Any = None, jwks: Any = None, at: float | None = None,
-                    reference_request: bytes | None = None, reference_response: bytes | None = None) -> Verdict:
+                    reference_request: bytes | None = None, reference_response: bytes | None = None,
+                    gateway_collateral: Any = None) -> Verdict:
     """Verify one reply end to end and say plainly what holds and what could not be checked.
 
     ``exchange``: the exact bytes (None when only a signature is at hand); ``signature``: the signature record;
     ``report``: the attestation report JSON fetched with ``nonce`` (the 32 bytes we sent); ``policy``: trust
     roots and expectations (default: Intel's and NVIDIA's production roots); ``collateral``: Intel collateral
     for the TCB status; ``nras_response`` + ``jwks``: a saved NRAS answer; ``at``: the clock for certificate,
-    collateral and token validity (Unix seconds; default now).
+    collateral and token validity (Unix seconds; default now); ``gateway_collateral``: Intel collateral for a NEAR
+    AI Cloud gateway's quote (default ``collateral``).
     """
+    at = parse_optional_time(at, field="at")  # NaN, ±inf, negative or past 9999: a clear error, never a crash
     chat, signer = chat_checks(exchange, signature, reference_request=reference_request,
                                reference_response=reference_response)
     if report is None:
         return assemble(chat, signer, signature.signing_algo, unattested("no attestation report was given"))
     attested = attest_report(report, nonce=nonce, signer=signer or signature.signing_address,
                              policy=policy or Policy(), collateral=collateral, nras_response=nras_response,
-                             jwks=jwks, at=at)
+                             jwks=jwks, at=at, gateway_collateral=gateway_collateral)
     return assemble(chat, signer, signature.signing_algo, attested)
 
 
 def verify_report(report: Mapping[str, Any], *, nonce: bytes | None = None, signing_address: str | None = None,
                   node: int | None = None, policy: Policy | None = None, collateral: Any = None,
-                  nras_response: Any = None, jwks: Any = None, at: float | None = None) -> Verdict:
+                  nras_response: Any = None, jwks: Any = None, at: float | None = None,
+                  gateway_collateral: Any = None) -> Verdict:
     """Verify a saved attestation report on its own: shape, binding, freshness, quote, event log, GPUs.
 
     Without a chat signature the ``signature.*`` and hash links are absent, so this verdict speaks for the
     report only. ``signing_address`` (or the index ``node``) picks the node when the report lists several.
+    ``gateway_collateral``: Intel collateral for a NEAR AI Cloud gateway's quote (another platform than the
+    model node's, as a rule). Raises :class:`UnsupportedError` for a JSON object of no shape phalanb verifies.
     """
+    try:
+        parse_report(report)
+    except UnsupportedError:
+        raise  # not a report of a shape phalanb verifies (unknown, SEV-SNP, ACI): an input error, named
+    except PhalanbError:
+        pass  # malformed: attest_report reports it as a failed report.shape
     attested = attest_report(report, nonce=nonce, signer=signing_address, policy=policy or Policy(),
-                             collateral=collateral, nras_response=nras_response, jwks=jwks, at=at, node_index=node)
+                             collateral=collateral, nras_response=nras_response, jwks=jwks, at=at, node_index=node,
+                             gateway_collateral=gateway_collateral)
     return Verdict(attested.checks)
 
 
@@ -311,8 +334,10 @@ def unattested(reason: str, *, failed: bool = False) -> AttestedReport:
 
 def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str | None, policy: Policy,
                   collateral: Any = None, nras_response: Any = None, jwks: Any = None, at: float | None = None,
-                  node_index: int | None = None) -> AttestedReport:
-    """Every check of the attestation side for the node that holds ``signer`` (all but ``signature.bound``)."""
+                  node_index: int | None = None, gateway_collateral: Any = None) -> AttestedReport:
+    """Every check of the attestation side for the node that holds ``signer`` (all but ``signature.bound``),
+    and, for a NEAR AI Cloud report, the ``gateway.*`` checks of the gateway every request passes through."""
+    at = parse_optional_time(at, field="at")
     checks: list[Check] = []
     try:
         parsed = parse_report(report)
@@ -335,7 +360,10 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
         return unattested(f"the attestation report cannot be used: {exc}", failed=True)
     checks.append(Check("report.shape", Status.PASS, f"{parsed.shape}: {parsed.description}",
                         {"shape": parsed.shape, "nodes": len(parsed.nodes),
-                         "signing_address": node.signing_address}, required=False))
+                         "signing_address": node.signing_address, "wrapper": parsed.wrapper}, required=False))
+    if node.binding == "chutes-client" and nonce is not None:
+        # The Chutes evidence API hashes the nonce we asked with into report_data; it does not echo it.
+        node = replace(node, request_nonce=nonce.hex())
     key_check = check_signing_public_key(node)
     if key_check is not None:
         checks.append(key_check)
@@ -344,10 +372,43 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
     checks.extend(binding_checks(node, report_data, nonce))
     checks.extend(tdx)
     checks.extend(gpu_checks(node, nonce=nonce, policy=policy, nras_response=nras_response, jwks=jwks, at=at))
+    if parsed.shape == "near-cloud-gateway":
+        checks.extend(gateway_checks(parsed.gateway, nonce=nonce, policy=policy,
+                                     collateral=gateway_collateral if gateway_collateral is not None else collateral,
+                                     at=at))
     if policy.simulated:
         checks.append(Check("trust.simulated", Status.WARNING, "verified against phalanb's SIMULATED roots: this "
                             "proves the checks work, not that real Intel/NVIDIA hardware answered", required=False))
     return AttestedReport(checks, node, parsed.shape)
+
+
+def gateway_checks(gateway: NodeAttestation | None, *, nonce: bytes | None, policy: Policy, collateral: Any = None,
+                   at: float | None = None) -> list[Check]:
+    """The NEAR AI Cloud gateway as a link of its own: every request passes through it, so its TD is verified
+    like a model node's — quote to Intel's root, TCB, debug, event log and compose, report_data binding its
+    signing key (and TLS fingerprint where present) and our nonce. Ids: ``gateway.report_data``,
+    ``gateway.nonce_fresh``, ``gateway.signing_key``, ``gateway.tdx.*``, ``gateway.app.compose_hash``.
+
+    The user's expected measurements describe the model's deployment, not the gateway's, so they are not applied
+    here; any other measurement policy is.
+    """
+    if gateway is None:
+        return [Check("gateway.quote", Status.SKIPPED, "the report wraps model attestations but carries no gateway "
+                      "attestation: the gateway every request passes through cannot be checked")]
+    checks: list[Check] = []
+    key_check = check_signing_public_key(gateway)
+    if key_check is not None:
+        checks.append(key_check)
+    tdx, quote = tdx_checks(gateway, policy=replace(policy, expected={}), collateral=collateral, at=at)
+    report_data = quote.body.report_data if quote is not None else None
+    checks.extend(binding_checks(gateway, report_data, nonce))
+    checks.extend(tdx)
+    return [_as_gateway(c) for c in checks]
+
+
+def _as_gateway(c: Check) -> Check:
+    cid = c.id.removeprefix("report.")
+    return Check(f"gateway.{cid}", c.status, f"gateway: {c.reason}", c.evidence, c.required)
 
 
 def assemble(chat: list[Check], signer: str | None, algo: str, attested: AttestedReport) -> Verdict:

@@ -115,9 +115,13 @@ class WindowResult:
         return sum(p.multi_node_miss for p in self.probes)
 
     def frame(self) -> pd.DataFrame:
-        """Every probe as one row (CSV-ready)."""
+        """Every probe as one row (CSV-ready): when it was sent and answered in seconds since the chat ended (the
+        plot's axis, to the millisecond), its round trip in milliseconds."""
         cols = list(Probe(0, "", 0.0, 0.0, None, OK, "").to_dict())
-        return pd.DataFrame([p.to_dict() for p in self.probes], columns=cols)
+        frame = pd.DataFrame([p.to_dict() for p in self.probes], columns=cols)
+        frame[["elapsed_s", "received_s"]] = frame[["elapsed_s", "received_s"]].astype(float).round(3)
+        frame["rtt_s"] = (frame["rtt_s"].astype(float) * 1000).round(3)
+        return frame.rename(columns={"rtt_s": "rtt_ms"})
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "lower_s": self.lower_s, "upper_s": self.upper_s,

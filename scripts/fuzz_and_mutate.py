@@ -5,8 +5,11 @@
    mutations of the real fixtures (valid framing with random length fields, JSON shapes with random values, NRAS
    answers signed with a throwaway key so the claims reach the checks) — plus a truncation at every offset of one
    quote, one SPDM report and the CCEL log. Every input must parse or raise ``PhalanbError``, within 2 s.
-2. Mutation matrix: every byte of every region of every real quote in ``tdx/ground_truth.json``, of every GPU
-   report of the nvidia table (evidence and certificate chain) and of a few recorded simulator exchanges, flipped
+2. Mutation matrix: every byte of every region of every real quote in ``tdx/ground_truth.json`` and of the field
+   shapes' quotes (Tinfoil, Chutes evidence API, a NEAR AI Cloud gateway), of every GPU report of the nvidia table
+   (evidence and certificate chain), of the report fields those shapes bind (``fuzzkit.BOUND_FIELDS``: a gateway's
+   key, nonce and TLS fingerprint, Tinfoil v3's report_data inputs, a Chutes e2e key) and of a few recorded
+   simulator exchanges, flipped
    with each mask of ``--masks``. A flip inside a signed region must turn the result to failed; flips outside
    (quote padding, bytes between PEM certificates, SPDM trailing bytes) are counted and allowed to pass.
 
@@ -20,6 +23,7 @@ the runtime; exits 1 if any of unexpected / hangs / silent passes is not zero.
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import multiprocessing as mp
 import os
@@ -121,6 +125,10 @@ def _judge(kind: str, key: str):
             seed = next(g for g in _CORPUS.gpus if g.name == key)
             j = fk.GpuJudge(seed)
             _JUDGES[kind, key] = (seed.evidence, j.evidence) if kind == "gpu.evidence" else (seed.chain_pem, j.chain)
+        elif kind == "report":
+            source, path, encoding, _cap = fk.BOUND_FIELDS[int(key)]
+            j = fk.ReportFieldJudge(_CORPUS, source, path, encoding)
+            _JUDGES[kind, key] = (j.data, j)
         else:
             rec = next(r for r in _RECORDED if r.name == key)
             region = kind.split(":", 1)[1]
@@ -178,6 +186,15 @@ def mutation_tasks(corpus: fk.Corpus, recorded: list[fk.Recorded], masks: tuple[
     for rec in recorded:
         for region, data in rec.regions():
             add(f"exchange:{region}", rec.name, [fk.Region(region, 0, len(data))])
+    # Issue 12: the values the field shapes' report_data commits to (gateway key, nonce and TLS fingerprint, Tinfoil
+    # v3 inputs, a Chutes e2e key). Sizes are known without verifying: the judge is built in the worker.
+    for i, (source, path, encoding, cap) in enumerate(fk.BOUND_FIELDS if not quick else fk.BOUND_FIELDS[:3]):
+        value = corpus.reports[source.split("/", 1)[1]] if source.startswith("reports/") else \
+            corpus.field_reports[source.split("/", 1)[1]][0]
+        for key in path:
+            value = value[key]
+        size = len(bytes.fromhex(value.removeprefix("0x"))) if encoding == "hex" else len(base64.b64decode(value))
+        add("report", str(i), [fk.Region(".".join(map(str, path)), 0, min(size, cap or size))])
     return tasks
 
 
@@ -275,10 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             peak = max(peak, r["rss"])
         mut_s = time.time() - t0
         n_artefacts = (len(corpus.quotes) if not args.quick else 2, len(corpus.gpus) if not args.quick else 2,
-                       len(recorded))
+                       len(recorded), len(fk.BOUND_FIELDS) if not args.quick else 3)
         print(f"\n== MUTATION MATRIX: {sum(a['tried'] for a in agg.values()):,} single-byte flips in {mut_s:.0f} s "
               f"({n_artefacts[0]} quotes, {n_artefacts[1]} GPU reports with their chains, {n_artefacts[2]} "
-              f"exchanges; every byte x {len(masks)} masks) ==")
+              f"exchanges, {n_artefacts[3]} bound report fields; every byte x {len(masks)} masks) ==")
         print(f"{'artefact':<14} {'region':<9} {'flips':>9} {'failed':>9} {'passed':>8}")
         for (kind, signed), a in sorted(agg.items()):
             print(f"{kind:<14} {'signed' if signed else 'unsigned':<9} {a['tried']:>9,} {a['failed']:>9,} "

@@ -114,6 +114,26 @@ class GpuSeed:
     at: float             # a time inside every certificate's validity
 
 
+#: Quotes of the field shapes (``path`` or ``report#member`` whose ``intel_quote`` is taken), relative to fixtures.
+FIELD_QUOTES = ("field/tinfoil-verifier-tdx-v2/quote.bin", "field/tinfoil-direct-gemma4-2026-06/quote.bin",
+                "field/chutes-direct-glm5-2026-06/quote_instance0.bin",
+                "field/nearai-gateway-gptoss-2026-04/attestation_report.json#gateway_attestation")
+
+#: (folder, file) of the attestation documents in ``fixtures/field``.
+FIELD_REPORTS = (("tinfoil-verifier-tdx-v2", "attestation_doc.json"),
+                 ("nanogpt-tinfoil-llama-2026-03", "attestation_report.json"),
+                 ("tinfoil-direct-gemma4-2026-06", "tinfoil_attestation.json"),
+                 ("tinfoil-cloud-sevsnp-2026-06", "tinfoil_attestation.json"),
+                 ("dstack-sevsnp-2026", "sev-snp-attestation.json"),
+                 ("chutes-direct-glm5-2026-06", "evidence.json"),
+                 ("venice-qwen35-2026-06", "attestation_report.json"),
+                 ("nearai-gateway-gptoss-2026-04", "attestation_report.json"),
+                 ("nanogpt-gateway-glm5-2026-03", "attestation_report.json"),
+                 ("nanogpt-chutes-deepseek-2026-03", "attestation_report.json"))
+SMALL_FIELD_REPORTS = ("tinfoil-verifier-tdx-v2", "nanogpt-tinfoil-llama-2026-03", "tinfoil-direct-gemma4-2026-06",
+                       "tinfoil-cloud-sevsnp-2026-06", "dstack-sevsnp-2026", "aci-marker")
+
+
 class Corpus:
     """Seed inputs read from ``fixtures`` (the ``../shared/fixtures`` folder)."""
 
@@ -145,6 +165,25 @@ class Corpus:
                 certs = _load_chain(q)
                 at = max(c.not_valid_before_utc for c in certs).timestamp() + 86400
             out.append(QuoteSeed(e["file"], q.raw, float(at)))
+        return out + self.field_quotes
+
+    @cached_property
+    def field_quotes(self) -> list[QuoteSeed]:
+        """The quotes of the shapes met in the field (issue 12): Tinfoil v2 and v3, the Chutes evidence API and a
+        NEAR AI Cloud gateway. Appended after the ground-truth quotes, so the indices of those stay put."""
+        from phalanb.tdx import parse_quote
+        from phalanb.tdx.verify import _load_chain
+
+        out = []
+        for name in FIELD_QUOTES:
+            path, _, member = name.partition("#")
+            if member:
+                data = json.loads((self.root / path).read_text())[member]["intel_quote"]
+            else:
+                data = (self.root / path).read_bytes()
+            q = parse_quote(data)
+            at = max(c.not_valid_before_utc for c in _load_chain(q)).timestamp() + 86400
+            out.append(QuoteSeed(name, q.raw, float(at)))
         return out
 
     @cached_property
@@ -206,6 +245,10 @@ class Corpus:
                  self._text("reports/private-ml-sdk-2025-01/nvidia_payload.json")]
         rep = self.reports["nanogpt-gemma-2026-06"]
         texts.append(rep["nvidia_payload"])
+        # Issue 12: NVSwitch evidence (refused as such) and a Tinfoil v3 document's GPU evidence list.
+        texts.append(self._text("field/nvidia-sdk-nvswitch-ls10/switch_evidence_ls10.json"))
+        texts.append(json.dumps(self._json("field/tinfoil-direct-gemma4-2026-06/tinfoil_attestation.json")
+                                ["gpu"]["evidences"]))
         return texts
 
     @cached_property
@@ -242,6 +285,24 @@ class Corpus:
             f = d / "attestation_report.json"
             if f.is_file():
                 out[d.name] = json.loads(f.read_text())
+        return out
+
+    @cached_property
+    def field_reports(self) -> dict[str, tuple[dict, bytes | None]]:
+        """(document, client nonce) of every attestation shape in ``fixtures/field`` (issue 12): Tinfoil v2 and
+        v3, NanoGPT wrappers, the Chutes evidence API (with its e2e keys merged), Venice, a NEAR AI Cloud gateway,
+        the AMD SEV-SNP documents phalanb refuses, and an ACI gateway report's marker."""
+        from phalanb.report import merge_chutes_instances
+
+        out: dict[str, tuple[dict, bytes | None]] = {}
+        for folder, file in FIELD_REPORTS:
+            d = self.root / "field" / folder
+            doc = json.loads((d / file).read_text())
+            if folder == "chutes-direct-glm5-2026-06":
+                doc = merge_chutes_instances(doc, json.loads((d / "e2e_instances.json").read_text()))
+            nonce = d / "client_nonce.txt"
+            out[folder] = (doc, bytes.fromhex(nonce.read_text().strip()) if nonce.is_file() else None)
+        out["aci-marker"] = ({"api_version": "aci/1", "keyset": {}, "quote": "00"}, None)
         return out
 
     @cached_property
@@ -541,10 +602,23 @@ class NrasForge:
     def __init__(self) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
 
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509.oid import NameOID
+
         from phalanb.gpu.nras import jwk_of
+        from phalanb.gpu.sim import _fixed_nras_intermediate, simulated_nras_anchor
 
         self.key = ec.derive_private_key(0xF022, ec.SECP384R1())
-        self.jwks = {"keys": [jwk_of(self.key.public_key(), "fuzz-kid")]}
+        # Its key chains to the simulated NRAS intermediate, so verify_nras(anchor=forge.anchor) gets past the key
+        # check to the claims; under NVIDIA's anchor (the default) the same tokens are refused.
+        ca_key, ca = _fixed_nras_intermediate()
+        self.anchor = simulated_nras_anchor()
+        leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz")]))
+                .issuer_name(ca.subject).public_key(self.key.public_key()).serial_number(0xF022)
+                .not_valid_before(ca.not_valid_before_utc).not_valid_after(ca.not_valid_after_utc)
+                .sign(ca_key, hashes.SHA384()))
+        self.jwks = {"keys": [jwk_of(self.key.public_key(), "fuzz-kid", [leaf, ca])]}
 
     def answer(self, rng: random.Random) -> tuple[Any, str]:
         nonce = os.urandom(32).hex() if rng.random() < 0.5 else "ab" * 32
@@ -778,12 +852,15 @@ def _call_verify_nras(args: tuple) -> Any:
     from phalanb.gpu.nras import NRAS_ISSUER, verify_nras
 
     answer, jwks, nonce, at, issuer = args
-    return verify_nras(answer, jwks=jwks, expected_nonce=nonce, at=at, issuer=issuer or NRAS_ISSUER)
+    anchor = _forge().anchor if issuer == NrasForge.ISSUER else None
+    return verify_nras(answer, jwks=jwks, expected_nonce=nonce, at=at, issuer=issuer or NRAS_ISSUER, anchor=anchor)
 
 
 def _gen_report_value(rng: random.Random, c: Corpus) -> Any:
-    name = rng.choice(sorted(c.reports))
-    seed = c.reports[name]
+    if rng.random() < 0.4:  # the shapes of issue 12 (Tinfoil, Chutes evidence API, Venice, gateway, SEV-SNP…)
+        seed = c.field_reports[rng.choice(sorted(c.field_reports))][0]
+    else:
+        seed = c.reports[rng.choice(sorted(c.reports))]
     return _pick(rng,
                  (1, lambda: random_bytes(rng)),
                  (4, lambda: mutate_json(rng, seed)),
@@ -793,6 +870,12 @@ def _gen_report_value(rng: random.Random, c: Corpus) -> Any:
 
 def _gen_verify_report(rng: random.Random, c: Corpus) -> tuple:
     # The small (one-GPU) reports keep this target cheap; the big ones come in now and then.
+    if rng.random() < 0.3:  # the shapes of issue 12; the small ones (no or one GPU) mostly
+        small = [k for k in sorted(c.field_reports) if k in SMALL_FIELD_REPORTS]
+        name = rng.choice(small if rng.random() < 0.8 else sorted(c.field_reports))
+        seed, client = c.field_reports[name]
+        report = mutate_json(rng, seed, rounds=rng.randint(1, 2))
+        return report, rng.choice((client, None, os.urandom(32)))
     pool = c.small_reports if rng.random() < 0.85 else c.reports
     name = rng.choice(sorted(pool))
     report = mutate_json(rng, pool[name], rounds=rng.randint(1, 2))
@@ -940,6 +1023,59 @@ def _call_event_log(value: Any) -> Any:
     return parse_event_log(value)
 
 
+def _gen_jwks(rng: random.Random, c: Corpus) -> Any:
+    # Real NVIDIA JWKS (x5c chains to the pinned intermediate) with JSON-level mutations: the key checks must
+    # refuse or accept, never crash.
+    jwks = dict(c.nras[rng.randrange(len(c.nras))][1])
+    keys = list(jwks.get("keys", []))[:3]
+    if rng.random() < 0.5 and keys:
+        key = dict(keys[0])
+        chain = list(key.get("x5c", []))
+        if chain and rng.random() < 0.5:
+            raw = base64.b64decode(chain[0])
+            chain[0] = base64.b64encode(mutate_bytes(rng, raw)).decode()
+        key["x5c"] = chain if rng.random() < 0.8 else mutate_json(rng, chain)
+        keys[0] = key
+    return mutate_json(rng, {"keys": keys}, rounds=rng.randint(0, 2))
+
+
+def _call_jwks(document: Any) -> Any:
+    from phalanb.gpu.nras import Jwks
+
+    return Jwks(document)
+
+
+def _gen_time(rng: random.Random, c: Corpus) -> Any:
+    return _pick(rng, (1, lambda: random_json_value(rng)),
+                 (1, lambda: rng.choice(("NaN", "inf", "-inf", "1e309", "-0", "now", " 12 ", "0x10", "1_000", ""))),
+                 (1, lambda: rng.choice((float("nan"), float("inf"), -1e-9, 2.5e11, 1 << 70, True, None))))
+
+
+def _call_time(value: Any) -> Any:
+    from phalanb.timeutil import parse_time
+
+    return parse_time(value, field="at", allow_now=True)
+
+
+def _gen_compressed(rng: random.Random, c: Corpus) -> tuple:
+    import gzip
+    import zlib
+
+    body = os.urandom(rng.randint(0, 300)) if rng.random() < 0.3 else b'{"a": "' + b"0" * rng.randint(0, 5000) + b'"}'
+    encoding = rng.choice(("gzip", "x-gzip", "deflate", "identity", None, "br", " GZIP "))
+    packed = gzip.compress(body) if "gzip" in str(encoding).lower() else zlib.compress(body)
+    if rng.random() < 0.2:
+        packed += packed  # two gzip members, or trailing data after a zlib stream
+    return mutate_bytes(rng, packed) if rng.random() < 0.6 else packed, encoding, rng.choice((64, 4096, 1 << 20))
+
+
+def _call_compressed(args: tuple) -> Any:
+    from phalanb.client import _decode_content
+
+    body, encoding, limit = args
+    return _decode_content(body, encoding, limit=limit, what="fuzz")
+
+
 def _targets() -> list[Target]:
     from phalanb.audit import parse_bundle  # noqa: F401  (imported early so import cost is not an input's time)
     from phalanb.exchange import Exchange
@@ -963,6 +1099,9 @@ def _targets() -> list[Target]:
         Target("gpu.nras.parse_nras_response", parse_nras_response, _gen_nras_text, 1),
         Target("gpu.nras.decode_jwt", decode_jwt, _gen_jwt, 1.5),
         Target("gpu.nras.verify_nras", _call_verify_nras, _gen_verify_nras, 0.7),
+        Target("gpu.nras.Jwks", _call_jwks, _gen_jwks, 0.4),
+        Target("timeutil.parse_time", _call_time, _gen_time, 0.5),
+        Target("client.decode_content", _call_compressed, _gen_compressed, 0.5),
         Target("report.parse_report", parse_report, _gen_report_value, 1),
         Target("verify.verify_report", _call_verify_report, _gen_verify_report, 0.5),
         Target("sse.parse_sse", parse_sse, _gen_sse, 2),
@@ -1179,6 +1318,74 @@ class GpuJudge:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Bound fields of the field shapes (issue 12): a value report_data commits to, flipped, must fail the verdict
+
+#: (source, field path, encoding, region length cap). ``source`` is ``reports/<folder>`` or ``field/<folder>``.
+#: Each field is bound by a signed quote: the gateway's key, nonce and TLS fingerprint (NEAR AI Cloud), the Tinfoil
+#: v3 report_data inputs, and a Chutes instance's e2e key (only its first bytes: every byte is hashed alike).
+BOUND_FIELDS = (
+    ("reports/nearcloud-2026", ("gateway_attestation", "signing_address"), "hex", None),
+    ("reports/nearcloud-2026", ("gateway_attestation", "request_nonce"), "hex", None),
+    ("reports/nearcloud-2026", ("gateway_attestation", "tls_cert_fingerprint"), "hex", None),
+    ("field/nearai-gateway-gptoss-2026-04", ("gateway_attestation", "signing_address"), "hex", None),
+    ("field/nearai-gateway-gptoss-2026-04", ("gateway_attestation", "request_nonce"), "hex", None),
+    ("field/tinfoil-direct-gemma4-2026-06", ("report_data", "tls_key_fp"), "hex", None),
+    ("field/tinfoil-direct-gemma4-2026-06", ("report_data", "hpke_key"), "hex", None),
+    ("field/tinfoil-direct-gemma4-2026-06", ("report_data", "nonce"), "hex", None),
+    ("field/chutes-direct-glm5-2026-06", ("evidence", 0, "e2e_pubkey"), "base64", 48),
+)
+
+
+class ReportFieldJudge:
+    """Re-verifies a field-shape report with one bound field replaced (the field is mutated as the bytes it encodes:
+    the case of hex digits is spelling, not content). ``"failed"`` when the verdict fails or the report is refused,
+    ``"passed"`` otherwise; the unmutated report must not fail, so a pass after a flip is a silent pass."""
+
+    def __init__(self, corpus: "Corpus", source: str, path: tuple, encoding: str):
+        kind, _, folder = source.partition("/")
+        if kind == "reports":
+            self.report = corpus.reports[folder]
+            self.nonce = corpus.report_nonces[folder]
+        else:
+            self.report, self.nonce = corpus.field_reports[folder]
+        self.path, self.encoding = path, encoding
+        self.name = f"{folder}:{'.'.join(map(str, path))}"
+        value = self.report
+        for p in path:
+            value = value[p]
+        self.prefix = "0x" if encoding == "hex" and value.startswith("0x") else ""
+        self.data = (bytes.fromhex(value.removeprefix("0x")) if encoding == "hex" else base64.b64decode(value))
+        assert self._verdict(self.report) != "failed", self.name
+
+    def _verdict(self, report: dict) -> str:
+        from phalanb.verify import verify_report
+
+        # The report has several nodes when the shape lists several: the first is checked, as the field's is there.
+        return verify_report(report, nonce=self.nonce, node=0).status
+
+    def _with(self, data: bytes) -> dict:
+        text = self.prefix + data.hex() if self.encoding == "hex" else base64.b64encode(data).decode()
+        out = dict(self.report)
+        parent: Any = out
+        for p in self.path[:-1]:
+            child = parent[p]
+            child = list(child) if isinstance(child, list) else dict(child)
+            parent[p] = child
+            parent = child
+        parent[self.path[-1]] = text
+        return out
+
+    def __call__(self, data: bytes) -> str:
+        try:
+            status = self._verdict(self._with(data))
+        except PhalanbError:
+            return "failed"
+        except Exception as exc:  # noqa: BLE001 — reported, never hidden
+            return f"unexpected:{type(exc).__name__}: {exc!s:.200}"
+        return "failed" if status == "failed" else "passed"
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Recorded simulator exchanges
 
 
@@ -1272,4 +1479,5 @@ def now_utc() -> str:
 
 __all__ = ["Hang", "time_bound", "run_one", "Outcome", "Corpus", "QuoteSeed", "GpuSeed", "targets", "Target",
            "truncations", "truncated_input", "Region", "quote_regions", "spdm_regions", "chain_regions", "flip",
-           "FLIP_MASKS", "QuoteJudge", "GpuJudge", "Recorded", "record_exchanges", "mutate_bytes", "mutate_json"]
+           "FLIP_MASKS", "QuoteJudge", "GpuJudge", "ReportFieldJudge", "BOUND_FIELDS", "Recorded",
+           "record_exchanges", "mutate_bytes", "mutate_json"]

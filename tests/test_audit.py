@@ -35,7 +35,7 @@ def test_bundle_reverifies_offline_with_the_same_verdict(recorded):
 def test_bundle_holds_no_secrets_and_is_json(recorded):
     folder, _ = recorded
     data = json.loads((folder / "reply0.json").read_text())
-    assert data["kind"] == "phalanb.audit-bundle" and data["schema_version"] == 1
+    assert data["kind"] == "phalanb.audit-bundle" and data["schema_version"] == 2 and data["protocol"] == "vllm-proxy"
     assert "authorization" not in json.dumps(data["exchange"]["request_headers"]).lower().replace(
         '"authorization": "<redacted>"', "")
 

@@ -40,11 +40,21 @@ def test_demo_json_exit_code_follows_the_verdict(capsys):
     code = main(["demo", "--json", "--max-tokens", "5"])
     out = json.loads(capsys.readouterr().out)
     verdict = out["verdict"]
-    assert out["simulated"] is True
+    assert out["simulated"] is True and out["protocol"] == "aci"  # the demo speaks today's gateway protocol
     by_id = {c["id"]: c["status"] for c in verdict["checks"]}
+    for cid in ("receipt.request_hash", "receipt.response_hash", "receipt.signature", "receipt.keyset",
+                "aci.report_data", "aci.nonce_fresh", "session.id", "upstream.tdx.quote_signature"):
+        assert by_id[cid] == "pass"
+    assert code == {"verified": 0, "failed": 1, "incomplete": 3}[verdict["status"]] == 0
+
+
+def test_demo_protocol_legacy_keeps_the_model_servers_flow(capsys):
+    code = main(["demo", "--json", "--max-tokens", "5", "--protocol", "legacy"])
+    out = json.loads(capsys.readouterr().out)
+    by_id = {c["id"]: c["status"] for c in out["verdict"]["checks"]}
     for cid in ("request.hash", "response.hash", "signature.valid", "signature.bound", "report.nonce_fresh"):
         assert by_id[cid] == "pass"
-    assert code == {"verified": 0, "failed": 1, "incomplete": 3}[verdict["status"]]
+    assert code == 0 and not any(cid.startswith("receipt.") for cid in by_id)
 
 
 def test_demo_fails_with_exit_1_when_the_signer_is_not_attested(fresh_sim, capsys):
@@ -58,24 +68,24 @@ def test_demo_fails_with_exit_1_when_the_signer_is_not_attested(fresh_sim, capsy
 def test_demo_table_output(capsys):
     main(["demo", "--max-tokens", "3", "--no-stream"])
     out = capsys.readouterr().out
-    assert "SIMULATED" in out and "signature.bound" in out and "verdict:" in out
+    assert "SIMULATED" in out and "receipt.signature" in out and "verdict:" in out
 
 
-def test_chat_save_writes_exchange_and_signature_without_the_key(fresh_sim, tmp_path, api_key):
+def test_chat_save_writes_a_bundle_that_verify_reproduces_without_the_key(fresh_sim, tmp_path, api_key):
     sim = fresh_sim()
     path = tmp_path / "exchange.json"
-    proc = run(["chat", "hello", "--base-url", sim.base_url, "--model", sim.model, "--save", str(path)],
-               env={"PHALANB_API_KEY": api_key})
+    proc = run(["chat", "hello", "--base-url", sim.base_url, "--model", sim.model, "--save", str(path),
+                "--trust", "simulated"], env={"PHALANB_API_KEY": api_key})
     (tmp_path / "chat.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr
     saved = json.loads(path.read_text())
+    assert saved["kind"] == "phalanb.audit-bundle"
     assert saved["exchange"]["request_headers"]["authorization"] == "<redacted>"
     assert saved["signature"]["signing_address"] == sim.signing_address
-    from phalanb.exchange import Exchange
-    from phalanb.signatures import SignatureRecord
-    from phalanb.verify import chat_checks
-    checks, _ = chat_checks(Exchange.from_dict(saved["exchange"]), SignatureRecord.from_dict(saved["signature"]))
-    assert all(c.status.value == "pass" for c in checks)
+    assert api_key not in path.read_text()
+    hint = proc.stderr.rsplit("re-verify offline: ", 1)[1].split(")")[0]
+    again = run(hint.split()[1:])  # the printed command, verbatim
+    assert again.returncode == 0 and "same verdict as recorded: verified" in again.stdout, again.stdout
 
 
 def test_wrong_key_is_a_clear_error_with_exit_2(fresh_sim, tmp_path):

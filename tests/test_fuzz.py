@@ -103,7 +103,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 
 @pytest.mark.parametrize("name", ["gpu.parse_payload", "report.parse_report", "gpu.nras.parse_nras_response",
                                   "exchange.Exchange.from_dict", "audit.parse_bundle", "tdx.parse_dstack_log",
-                                  "tdx.parse_event_log"])
+                                  "tdx.parse_event_log", "gpu.nras.Jwks", "timeutil.parse_time"])
 @FUZZ
 @given(value=JSON)
 def test_any_json_value_parses_or_raises_phalanb_error(name, value):
@@ -251,7 +251,8 @@ def test_nras_tokens_with_a_non_finite_exp_are_refused(exp):
 
     answer, forge = _forged_nras('{"iss": "%s", "exp": %s, "x-nvidia-overall-att-result": true}'
                                  % (fk.NrasForge.ISSUER, exp))
-    result = verify_nras(answer, jwks=forge.jwks, expected_nonce=None, at=1.8e9, issuer=forge.ISSUER)
+    result = verify_nras(answer, jwks=forge.jwks, expected_nonce=None, at=1.8e9, issuer=forge.ISSUER,
+                         anchor=forge.anchor)
     assert result.check("nras.token").status.value == "fail"
     assert "finite numeric exp" in result.token_errors["overall"]
 
@@ -261,7 +262,8 @@ def test_nras_tokens_with_a_non_finite_nbf_are_refused(nbf):
     from phalanb.gpu.nras import verify_nras
 
     answer, forge = _forged_nras('{"iss": "%s", "exp": 2e9, "nbf": %s}' % (fk.NrasForge.ISSUER, nbf))
-    result = verify_nras(answer, jwks=forge.jwks, expected_nonce=None, at=1.8e9, issuer=forge.ISSUER)
+    result = verify_nras(answer, jwks=forge.jwks, expected_nonce=None, at=1.8e9, issuer=forge.ISSUER,
+                         anchor=forge.anchor)
     assert "finite" in result.token_errors["overall"]
 
 
@@ -271,7 +273,8 @@ def test_nras_gpu_names_with_non_ascii_digits_sort_without_crashing():
 
     answer, forge = _forged_nras('{"iss": "%s", "exp": 2e9}' % fk.NrasForge.ISSUER,
                                  gpu_names=("GPU-\u00b2", "GPU-\u0661", "GPU-1"))
-    result = verify_nras(answer, jwks=forge.jwks, expected_nonce=None, at=1.8e9, issuer=forge.ISSUER)
+    result = verify_nras(answer, jwks=forge.jwks, expected_nonce=None, at=1.8e9, issuer=forge.ISSUER,
+                         anchor=forge.anchor)
     assert [name for name, _ in result.response.tokens()][1] == "GPU-1"
 
 

@@ -80,6 +80,25 @@ def test_a_flip_in_a_signed_region_of_a_real_quote_fails(corpus, index):
     assert _silent(fk.QuoteJudge(seed), seed.raw, regions, random.Random(index)) == []
 
 
+@pytest.mark.parametrize("name", fk.FIELD_QUOTES)
+def test_a_flip_in_a_signed_region_of_a_field_shape_quote_fails(corpus, name):
+    # Issue 12: the quotes of Tinfoil v2/v3, the Chutes evidence API and a NEAR AI Cloud gateway.
+    seed = next(q for q in corpus.quotes if q.name == name)
+    regions = fk.quote_regions(seed.raw)
+    assert sum(len(r) for r in regions) == len(seed.raw)
+    assert _silent(fk.QuoteJudge(seed), seed.raw, regions, random.Random(name)) == []
+
+
+@pytest.mark.parametrize("index", range(len(fk.BOUND_FIELDS)),
+                         ids=[".".join(map(str, f[1])) + "@" + f[0].split("/")[1] for f in fk.BOUND_FIELDS])
+def test_a_flip_in_a_value_the_report_data_binds_fails(corpus, index):
+    # Issue 12: a gateway's key, nonce and TLS fingerprint, Tinfoil v3's report_data inputs, a Chutes e2e key.
+    source, path, encoding, cap = fk.BOUND_FIELDS[index]
+    judge = fk.ReportFieldJudge(corpus, source, path, encoding)
+    region = fk.Region(".".join(map(str, path)), 0, min(len(judge.data), cap or len(judge.data)))
+    assert _silent(judge, judge.data, [region], random.Random(index)) == []
+
+
 def test_quote_padding_is_not_signed_and_may_change(corpus):
     # Documented, not a weakness: bytes after the signature data are covered by nothing (dcap-qvl ignores them too).
     seed = next(q for q in corpus.quotes if q.name == "go-tdx-guest/ccel_cos-113-tdx-quote.dat")

@@ -1,6 +1,10 @@
 """The guided notebooks: each runs top to bottom against a simulator this test session starts, each .ipynb is the
-twin of its py:percent script and carries no outputs, and a notebook's teaching assertion fails when the thing it
-teaches is broken.
+twin of its py:percent script (in notebooks/py/) and carries no outputs, and a notebook's teaching assertion fails
+when the thing it teaches is broken.
+
+The notebooks run as a user runs them: in a plain kernel, with no ``MPLBACKEND`` set by the test (ipykernel's own
+default applies), and every figure must arrive as an image, never as ``<Figure size …>`` text. After Run All, each
+notebook with a "Check yourself" solution gets one more cell, ``solution()``, as the reader would type it.
 
 The notebooks run in parallel kernels (two cores are enough for the whole set well under three minutes). Each
 kernel gets PHALANB_BASE_URL / PHALANB_TRUST=simulated and the test API key in its environment; the executed
@@ -9,6 +13,7 @@ notebooks are written under tmp_path, where the session-wide leak check greps th
 
 from __future__ import annotations
 
+import ast
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,17 +27,26 @@ from nbclient.exceptions import CellExecutionError
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
+SCRIPTS = NOTEBOOKS / "py"  # the Jupytext twins, out of the notebook folder's listing
 NAMES = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+SOLVE = "solution()"  # what the reader types after Run All to see a worked answer
 CELL_TIMEOUT = 120
 WORKERS = 3
 
 
-def execute(path: Path, env: dict[str, str], *, inject: str | None = None,
-            edit: tuple[str, str] | None = None) -> tuple[nbformat.NotebookNode, float]:
+def solution_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if "solution" in c.get("metadata", {}).get("tags", [])]
+
+
+def execute(path: Path, env: dict[str, str], *, inject: str | None = None, edit: tuple[str, str] | None = None,
+            then: str | None = None) -> tuple[nbformat.NotebookNode, float]:
     """Run a notebook in a fresh kernel (cwd = notebooks/). ``inject`` is code placed right after the cell tagged
     ``parameters`` (as papermill does); ``edit`` replaces one exact piece of code in the one cell holding it. Both
-    exist to break what the notebook teaches."""
+    exist to break what the notebook teaches. ``then`` is a cell appended at the end: what a reader types after
+    Run All."""
     nb = nbformat.read(path, as_version=4)
+    if then is not None:
+        nb.cells.append(nbformat.v4.new_code_cell(then, metadata={"tags": ["typed-after-run-all"]}))
     if edit is not None:
         holders = [c for c in nb.cells if c.cell_type == "code" and edit[0] in c.source]
         assert len(holders) == 1, f"{path.name}: {edit[0]!r} is in {len(holders)} cells"
@@ -52,12 +66,12 @@ def kernel_env(api_key, fixtures, tmp_path_factory):
     from phalanb.sim import SimConfig, Simulator
 
     with Simulator(SimConfig(seed=2026, ttft_ms=0, tokens_per_second=0, api_key=api_key)) as sim:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PHALANB_", "REDPILL_"))}
+        # No MPLBACKEND: a user's kernel has none, and a figure must not need one to show as an image.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PHALANB_", "REDPILL_", "MPLBACKEND"))}
         env.update(PHALANB_BASE_URL=sim.base_url, PHALANB_TRUST="simulated", PHALANB_API_KEY=api_key,
                    # the notebooks' own copy of the fixtures (what Binder has); test_fixture_copy_is_exact below
                    # proves it is the real evidence, byte for byte
                    PHALANB_FIXTURES=str(NOTEBOOKS / "data" / "fixtures"),
-                   MPLBACKEND="module://matplotlib_inline.backend_inline",
                    PYDEVD_DISABLE_FILE_VALIDATION="1",
                    # temporary files the notebooks write (audit folders…) land where the key-leak check looks
                    TMPDIR=str(tmp_path_factory.mktemp("kernel-tmp")))
@@ -70,8 +84,10 @@ def executed(kernel_env, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("executed-notebooks")
 
     def run(name: str):
+        path = NOTEBOOKS / f"{name}.ipynb"
+        then = SOLVE if solution_cells(nbformat.read(path, as_version=4)) else None
         try:
-            nb, seconds = execute(NOTEBOOKS / f"{name}.ipynb", kernel_env)
+            nb, seconds = execute(path, kernel_env, then=then)
         except Exception as exc:  # noqa: BLE001  (any failure is reported by the test of that notebook)
             return name, exc, 0.0
         nbformat.write(nb, out_dir / f"{name}.ipynb")
@@ -86,6 +102,102 @@ def executed(kernel_env, tmp_path_factory):
 
 def test_there_are_nine_notebooks_in_order():
     assert [n[:2] for n in NAMES] == [f"{i:02d}" for i in range(9)]
+
+
+def test_jupyterlab_lists_each_notebook_once():
+    # The py:percent twins live in notebooks/py/, so the notebook folder holds one file per notebook.
+    assert not list(NOTEBOOKS.glob("[0-9][0-9]_*.py")), "a Jupytext twin is beside its notebook again"
+    assert sorted(p.stem for p in SCRIPTS.glob("[0-9][0-9]_*.py")) == NAMES
+    assert 'formats = "ipynb,py//py:percent"' in (NOTEBOOKS / "jupytext.toml").read_text()
+
+
+def _figures_shown_as_text(nb: nbformat.NotebookNode) -> list[str]:
+    """Outputs a reader would see as ``<Figure size 800x400 with 1 Axes>``: a figure with no image beside it."""
+    bad = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            text = data.get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if text.lstrip().startswith("<Figure") and not ({"image/png", "image/svg+xml"} & set(data)):
+                bad.append(f"cell {i}: {text.strip()[:60]}")
+            if out.get("output_type") == "stream" and "<Figure size" in out.get("text", ""):
+                bad.append(f"cell {i} printed {out['text'].strip()[:60]}")
+    return bad
+
+
+def _images(nb: nbformat.NotebookNode) -> int:
+    return sum("image/png" in o.get("data", {}) or "image/svg+xml" in o.get("data", {})
+               for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_figure_is_shown_as_an_image_in_a_plain_kernel(executed, name):
+    nb, _seconds = executed[name]
+    if isinstance(nb, Exception):
+        raise nb
+    assert not _figures_shown_as_text(nb), _figures_shown_as_text(nb)
+
+
+def test_the_figure_notebooks_really_show_images(executed):
+    # 03: the quote's byte map; 06: token timeline, latency histograms, signature window, and the solution's window
+    for name, at_least in (("03_attestation_and_tdx_quote", 1), ("06_timing", 4)):
+        nb, _ = executed[name]
+        if isinstance(nb, Exception):
+            raise nb
+        assert _images(nb) >= at_least, f"{name}: {_images(nb)} images"
+
+
+def test_figures_are_images_even_with_mplbackend_agg(kernel_env):
+    # A user whose shell exports MPLBACKEND=agg (common on servers) still sees every figure of the timing notebook.
+    # (Without MPLBACKEND, ipykernel picks the inline backend: that is the run of every notebook above.)
+    nb, _ = execute(NOTEBOOKS / "06_timing.ipynb", {**kernel_env, "MPLBACKEND": "agg"})
+    assert not _figures_shown_as_text(nb) and _images(nb) >= 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_check_yourself_never_answers_itself_on_run_all(executed, name):
+    """A solution cell is tagged, collapsed, and only *defines* ``solution()``: Run All prints and shows nothing
+    from it. Typed after Run All, ``solution()`` runs without error (its own assertions hold)."""
+    source = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    cells = solution_cells(source)
+    text = "\n".join(c.source for c in source.cells if c.cell_type == "markdown")
+    if not cells:
+        return
+    assert len(cells) == 1 and SOLVE[:-2] in text, f"{name}: the Check yourself text must say to type {SOLVE}"
+    cell = cells[0]
+    assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, f"{name}: the solution is not collapsed"
+    tree = ast.parse(cell.source)
+    assert [type(n).__name__ for n in tree.body] == ["FunctionDef"] and tree.body[0].name == "solution"
+    nb, _ = executed[name]
+    if isinstance(nb, Exception):
+        raise nb
+    ran = solution_cells(nb)[0]
+    assert ran.outputs == [], f"{name}: Run All showed something from the solution cell"
+    typed = nb.cells[-1]
+    assert typed.source == SOLVE and typed.outputs and not [o for o in typed.outputs if o.output_type == "error"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_opening_a_notebook_does_not_mark_it_modified(name):
+    """The committed file is byte for byte what Jupyter saves (nbformat's writer, same minor version, a trailing
+    newline), and it already holds the language_info the kernel announces, which JupyterLab would otherwise write
+    into the notebook on opening (marking it modified)."""
+    from ipykernel.ipkernel import IPythonKernel
+
+    path = NOTEBOOKS / f"{name}.ipynb"
+    raw = path.read_bytes()
+    nb = nbformat.reads(raw.decode("utf-8"), as_version=nbformat.NO_CONVERT)
+    again = nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    again += "" if again.endswith("\n") else "\n"
+    assert again.encode("utf-8") == raw, f"{name}: Jupyter would save other bytes (re-write it with nbformat)"
+    assert (nb.nbformat, nb.nbformat_minor) == (nbformat.current_nbformat, nbformat.current_nbformat_minor)
+    assert all("id" in c for c in nb.cells)
+    kernel_says = dict(IPythonKernel.language_info)
+    committed = dict(nb.metadata.get("language_info", {}))
+    # The patch version is the one Python the kernel runs; Binder and the tests pin 3.11.
+    assert committed.pop("version", "").rsplit(".", 1)[0] == kernel_says.pop("version").rsplit(".", 1)[0]
+    assert committed == kernel_says
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -111,10 +223,14 @@ def test_ipynb_is_the_twin_of_its_py_percent_script_and_has_no_outputs(name):
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"{name}: committed with outputs"
     assert "widgets" not in nb.metadata, f"{name}: committed with widget state"
-    script = jupytext.read(NOTEBOOKS / f"{name}.py", fmt="py:percent")
+    script = jupytext.read(SCRIPTS / f"{name}.py", fmt="py:percent")
     ours = [(c.cell_type, c.source.strip()) for c in nb.cells]
     theirs = [(c.cell_type, c.source.strip()) for c in script.cells]
-    assert ours == theirs, f"{name}.ipynb and {name}.py differ: run `jupytext --sync notebooks/{name}.ipynb`"
+    assert ours == theirs, f"{name}.ipynb and py/{name}.py differ: run `jupytext --sync notebooks/{name}.ipynb`"
+    # Byte for byte what Jupytext writes from the notebook: JupyterLab's Jupytext refuses to open a notebook
+    # that is newer than a twin that differs (and a git checkout gives both files arbitrary times).
+    rendered = jupytext.writes(jupytext.read(NOTEBOOKS / f"{name}.ipynb"), fmt="py:percent")
+    assert rendered == (SCRIPTS / f"{name}.py").read_text(), f"touch notebooks/{name}.ipynb, then jupytext --sync it"
 
 
 @pytest.mark.parametrize("name", NAMES)

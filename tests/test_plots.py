@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -59,10 +60,10 @@ def test_latency_distributions_show_ttft_and_total_with_medians(runs, tmp_path):
     fig = plots.latency_distributions(stream, bins=5)
     _renders(fig, tmp_path, "latency")
     assert len(fig.axes) == 2
-    for ax, column in zip(fig.axes, ("ttft_s", "total_s")):
+    for ax, column in zip(fig.axes, ("ttft_ms", "total_ms")):
         bars = [p for p in ax.patches if isinstance(p, Rectangle)]
         assert len(bars) == 5 and sum(b.get_height() for b in bars) == len(stream.frame)
-        assert _vlines(ax) == [pytest.approx(stream.frame[column].median() * 1000)]
+        assert _vlines(ax) == [pytest.approx(stream.frame[column].median())]  # the table's ms are the plot's
         assert "median" in ax.get_legend().get_texts()[0].get_text()
 
 
@@ -73,10 +74,10 @@ def test_token_timeline_plots_each_content_chunk_at_its_arrival(runs, tmp_path):
     _renders(fig, tmp_path, "timeline")
     ax = fig.axes[0]
     t = ex.timings
-    expected = [(ns - t.request_sent_ns) / 1e9 for ns in t.token_ns]
+    expected = [(ns - t.request_sent_ns) / 1e6 for ns in t.token_ns]  # ms, as the timing tables
     step = ax.lines[0]
     assert np.allclose(step.get_xdata(), expected) and list(step.get_ydata()) == list(range(1, 7))
-    assert pytest.approx(t.ttft_s) in _vlines(ax) and pytest.approx(t.ttfb_s) in _vlines(ax)
+    assert pytest.approx(t.ttft_s * 1000) in _vlines(ax) and pytest.approx(t.ttfb_s * 1000) in _vlines(ax)
     with pytest.raises(InputError, match="no content chunks"):
         plots.token_timeline(Timings())
 
@@ -124,11 +125,11 @@ def test_compare_runs_puts_two_settings_side_by_side(runs, tmp_path):
     stream, json_ = runs
     fig = plots.compare_runs(stream, json_, labels=("stream", "json"))
     _renders(fig, tmp_path, "compare")
-    assert [ax.get_title() for ax in fig.axes] == ["ttft_s", "total_s", "tokens_per_s"]
+    assert [ax.get_title() for ax in fig.axes] == ["ttft_ms", "total_ms", "tokens_per_s"]
     ttft_ax, _, rate_ax = fig.axes
     assert [t.get_text() for t in ttft_ax.get_xticklabels()] == ["stream", "json"]
     medians = [a.get_text() for a in ttft_ax.texts]
-    assert medians == [f"{stream.frame['ttft_s'].median() * 1000:.1f}", f"{json_.frame['ttft_s'].median() * 1000:.1f}"]
+    assert medians == [f"{stream.frame['ttft_ms'].median():.1f}", f"{json_.frame['ttft_ms'].median():.1f}"]
     # A non-streamed reply has no decode rate: only the streamed box is drawn, in tokens/s (not ms).
     assert [t.get_text() for t in rate_ax.get_xticklabels()] == ["stream"] and rate_ax.get_ylabel() == "tokens / s"
 
@@ -138,3 +139,40 @@ def test_plots_refuse_what_they_cannot_draw(tmp_path):
         plots.latency_distributions([1, 2, 3])
     with pytest.raises(InputError, match="cannot save"):
         plots.save(Figure(), tmp_path / "missing-dir" / "x.png")
+
+
+def test_every_figure_shows_itself_as_a_png_in_ipython_without_the_inline_backend(runs):
+    # IPython's own formatter, fresh: no %matplotlib inline, no pyplot import, so no Figure printer registered.
+    from IPython.core.formatters import PNGFormatter
+
+    from phalanb.tdx import parse_quote
+    from tests.conftest import FIXTURES
+
+    stream, json_ = runs
+    quote = parse_quote((FIXTURES / "tdx/dcap-qvl/tdx_quote").read_bytes())
+    figures = [plots.latency_distributions(stream), plots.token_timeline(stream.exchanges[0]),
+               plots.tokens_per_second(stream), plots.compare_runs(stream, json_), plots.quote_byte_map(quote)]
+    png = PNGFormatter()
+    for fig in figures:
+        data = png(fig)
+        assert isinstance(data, bytes) and data[:8] == b"\x89PNG\r\n\x1a\n", type(fig).__name__
+
+
+def test_quote_byte_map_labels_every_field_and_no_two_labels_overlap(tmp_path):
+    from phalanb.tdx import parse_quote
+    from tests.conftest import FIXTURES
+
+    quote = parse_quote((FIXTURES / "tdx/dcap-qvl/tdx_quote").read_bytes())
+    fig = plots.quote_byte_map(quote)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)  # lay out (constrained) as when shown, then measure each label
+    top, body, sig = fig.axes
+    body_labels = [t.get_text() for t in body.texts if t.get_text()]  # (leader lines are text-less)
+    assert body_labels == [f.name for f in quote.fields() if 48 <= f.offset < 632]  # every TD report field
+    assert "report_data" in body_labels and "qe_report (fields)" in [t.get_text() for t in sig.texts]
+    assert [t.get_text().split()[0] for t in top.texts if t.get_text()] == ["header", "TD", "signature", "trailing"]
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text()]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not a.overlaps(b), f"labels overlap in {ax.get_xlabel()!r}"

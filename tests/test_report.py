@@ -99,7 +99,7 @@ def test_selecting_an_unknown_node_explains(fixtures):
 
 @pytest.mark.parametrize("bad, field", [
     ("[]", "report"), ("{nope", "report"), ('{"attestation_type":"chutes"}', "all_attestations"),
-    ('{"model_attestations": []}', "model_attestations"), ('{"signing_address": 5}', "signing_address"),
+    ('{"model_attestations": []}', "model_attestations"), ('{"signing_address": 5, "intel_quote": "00"}', "signing_address"),
     ('{"request_nonce":"00","info":"{x"}', "info"), ('{"all_attestations":[5], "request_nonce":"00"}', "all_attestations[0]"),
 ])
 def test_malformed_reports_are_parse_errors_naming_the_field(bad, field):

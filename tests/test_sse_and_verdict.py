@@ -76,3 +76,84 @@ def test_a_stored_status_is_never_believed():
 def test_duplicate_check_ids_are_refused():
     with pytest.raises(ValueError, match="duplicate"):
         Verdict([Check("a", Status.PASS, "r"), Check("a", Status.PASS, "r")])
+
+
+# --- how a verdict reads (issue 14 item 5) ---------------------------------------------------------------------
+
+def _mixed():
+    return Verdict([Check("request.hash", Status.PASS, "sha256 of the sent bytes matches the signed text"),
+                    Check("response.hash", Status.FAIL, "sha256 of the received bytes " + "ab" * 32 + " differs from "
+                          "the signed hash; something changed the bytes between the service and us"),
+                    Check("gpu.nonce", Status.SKIPPED, "no GPU evidence in the report"),
+                    Check("tdx.tcb_status", Status.WARNING, "SWHardeningNeeded, accepted by the policy")])
+
+
+def test_tally_counts_each_outcome_in_one_line():
+    assert _mixed().tally() == "4 checks: 1 pass, 1 fail, 1 skipped, 1 warning"
+    v = Verdict([Check(f"c{i}", Status.PASS, "ok") for i in range(25)]
+                + [Check(f"w{i}", Status.WARNING, "caveat") for i in range(2)])
+    assert v.tally() == "27 checks: 25 pass, 2 warnings"
+
+
+def test_table_is_plain_by_default_with_a_short_verdict_line_and_details_below():
+    table = _mixed().table()
+    assert "\033[" not in table
+    lines = table.splitlines()
+    at = lines.index("verdict: failed")  # the verdict line is short: the reasons come below it
+    assert lines[at - 1] == "4 checks: 1 pass, 1 fail, 1 skipped, 1 warning"
+    assert lines[at + 1].startswith("  failed: response.hash (") and lines[at + 2].startswith("  not checked: gpu.nonce")
+
+
+def test_table_colours_each_status_only_when_asked_and_keeps_columns_aligned():
+    import re
+
+    v = _mixed()
+    plain, coloured = v.table(), v.table(color=True)
+    assert "\033[32mpass\033[0m" in coloured and "\033[31mfail\033[0m" in coloured
+    assert "\033[90mskipped\033[0m" in coloured and "\033[33mwarning\033[0m" in coloured
+    assert re.sub(r"\033\[[0-9;]*m", "", coloured) == plain
+
+
+def test_table_wraps_long_reasons_to_the_width_and_keeps_hashes_whole():
+    v = _mixed()
+    table = v.table(width=80)
+    assert all(len(line) <= 80 for line in table.splitlines() if "ab" * 32 not in line)
+    assert "ab" * 32 in table  # a hash is never cut in two
+    assert " ".join(table.split()).count("something changed the bytes between the service and us") == 2
+    assert v.table(width=80).splitlines()[0] == v.table().splitlines()[0]
+
+
+def test_color_only_on_a_tty_and_never_with_no_color():
+    import io
+
+    from phalanb._term import use_color
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert use_color(Tty(), environ={}) is True
+    assert use_color(io.StringIO(), environ={}) is False  # piped
+    assert use_color(Tty(), environ={"NO_COLOR": "1"}) is False
+    assert use_color(Tty(), environ={"TERM": "dumb"}) is False
+
+
+def test_the_cli_colours_and_wraps_on_a_terminal_and_prints_plain_lines_to_a_pipe(monkeypatch):
+    import io
+
+    from phalanb._term import verdict_table
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "72")
+    v = _mixed()
+    on_tty = verdict_table(v, Tty())
+    assert "\033[31mfail\033[0m" in on_tty and max(len(line) for line in on_tty.splitlines()
+                                                    if "ab" * 32 not in line and "\033" not in line) <= 72
+    assert verdict_table(v, io.StringIO()) == v.table()  # piped: exactly the plain table
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\033[" not in verdict_table(v, Tty())

@@ -25,6 +25,7 @@ from phalanb.widgets import (
     hex_view,
     link_statuses,
 )
+from phalanb.widgets.chain import chain_html
 from phalanb.widgets.chat import reply_html
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -223,6 +224,15 @@ def test_links_without_checks_are_skipped_not_passed():
     assert link_statuses(None)["request"] == "skipped"
 
 
+def test_the_gateway_link_appears_only_for_reports_with_a_gateway_and_shows_its_failure():
+    plain = Verdict([Check("request.hash", Status.PASS, "ok")])
+    assert "gateway" not in link_statuses(plain) and 'data-link="gateway"' not in chain_html(plain)
+    v = Verdict([Check("request.hash", Status.PASS, "ok"),
+                 Check("gateway.tdx.quote_signature", Status.FAIL, "gateway: the quote cannot be decoded")])
+    assert link_statuses(v)["gateway"] == "fail"
+    assert 'data-link="gateway" data-status="fail"' in chain_html(v)
+
+
 # -- byte maps --------------------------------------------------------------------------------------------------
 def test_quote_explorer_highlights_exactly_the_picked_field(verified):
     from phalanb.report import parse_report
@@ -254,13 +264,13 @@ def test_timing_dashboard_runs_chats_on_click(sim, client_for):
     dash = TimingDashboard(client=client_for(sim), n=3)
     assert dash.rows == 0
     dash.go.click()
-    assert dash.rows == 3 and "ttft_s" in dash.table.value and not dash.go.disabled
+    assert dash.rows == 3 and "ttft_ms" in dash.table.value and not dash.go.disabled
     assert bytes(dash.plot.value).startswith(b"\x89PNG")
 
 
 def test_timing_dashboard_without_a_client_has_no_run_button():
     import pandas as pd
 
-    frame = pd.DataFrame({"ttft_s": [0.1, 0.2], "total_s": [0.3, 0.4], "error": [None, None]})
+    frame = pd.DataFrame({"ttft_ms": [100.0, 200.0], "total_ms": [300.0, 400.0], "error": [None, None]})
     dash = TimingDashboard(frame)
-    assert dash.go.disabled and dash.rows == 2 and "ttft_s" in dash.table.value
+    assert dash.go.disabled and dash.rows == 2 and "ttft_ms" in dash.table.value

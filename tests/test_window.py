@@ -121,6 +121,8 @@ def test_every_probe_is_recorded_in_a_frame():
     assert len(frame) == len(result.probes)
     assert {"chat", "elapsed_s", "status", "outcome", "phase", "multi_node_miss"} <= set(frame.columns)
     assert set(frame["status"]) == {200, 404}
+    # seconds on the plot's axis, round trips in ms, as the timing tables
+    assert "rtt_ms" in frame.columns and frame["rtt_ms"].tolist() == [round(p.rtt_s * 1000, 3) for p in result.probes]
 
 
 def test_runs_in_the_background_with_a_callback_and_stops_when_asked():

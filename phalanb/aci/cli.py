@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("session", help="verify a saved ACI attested session",
                        description="Verify an attested session document offline: its id, evidence digest, claims "
                        "and, when the evidence is a report phalanb knows, that report (upstream.* checks).")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="the exact bytes of GET /v1/aci/sessions/{id} (a session document)")
     p.add_argument("--id", help="the session id a receipt cited (without it the id is only computed)")
     p.add_argument("--served-at", type=int, default=None, metavar="UNIX_TIME",
                    help="the citing receipt's served_at, to check the session's window")
@@ -54,8 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
                    help="the clock for expiry, certificates and collateral (default now)")
-    p.add_argument("--trust", choices=("production", "simulated"), default="production")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--trust", choices=("production", "simulated"), default="production",
+                   help="roots to trust: production (Intel's and NVIDIA's pinned roots, default) or simulated "
+                   "(phalanb's simulator only)")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
@@ -95,7 +97,9 @@ def print_verdict(verdict: Verdict, as_json: bool, extra: dict[str, Any] | None 
     if as_json:
         print(json.dumps({**(extra or {}), "verdict": verdict.to_dict()}, indent=2))
     else:
-        print(verdict.table())
+        from .._term import verdict_table
+
+        print(verdict_table(verdict))
     return verdict.exit_code()
 
 

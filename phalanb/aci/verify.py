@@ -690,7 +690,14 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
                   "this is only its own claim", c.evidence, c.required) if c.status is Status.PASS else c
             for c in checks[1:]]
     if deep:
-        checks += _deep_audit(session, policy, at=at, collateral=collateral, nras_response=nras_response, jwks=jwks)
+        upstream = _deep_audit(session, policy, at=at, collateral=collateral, nras_response=nras_response, jwks=jwks)
+        if checks[0].status is not Status.PASS:
+            # The same holds for the evidence inside it: a genuine upstream report in an edited (or uncited)
+            # document proves nothing about the session the receipt cites.
+            upstream = [Check(c.id, Status.SKIPPED, f"{c.reason} — but the session document is not the cited one",
+                              c.evidence, c.required) if c.status in (Status.PASS, Status.WARNING) else c
+                        for c in upstream]
+        checks += upstream
     return checks
 
 
@@ -710,7 +717,8 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                sessions: Mapping[str, bytes] | None = None, policy: Policy | None = None, collateral: Any = None,
                at: float | None = None, tls_spki_sha256: str | None = None, keyset_digest_header: str | None = None,
                host: str | None = None, request_bytes: bytes | None = None, response_bytes: bytes | None = None,
-               nras_response: Any = None, jwks: Any = None, e2ee: Any = None) -> Verdict:
+               nras_response: Any = None, jwks: Any = None,
+               upstream: Mapping[str, Mapping[str, Any]] | None = None, e2ee: Any = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
     ``exchange_or_bytes``: an :class:`~phalanb.exchange.Exchange` (its exact request/response bytes), a
@@ -724,6 +732,9 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     receipt's ``request.received`` is compared with the record's restored request and ``response.returned`` with
     the wire reply, and ``e2ee.key_attested``, ``e2ee.request_encrypted``, ``e2ee.response_authenticated`` are
     added — all re-checkable offline from a saved exchange, without any private key.
+
+    ``upstream``: session id → ``{"collateral", "nras_response", "jwks"}`` for that session's upstream report
+    (its quote is another machine's); a session without an entry uses ``collateral``/``nras_response``/``jwks``.
     """
     from .e2ee_wire import E2EERecord, e2ee_checks
 
@@ -783,8 +794,11 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                                    ("session.id", "session.evidence_digest", "session.claims", "session.window",
                                     "upstream.evidence")], suffix)
                 continue
+            ev = (upstream or {}).get(sid) or {}
             checks += _unique(verify_session(data, expected_id=sid, served_at=parsed.served_at, policy=policy,
-                                             at=at, collateral=collateral, nras_response=nras_response, jwks=jwks),
+                                             at=at, collateral=ev.get("collateral", collateral),
+                                             nras_response=ev.get("nras_response", nras_response),
+                                             jwks=ev.get("jwks", jwks)),
                               suffix)
     return Verdict(checks)
 

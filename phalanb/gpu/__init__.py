@@ -14,9 +14,10 @@
 from .payload import GpuEvidence, GpuPayload, arch_of_chain, decode_evidence, parse_cert_chain, parse_files, parse_payload
 from .spdm import (ByteField, MeasurementBlock, OpaqueData, OpaqueField, SpdmEvidence, SpdmRequest, SpdmResponse,
                    parse_evidence, parse_opaque_data, render_vbios_version)
-from .nras import (NRAS_ISSUER, NRAS_URL, Jwks, JwksCache, Jwt, NrasResponse, NrasVerification, build_nras_request,
-                   decode_jwt, fetch_jwks, fetch_nras, parse_nras_response, verify_jwt, verify_nras)
-from .sim import SIM_NRAS_ISSUER, SimulatedGpus, simulated_root
+from .nras import (NRAS_ISSUER, NRAS_URL, NVIDIA_NRAS_INTERMEDIATE_SPKI_SHA256, Jwks, JwksCache, Jwt, NrasAnchor,
+                   NrasKey, NrasResponse, NrasVerification, build_nras_request, decode_jwt, fetch_jwks, fetch_nras,
+                   nvidia_nras_anchor, parse_nras_response, verify_jwt, verify_nras)
+from .sim import SIM_NRAS_ISSUER, SimulatedGpus, simulated_nras_anchor, simulated_root
 from .verify import (NVIDIA_DEVICE_IDENTITY_CA_SHA256, GpuFacts, GpuResult, GpuVerification, StepResult, TrustRoot,
                      chutes_gpu_nonce, gpu_facts, leaf_fwids, nvidia_device_identity_ca, verify_chain, verify_fwid,
                      verify_gpu, verify_payload, verify_signature)
@@ -31,5 +32,6 @@ __all__ = [
     "verify_gpu", "verify_payload", "verify_signature",
     "NRAS_ISSUER", "NRAS_URL", "Jwks", "JwksCache", "Jwt", "NrasResponse", "NrasVerification", "build_nras_request",
     "decode_jwt", "fetch_jwks", "fetch_nras", "parse_nras_response", "verify_jwt", "verify_nras",
-    "SIM_NRAS_ISSUER", "SimulatedGpus", "simulated_root",
+    "NVIDIA_NRAS_INTERMEDIATE_SPKI_SHA256", "NrasAnchor", "NrasKey", "nvidia_nras_anchor",
+    "SIM_NRAS_ISSUER", "SimulatedGpus", "simulated_root", "simulated_nras_anchor",
 ]

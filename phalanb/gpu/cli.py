@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import _json
+from .._term import plain_help, verdict_table
 from ..errors import InputError, ParseError
+from ..timeutil import at_argument
 from ..verdict import Check, Status, Verdict
-from .nras import NRAS_ISSUER, verify_nras
+from .nras import NRAS_ISSUER, nvidia_nras_anchor, verify_nras
 from .payload import GpuPayload, parse_files, parse_payload
 from .verify import TrustRoot, nvidia_device_identity_ca, verify_payload
 
@@ -31,7 +33,7 @@ __all__ = ["register", "cmd_gpu", "load_payload"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gpu", help="decode and verify NVIDIA GPU evidence offline (SPDM, chain, FWID, NRAS tokens)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", type=Path, metavar="FILE", help="nvidia_payload JSON, an attestation report, or a bare "
                    "evidence file (with --chain)")
     p.add_argument("--chain", type=Path, metavar="PEM", help="PEM certificate chain for a bare evidence file")
@@ -40,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default="nvidia", metavar="nvidia|sim|PEM", help="device root to trust: 'nvidia' "
                    "(default, the pinned NVIDIA Device Identity CA), 'sim' (phalanb's simulated root, and the result "
                    "says so) or a PEM file")
-    p.add_argument("--at", type=float, metavar="UNIX_TIME", help="validate certificates and tokens at this time "
-                   "(archived NRAS answers: the token's iat)")
+    p.add_argument("--at", type=at_argument, metavar="UNIX_TIME", help="validate certificates and tokens at this "
+                   "time: Unix seconds or 'now' (archived NRAS answers: the token's iat)")
     p.add_argument("--nras-response", type=Path, metavar="FILE", help="a saved NRAS answer to verify as well")
     p.add_argument("--jwks", type=Path, metavar="FILE", help="the NRAS JWKS to verify the answer with")
     p.add_argument("--nras-issuer", default=NRAS_ISSUER, help=f"expected token issuer (default {NRAS_ISSUER})")
@@ -100,12 +102,19 @@ def cmd_gpu(args: argparse.Namespace) -> int:
     if (args.nras_response is None) != (args.jwks is None):
         raise InputError("--nras-response and --jwks go together: the answer is verified with that JWKS")
     payload = load_payload(args.file, args.chain)
-    result = verify_payload(payload, root=_root(args.root), expected_nonce=args.nonce, at=args.at)
+    root = _root(args.root)
+    result = verify_payload(payload, root=root, expected_nonce=args.nonce, at=args.at)
     checks = list(result.checks)
     nras_claims = None
     if args.nras_response is not None:
+        # The --jwks file is only a claim: its keys count when they chain to NVIDIA's pinned NRAS intermediate
+        # (or, with --root sim, the simulator's).
+        from .sim import simulated_nras_anchor
+
+        anchor = simulated_nras_anchor() if root.simulated else nvidia_nras_anchor()
         nras = verify_nras(_read_json(args.nras_response, "nras_response"), jwks=_read_json(args.jwks, "jwks"),
-                           expected_nonce=args.nonce, at=args.at, issuer=args.nras_issuer, gpu_facts=result.facts)
+                           expected_nonce=args.nonce, at=args.at, issuer=args.nras_issuer, gpu_facts=result.facts,
+                           anchor=anchor)
         checks += nras.checks
         nras_claims = {name: tok.claims for name, tok in nras.response.tokens()}
     elif not result.root.simulated:
@@ -118,6 +127,10 @@ def cmd_gpu(args: argparse.Namespace) -> int:
     verdict = Verdict(checks)
     if args.json:
         out = result.to_dict()
+        # The decoded measurement blocks (index → value hex): the values an appraisal (NRAS, RIMs) compares.
+        blocks = {g.index: {str(i): v.hex() for i, v in sorted(g.spdm.measurements.items())} for g in payload.gpus}
+        for row in out["gpus"]:
+            row["measurements"] = blocks.get(row["index"], {})
         out["verdict"] = verdict.to_dict()
         if nras_claims is not None:
             out["nras_claims"] = nras_claims
@@ -133,6 +146,6 @@ def cmd_gpu(args: argparse.Namespace) -> int:
                   f"{f.vbios_version or '?':<15} {f.ueid}")
         print(f"requester nonce: {', '.join(sorted({f.requester_nonce for f in result.facts}))}")
         print()
-        print(verdict.table())
+        print(verdict_table(verdict))
     sys.stdout.flush()
     return verdict.exit_code()

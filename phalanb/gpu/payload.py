@@ -32,7 +32,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from .. import _json
-from ..errors import InputError, ParseError
+from ..errors import InputError, ParseError, UnsupportedError
 from .spdm import SpdmEvidence, parse_evidence
 
 __all__ = ["GpuEvidence", "GpuPayload", "parse_payload", "parse_files", "parse_cert_chain", "decode_evidence",
@@ -262,10 +262,12 @@ def _item(item: Any, index: int, where: str, cache: dict[bytes, x509.Certificate
     for key in ("evidence", "certificate"):
         if key not in item:
             raise ParseError(f"missing '{key}' (has {sorted(item)})", field=name)
+    _refuse_switch(item.get("arch"), f"{name}.arch")
     raw, encoding = decode_evidence(item["evidence"], f"{name}.evidence")
     try:
         spdm = parse_evidence(raw)
     except ParseError as exc:
+        _refuse_switch_chain(item.get("certificate"), name)
         raise ParseError(f"GPU {index}: {exc.reason}", field=f"{name}.evidence.{exc.field}" if exc.field else
                          f"{name}.evidence", offset=exc.offset) from None
     pem = _b64(item["certificate"], f"{name}.certificate")
@@ -319,6 +321,7 @@ def parse_payload(value: str | bytes | dict | list) -> GpuPayload:
         where, variant = "evidence_list", "dstack"
         nonce = _nonce_text(obj.get("nonce"), "nonce")
         arch = _norm_arch(obj.get("arch"), "arch")
+        _refuse_switch(arch, "arch")
     elif isinstance(obj, dict) and "gpu_evidence" in obj:
         items = obj["gpu_evidence"]
         where, variant = "gpu_evidence", "chutes"
@@ -367,9 +370,11 @@ def parse_files(evidence: str | bytes | Path, chain: str | bytes | Path, *, arch
 
     ``arch`` defaults to what the leaf certificate says (GH100 → HOPPER, GB100 → BLACKWELL).
     """
+    _refuse_switch(arch, "arch")
     raw, encoding = decode_evidence(_read(evidence, "evidence"), "evidence")
-    spdm = parse_evidence(raw)
     certs = parse_cert_chain(_read(chain, "certificate chain"), "certificate")
+    _refuse_switch(arch_of_chain(certs), "the chain's leaf certificate names")
+    spdm = parse_evidence(raw)
     if arch is None:
         arch = arch_of_chain(certs)
     gpu = GpuEvidence(index=0, arch=_norm_arch(arch, "arch"), spdm=spdm, certificates=certs,
@@ -377,7 +382,26 @@ def parse_files(evidence: str | bytes | Path, chain: str | bytes | Path, *, arch
     return GpuPayload(variant="files", gpus=(gpu,), nonce=None, arch=gpu.arch, encoded_as="files")
 
 
-_CHIP_ARCH = {"GH1": "HOPPER", "GB1": "BLACKWELL", "GB2": "BLACKWELL"}
+_CHIP_ARCH = {"GH1": "HOPPER", "GB1": "BLACKWELL", "GB2": "BLACKWELL", "LS_": "LS10", "LS1": "LS10"}
+
+#: NVSwitch architectures: their SPDM evidence looks like a GPU's but is a switch's (31 blocks, other opaque fields).
+SWITCH_ARCHES = ("LS10",)
+
+
+def _refuse_switch(arch: Any, where: str) -> None:
+    if isinstance(arch, str) and arch.upper().replace("_", "") in SWITCH_ARCHES:
+        raise UnsupportedError(f"this is NVSwitch evidence ({where} {arch!r}), not a GPU's: phalanb verifies NVIDIA "
+                               "GPU evidence (Hopper, Blackwell) only, so it neither decodes nor vouches for "
+                               "switches; NVIDIA's attestation SDK verifies NVSwitch (LS10) evidence")
+
+
+def _refuse_switch_chain(certificate: Any, name: str) -> None:
+    """Evidence that does not parse as a GPU's, from an item that names no arch: say so if its chain is a switch's."""
+    try:
+        certs = parse_cert_chain(_b64(certificate, f"{name}.certificate"), f"{name}.certificate")
+    except ParseError:
+        return
+    _refuse_switch(arch_of_chain(certs), f"the leaf certificate of {name} names")
 
 
 def arch_of_chain(certs: Sequence[x509.Certificate]) -> str | None:

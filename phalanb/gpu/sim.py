@@ -46,12 +46,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from ..errors import InputError, PhalanbError
-from .nras import jwk_of, sign_es384
+from .nras import NrasAnchor, jwk_of, sign_es384
 from .payload import parse_payload
 from .spdm import OPAQUE_FIELD_NAMES
 from .verify import TrustRoot, verify_payload
 
-__all__ = ["SimulatedGpus", "SIM_NRAS_ISSUER", "simulated_root"]
+__all__ = ["SimulatedGpus", "SIM_NRAS_ISSUER", "simulated_root",
+           "simulated_nras_anchor"]
 
 SIM_NRAS_ISSUER = "https://nras.phalanb-simulator.invalid"
 _P384_ORDER = int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973", 16)
@@ -122,6 +123,31 @@ def _fixed_root() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     return key, _sign_cert(builder, key)
 
 
+# The simulated NRAS intermediate plays NVIDIA's "Attestation Service GPU Intermediate": every simulator's NRAS key
+# carries an x5c chain to it, so the simulator's tokens verify exactly the way NVIDIA's do — under simulated trust
+# only. Like the device root its key comes from a public label and protects nothing.
+_NRAS_LABEL = b"phalanb-sim-gpu/fixed/nras-intermediate"
+
+
+@lru_cache(maxsize=1)
+def _fixed_nras_intermediate() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    value = int.from_bytes(hashlib.sha512(_NRAS_LABEL).digest(), "big") % (_P384_ORDER - 1) + 1
+    key = ec.derive_private_key(value, ec.SECP384R1())
+    name = SimulatedGpus._name("phalanb simulated Attestation Service Intermediate")
+    pub = key.public_key()
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pub)
+               .serial_number(int.from_bytes(hashlib.sha256(_NRAS_LABEL).digest()[:16], "big") | 1)
+               .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False))
+    return key, _sign_cert(builder, key)
+
+
+def simulated_nras_anchor() -> NrasAnchor:
+    """The simulator's NRAS intermediate (the same everywhere); trusted only under ``trust="simulated"``."""
+    return NrasAnchor(_fixed_nras_intermediate()[1], "phalanb simulated NRAS intermediate", simulated=True)
+
+
 def simulated_root() -> TrustRoot:
     """phalanb's simulated NVIDIA device root (the same everywhere). Never trusted unless passed explicitly."""
     return TrustRoot(_fixed_root()[1], "phalanb simulated Device Identity CA", simulated=True)
@@ -170,6 +196,10 @@ class SimulatedGpus:
             self._gpus.append(_Gpu(i, leaf_key, chain, fwid, board))
         self._nras_key = self._key(b"nras-signing")
         self.nras_kid = "phalanb-sim-nras-" + hashlib.sha256(self._seed + b"kid").hexdigest()[:24]
+        ca_key, ca = _fixed_nras_intermediate()
+        nras_leaf = (self._builder(self._name("phalanb simulated Attestation Service GPU"), self._nras_key, ca, ca_key)
+                     .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+        self._nras_chain = [_sign_cert(nras_leaf, ca_key), ca]
 
     # --- deterministic material ----------------------------------------------------------------------------
 
@@ -292,7 +322,7 @@ class SimulatedGpus:
     # --- NRAS look-alike -----------------------------------------------------------------------------------
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [jwk_of(self._nras_key.public_key(), self.nras_kid)]}
+        return {"keys": [jwk_of(self._nras_key.public_key(), self.nras_kid, self._nras_chain)]}
 
     def appraise(self, request: Any, *, now: float | None = None) -> Any:
         """What the simulated NRAS answers for a request body: the detached EAT, or an error object + status."""

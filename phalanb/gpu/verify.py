@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import verification as xv
 
 from ..errors import InputError
+from ..timeutil import parse_time
 from ..verdict import Check, Status, Verdict
 from .payload import GpuEvidence, GpuPayload, arch_of_chain, der_items, parse_cert_chain
 from .spdm import SpdmEvidence
@@ -168,7 +169,7 @@ def _at(at: float | _dt.datetime | None) -> _dt.datetime:
     if at is None:
         return _dt.datetime.now(_dt.timezone.utc)
     if isinstance(at, (int, float)):
-        return _dt.datetime.fromtimestamp(at, _dt.timezone.utc)
+        return _dt.datetime.fromtimestamp(parse_time(at, field="at"), _dt.timezone.utc)
     return at if at.tzinfo else at.replace(tzinfo=_dt.timezone.utc)
 
 

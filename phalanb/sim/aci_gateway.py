@@ -803,7 +803,8 @@ def create_aci_app(config: SimConfig, *, model_app: Starlette, tdx: TdxProvider 
     gateway_tdx = None
     if tdx is not None:
         seed = getattr(tdx, "seed", config.seed)
-        gateway_tdx = SimulatedTdx(seed=seed, app_compose=GATEWAY_COMPOSE, app_name="phalanb-sim-aci-gateway")
+        gateway_tdx = SimulatedTdx(seed=seed, app_compose=GATEWAY_COMPOSE, app_name="phalanb-sim-aci-gateway",
+                                   machine=tdx if isinstance(tdx, SimulatedTdx) else None)
     gateway = AciGateway(config, model_app, tdx=gateway_tdx, gpu=gpu, tls_spki=tls_spki)
     routes = [
         Route("/v1/aci/attestation", aci_attestation, methods=["GET"]),

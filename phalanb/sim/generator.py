@@ -1,6 +1,8 @@
 """A small deterministic text generator with a latency model.
 
-The words carry no meaning; what matters is that the same seed and prompt give the same tokens, and that tokens
+Replies are whole sentences (drawn from a fixed set about confidential inference), so a demo reads like an
+answer, not like a broken model; what matters is that the same seed and prompt give the same tokens, that a reply
+has exactly the number of tokens asked for (one word = one token, so usage counts stay exact), and that tokens
 arrive on the configured schedule (time to first token, then a steady rate with optional jitter) so the timing
 plots have real shapes offline.
 
@@ -23,11 +25,28 @@ import random
 
 __all__ = ["TextGenerator", "draw_delay"]
 
-_WORDS = (
-    "the enclave keeps its key inside and signs every reply it sends so that anyone can check "
-    "which machine answered measured quoted attested fresh nonce bytes hash chain root trust "
-    "model weights stay private while the GPU runs in confidential mode and the quote binds it all"
-).split()
+# Sentences of every length from one word up, so any token budget is filled with whole sentences (the
+# short ones close a reply whose budget the longer ones do not fill exactly).
+_SENTENCES = tuple(tuple(text.split()) for text in (
+    "Verified.",
+    "Signature checked.",
+    "Trust, but verify.",
+    "The nonce is fresh.",
+    "Every reply is signed.",
+    "The hardware answered this request.",
+    "The quote binds the signing key.",
+    "The enclave keeps its key inside.",
+    "Anyone can check which machine answered.",
+    "The GPU runs in confidential mode today.",
+    "A fresh nonce proves the report is new.",
+    "Flip one byte of the reply and the hash no longer matches.",
+    "The model weights stay private inside the enclave.",
+    "Intel's root of trust signs the chain that ends in this quote.",
+    "Each reply is hashed byte for byte and signed with the enclave's key.",
+    "A verifier recomputes both hashes and recovers the signer from the signature.",
+    "The attestation report ties that signer to measured hardware and a measured application.",
+    "Nothing here is trusted because it says so; every link is checked against a pinned root.",
+))
 
 
 def draw_delay(rng: random.Random, base: float, jitter: float, distribution: str, *, keep: str) -> float:
@@ -67,11 +86,25 @@ class TextGenerator:
         self._timing_rng = random.Random(seed)
 
     def tokens(self, prompt: str, n: int) -> list[str]:
+        """Exactly ``n`` word tokens making whole sentences; the same seed and prompt give the same reply.
+
+        >>> "".join(TextGenerator(1, ttft_ms=0, tokens_per_second=0).tokens("hi", 3))
+        'Trust, but verify.'
+        """
         digest = hashlib.sha256(f"{self.seed}|{prompt}".encode()).digest()
         rng = random.Random(digest)
-        words = [rng.choice(_WORDS) for _ in range(n)]
-        # First token capitalised, later ones carry their leading space, like a BPE tokenizer's output.
-        return [w.capitalize() if i == 0 else " " + w for i, w in enumerate(words)]
+        words: list[str] = []
+        used: set[tuple[str, ...]] = set()
+        while len(words) < n:
+            left = n - len(words)
+            fits = [s for s in _SENTENCES if len(s) <= left]  # never empty: there is a one-word sentence
+            fresh = [s for s in fits if s not in used] or fits
+            # Longer sentences are likelier, so short ones mostly close a reply rather than fill it.
+            pick = rng.choices(fresh, weights=[len(s) for s in fresh])[0]
+            used.add(pick)
+            words.extend(pick)
+        # Later tokens carry their leading space, like a BPE tokenizer's output.
+        return [w if i == 0 else " " + w for i, w in enumerate(words[:n])]
 
     def delays(self, n: int) -> list[float]:
         """Seconds to wait before token i: TTFT before the first, 1/rate (± jitter) before each later one."""

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import _json
+from .._term import plain_help, verdict_table
 from ..errors import InputError
+from ..timeutil import at_argument
 from ..verdict import Check, Status, Verdict
 from .collateral import TdxPolicy, load_collateral, verify_tdx
 from .quote import Quote, parse_quote
@@ -31,12 +33,12 @@ __all__ = ["register", "cmd_quote", "quote_json"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quote", help="decode and verify an Intel TDX quote (offline chain, TCB status with "
-                       "collateral)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "collateral)", description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", type=Path, metavar="FILE", help="quote (binary/hex/base64) or attestation report JSON")
     p.add_argument("--json", action="store_true", help="print fields and checks as JSON")
     p.add_argument("--collateral", type=Path, metavar="FILE", help="stored collateral (dcap-qvl JSON) for TCB "
                    "status, revocation and QE identity")
-    p.add_argument("--at", type=int, metavar="UNIX_TIME", help="verify at this time (default now; stored "
+    p.add_argument("--at", type=at_argument, metavar="UNIX_TIME", help="verify at this time (default now; stored "
                    "collateral verifies only inside its ~30-day window)")
     p.add_argument("--root", default="intel", metavar="intel|sim|PEM", help="trust root (default: the pinned "
                    "Intel SGX Root CA)")
@@ -139,6 +141,6 @@ def _print_text(q: Quote, offline, dcap, verdict: Verdict, *, fields: bool) -> N
             value = f.value_text()
             lines.append(f"{f.offset:>6} {f.size:>5}  {f.name:<32} {value[:64]}{'…' if len(value) > 64 else ''}")
     lines.append("")
-    lines.append(verdict.table())
+    lines.append(verdict_table(verdict))
     print("\n".join(lines))
     sys.stdout.flush()

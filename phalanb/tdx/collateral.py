@@ -34,6 +34,7 @@ from cryptography import x509
 
 from .. import _json
 from ..errors import InputError, ParseError, TransportError
+from ..timeutil import parse_time
 from ..verdict import Check, Status
 from .quote import Quote, parse_quote
 from .verify import TrustRoot, pck_extension, verify_pck_chain, verify_quote_offline
@@ -289,7 +290,7 @@ def verify_with_collateral(quote: Quote | bytes | str, collateral: Any, *, at: i
     q = quote if isinstance(quote, Quote) else parse_quote(quote)
     col = load_collateral(collateral)
     root = root or TrustRoot.intel()
-    now = int(time.time() if at is None else at)
+    now = int(time.time() if at is None else parse_time(at, field="at"))
     result = DcapResult(at=now, root=root.name)
     quote_fmspc = fmspc.hex() if fmspc is not None else None
     if quote_fmspc is None:

@@ -25,7 +25,7 @@ from typing import Any
 from .. import _json
 from ..errors import ParseError
 from ..verdict import Check, Status
-from .eventlog import EventLog, parse_event_log
+from .eventlog import EventLog, parse_event_log, rtmr3_matches
 from .quote import Quote
 
 __all__ = ["DstackFacts", "derive", "app_compose_from_info", "compose_hash", "expected_mr_config_id",
@@ -110,18 +110,26 @@ class DstackFacts:
     app_compose: str | None = None
     app_compose_sha256: str | None = None
     audit: dict[str, Any] = field(default_factory=dict)
+    #: True when the log replayed to the quote's RTMR3 (the runtime values above are facts); False when it did
+    #: not (they are then all None); None when no quote was given (the values are the log's unconfirmed claims).
+    replayed: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("app_id", "compose_hash", "instance_id", "os_image_hash",
-                                              "key_provider", "app_compose_sha256", "audit")}
+                                              "key_provider", "app_compose_sha256", "audit", "replayed")}
 
 
-def derive(log: Any, *, info: Any = None, vm_config: Any = None) -> DstackFacts:
-    """Read app-id, compose-hash, instance-id, os-image-hash and key-provider from the runtime events."""
+def derive(log: Any, *, info: Any = None, vm_config: Any = None, quote: Quote | None = None) -> DstackFacts:
+    """Read app-id, compose-hash, instance-id, os-image-hash and key-provider from the runtime events in RTMR3.
+
+    Given the ``quote``, a value is read only when the log replays to the quote's RTMR3; otherwise every runtime
+    value is None (an unmeasured log says nothing). Without a quote the values are the log's claims
+    (``facts.replayed`` is None): a verifier always passes the quote."""
     parsed: EventLog = parse_event_log(log)
+    replayed = None if quote is None else rtmr3_matches(quote, parsed)
 
     def payload(name: str, as_text: bool = False) -> Any:
-        e = parsed.runtime(name)
+        e = parsed.runtime(name) if replayed is not False else None
         if e is None:
             return None
         if as_text:
@@ -131,7 +139,7 @@ def derive(log: Any, *, info: Any = None, vm_config: Any = None) -> DstackFacts:
 
     facts = DstackFacts(app_id=payload("app-id"), compose_hash=payload("compose-hash"),
                         instance_id=payload("instance-id"), os_image_hash=payload("os-image-hash"),
-                        key_provider=payload("key-provider", as_text=True))
+                        key_provider=payload("key-provider", as_text=True), replayed=replayed)
     facts.app_compose = app_compose_from_info(info)
     if facts.app_compose is not None:
         facts.app_compose_sha256 = compose_hash(facts.app_compose)
@@ -151,11 +159,22 @@ def check_compose_hash(quote: Quote, log: Any, *, info: Any = None, app_compose:
         return Check("app.compose_hash", Status.FAIL, f"the event log cannot be read: {exc}")
     if app_compose is None:
         app_compose = app_compose_from_info(info)
-    event = parsed.runtime("compose-hash")
     mr = quote.body.mr_config_id
     ev: dict[str, Any] = {"mr_config_id": mr.hex()}
+    if not rtmr3_matches(quote, parsed):
+        return Check("app.compose_hash", Status.FAIL, "the event log does not replay to the quote's RTMR3, so its "
+                     "compose-hash event is not believed (see tdx.event_log)", ev)
+    events = parsed.runtime_named("compose-hash")
+    if len(events) > 1:
+        # dstack reads the first; a second one was extended later (by the app or a liar). Which configuration
+        # runs is then ambiguous, and phalanb refuses to pick.
+        ev["compose_hash_events"] = [e.event_payload.hex() for e in events]
+        return Check("app.compose_hash", Status.FAIL, f"RTMR3 holds {len(events)} compose-hash events (#"
+                     + ", #".join(str(e.index) for e in events) + "): a deployment measures one configuration, "
+                     "so the log is ambiguous", ev)
+    event = events[0] if events else None
     if event is None:
-        return Check("app.compose_hash", Status.SKIPPED, "the event log has no compose-hash event", ev)
+        return Check("app.compose_hash", Status.SKIPPED, "the event log has no compose-hash event in RTMR3", ev)
     logged = event.event_payload.hex()
     ev["compose_hash_event"] = logged
     if app_compose is None:

@@ -34,6 +34,7 @@ __all__ = [
     "parse_ccel_log",
     "runtime_event_digest",
     "replay",
+    "rtmr3_matches",
     "check_event_log",
 ]
 
@@ -41,6 +42,7 @@ DSTACK_RUNTIME_EVENT = 0x08000001
 EV_NO_ACTION = 0x00000003
 TPM_ALG_SHA384 = 0x000C
 RTMR_COUNT = 4
+RUNTIME_IMR = 3  # dstack extends its runtime events (app-id, compose-hash…) into RTMR3
 
 # A few TCG / UEFI event types, for display only (TCG PC Client Platform Firmware Profile, "Event Types").
 EVENT_TYPE_NAMES: dict[int, str] = {
@@ -104,13 +106,20 @@ class EventLog:
     def runtime_events(self) -> list[Event]:
         return [e for e in self.events if e.is_runtime]
 
+    def runtime_named(self, name: str) -> list[Event]:
+        """Every runtime event called ``name`` that was extended into RTMR3, in log order."""
+        return [e for e in self.events if e.is_runtime and e.imr == RUNTIME_IMR and e.event == name]
+
     def runtime(self, name: str) -> Event | None:
-        """The last runtime event called ``name`` (``app-id``, ``compose-hash``…); later ones win, as in dstack."""
-        found = None
-        for e in self.events:
-            if e.is_runtime and e.event == name:
-                found = e
-        return found
+        """The first runtime event called ``name`` (``app-id``, ``compose-hash``…) extended into RTMR3.
+
+        Only RTMR3 counts: an event filed under another register was never replayed into the register dstack
+        measures its runtime values in. The *first* one wins, as dstack's own reader does (``ra-tls``
+        ``find_event``): a later event of the same name was extended after boot, by the app itself or a
+        liar, and does not describe what was launched. These are facts only once :func:`rtmr3_matches` holds.
+        """
+        found = self.runtime_named(name)
+        return found[0] if found else None
 
     def to_list(self) -> list[dict[str, Any]]:
         return [e.to_dict() for e in self.events]
@@ -157,6 +166,10 @@ def parse_dstack_log(data: list[Any] | str | bytes) -> EventLog:
         etype = item.get("event_type")
         if not isinstance(imr, int) or isinstance(imr, bool) or not isinstance(etype, int):
             raise ParseError("imr and event_type must be integers", field=f"event_log[{i}]")
+        if not 0 <= imr < RTMR_COUNT:
+            # The replay could only skip such an entry, yet its content would still be readable as a "fact".
+            raise ParseError(f"imr {imr} is not an RTMR index (0-3): the entry was never measured, so the log is "
+                             "malformed", field=f"event_log[{i}].imr")
         name = item.get("event") or ""
         if not isinstance(name, str):
             raise ParseError("event must be a string", field=f"event_log[{i}].event")
@@ -222,6 +235,10 @@ def parse_ccel_log(data: bytes) -> EventLog:
         pos += 4 + esize
         if digest is None:
             raise ParseError("event has no SHA-384 digest", field=f"event[{len(events)}]", offset=start)
+        if etype != EV_NO_ACTION and not 1 <= mr <= RTMR_COUNT:
+            # MR index 1..4 is RTMR0..3 (0 is MRTD, which no event extends); EV_NO_ACTION is never extended.
+            raise ParseError(f"MR index {mr} is not an RTMR (1-4): the event was never measured, so the log is "
+                             "malformed", field=f"event[{len(events)}].mr_index", offset=start)
         events.append(Event(mr - 1, etype, digest, "", body, len(events), start))
     if pos < len(data) and any(b not in (0, 0xFF) for b in data[pos:pos + 64]):
         notes.append(f"log ends at offset {pos}; the following bytes are not padding")
@@ -267,6 +284,12 @@ def replay(log: EventLog | Iterable[Event], *, recompute_runtime: bool = True) -
                 digest = computed
         rtmrs[e.imr] = hashlib.sha384(rtmrs[e.imr] + digest).digest()
     return Replay(rtmrs, mismatches, not recompute_runtime)
+
+
+def rtmr3_matches(quote: Quote, log: EventLog) -> bool:
+    """True when the log's events (runtime digests recomputed) replay to the quote's RTMR3: only then is any
+    runtime value (app id, compose hash, OS image…) read from the log believed."""
+    return replay(log).rtmrs[RUNTIME_IMR] == quote.body.rtmrs[RUNTIME_IMR]
 
 
 def check_event_log(quote: Quote, log: Any, *, recompute_runtime: bool = True) -> Check:

@@ -570,6 +570,19 @@ def _from_hex(text: str, *, prefix: int) -> bytes:
     return bytes.fromhex(text)
 
 
+_SNP_REPORT_SIZE = 1184  # AMD SEV-SNP ABI: ATTESTATION_REPORT is 0x4A0 bytes
+
+
+def _is_sev_snp_report(raw: bytes) -> bool:
+    """An AMD SEV-SNP attestation report, which would otherwise read as "version 3 … tee_type 0" (an SGX quote).
+    Its version is a u32 (2, 3 or 5: a zero attestation-key type where a quote has 2) and its signature algorithm
+    (u32 at 0x34) is 1, ECDSA P-384 with SHA-384."""
+    if len(raw) < _SNP_REPORT_SIZE:
+        return False
+    version = int.from_bytes(raw[0:4], "little")
+    return version in (2, 3, 4, 5) and int.from_bytes(raw[0x34:0x38], "little") == 1
+
+
 def parse_quote(data: bytes | bytearray | memoryview | str) -> Quote:
     """Parse a TDX quote (v4 or v5; TD1.0 or TD1.5) from bytes, hex, ``0x``-hex or base64.
 
@@ -579,6 +592,10 @@ def parse_quote(data: bytes | bytearray | memoryview | str) -> Quote:
     raw, encoding = decode_quote_input(data)
     if len(raw) > MAX_INPUT_BYTES:
         raise InputError(f"{len(raw)} bytes is far larger than any quote; refusing to read it")
+    if _is_sev_snp_report(raw):
+        raise UnsupportedError("an AMD SEV-SNP attestation; phalanb verifies Intel TDX (these bytes are an SEV-SNP "
+                               "attestation report: a u32 version, then guest SVN and policy, and signature "
+                               "algorithm 1 = ECDSA P-384 at offset 0x34 — not a TDX quote)")
     r = _Reader(raw)
     header = _read_header(r)
     if header.version == 3 or header.tee_type == TEE_TYPE_SGX:

@@ -284,15 +284,19 @@ class SimulatedTdx:
     """A simulated TDX guest running a dstack-style app. Implements :class:`phalanb.sim.attest.TdxProvider`."""
 
     def __init__(self, seed: int | None = None, *, now: float | None = None, app_compose: str = APP_COMPOSE,
-                 app_name: str = "phalanb-sim"):
-        # Another app (e.g. the ACI gateway) on the same simulated machine: same platform and QE, its own TD.
-        self.seed = seed
+                 app_name: str = "phalanb-sim", machine: "SimulatedTdx | None" = None):
+        # Another app (e.g. the ACI gateway) on the same simulated machine (``machine``): same platform, PCK chain,
+        # collateral and QE — so one PCCS serves both — and its own TD.
         self._app_compose = app_compose
         self._app_name = app_name
-        self.created = time.time() if now is None else now
-        self._pki = _Pki(seed, self.created)
         self._lock = threading.Lock()
-        self._ak = _key(seed, "attestation-key")  # the QE's attestation key (one per QE boot)
+        if machine is not None:
+            self.seed, self.created, self._pki, self._ak = machine.seed, machine.created, machine._pki, machine._ak
+        else:
+            self.seed = seed
+            self.created = time.time() if now is None else now
+            self._pki = _Pki(seed, self.created)
+            self._ak = _key(seed, "attestation-key")  # the QE's attestation key (one per QE boot)
         self._build_qe()
         self._build_td()
 

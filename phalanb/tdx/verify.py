@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..errors import InputError, ParseError, PhalanbError
+from ..timeutil import parse_time
 from ..verdict import Check, Status
 from . import _der
 from .quote import Quote, parse_quote
@@ -323,7 +324,9 @@ def verify_qe_report_data(quote: Quote) -> Step:
 
 
 def _when(at: float | None) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(time.time() if at is None else at, tz=_dt.timezone.utc)
+    # The shared validator: NaN, ±inf, negative or past 9999 is a ParseError, not a crash in datetime.
+    seconds = time.time() if at is None else parse_time(at, field="at")
+    return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
 
 
 def verify_pck_chain(quote: Quote, root: TrustRoot | None = None, at: float | None = None, *,

@@ -16,6 +16,7 @@ from .bytemap import ByteMapExplorer, QuoteExplorer, hex_view
 from .chain import LINKS, TrustChainView, chain_html, link_statuses
 from .chat import ChatPanel
 from .settings import SettingsPanel
+from .table import Table, table
 from .timing import TimingDashboard
 from .window import WindowProbePanel
 
@@ -27,9 +28,11 @@ __all__ = [
            "QuoteExplorer",
            "SettingsPanel",
            "TimingDashboard",
+           "Table",
            "TrustChainView",
            "VerdictBadges",
            "chain_html",
            "hex_view",
            "link_statuses",
+           "table",
 ]

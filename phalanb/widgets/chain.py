@@ -15,7 +15,7 @@ import traitlets
 from ..verdict import Status, Verdict
 from ._style import COLOURS, esc
 
-__all__ = ["LINKS", "TrustChainView", "chain_html", "link_statuses"]
+__all__ = ["LINKS", "OPTIONAL_LINKS", "TrustChainView", "chain_html", "link_statuses"]
 
 #: (key, label, what it means, check ids or ``prefix.*``) in the order the chain is read.
 LINKS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
@@ -38,7 +38,12 @@ LINKS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      ("gpu.*",)),
     ("nras", "NRAS appraisal", "NVIDIA's attestation service signed its judgement of the same evidence",
      ("nras.*",)),
+    ("gateway", "gateway TD → Intel root", "the gateway every request passes through (NEAR AI Cloud) is a verified "
+     "TD bound to its key and our nonce", ("gateway.*",)),
 )
+
+#: Links drawn only when the verdict has checks for them (a hop that only some services have).
+OPTIONAL_LINKS = ("gateway",)
 
 
 def _matches(check_id: str, patterns: Sequence[str]) -> bool:
@@ -53,6 +58,8 @@ def link_statuses(verdict: Verdict | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, _label, _what, patterns in LINKS:
         checks = [c for c in (verdict or ()) if _matches(c.id, patterns)]
+        if not checks and key in OPTIONAL_LINKS:
+            continue
         if any(c.status is Status.FAIL for c in checks):
             out[key] = "fail"
         elif not checks or any(c.status is Status.SKIPPED and c.required for c in checks):
@@ -71,7 +78,7 @@ def chain_html(verdict: Verdict | None, *, title: str | None = None) -> str:
     if title:
         parts.append(f"<div style='font-weight:bold;margin-bottom:4px'>{esc(title)}</div>")
     simulated = verdict is not None and verdict.get("trust.simulated") is not None
-    for i, (key, label, what, _patterns) in enumerate(LINKS):
+    for i, (key, label, what, _patterns) in enumerate(link for link in LINKS if link[0] in statuses):
         bg, fg, sym = COLOURS[statuses[key]]
         if i:
             parts.append('<div style="text-align:center;color:#57606a;line-height:1">▼</div>')

@@ -68,7 +68,7 @@ class TimingDashboard(W.VBox):
             summary = summarize(frame)
         failed = int(frame["error"].notna().sum()) if "error" in frame else 0
         self.message.value = f"{len(frame)} exchanges" + (f", {failed} failed" if failed else "")
-        self.table.value = summary.to_html(float_format=lambda x: f"{x:.4g}", border=0)
+        self.table.value = summary.to_html(float_format=lambda x: f"{x:.2f}", border=0)  # ms and tokens/s
         # A PNG in an Image widget shows the same in JupyterLab, Voila and a test (an Output widget needs a kernel).
         buf = io.BytesIO()
         plots.latency_distributions(frame).savefig(buf, format="png", dpi=90)

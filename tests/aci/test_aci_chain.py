@@ -243,13 +243,18 @@ def test_custody_to_a_root_outside_the_allow_list_fails(collateral):
     assert next(c for c in att.checks if c.id == "aci.key_custody").status is Status.FAIL
 
 
-def test_custody_without_allow_list_is_skipped(collateral):
+def test_simulated_trust_allow_lists_only_the_simulators_kms_root(collateral):
+    # Without an allow-list custody is skipped (production: tests/aci/test_aci_real.py); simulated trust accepts the
+    # simulator's roots, its dstack-kms root among them — and nothing else, never under production trust.
     from phalanb.policy import Policy
+    from phalanb.sim.aci_docs import SIM_KMS_ROOT
 
+    assert Policy(trust="simulated").aci_kms_roots == (SIM_KMS_ROOT,)
+    assert Policy().aci_kms_roots == ()
     att = verify_aci_report(k.sim_report(), nonce=k.NONCE, policy=Policy(trust="simulated"), collateral=collateral,
                             at=k.AT)
     c = next(c for c in att.checks if c.id == "aci.key_custody")
-    assert c.status is Status.SKIPPED and att.verdict.status == "incomplete"
+    assert c.status is Status.FAIL  # acikit's chain ends at its own test root, not the simulator's
 
 
 # -- sessions --------------------------------------------------------------------------------------------------

@@ -59,6 +59,18 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90)
     raise RuntimeError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+def _wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited early:\n{log.read_text()[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"port {port} did not open in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -136,7 +148,7 @@ def page(browser, request):
     context.close()
 
 
-def _open_and_run_all(page, lab, name: str, timeout_s: float = 120) -> None:
+def _open_and_run_all(page, lab, name: str, timeout_s: float = 120, *, opened_clean: bool = False) -> None:
     url, token = lab
     # A workspace of its own, reset: no tab from an earlier test is open (or receives the commands).
     page.goto(f"{url}/lab/workspaces/t{secrets.token_hex(4)}/tree/{name}?reset&token={token}")
@@ -145,6 +157,12 @@ def _open_and_run_all(page, lab, name: str, timeout_s: float = 120) -> None:
             " const k = w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
             " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }")
     page.wait_for_function(idle, timeout=60_000)
+    if opened_clean:
+        # Opening a notebook and starting its kernel must not make it "modified" (the dot on its tab): the committed
+        # file already holds what JupyterLab would write into it.
+        page.wait_for_timeout(1000)
+        assert page.evaluate("window.jupyterapp.shell.currentWidget.context.model.dirty") is False, \
+            f"{name} is marked modified just by opening it"
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     # Done when no cell is queued or running ("[*]") and the kernel is idle again.
     done = ("() => { const w = window.jupyterapp.shell.currentWidget;"
@@ -246,3 +264,60 @@ def test_voila_renders_the_start_here_dashboard(browser, workdir, sim_for_browse
         except subprocess.TimeoutExpired:
             proc.kill()
     assert json.dumps(log.read_text()).count("Traceback") == 0, log.read_text()[-3000:]
+
+
+# Notebooks with figures (and the start page), after Run All, as a reader sees them: every figure an image, no output
+# a bare "<Figure size …>". A screenshot of the first figure (or the top) is kept in the test's tmp folder, and in
+# test-artifacts/ when the test fails.
+FIGURES = {"00_start_here.ipynb": 0, "03_attestation_and_tdx_quote.ipynb": 1, "05_gpu_evidence.ipynb": 0,
+           "06_timing.ipynb": 3}
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_after_run_all_every_figure_is_an_image(page, lab, name, tmp_path):
+    _open_and_run_all(page, lab, name, timeout_s=180, opened_clean=True)
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    as_text = panel.locator(".jp-OutputArea-output").filter(has_text=re.compile(r"^\s*<Figure size"))
+    assert as_text.count() == 0, as_text.all_inner_texts()[:3]
+    images = panel.locator(".jp-OutputArea-output.jp-RenderedImage img")
+    assert images.count() >= FIGURES[name], f"{name}: {images.count()} figures rendered as images"
+    for i in range(images.count()):  # decoded, with a real size (not a broken-image icon)
+        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 200"), f"figure {i} is broken"
+    tracebacks = panel.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
+    assert all("Traceback" not in t for t in tracebacks.all_inner_texts())
+    if images.count():
+        images.first.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)  # JupyterLab paints the cells now in view (content-visibility) before the shot
+    shot = tmp_path / f"{name}.png"
+    page.screenshot(path=str(shot))
+    print(f"screenshot: {shot}")
+
+
+def test_voila_shows_the_timing_figures_as_images(browser, workdir, sim_for_browser, fixtures, tmp_path):
+    port = _free_port()
+    log = tmp_path / "voila.log"
+    cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+           "--ServerApp.token=", "--ServerApp.allow_root=True", str(workdir / "06_timing.ipynb")]
+    env = {k: v for k, v in _env(sim_for_browser, fixtures).items() if k != "MPLBACKEND"}
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=workdir)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        # Wait for the port, not for "/": each GET of "/" executes the whole notebook in a new kernel.
+        _wait_port(port, proc, log)
+        page.goto(f"http://127.0.0.1:{port}/", timeout=180_000)
+        page.locator(".jp-RenderedImage img").nth(2).wait_for(timeout=180_000)
+        assert page.get_by_text(re.compile(r"<Figure size")).count() == 0
+        assert page.locator(".jp-RenderedImage img").count() >= 3
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "voila-06.png"), full_page=True)
+        raise
+    finally:
+        context.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

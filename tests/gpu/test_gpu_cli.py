@@ -55,7 +55,8 @@ def test_unreadable_input_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"evidence_list": [{"evidence": "%%%", "certificate": "x"}]}')
     assert main(["gpu", str(bad)]) == 2
-    assert "ParseError" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "evidence_list[0].evidence" in err and "ParseError" not in err  # the field, in words; no class name
     assert main(["gpu", str(tmp_path / "missing.json")]) == 2
 
 

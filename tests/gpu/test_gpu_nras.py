@@ -178,7 +178,8 @@ def test_jwks_is_fetched_once_per_missing_kid(neardirect):
         calls.append(1)
         return neardirect["jwks"]
 
-    cache = JwksCache(fetch=fetch)
+    # The captured keys' certificates (valid ~48 h) have long ended: the cache's clock is the capture's.
+    cache = JwksCache(fetch=fetch, clock=lambda: _iat(neardirect["nras_response"]))
     kids = parse_nras_response(neardirect["nras_response"]).kids
     jwks = cache.keys_for(kids)
     assert len(calls) == 1 and all(k in jwks for k in kids)
@@ -234,3 +235,16 @@ def test_nearcloud_answer_verifies_with_its_captured_jwks(fixtures):
     result = verify_nras(answer, jwks=json.loads((base / "nras_jwks_at_capture.json").read_text()),
                          expected_nonce=model["request_nonce"], at=_iat(answer), gpu_facts=facts)
     assert result.verdict().status == "verified", result.verdict().summary()
+
+
+def test_an_expired_archived_answer_says_exactly_which_time_to_pass(neardirect):
+    import re
+
+    late = verify_nras(neardirect["nras_response"], jwks=neardirect["jwks"], expected_nonce=neardirect["nonce"])
+    reason = late.check("nras.token").reason
+    hint = re.search(r"pass --at (\d+)", reason)
+    assert hint, reason
+    # The time the message names is the one that makes the archived answer verify.
+    again = verify_nras(neardirect["nras_response"], jwks=neardirect["jwks"], expected_nonce=neardirect["nonce"],
+                        at=int(hint.group(1)))
+    assert again.check("nras.token").status is Status.PASS

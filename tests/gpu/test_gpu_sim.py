@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from phalanb.errors import InputError
 from phalanb.gpu import parse_payload, verify_payload
 from phalanb.gpu.nras import JwksCache, build_nras_request, fetch_nras, parse_nras_response, verify_nras
-from phalanb.gpu.sim import SIM_NRAS_ISSUER, SimulatedGpus, simulated_root
+from phalanb.gpu.sim import SIM_NRAS_ISSUER, SimulatedGpus, simulated_nras_anchor, simulated_root
 from phalanb.verdict import Status
 
 
@@ -91,14 +91,17 @@ def test_simulated_nras_appraises_and_signs_with_its_own_jwks(fresh_sim):
     payload = parse_payload(report["nvidia_payload"])
     nras_base = sim.base_url.rsplit("/v1", 1)[0] + "/nras"
     answer = fetch_nras(build_nras_request(payload), base_url=nras_base)
-    cache = JwksCache(base_url=nras_base)
+    cache = JwksCache(base_url=nras_base, anchor=simulated_nras_anchor())
     jwks = cache.keys_for(parse_nras_response(answer).kids)
     facts = [g.facts for g in verify_payload(payload, root=sim.state.gpu.trust_root(), expected_nonce=nonce).gpus]
-    result = verify_nras(answer, jwks=jwks, expected_nonce=nonce, issuer=SIM_NRAS_ISSUER, gpu_facts=facts)
+    result = verify_nras(answer, jwks=jwks, expected_nonce=nonce, issuer=SIM_NRAS_ISSUER, gpu_facts=facts,
+                         anchor=simulated_nras_anchor())
     assert result.verdict().status == "verified", result.verdict().summary()
     assert cache.fetches == 1
-    # NVIDIA's issuer is what verify_nras expects by default: simulated tokens are not NVIDIA's.
+    # NVIDIA's keys and issuer are what verify_nras expects by default: simulated tokens are not NVIDIA's.
     refused = verify_nras(answer, jwks=jwks, expected_nonce=nonce)
+    assert refused.check("nras.token").status is Status.FAIL and "not NVIDIA" in refused.check("nras.token").reason
+    refused = verify_nras(answer, jwks=jwks, expected_nonce=nonce, anchor=simulated_nras_anchor())
     assert refused.check("nras.token").status is Status.FAIL and "issuer" in refused.check("nras.token").reason
 
 
@@ -107,7 +110,8 @@ def test_simulated_nras_answers_a_signed_4010_for_the_wrong_nonce(sim_gpus):
     request = dict(sim_gpus.payload(nonce), nonce="43" * 32)
     status, answer = sim_gpus.appraise(request)
     assert status == 200
-    result = verify_nras(answer, jwks=sim_gpus.jwks(), expected_nonce="43" * 32, issuer=SIM_NRAS_ISSUER)
+    result = verify_nras(answer, jwks=sim_gpus.jwks(), expected_nonce="43" * 32, issuer=SIM_NRAS_ISSUER,
+                         anchor=simulated_nras_anchor())
     assert result.signed_failure and "4010" in result.check("nras.result").reason
 
 

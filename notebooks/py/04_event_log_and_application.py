@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -39,6 +39,7 @@ from phalanb.lab import fixtures_path
 from phalanb.report import parse_report
 from phalanb.session import Session, Settings
 from phalanb.tdx import derive, parse_event_log, parse_quote, replay
+from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
@@ -73,8 +74,8 @@ def replay_table(log, imr):
 for imr in range(4):
     frame, final = replay_table(log, imr)
     quoted = quote.body.rtmrs[imr]
-    print(f"RTMR{imr}: {len(frame)} events; replayed {'=' if final == quoted else '≠'} quote")
-    display(frame)
+    display(table(frame, title=f"RTMR{imr}: {len(frame)} events; replayed value "
+                               f"{'equals' if final == quoted else 'differs from'} the quote's"))
     assert final == quoted
 
 # %% [markdown]
@@ -99,10 +100,12 @@ real_node = real.nodes[0]
 real_quote = parse_quote(real_node.intel_quote)
 real_log = parse_event_log(real_node.effective_event_log)
 empty = [e.event for e in real_log.runtime_events() if not e.digest]
-print(f"{len(empty)} runtime events ship an empty digest: {empty}")
 trusting = replay(real_log, recompute_runtime=False).rtmrs[3] == real_quote.body.rt_mr3
 recomputing = replay(real_log).rtmrs[3] == real_quote.body.rt_mr3
-print("RTMR3 matches when trusting shipped digests:", trusting, "| when recomputing:", recomputing)
+display(table([("runtime events shipping an empty digest", f"{len(empty)}: {', '.join(empty)}"),
+               ("RTMR3 matches, trusting the shipped digests", trusting),
+               ("RTMR3 matches, recomputing them from the payloads", recomputing)],
+              columns=["nanogpt 2026-06", ""], title="Recompute, never trust"))
 assert empty and not trusting and recomputing
 
 # %% [markdown]
@@ -116,10 +119,10 @@ assert empty and not trusting and recomputing
 from phalanb.tdx import compose_hash, expected_mr_config_id
 
 facts = derive(log, info=node.info, vm_config=node.vm_config)
-print("app id      :", facts.app_id)
-print("compose hash:", facts.compose_hash, "(from the event log)")
-print("sha256(app compose) =", compose_hash(facts.app_compose))
-print("mr_config_id:", quote.body.mr_config_id.hex())
+display(table([("app id", facts.app_id), ("compose hash (from the event log)", facts.compose_hash),
+               ("sha256(app compose)", compose_hash(facts.app_compose)),
+               ("mr_config_id (in the quote)", quote.body.mr_config_id.hex())],
+              columns=["", "value"], title="Which application"))
 assert compose_hash(facts.app_compose) == facts.compose_hash
 assert quote.body.mr_config_id == expected_mr_config_id(facts.compose_hash)
 
@@ -144,7 +147,8 @@ assert compose_hash(facts.app_compose.replace("}", " }", 1)) != facts.compose_ha
 # %%
 real_facts = derive(real_log, info=real_node.info, vm_config=real_node.vm_config)
 audit = pd.DataFrame({"simulator": facts.audit, "nanogpt 2026-06": real_facts.audit}).T
-display(audit[["os_image", "os_image_is_dev", "ssh_keys_injectable", "images_not_pinned"]])
+display(table(audit[["os_image", "os_image_is_dev", "ssh_keys_injectable", "images_not_pinned"]].reset_index(
+    names="deployment"), title="What the app compose tells an auditor"))
 assert real_facts.audit["os_image_is_dev"] and real_facts.audit["ssh_keys_injectable"]
 assert real_facts.audit["images_not_pinned"]
 assert replay(real_log).rtmrs == real_quote.body.rtmrs  # …and yet every measurement checks out
@@ -161,8 +165,10 @@ assert replay(real_log).rtmrs == real_quote.body.rtmrs  # …and yet every measu
 sample = FIXTURES / "tdx/private-ml-sdk"
 sample_quote = parse_quote((sample / "dstack_quote.hex").read_text().strip())
 sample_log = parse_event_log((sample / "dstack_event_log.json").read_text())
-print(f"{len(sample_log)} events")
-assert replay(sample_log).rtmrs == sample_quote.body.rtmrs
+replayed = replay(sample_log).rtmrs
+display(table([(f"RTMR{i}", replayed[i] == sample_quote.body.rtmrs[i]) for i in range(4)],
+              columns=["register", "replayed = quoted"], title=f"private-ml-sdk sample: {len(sample_log)} events"))
+assert replayed == sample_quote.body.rtmrs
 
 # %% [markdown]
 # ## Check yourself
@@ -171,8 +177,24 @@ assert replay(sample_log).rtmrs == sample_quote.body.rtmrs
 # 2. What does `mr_config_id` add, if the compose hash is already in RTMR3?
 # 3. Edit section 1 to use `e.digest` instead of `e.computed_digest()` and run it on `real_log`: which register
 #    stops matching?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Questions 1 and 3 worked out."""
+    dropped = parse_event_log(node.effective_event_log)
+    dropped.events = [e for e in dropped.events if e.event != "compose-hash"]
+    assert replay(dropped).rtmrs[3] != quote.body.rt_mr3
+    print("1. Without its compose-hash event the log replays to another RTMR3: every event is folded into the "
+          "register in order, and the register is signed inside the quote.")
+    shipped = replay(real_log, recompute_runtime=False).rtmrs
+    display(table([(f"RTMR{i}", shipped[i] == real_quote.body.rtmrs[i]) for i in range(4)],
+                  columns=["register", "matches with shipped digests"], title="3. Trusting e.digest on real_log"))
+    assert shipped[3] != real_quote.body.rt_mr3
+    print("3. RTMR3: the runtime events live there, and this log ships their digests empty.")
+
 
 # %%
-dropped = parse_event_log(node.effective_event_log)
-dropped.events = [e for e in dropped.events if e.event != "compose-hash"]
-assert replay(dropped).rtmrs[3] != quote.body.rt_mr3
+assert replay(log).rtmrs == quote.body.rtmrs

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -35,6 +35,7 @@ from IPython.display import display
 from phalanb import plots
 from phalanb.session import Session, Settings
 from phalanb.timing import run_latency
+from phalanb.widgets import table
 
 session = Session(Settings.from_env())
 client = session.client
@@ -49,8 +50,10 @@ print(session.settings.describe())
 # %%
 exchange = client.chat("Count slowly from one to ten.", stream=True)
 t = exchange.timings
-print(f"TTFB {t.ttfb_s * 1000:.1f} ms · TTFT {t.ttft_s * 1000:.1f} ms · last byte {t.last_byte_s * 1000:.1f} ms · "
-      f"{len(t.chunks)} chunks")
+display(table([("time to first byte (TTFB)", f"{t.ttfb_s * 1000:.1f} ms"),
+               ("time to first token (TTFT)", f"{t.ttft_s * 1000:.1f} ms"),
+               ("last byte", f"{t.last_byte_s * 1000:.1f} ms"), ("chunks", len(t.chunks))],
+              columns=["measure", "value"], title="One streamed exchange"))
 display(plots.token_timeline(exchange))
 # The byte stamps add up exactly: first byte plus every gap between chunks is the last byte.
 assert t.ttfb_ns + sum(t.chunk_gaps_ns) == t.last_byte_total_ns
@@ -58,15 +61,16 @@ assert t.ttfb_ns + sum(t.chunk_gaps_ns) == t.last_byte_total_ns
 # %% [markdown]
 # ## 2. A latency run
 #
-# Twenty chats (after one warm-up that is not recorded), one tidy row each; then median, p90 and p99.
+# Twenty chats (after one warm-up that is not recorded), one tidy row each; then median, p90 and p99. Times are in
+# milliseconds (`*_ms`), as on the plots; rates in tokens per second.
 
 # %%
 run = run_latency(client, n=20, warmup=1, progress=False)
-display(run.frame[["ttfb_s", "ttft_s", "total_s", "output_tokens", "tokens_per_s", "signature_s"]].head())
+display(run.frame[["ttfb_ms", "ttft_ms", "total_ms", "output_tokens", "tokens_per_s", "signature_ms"]].head())
 summary = run.summary()
 display(summary)
 assert len(run.ok) == 20
-assert summary.loc["ttft_s", "median"] <= summary.loc["ttft_s", "p90"] <= summary.loc["ttft_s", "p99"]
+assert summary.loc["ttft_ms", "median"] <= summary.loc["ttft_ms", "p90"] <= summary.loc["ttft_ms", "p99"]
 
 # %%
 display(plots.latency_distributions(run))
@@ -94,9 +98,10 @@ from phalanb.sim import SimConfig, Simulator
 with (Simulator(SimConfig(seed=6, ttft_ms=120, tokens_per_second=100)) as slow,
       Client(base_url=slow.base_url, model=slow.model) as slow_client):
     slow_run = run_latency(slow_client, n=5, warmup=1, progress=False)
-ttft = slow_run.summary().loc["ttft_s", "median"]
-print(f"configured 120 ms, measured median {ttft * 1000:.1f} ms")
-assert 0.120 <= ttft < 0.400
+ttft_ms = slow_run.summary().loc["ttft_ms", "median"]
+display(table([("configured", "120.0 ms"), ("measured median", f"{ttft_ms:.1f} ms")],
+              columns=["time to first token", "value"]))
+assert 120 <= ttft_ms < 400
 
 # %% [markdown]
 # ## 4. The signature window
@@ -114,7 +119,7 @@ from phalanb.window import probe_window
 with (Simulator(SimConfig(seed=6, ttft_ms=0, tokens_per_second=0, signature_ttl=1.5)) as short,
       Client(base_url=short.base_url, model=short.model) as short_client):
     window = probe_window(short_client, schedule="grid", min_interval=0.1, horizon=5)
-print(window)
+print(window)  # the estimate, its bounds and how many probes it took
 display(plots.signature_availability(window))
 assert window.lower_s <= 1.5 <= window.upper_s + 0.05
 assert window.upper_s - window.lower_s < 1.0  # a few probe intervals, even on a busy machine
@@ -143,6 +148,21 @@ assert panel.state == "expired" and background.lower_s <= 1.5 <= background.uppe
 # 1. Why is the median a better summary than the mean for time to first token?
 # 2. A probe saw 200, 404, 200 on one chat. What happened, and why must that 404 not end the window?
 # 3. Lower the simulator's `signature_ttl` to 0.8 s and re-run section 4: what does the estimate become?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Question 3 worked out: the same probe against a simulator whose signatures live 0.8 s."""
+    with (Simulator(SimConfig(seed=6, ttft_ms=0, tokens_per_second=0, signature_ttl=0.8)) as sim08,
+          Client(base_url=sim08.base_url, model=sim08.model) as client08):
+        shorter = probe_window(client08, schedule="grid", min_interval=0.1, horizon=5)
+    print(shorter)
+    display(plots.signature_availability(shorter))
+    assert shorter.lower_s <= 0.8 <= shorter.upper_s + 0.05
+    print("The estimate follows the configured 0.8 s, within a probe interval or two.")
+
 
 # %%
 assert window.status == "expired" and window.estimate_s is not None

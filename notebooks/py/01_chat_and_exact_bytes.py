@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -37,8 +37,11 @@ HASH_OVER = "received bytes"
 import hashlib
 import json
 
+from IPython.display import display
+
 from phalanb.session import Session, Settings
 from phalanb.signatures import parse_signed_text
+from phalanb.widgets import table
 
 session = Session(Settings.from_env())
 client = session.client
@@ -136,8 +139,9 @@ from phalanb.signatures import response_hash_candidates
 plain = client.chat("Say hello.", stream=False)
 plain_signed = parse_signed_text(client.signature(plain.chat_id).text)
 print(plain.response_bytes[:200].decode(), "…")
-for c in response_hash_candidates(plain.response_bytes, stream=False):
-    print(f"{c.name:<11} {c.sha256}  {'← signed' if c.sha256 == plain_signed.response_hash else ''}")
+display(table([(c.name, c.sha256, "← signed" if c.sha256 == plain_signed.response_hash else "")
+               for c in response_hash_candidates(plain.response_bytes, stream=False)],
+              columns=["candidate", "sha256", ""], title="What the service may have hashed"))
 assert plain_signed.response_hash in {c.sha256 for c in response_hash_candidates(plain.response_bytes, stream=False)}
 
 # %% [markdown]
@@ -161,10 +165,11 @@ chunks = oai.chat.completions.create(model=client.model, stream=True,
                                      messages=[{"role": "user", "content": "What is an RTMR?"}])
 sdk_text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 captured = recorder.last
-print(captured, "| authorization header stored as:", captured.request_headers.get("authorization"))
 checks, signer = chat_checks(captured, client.signature(captured.chat_id))
-for c in checks:
-    print(f"{c.id:<16} {c.status.value:<5} {c.reason}")
+display(table([("exchange", repr(captured)),
+               ("authorization header, as stored", captured.request_headers.get("authorization"))],
+              columns=["captured under the SDK", ""]))
+display(table([(c.id, c.status.value, c.reason) for c in checks], columns=["check", "status", "reason"]))
 assert captured.text == sdk_text and all(c.passed for c in checks)
 
 # %% [markdown]

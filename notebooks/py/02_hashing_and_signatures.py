@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -32,7 +32,10 @@
 import hashlib
 import json
 
+from IPython.display import display
+
 from phalanb.lab import fixtures_path
+from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
@@ -67,7 +70,9 @@ from phalanb.signatures import parse_signed_text
 
 two = parse_signed_text(vector["text"])
 three = parse_signed_text("phala/deepseek-v3.2:" + vector["text"])
-print(two.parts, two.model, "|", three.parts, three.model)
+display(table([("req_hash:resp_hash", two.parts, two.model), ("model:req_hash:resp_hash", three.parts,
+                                                                   three.model)],
+              columns=["signed text shape", "parts", "model part"]))
 assert (two.request_hash, two.response_hash) == (three.request_hash, three.response_hash) == (req_hash, resp_hash)
 
 # %% [markdown]

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -61,7 +61,7 @@
 from IPython.display import display
 
 from phalanb.session import Session
-from phalanb.widgets import SettingsPanel
+from phalanb.widgets import SettingsPanel, table
 
 panel = SettingsPanel()
 display(panel)
@@ -75,8 +75,11 @@ print(settings.describe())
 shown = settings.describe() + repr(settings) + repr(settings.api_key) + panel.status.value
 assert settings.api_key is None or settings.api_key.reveal() not in shown
 session = Session(settings)
-print(session)
-print("simulated roots" if session.simulated else "production roots (Intel's and NVIDIA's pinned CAs)")
+display(table([("endpoint", session.settings.base_url or "phalanb's embedded simulator"),
+               ("model", session.settings.model or "the first one the service lists"),
+               ("roots of trust", "simulated (phalanb's own)" if session.simulated
+                else "production (Intel's and NVIDIA's pinned CAs)")],
+              columns=["setting", "value"], title="This session"))
 
 # %% [markdown]
 # ## 2. One chat, verified
@@ -157,12 +160,23 @@ display(ChatPanel(panel))
 # 1. Which single setting switches these notebooks from the simulator to a real service?
 # 2. Why does a passing signature prove nothing until `signature.bound` passes too?
 # 3. Flip a byte of the *request* instead of the response (`result.exchange.request_bytes`): which link goes red?
-#    Run the cell below after editing it.
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Question 3 worked out: change the request's bytes and verify again with the same signature."""
+    flipped_request = dataclasses.replace(
+        result.exchange, request_bytes=result.exchange.request_bytes.replace(b"one", b"two"))
+    v = verify_exchange(flipped_request, result.signature, result.attestation.report,
+                        nonce=result.attestation.nonce, policy=session.policy, collateral=result.online.collateral,
+                        nras_response=result.online.nras_response, jwks=result.online.jwks)
+    display(TrustChainView(v, title="The same reply with its request changed"))
+    assert v["request.hash"].status.value == "fail" and v["response.hash"].passed
+    print("request.hash fails, and only that link: the signature covers sha256(request) too, so a changed prompt "
+          "is caught even though the reply is untouched.")
+
 
 # %%
-flipped_request = dataclasses.replace(result.exchange, request_bytes=result.exchange.request_bytes.replace(b"one", b"two"))
-v = verify_exchange(flipped_request, result.signature, result.attestation.report, nonce=result.attestation.nonce,
-                    policy=session.policy, collateral=result.online.collateral,
-                    nras_response=result.online.nras_response, jwks=result.online.jwks)
-assert v["request.hash"].status.value == "fail" and v["response.hash"].passed
 session.close()

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -37,12 +37,13 @@ import pandas as pd
 from IPython.display import display
 
 from phalanb.audit import load_bundle, parse_bundle, reverify
+from phalanb.widgets import table
 
 shipped = Path("data") / "sim-reply.phalanb.json"
 bundle = load_bundle(shipped)
-print(bundle)
-print("recorded verdict:", bundle.recorded_verdict["status"], "| verified at", bundle.verified_at)
-print("endpoint:", bundle.endpoint)
+display(table([("file", shipped.name), ("recorded verdict (shown, never believed)", bundle.recorded_verdict["status"]),
+               ("verified at (unix time)", bundle.verified_at), ("endpoint", bundle.endpoint)],
+              columns=["audit bundle", ""], title=repr(bundle)))
 
 # %% [markdown]
 # This bundle ships with the notebooks. It was recorded from phalanb's simulator (so its roots are the simulated
@@ -101,7 +102,7 @@ tampered = {"one reply byte flipped": edited(flip_reply), "another nonce": edite
             "recorded verdict edited": edited(edit_recorded_check)}
 summary = pd.DataFrame([{"edit": k, "verdict now": r.verdict.status, "failing": ", ".join(c.id for c in r.verdict.failed),
                          "same as recorded": r.same} for k, r in tampered.items()])
-display(summary)
+display(table(summary, title="Edited bundles, re-verified"))
 assert tampered["one reply byte flipped"].verdict["response.hash"].status.value == "fail"
 assert tampered["another nonce"].verdict["report.nonce_fresh"].status.value == "fail"
 assert not tampered["recorded verdict edited"].same  # the edit is reported…
@@ -129,17 +130,19 @@ with Session(Settings.from_env()) as session:
 bad = json.loads(shipped.read_text())
 flip_reply(bad)
 (folder / "99-tampered.json").write_text(json.dumps(bad))
-print(sorted(p.name for p in folder.iterdir()))
+display(table([(p.name, p.stat().st_size) for p in sorted(folder.iterdir())], columns=["file", "bytes"],
+              title=f"The folder to audit: {folder}"))
 
 # %%
 from phalanb.batch import audit
 
-table = audit([folder], workers=1, progress=True, trust="simulated")
-display(table[["source", "verdict", "failing", "recorded"]].assign(source=table.source.map(lambda s: Path(s).name)))
-counts = table.verdict.value_counts()
-print(counts.to_string())
+audited = audit([folder], workers=1, progress=True, trust="simulated")
+display(table(audited[["source", "verdict", "failing", "recorded"]].assign(
+    source=audited.source.map(lambda s: Path(s).name)), title="One row per reply"))
+counts = audited.verdict.value_counts()
+display(table(list(counts.items()), columns=["verdict", "replies"]))
 assert counts.get("verified") == 6 and counts.get("failed") == 1
-assert table.loc[table.source.str.endswith("99-tampered.json"), "failing"].item() == "response.hash"
+assert audited.loc[audited.source.str.endswith("99-tampered.json"), "failing"].item() == "response.hash"
 
 # %% [markdown]
 # ## 4. Real reports, audited offline
@@ -168,8 +171,9 @@ near_verdict = verify_report(json.loads((near / "attestation_report.json").read_
 nano = FIXTURES / "reports/nanogpt-gemma-2026-03"
 nano_verdict = verify_report(json.loads((nano / "attestation_report.json").read_text()),
                              nonce=bytes.fromhex((nano / "client_nonce.txt").read_text().strip()))
-for name, v in (("neardirect-qwen-2026-06", near_verdict), ("nanogpt-gemma-2026-03", nano_verdict)):
-    print(f"{name}: {v.summary()[:200]}")
+display(table([(name, v.status, v.tally(), v.summary().split(": ", 1)[-1])
+               for name, v in (("neardirect-qwen-2026-06", near_verdict), ("nanogpt-gemma-2026-03", nano_verdict))],
+              columns=["report", "verdict", "checks", "why"], title="Real reports, audited offline"))
 assert near_verdict.status == "incomplete" and [c.id for c in near_verdict.skipped] == ["tdx.tcb_status"]
 assert nano_verdict["report.nonce_fresh"].status.value == "fail" and nano_verdict["tdx.quote_signature"].passed
 

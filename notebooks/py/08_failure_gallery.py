@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -40,13 +40,14 @@ from IPython.display import display
 from phalanb.errors import PhalanbError
 from phalanb.session import Session, Settings
 from phalanb.sim import FAULTS, SimConfig, Simulator
+from phalanb.widgets import table
 
 # The simulator logs the connection it cuts on purpose (cut_stream); that traceback is expected, not news.
 sim = Simulator(SimConfig(seed=8, ttft_ms=0, tokens_per_second=0)).start()
 logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-print(sim)
-for name, what in FAULTS.items():
-    print(f"{name:<18} {what}")
+print(sim)  # where it listens
+display(table(list(FAULTS.items()), columns=["fault", "what the simulator then does"],
+              title="Faults the simulator can inject"))
 
 # %% [markdown]
 # ## 1. A healthy baseline
@@ -65,7 +66,8 @@ def attempt(faults):
 
 
 baseline = attempt([])
-print(baseline.verdict.summary())
+print(baseline.verdict.tally())
+print("verdict:", baseline.verdict.summary())
 assert baseline.verdict.status == "verified"
 
 # %% [markdown]
@@ -77,14 +79,13 @@ sim.set_faults([])
 rows = []
 for name, out in outcomes.items():
     if isinstance(out, PhalanbError):
-        rows.append({"fault": name, "outcome": "error", "what phalanb says": f"{type(out).__name__}: {out}"[:120]})
+        rows.append({"fault": name, "outcome": "error", "what phalanb says": str(out)})
     else:
         v = out.verdict
         rows.append({"fault": name, "outcome": v.status,
                      "what phalanb says": ", ".join(c.id for c in (v.failed or v.skipped))})
 gallery = pd.DataFrame(rows).set_index("fault")
-with pd.option_context("display.max_colwidth", 140):
-    display(gallery)
+display(table(gallery.reset_index(), title="Every fault, and the verdict it earns"))
 
 # Faults that change the evidence (bytes, keys, nonces, measurements) must never end in "verified"; faults of the
 # transport (errors, pauses, retries) leave the evidence intact and may end in a verified reply or an error — but
@@ -168,8 +169,23 @@ assert TrustChainView(tampered).links["response"] == "fail"
 #    server?
 # 2. Why is "the signature endpoint answered 404" an error and not a failed verdict?
 # 3. Combine two faults (`attempt(["tamper_response", "ignore_nonce"])`): which checks fail now?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Question 3 worked out (the simulator keeps running until the kernel stops, so this works after Run All)."""
+    both = attempt(["tamper_response", "ignore_nonce"])
+    sim.set_faults([])
+    failed = both.verdict.failed
+    display(table([(c.id, c.reason) for c in failed], columns=["failed check", "reason"],
+                  title="tamper_response + ignore_nonce"))
+    assert {"response.hash", "report.nonce_fresh"} <= {c.id for c in failed}
+    print("Both faults' checks fail side by side, each blaming its own link: a verdict lists every broken link, "
+          "not just the first.")
+
 
 # %%
-both = attempt(["tamper_response", "ignore_nonce"])
-assert {"response.hash", "report.nonce_fresh"} <= {c.id for c in both.verdict.failed}
-sim.stop()
+# The simulator stops with the kernel (Kernel → Shut Down), so a solution can still use it after Run All.
+assert sim.base_url.startswith("http://127.0.0.1")

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -39,6 +39,7 @@ from phalanb.lab import fixtures_path
 from phalanb.report import parse_report
 from phalanb.session import Session, Settings
 from phalanb.trust import gpu_root
+from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
@@ -62,7 +63,8 @@ spdm = gpu.spdm
 
 # %%
 top_level = [f for f in spdm.byte_map() if not f.name.startswith(("MeasurementBlock", "OPAQUE"))]
-display(pd.DataFrame([(f.name, f.offset, f.size) for f in top_level], columns=["field", "offset", "size"]))
+display(table([(f.name, f.offset, f.size) for f in top_level], columns=["field", "offset", "size"],
+              title=f"GPU-{gpu.index} SPDM evidence: the top-level fields (bytes)"))
 assert spdm.raw[4:36] == spdm.requester_nonce == result.attestation.nonce
 
 # %%
@@ -83,11 +85,11 @@ assert explorer.highlight == (4, 36)
 blocks = spdm.response.measurement_blocks
 measurements = pd.DataFrame([(b.index, b.offset, b.dmtf_spec_measurement_value_size, b.value.hex()[:32] + "…")
                              for b in blocks], columns=["index", "offset", "bytes", "value"])
-display(measurements.head(8))
+display(table(measurements.head(8), title=f"The first 8 of {len(blocks)} measurement blocks"))
 opaque = pd.DataFrame([(f.name.removeprefix("OPAQUE_FIELD_ID_"), f.offset, f.size,
                         str(f.decoded if f.decoded is not None else f.value.hex())[:48]) for f in spdm.opaque.fields],
                       columns=["field", "offset", "size", "value"])
-display(opaque)
+display(table(opaque, title="Opaque data"))
 assert len(blocks) == spdm.response.number_of_blocks and all(len(b.value) == 48 for b in blocks)
 
 # %% [markdown]
@@ -102,7 +104,7 @@ gpus = verify_payload(payload, root=gpu_root(policy), expected_nonce=result.atte
 per_gpu = pd.DataFrame([{"gpu": r.facts.index, "nonce": r.nonce.status.value, "signature": r.signature.status.value,
                          "chain": r.chain.status.value, "fwid": r.fwid.status.value,
                          "driver": r.facts.driver_version, "vbios": r.facts.vbios_version} for r in gpus.gpus])
-display(per_gpu)
+display(table(per_gpu, title="Every GPU, checked"))
 assert (per_gpu[["nonce", "signature", "chain", "fwid"]] == "pass").all().all()
 
 # %% [markdown]
@@ -110,9 +112,9 @@ assert (per_gpu[["nonce", "signature", "chain", "fwid"]] == "pass").all().all()
 # Device Identity CA, because the policy says `simulated`):
 
 # %%
-for cert in gpu.certificates:
-    print(cert.subject.rfc4514_string())
-print("pinned root:", gpu_root(policy).name, "| sha256", gpu_root(policy).sha256[:16], "…")
+display(table([(i, cert.subject.rfc4514_string()) for i, cert in enumerate(gpu.certificates)],
+              columns=["#", "certificate (leaf first)"], title=f"GPU-{gpu.index}'s chain"))
+display(table([(gpu_root(policy).name, gpu_root(policy).sha256[:16] + "…")], columns=["pinned root", "sha256"]))
 assert len(gpu.certificates) == 5
 
 # %% [markdown]
@@ -147,22 +149,23 @@ nras = parse_nras_response((base / "nras_response.json").read_text())
 jwks = Jwks(json.loads((base / "nras_jwks_at_capture.json").read_text()))
 issued = nras.overall.claims["iat"]
 real = verify_payload(real_payload, root=nvidia_device_identity_ca(), expected_nonce=real_nonce, at=issued)
-print(real_payload.description)
-for c in real.checks:
-    print(f"{c.id:<24} {c.status.value:<8} {c.reason[:110]}")
+display(table([(c.id, c.status.value, c.reason) for c in real.checks], columns=["check", "status", "reason"],
+              title=real_payload.description))
 assert all(c.status.value == "pass" for c in real.checks)
 
 # %% [markdown]
 # NRAS answers with one overall token and one token per GPU, all JWTs signed with ES384. Decoded (not yet trusted):
 
 # %%
-claims = pd.DataFrame([{"token": name, "kid": tok.kid, "alg": tok.header.get("alg"),
+claims = pd.DataFrame([{"token": name, "alg": tok.header.get("alg"),
                         "measres": tok.claims.get("measres"), "secboot": tok.claims.get("secboot"),
                         "dbgstat": tok.claims.get("dbgstat"),
                         "nonce match": tok.claims.get("x-nvidia-gpu-attestation-report-nonce-match"),
                         "ueid": tok.claims.get("ueid")} for name, tok in nras.tokens()])
-display(claims)
-print("overall result:", nras.overall.claims["x-nvidia-overall-att-result"], "| eat_nonce:", nras.overall.claims["eat_nonce"])
+# The overall token carries no per-GPU claims: its cells show "—", like any claim a token does not make.
+display(table(claims, title=f"NRAS tokens, decoded (signed with key {nras.overall.kid})"))
+display(table([("overall result", nras.overall.claims["x-nvidia-overall-att-result"]),
+               ("eat_nonce", nras.overall.claims["eat_nonce"])], columns=["overall token", "claim"]))
 
 # %% [markdown]
 # Now check them: every signature against NVIDIA's keys, the issuer, the validity window (the tokens expired long
@@ -171,8 +174,8 @@ print("overall result:", nras.overall.claims["x-nvidia-overall-att-result"], "| 
 
 # %%
 checked = verify_nras(nras, jwks=jwks, expected_nonce=real_nonce, at=issued, gpu_facts=real.facts)
-for c in checked.checks:
-    print(f"{c.id:<14} {c.status.value:<6} {c.reason[:110]}")
+display(table([(c.id, c.status.value, c.reason) for c in checked.checks], columns=["check", "status", "reason"],
+              title="NRAS, verified at the tokens' iat"))
 assert all(c.status.value == "pass" for c in checked.checks)
 
 # %% [markdown]
@@ -180,7 +183,8 @@ assert all(c.status.value == "pass" for c in checked.checks)
 
 # %%
 late = verify_nras(nras, jwks=jwks, expected_nonce=real_nonce, gpu_facts=real.facts)
-print(late.check("nras.token").reason)
+display(table([("nras.token", late.check("nras.token").status.value, late.check("nras.token").reason)],
+              columns=["check", "status", "reason"], title="The same tokens, checked now"))
 assert late.check("nras.token").status.value == "fail"
 
 # %% [markdown]
@@ -189,7 +193,21 @@ assert late.check("nras.token").status.value == "fail"
 # 1. Which bytes of the evidence does the GPU sign, and why is the signature located by offset?
 # 2. What would a *validly signed* NRAS failure look like (hint: `x-nvidia-error-details`), and which check fails?
 # 3. Verify `real_payload` with `expected_nonce="00" * 32`: which check fails, for how many GPUs?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Question 3 worked out."""
+    wrong = verify_payload(real_payload, root=nvidia_device_identity_ca(), expected_nonce="00" * 32, at=issued)
+    display(table([(c.id, c.status.value, c.reason) for c in wrong.checks], columns=["check", "status", "reason"],
+                  title='real_payload against expected_nonce="00" * 32'))
+    failing = [r.facts.index for r in wrong.gpus if r.nonce.status.value == "fail"]
+    assert wrong.check("gpu.nonce").status.value == "fail" and wrong.check("gpu.evidence_signature").passed
+    print(f"gpu.nonce fails, for all {len(failing)} GPUs; every signature still verifies: the evidence is genuine, "
+          "it was just made for another nonce.")
+
 
 # %%
-wrong = verify_payload(real_payload, root=nvidia_device_identity_ca(), expected_nonce="00" * 32, at=issued)
-assert wrong.check("gpu.nonce").status.value == "fail" and wrong.check("gpu.evidence_signature").passed
+assert real.check("gpu.nonce").passed and checked.check("nras.token").passed

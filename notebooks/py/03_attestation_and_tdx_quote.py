@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -37,6 +37,7 @@ from phalanb.lab import fixtures_path
 from phalanb.report import parse_report
 from phalanb.session import Session, Settings
 from phalanb.tdx import parse_quote
+from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
@@ -54,10 +55,9 @@ result = session.chat_and_verify("What does a TDX quote prove?")
 nonce = result.attestation.nonce
 report = parse_report(result.attestation.report)
 node = report.select(result.signature.signing_address)
-print("our nonce        :", nonce.hex())
-print("report shape     :", report.shape, "—", report.description)
-print("signing address  :", node.signing_address)
-print("request_nonce    :", node.request_nonce)
+display(table([("our nonce", nonce.hex()), ("report shape", f"{report.shape} — {report.description}"),
+               ("signing address", node.signing_address), ("request_nonce in the report", node.request_nonce)],
+              columns=["", "value"], title="The report we asked for"))
 assert node.request_nonce == nonce.hex()
 
 # %% [markdown]
@@ -72,8 +72,8 @@ from phalanb.report import expected_report_data
 quote = parse_quote(node.intel_quote)
 rd = quote.body.report_data
 first_half, how = expected_report_data(node)
-print("report_data[:32]:", rd[:32].hex(), f"  ({how})")
-print("report_data[32:]:", rd[32:].hex())
+display(table([("report_data[:32]", rd[:32].hex(), how), ("report_data[32:]", rd[32:].hex(), "our nonce")],
+              columns=["bytes", "value", "holds"], title="report_data, signed inside the quote"))
 assert rd[:32] == first_half and rd[32:] == nonce
 assert result.verdict["report.report_data"].passed and result.verdict["report.nonce_fresh"].passed
 
@@ -85,49 +85,17 @@ assert result.verdict["report.report_data"].passed and result.verdict["report.no
 # certificate chain). Everything before the signature data is what the attestation key signs.
 
 # %%
-import matplotlib.pyplot as plt
+from phalanb import plots
 
 rows = list(quote.fields())
-regions = [("header", 0, quote.body_offset), ("TD report (body)", quote.body_offset, quote.signed_length),
-           ("signature data", quote.signed_length, quote.end)]
-if quote.trailing:
-    regions.append(("trailing", quote.end, len(quote.raw)))
-colours = {"header": "#54aeff", "TD report (body)": "#4ac26b", "signature data": "#d4a72c", "trailing": "#8c959f"}
-fig, (top, body, sig) = plt.subplots(3, 1, figsize=(11, 5.4), gridspec_kw={"height_ratios": [1, 1.5, 1.5]})
-for name, start, end in regions:
-    top.broken_barh([(start, end - start)], (0, 1), color=colours[name])
-    top.text(start + (end - start) / 2, 0.5, f"{name}\n{start}..{end}", ha="center", va="center", fontsize=8)
-top.set_xlim(0, len(quote.raw)); top.set_yticks([])
-top.set_title(f"TDX quote v{quote.version}: {len(quote.raw)} bytes; the attestation key signs bytes 0..{quote.signed_length}")
-
-
-def lane(ax, fields, start, end, colour, label, min_label=0):
-    for i, (name, offset, size) in enumerate(fields):
-        ax.broken_barh([(offset, size)], (0, 1), color=colour, alpha=1.0 if i % 2 else 0.7, edgecolor="white")
-        if size >= min_label:  # small length fields stay unlabelled (they are in the table below)
-            ax.text(offset + size / 2, 1.1, name, rotation=60, fontsize=7, ha="left", va="bottom")
-    ax.set_xlim(start, end); ax.set_ylim(0, 3.4); ax.set_yticks([]); ax.set_xlabel(label, fontsize=8)
-
-
-lane(body, [(f.name, f.offset, f.size) for f in rows if quote.body_offset <= f.offset < quote.signed_length],
-     quote.body_offset, quote.signed_length, colours["TD report (body)"], "TD report fields (byte offsets)")
-# In the signature data, the QE report's fields are drawn as one block.
-sig_fields = {}
-for f in rows:
-    if quote.signed_length <= f.offset < quote.end:
-        key = "qe_report" if f.name.startswith("qe_report.") else f.name
-        start, end = sig_fields.get(key, (f.offset, f.end))
-        sig_fields[key] = (min(start, f.offset), max(end, f.end))
-lane(sig, [(k, a, b - a) for k, (a, b) in sig_fields.items()], quote.signed_length, quote.end,
-     colours["signature data"], "signature data (byte offsets)", min_label=60)
-fig.tight_layout()
-plt.show()
+# phalanb's figure: the quote's regions, then every field of the TD report and of the signature data.
+display(plots.quote_byte_map(quote))
 
 # %%
-table = pd.DataFrame([(f.name, f.offset, f.size, f.meaning) for f in rows],
-                     columns=["field", "offset", "size", "meaning"])
-display(table)
-assert table.loc[table.field == "report_data", "offset"].item() == 568  # v4: 48 + 520
+fields = pd.DataFrame([(f.name, f.offset, f.size, f.meaning) for f in rows],
+                      columns=["field", "offset", "size", "meaning"])
+display(table(fields, title="Every field of the quote (offsets and sizes in bytes)"))
+assert fields.loc[fields.field == "report_data", "offset"].item() == 568  # v4: 48 + 520
 assert quote.raw[568:632] == rd
 
 # %% [markdown]
@@ -156,8 +124,8 @@ from phalanb.trust import tdx_root
 
 root = tdx_root(session.policy)
 offline = verify_quote_offline(quote, root=root)
-for step in offline.steps:
-    print(f"{'✓' if step.ok else '✗'} {step.name:<20} {step.reason}")
+display(table([(f"{'✓' if s.ok else '✗'} {s.name}", s.reason) for s in offline.steps], columns=["step", "why"],
+              title="Offline verification of the simulator's quote"))
 assert offline.ok
 
 # %% [markdown]
@@ -169,10 +137,11 @@ from cryptography import x509
 from phalanb.tdx import TrustRoot
 
 chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in quote.pck_chain_pem]
-for cert in chain:
-    print(f"{cert.subject.rfc4514_string():<70} ← issued by {cert.issuer.rfc4514_string()}")
-print("pinned root:", root.subject, "| key sha256", root.key_sha256[:16], "…")
-print("Intel's    :", TrustRoot.intel().subject, "| key sha256", TrustRoot.intel().key_sha256[:16], "…")
+display(table([(c.subject.rfc4514_string(), c.issuer.rfc4514_string()) for c in chain],
+              columns=["certificate (leaf first)", "issued by"], title="The PCK chain inside the quote"))
+display(table([("pinned root (this policy)", root.subject, root.key_sha256[:16] + "…"),
+               ("Intel's SGX Root CA", TrustRoot.intel().subject, TrustRoot.intel().key_sha256[:16] + "…")],
+              columns=["root", "subject", "key sha256"], title="Roots, identified by their key"))
 assert chain[-1].issuer == root.cert.subject
 
 # %% [markdown]
@@ -183,7 +152,7 @@ assert chain[-1].issuer == root.cert.subject
 raw = bytearray(quote.raw)
 raw[570] ^= 0x01
 broken = verify_quote_offline(bytes(raw), root=root)
-print([(s.name, s.ok) for s in broken.steps])
+display(table([(s.name, "holds" if s.ok else "fails") for s in broken.steps], columns=["step", "after the flip"]))
 assert not broken.step("quote_signature").ok and broken.step("pck_chain").ok
 
 # %% [markdown]
@@ -198,9 +167,8 @@ assert not broken.step("quote_signature").ok and broken.step("pck_chain").ok
 from phalanb.tdx import TdxPolicy, verify_tdx
 
 tdx = verify_tdx(quote, collateral=result.online.collateral, policy=TdxPolicy(trust_root=root))
-for c in tdx.checks:
-    print(f"{c.id:<20} {c.status.value:<8} {c.reason}")
-print("TCB status:", tdx.dcap.status)
+display(table([(c.id, c.status.value, c.reason) for c in tdx.checks], columns=["check", "status", "reason"],
+              title=f"With collateral: TCB status {tdx.dcap.status}"))
 assert tdx.dcap.status == "UpToDate"
 
 # %% [markdown]
@@ -232,16 +200,16 @@ for rel in ("dcap-qvl/tdx_quote", "go-tdx-guest/quote_v5_sample.dat", "private-m
     lineup.append((rel, load(rel), load_collateral(FIXTURES / "tdx" / e["collateral"]), e["verify_now"], None))
 lineup.append(("intel-qvl/quote.dat (synthetic)", load("intel-qvl/quote.dat"), None, None, None))
 
-table = []
+lineup_rows = []
 for name, q, col, at, r in lineup:
     res = verify_tdx(q, collateral=col, at=at, policy=TdxPolicy(trust_root=r))
     checks = {c.id: c.status.value for c in res.checks}
-    table.append({"quote": name, "version": q.version, "body": q.report_class, "bytes": len(q.raw),
+    lineup_rows.append({"quote": name, "version": q.version, "body": q.report_class, "bytes": len(q.raw),
                   "mr_td": q.body.mr_td.hex()[:16] + "…", "signature": checks["tdx.quote_signature"],
                   "chain": checks["tdx.pck_chain"],
                   "tcb": (res.dcap.status or res.dcap.error) if res.dcap else "no collateral"})
-lineup_table = pd.DataFrame(table)
-display(lineup_table)
+lineup_table = pd.DataFrame(lineup_rows)
+display(table(lineup_table, title="Real quotes beside the simulator's, verified when they were captured"))
 assert lineup_table.loc[1, "tcb"] == truth["dcap-qvl/tdx_quote"]["verify_status"] == "UpToDate"
 assert lineup_table.loc[2, "version"] == 5 and lineup_table.loc[2, "tcb"] == "UpToDate"
 assert "No matching TCB level" in lineup_table.loc[4, "tcb"] and lineup_table.loc[4, "signature"] == "pass"
@@ -254,8 +222,28 @@ assert lineup_table.loc[5, "chain"] == "fail"  # a look-alike root is not Intel'
 # 2. Why is a root certificate identified by its key and not by its subject name?
 # 3. A quote verifies but its TCB status is `OutOfDate`. Which step passed, which did not, and who decides?
 # 4. Edit section 4 to flip a byte *after* the signed region (in the PCK chain): which step fails now?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Questions 1 and 4 worked out."""
+    print(f"1. The attestation key signs bytes 0..{quote.signed_length}: the {quote.body_offset}-byte header and the "
+          f"TD report; report_data is bytes 568..632, the last 64 of them.")
+    assert quote.signed_length == 632 and quote.body_offset == 48
+    at = quote.raw.index(b"-----BEGIN CERTIFICATE-----") + 100  # inside the first certificate's base64
+    raw = bytearray(quote.raw)
+    raw[at] = ord("A") if raw[at] != ord("A") else ord("B")
+    steps = verify_quote_offline(bytes(raw), root=root).steps
+    display(table([(s.name, "holds" if s.ok else "fails", s.reason) for s in steps],
+                  columns=["step", "result", "why"], title=f"4. One base64 character changed at byte {at}"))
+    assert steps[0].ok and not verify_quote_offline(bytes(raw), root=root).step("pck_chain").ok
+    print("4. The quote signature still holds (the chain lies outside the bytes it signs), but the PCK leaf no "
+          "longer reads as a certificate: the QE report signature and the chain steps fail. The chain protects "
+          "itself.")
+
 
 # %%
-assert quote.signed_length == 632 and quote.body_offset == 48
 assert verify_quote_offline(quote, root=root).ok and not verify_quote_offline(quote).ok  # Intel's root ≠ simulator's
 session.close()

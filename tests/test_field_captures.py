@@ -3,7 +3,7 @@
 
 One test per folder, named for the folder. Clocks are pinned to each capture's time. Where the correct final
 expectation needs another part of issue 12 (NRAS clock skew, GPU appraisal by default), the test is written for
-that final expectation and marked ``xfail(strict=True)`` naming the item, so the mark must go once it holds.
+that final expectation (they all hold now that every item has landed).
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ def test_venice_qwen35_2026_06(field):
     assert v.status == "verified"
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 12 item 2 (other branch): 10 s of clock skew on NRAS nbf/iat")
 def test_neardirect_qwen_2026_03(field):
     d = field / "neardirect-qwen-2026-03"
     v = verify_report(_json(d / "attestation_report.json"), nonce=_nonce(d), collateral=_json(d / "collateral.json"),

@@ -72,3 +72,19 @@ def test_expired_collateral_says_which_time_to_pass(fixtures):
     again = phalanb("quote", str(tdx / "tdx_quote"), "--collateral", str(tdx / "tdx_quote_collateral.json"),
                     "--at", at)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_at_now_is_accepted_wherever_at_is():
+    import argparse
+
+    from phalanb.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    with_at = []
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if "--at" in action.option_strings:
+                with_at.append(name)
+                value = action.type("now") if action.type else None
+                assert isinstance(value, float) and value > 1.7e9, name
+    assert {"verify", "report", "audit", "quote", "gpu", "receipt", "session"} <= set(with_at)

@@ -17,10 +17,11 @@ to :func:`~phalanb.aci.verify_receipt`, so its row carries exactly the single ve
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -42,10 +43,10 @@ class ReceiptItem:
     source: str = ""
 
 
-@dataclass(frozen=True)
-class ReceiptRow:
+class ReceiptRow(NamedTuple):
     """The decision of :func:`~phalanb.aci.verify_receipt` for one receipt, compactly: ``status`` is the receipt
-    side's verdict (``pass`` when every required check held, ``fail`` when one failed, else ``skipped``)."""
+    side's verdict (``pass`` when every required check held, ``fail`` when one failed, else ``skipped``). A tuple:
+    thousands are made per second."""
 
     source: str
     receipt_id: str | None
@@ -55,12 +56,10 @@ class ReceiptRow:
     warnings: tuple[str, ...] = ()
 
 
-class _NotCanonical(Exception):
-    pass
-
-
-def _refuse_float(text: str) -> Any:
-    raise _NotCanonical(text)
+# Without backslashes every '"' opens or closes a string, so the even pieces of ``raw.split(b'"')`` are the
+# structure, numbers and literals; a digit followed by ".", "e" or "E" there is a number with a fraction or an
+# exponent (a float, which JCS refuses).
+_FLOAT = re.compile(rb"[0-9][.eE]")
 
 
 def _row_from_checks(source: str, receipt_id: str | None, checks: list) -> ReceiptRow:
@@ -93,11 +92,13 @@ class _Fast:
     def row(self, item: ReceiptItem) -> ReceiptRow | None:
         """The row when every check holds on the common path; None to ask the single verifier."""
         raw = item.receipt
-        if not raw.isascii():  # non-ASCII text or member names: let the strict reader decide
+        # Non-ASCII text or member names, escapes (whose spelling two serialisers may choose differently) and
+        # floats are left to the strict reader.
+        if not raw.isascii() or b"\\" in raw or _FLOAT.search(b"".join(raw.split(b'"')[::2])):
             return None
         try:
-            doc = json.loads(raw, parse_float=_refuse_float, parse_constant=_refuse_float)
-        except (_NotCanonical, ValueError, RecursionError):
+            doc = orjson.loads(raw)  # NaN, integers beyond 64 bits and bad UTF-8 are refused here
+        except (orjson.JSONDecodeError, ValueError):
             return None
         if type(doc) is not dict:
             return None
@@ -112,7 +113,7 @@ class _Fast:
         if raw.count(member) != 1:
             return None
         del doc["signature"]
-        signed = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+        signed = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
         if raw.replace(member, b"", 1) != signed:
             return None  # not the served canonical form (pretty-printed, re-ordered, duplicate members…)
         try:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..policy import Policy
+from ..timeutil import at_argument
 from ..verdict import Check, Status, Verdict
 
 __all__ = ["register", "print_verdict"]
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--at", type=float, default=None, metavar="UNIX_TIME",
+    p.add_argument("--at", type=at_argument, default=None, metavar="UNIX_TIME",
                    help="the clock for expiry, certificates and collateral (default now)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust: production (Intel's and NVIDIA's pinned roots, default) or simulated "

@@ -28,6 +28,7 @@ import httpx
 from . import _json
 from .apikey import ApiKey, check_key_transport, resolve_api_key
 from .errors import (
+    E2EEError,
     InputError,
     NotFoundError,
     ParseError,
@@ -35,6 +36,8 @@ from .errors import (
     SignatureExpiredError,
     TransportError,
 )
+from .aci.e2ee import AttestedE2EEKey, EncryptedRequest, StreamDecryptor, decrypt_response, prepare_request
+from .aci.e2ee_wire import record_e2ee, reply_field_keys
 from .exchange import Exchange, ExchangeRecorder
 from .signatures import ALGOS, SignatureRecord
 
@@ -188,6 +191,17 @@ def _server_message(body: bytes) -> str | None:
         if isinstance(obj.get("message"), str):
             return obj["message"]
     return text[:300] or None
+
+
+def _server_error_type(body: bytes) -> str | None:
+    """The ``error.type`` of an OpenAI/ACI-shaped error body, if any."""
+    try:
+        obj = _json.loads(body[:_MAX_ERROR_BODY].decode("utf-8", "replace"))
+    except json.JSONDecodeError:
+        return None
+    err = obj.get("error") if isinstance(obj, dict) else None
+    value = err.get("type") if isinstance(err, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _inflate(body: bytes, wbits: int, limit: int, what: str) -> bytes:
@@ -355,6 +369,10 @@ class Client:
             return
         msg = _server_message(body)
         status = response.status_code
+        code = _server_error_type(body)
+        if code is not None and code.startswith("e2ee_") and msg is not None:
+            # The E2EE refusals are told apart by their type (e2ee_replay_detected, …): keep it in the sentence.
+            msg = f"{code}: {msg}"
         text = f"{what} failed: HTTP {status}" + (f": {msg}" if msg else "")
         cls = NotFoundError if status == 404 else ServiceError
         raise cls(text, status=status, server_message=msg, url=str(response.request.url))
@@ -430,14 +448,32 @@ class Client:
     # -- the API ---------------------------------------------------------------------------------------
     def chat(self, messages: str | Sequence[Mapping[str, Any]] | None = None, *, stream: bool = True,
              model: str | None = None, max_tokens: int | None = None, body: Mapping[str, Any] | None = None,
-             raw_body: bytes | None = None, on_text: Callable[[str], None] | None = None) -> Exchange:
+             raw_body: bytes | None = None, on_text: Callable[[str], None] | None = None,
+             e2ee: AttestedE2EEKey | None = None) -> Exchange:
         """Send one chat request and return the :class:`~phalanb.exchange.Exchange` with the exact bytes.
 
         ``messages`` is a prompt string or an OpenAI message list. ``body`` adds or overrides JSON fields;
         ``raw_body`` sends bytes exactly as given (for reproducing someone else's request). ``on_text`` is
         called with each piece of reply text as it streams in.
+
+        ``e2ee``: encrypt the prompt with ACI E2EE v2 (ACI.md §6) to this key, which comes from a keyset phalanb
+        verified: ``AttestedE2EEKey.from_established_keyset(verify_aci_report(...).keyset)``. The exchange then
+        keeps the exact wire bytes (ciphertext both ways) in ``request_bytes``/``response_bytes``, the decrypted
+        reply text in ``text``, and in ``exchange.e2ee`` (:class:`~phalanb.aci.e2ee_wire.E2EERecord`) the restored
+        request, the sealed paths, the headers and the decrypted reply — never the client private key. A reply
+        field that does not decrypt or arrives unencrypted raises :class:`~phalanb.errors.E2EEError` (its
+        ``partial`` is the exchange); a refusal by the service (``e2ee_*``) is a :class:`ServiceError` naming it.
+
+        >>> att = verify_aci_report(client.aci_attestation().raw, nonce=..., policy=...)   # doctest: +SKIP
+        >>> ex = client.chat("hi", e2ee=AttestedE2EEKey.from_established_keyset(att.keyset))  # doctest: +SKIP
         """
+        if e2ee is not None and not isinstance(e2ee, AttestedE2EEKey):
+            raise InputError("e2ee= takes an AttestedE2EEKey: AttestedE2EEKey.from_established_keyset(att.keyset) "
+                             "for a keyset phalanb verified (or, knowingly, AttestedE2EEKey.UNVERIFIED_override)")
         if raw_body is not None:
+            if e2ee is not None:
+                raise InputError("raw_body is sent exactly as given, so it cannot also be encrypted; pass "
+                                 "messages/body with e2ee=")
             if messages is not None or body is not None:
                 raise InputError("give either raw_body or messages/body, not both")
             data = bytes(raw_body)
@@ -457,12 +493,20 @@ class Client:
                 raise InputError("no messages to send")
             stream = bool(payload.get("stream"))
             data = encode_body(payload)
+        sealed = None
+        if e2ee is not None:
+            sealed = prepare_request(payload, model_key=e2ee, endpoint="/v1/chat/completions")
+            data = sealed.body
         headers = {"Content-Type": "application/json", **self._auth_headers()}
         if stream:
             headers["Accept"] = "text/event-stream"
+        if sealed is not None:
+            headers.update(sealed.headers)
         request = self._http.build_request("POST", self._url("chat/completions"), content=data, headers=headers)
+        # Under E2EE the recorder sees ciphertext: the plaintext reaches on_text through the decryptor instead.
+        opener = _ReplyOpener(sealed, stream=stream, on_text=on_text) if sealed is not None else None
         recorder = ExchangeRecorder(url=str(request.url), request_bytes=request.content, stream=stream,
-                                    request_headers=request.headers, on_text=on_text)
+                                    request_headers=request.headers, on_text=on_text if sealed is None else None)
         recorder.mark_sent()
         response = self._send(request, stream=True)
         try:
@@ -490,6 +534,8 @@ class Client:
                         raise ParseError(f"chat: the reply exceeds {_MAX_CHAT_BODY} bytes (phalanb's limit); "
                                          "reading stopped", field="response", offset=_MAX_CHAT_BODY)
                     recorder.feed(chunk)
+                    if opener is not None and stream and encoding in (None, "identity"):
+                        opener.feed(chunk)
             except (httpx.HTTPError, httpx.StreamError) as exc:
                 partial = recorder.finish(complete=False)
                 err = TransportError(f"the chat stream was cut after {len(partial.response_bytes)} bytes "
@@ -515,6 +561,8 @@ class Client:
             err.partial = exchange  # type: ignore[attr-defined]
             raise err
         self._note_keyset("chat", exchange.aci_keyset_digest)
+        if opener is not None:
+            opener.finish(exchange)
         return exchange
 
     def signature(self, chat_id: str, *, model: str | None = None, signing_algo: str | None = None
@@ -628,6 +676,58 @@ class Client:
             return [m["id"] for m in data["data"]]
         except (KeyError, TypeError) as exc:
             raise ParseError(f"the model list has an unexpected shape ({exc!r})", field="data") from None
+
+
+class _ReplyOpener:
+    """Opens an E2EE v2 reply for :meth:`Client.chat`: event by event while it streams (plaintext to
+    ``on_text``), or whole at the end; then records it on the exchange. A decryption failure does not stop the
+    reading — the exact bytes are still wanted for the receipt — but is raised once the reply is complete."""
+
+    def __init__(self, request: EncryptedRequest, *, stream: bool, on_text: Callable[[str], None] | None):
+        self.request = request
+        self.stream = stream
+        self.on_text = on_text
+        self.decryptor = StreamDecryptor(request) if stream else None
+        self.error: E2EEError | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self.error is not None or self.decryptor is None:
+            return
+        try:
+            for event in self.decryptor.feed(chunk):
+                piece = event.deltas.get(0)
+                if piece and self.on_text is not None:
+                    self.on_text(piece)
+        except E2EEError as exc:
+            self.error = exc
+
+    def finish(self, exchange: Exchange) -> None:
+        reply: Any = None
+        fields: tuple[str, ...] = ()
+        keys: tuple[str, ...] = ()
+        if self.error is None:
+            try:
+                if self.decryptor is not None:
+                    self.decryptor.close()
+                    reply = [c.data for c in self.decryptor.chunks]
+                    fields = self.decryptor.fields
+                else:
+                    opened = decrypt_response(exchange.response_bytes, self.request)
+                    reply, fields = opened.body, opened.fields
+                    if opened.text and self.on_text is not None:
+                        self.on_text(opened.text)
+                keys = reply_field_keys(self.request, exchange.response_bytes, stream=self.stream)
+            except E2EEError as exc:
+                self.error = exc
+        exchange.e2ee = record_e2ee(self.request, stream=self.stream, reply=None if self.error else reply,
+                                    reply_fields=() if self.error else fields, reply_keys=() if self.error else keys,
+                                    reply_error=str(self.error) if self.error else None)
+        exchange.text = exchange.e2ee.text
+        if self.error is not None:
+            err = E2EEError(f"the encrypted reply could not be opened: {self.error} (the exact bytes are kept in "
+                            "the exception's .partial exchange)", field=self.error.field)
+            err.partial = exchange  # type: ignore[attr-defined]
+            raise err
 
 
 def _reason(exc: BaseException) -> str:

@@ -13,11 +13,14 @@ import binascii
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .apikey import REDACTED
 from .errors import ParseError
 from .sse import ChatAssembler, SSEDecoder, parse_completion
+
+if TYPE_CHECKING:
+    from .aci.e2ee_wire import E2EERecord
 
 __all__ = ["Timings", "Exchange", "ExchangeRecorder", "redact_headers"]
 
@@ -171,6 +174,10 @@ class Exchange:
     receipt_id: str | None = None
     aci_keyset_digest: str | None = None
     tls_spki_sha256: str | None = None
+    # ACI E2EE v2 (ACI.md §6): request_bytes/response_bytes stay the exact *wire* bytes (ciphertext); the record
+    # keeps the restored request, the decrypted reply and what offline re-verification needs (no private key).
+    # ``text`` is then the decrypted reply text.
+    e2ee: "E2EERecord | None" = None
 
     @property
     def request_sha256(self) -> str:
@@ -188,7 +195,8 @@ class Exchange:
 
     def __repr__(self) -> str:
         return (f"<Exchange {self.chat_id or '?'} {'stream' if self.stream else 'json'} status={self.status} "
-                f"request={len(self.request_bytes)}B response={len(self.response_bytes)}B>")
+                f"request={len(self.request_bytes)}B response={len(self.response_bytes)}B"
+                f"{' e2ee ' + self.e2ee.algo.split('-')[0] if self.e2ee is not None else ''}>")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: bytes in base64, headers already redacted."""
@@ -203,6 +211,7 @@ class Exchange:
             # Written only when known, so exchanges of the legacy protocol keep their old form.
             **{k: v for k, v in (("receipt_id", self.receipt_id), ("aci_keyset_digest", self.aci_keyset_digest),
                                  ("tls_spki_sha256", self.tls_spki_sha256)) if v is not None},
+            **({"e2ee": self.e2ee.to_dict()} if self.e2ee is not None else {}),
         }
 
     @classmethod
@@ -232,6 +241,13 @@ class Exchange:
                 raise ParseError(f"must be a string, got {type(value).__name__}", field=f"exchange.{key}")
             if value is not None:
                 setattr(ex, key, value)
+        if d.get("e2ee") is not None:
+            from .aci.e2ee_wire import E2EERecord
+
+            ex.e2ee = E2EERecord.from_dict(d["e2ee"])
+            # The wire reply is ciphertext: the readable text is the recorded decrypted reply (a claim until
+            # verify_aci re-opens the sealed fields with the recorded field keys).
+            ex.text = ex.e2ee.text
         return ex
 
     @classmethod

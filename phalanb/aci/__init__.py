@@ -8,6 +8,8 @@ mid-2026 (``../shared/ACI.md``). Parsing (:mod:`.report`, :mod:`.receipt`, :mod:
 """
 
 from .custody import KNOWN_KMS_ROOTS, custody_chain
+from .e2ee import AttestedE2EEKey
+from .e2ee_wire import E2EE_CHECK_IDS, E2EERecord, e2ee_checks
 from .jcs import canonicalize, sha256_digest
 from .receipt import Receipt, SignatureWrapper, is_signature_wrapper, parse_receipt, parse_signature_wrapper
 from .report import AciEvidence, AciReport, is_aci_report, is_legacy_gateway_report, parse_aci_report
@@ -33,4 +35,5 @@ __all__ = [
     "KNOWN_KMS_ROOTS", "custody_chain",
     "EstablishedKeyset", "AciAttestation", "verify_aci_report", "verify_receipt", "verify_session", "verify_aci",
     "verify_legacy_gateway", "statement", "report_data_for", "workload_id_of",
+    "AttestedE2EEKey", "E2EERecord", "e2ee_checks", "E2EE_CHECK_IDS",
 ]

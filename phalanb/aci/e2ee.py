@@ -7,11 +7,11 @@ from a keyset phalanb established (:meth:`AttestedE2EEKey.from_established_keyse
 :meth:`AttestedE2EEKey.UNVERIFIED_override`, whose use every result remembers and :func:`check_key_attested`
 reports.
 
->>> from types import SimpleNamespace
->>> ks = SimpleNamespace(established=True, keyset={"e2ee_public_keys": [{"key_id": "e2ee-1",
+>>> from phalanb.aci.verify import EstablishedKeyset
+>>> ks = EstablishedKeyset(digest="sha256:…", keyset={"e2ee_public_keys": [{"key_id": "e2ee-1",
 ...     "algo": "x25519-aes-256-gcm-hkdf-sha256",
-...     "public_key": "5dfedd3b6bd47f6fa28ee15d969d5bb0ea53774d488bdaf9df1c6e0124b3ef22"}]})
->>> key = AttestedE2EEKey.from_established_keyset(ks)
+...     "public_key": "5dfedd3b6bd47f6fa28ee15d969d5bb0ea53774d488bdaf9df1c6e0124b3ef22"}]})  # by hand: tests only
+>>> key = AttestedE2EEKey.from_established_keyset(ks)   # normally: verify_aci_report(...).keyset
 >>> req = prepare_request({"model": "demo-model", "messages": [{"role": "user", "content": "hi"}]}, model_key=key)
 >>> req.headers["X-E2EE-Version"], req.encrypted_fields
 ('2', ('messages.0.content',))
@@ -97,16 +97,23 @@ class AttestedE2EEKey:
                                 algo: str | None = None) -> "AttestedE2EEKey":
         """The E2EE v2 key of an established (verified) keyset.
 
-        ``established`` is any object with a truthy ``established`` flag and the keyset ``dict`` as ``keyset``
-        (phalanb's verifier result; ``digest`` / ``keyset_digest`` is recorded when present). Select by ``key_id``
-        or ``algo``; with neither, X25519 is preferred, then secp256k1. Entries of other algorithms (``ecdsa``,
-        ``ed25519`` in preview keysets) are never picked.
+        ``established`` must be the :class:`phalanb.aci.verify.EstablishedKeyset` that
+        :func:`~phalanb.aci.verify.verify_aci_report` returns as ``.keyset`` — only when the report's binding and
+        quote verified (it is None otherwise). Nothing else is accepted: a look-alike object would let any
+        unverified key through. Select by ``key_id`` or ``algo``; with neither, X25519 is preferred, then
+        secp256k1. Entries of other algorithms (``ecdsa``, ``ed25519`` in preview keysets) are never picked.
         """
-        if not getattr(established, "established", False):
-            raise E2EEError("this keyset was not established by verification (its report did not verify), so its "
-                            "E2EE keys are not attested; verify the report first, or use "
-                            "AttestedE2EEKey.UNVERIFIED_override knowingly")
-        keyset = getattr(established, "keyset", None)
+        from .verify import AciAttestation, EstablishedKeyset
+
+        if isinstance(established, AciAttestation):
+            raise E2EEError("pass the attestation's .keyset (an EstablishedKeyset), not the AciAttestation itself"
+                            + ("" if established.keyset is not None else
+                               f"; this one established no keyset: {established.reason}"))
+        if not isinstance(established, EstablishedKeyset):
+            raise E2EEError("no established keyset: the E2EE key must come from the EstablishedKeyset that "
+                            "verify_aci_report returned (None when the report did not verify); verify the report "
+                            "first, or use AttestedE2EEKey.UNVERIFIED_override knowingly")
+        keyset = established.keyset
         entries = keyset.get("e2ee_public_keys") if isinstance(keyset, Mapping) else None
         if not isinstance(entries, list):
             raise E2EEError("the established keyset has no e2ee_public_keys list", field="e2ee_public_keys")
@@ -130,7 +137,7 @@ class AttestedE2EEKey:
                 have = sorted({str(e.get("algo")) for e in entries if isinstance(e, Mapping)})
                 raise UnsupportedError(f"the established keyset offers no E2EE v2 key of {' or '.join(wanted)} "
                                        f"(it lists {', '.join(have) or 'none'})")
-        digest = getattr(established, "digest", None) or getattr(established, "keyset_digest", None)
+        digest = established.digest
         public = parse_public_key(chosen["algo"], chosen.get("public_key"), what=f"e2ee key {chosen.get('key_id')}")
         return cls._make(key_id=chosen.get("key_id"), algo=chosen["algo"], public_key=public, attested=True,
                          keyset_digest=digest if isinstance(digest, str) else None)

@@ -10,8 +10,10 @@ The chain, link by link:
    (``aci.keyset_expiry``). Only when the binding and the quote hold is the keyset **established**.
 2. the receipt: signed by a key of the *established* keyset (``receipt.signature``), citing its digest
    (``receipt.keyset``), over the hashes of our exact request and response bytes (``receipt.request_hash``,
-   ``receipt.response_hash``), and, behind an aggregator, citing a successful upstream verification
-   (``receipt.upstream``).
+   ``receipt.response_hash``; under E2EE v2 the restored request and the sealed wire reply), and, behind an
+   aggregator, citing a successful upstream verification (``receipt.upstream``). Under E2EE v2 also: the prompt
+   went to a key of the established keyset (``e2ee.key_attested``), left encrypted (``e2ee.request_encrypted``),
+   and the reply authenticates under its AAD (``e2ee.response_authenticated``).
 3. the session the receipt cites: its id, evidence digest, claims and window (``session.*``), and — when its
    evidence is a report phalanb knows — that report re-verified by phalanb itself (``upstream.*``).
 
@@ -30,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..errors import ParseError, PhalanbError
+from ..errors import InputError, ParseError, PhalanbError
 from ..policy import Policy
 from ..report import NodeAttestation
 from ..verdict import Check, Status, Verdict
@@ -464,7 +466,7 @@ def _hash_check(check_id: str, receipt: Receipt, event: str, data: bytes | None,
     if (logged or "").lower() == ours:
         return Check(check_id, Status.PASS, f"sha256 of our exact {what} bytes equals {event}", ev)
     hint = (" (with E2EE the gateway hashes the decrypted body it restored, not the ciphertext sent)"
-            if event == "request.received" else "")
+            if event == "request.received" and what == "request" else "")
     return Check(check_id, Status.FAIL, f"sha256 of our exact {what} bytes ({ours[7:23]}…) is not what {event} "
                  f"records ({str(logged)[7:23]}…){hint}", ev)
 
@@ -511,9 +513,10 @@ def _upstream_check(receipt: Receipt, keyset: EstablishedKeyset | None, require:
 
 
 def verify_receipt(receipt: Receipt | bytes | str | Mapping[str, Any], *, keyset: EstablishedKeyset | None,
-                   request_bytes: bytes | None, response_bytes: bytes | None, require_upstream: bool = True
-                   ) -> list[Check]:
-    """The receipt's checks against an established keyset and our exact bytes (None: not at hand → skipped)."""
+                   request_bytes: bytes | None, response_bytes: bytes | None, require_upstream: bool = True,
+                   restored_request: bool = False) -> list[Check]:
+    """The receipt's checks against an established keyset and our exact bytes (None: not at hand → skipped).
+    ``restored_request``: ``request_bytes`` is an E2EE request's restored body (ACI.md §6), not the wire bytes."""
     if not isinstance(receipt, Receipt):
         try:
             receipt = parse_receipt(receipt)
@@ -538,7 +541,8 @@ def verify_receipt(receipt: Receipt | bytes | str | Mapping[str, Any], *, keyset
         checks.append(Check("receipt.keyset", Status.FAIL, f"the receipt cites keyset {receipt.workload_keyset_digest}"
                             f" but the verified report established {keyset.digest}: re-attest: another replica or a "
                             "rotated keyset", ev))
-    checks.append(_hash_check("receipt.request_hash", receipt, "request.received", request_bytes, "request"))
+    checks.append(_hash_check("receipt.request_hash", receipt, "request.received", request_bytes,
+                              "restored (decrypted) request" if restored_request else "request"))
     checks.append(_hash_check("receipt.response_hash", receipt, "response.returned", response_bytes, "response"))
     checks.append(_rewrite_check(receipt))
     checks.append(_upstream_check(receipt, keyset, require_upstream))
@@ -714,7 +718,7 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                at: float | None = None, tls_spki_sha256: str | None = None, keyset_digest_header: str | None = None,
                host: str | None = None, request_bytes: bytes | None = None, response_bytes: bytes | None = None,
                nras_response: Any = None, jwks: Any = None,
-               upstream: Mapping[str, Mapping[str, Any]] | None = None) -> Verdict:
+               upstream: Mapping[str, Mapping[str, Any]] | None = None, e2ee: Any = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
     ``exchange_or_bytes``: an :class:`~phalanb.exchange.Exchange` (its exact request/response bytes), a
@@ -722,10 +726,25 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     ``request_bytes``/``response_bytes`` override it. ``receipt``: bytes, text, mapping or a legacy signature
     wrapper (its receipt is used). ``report``: the ``/v1/aci/attestation`` answer fetched with ``nonce``.
     ``sessions``: session id → the exact bytes of ``GET /v1/aci/sessions/{id}``.
+
+    ``e2ee``: the :class:`~phalanb.aci.e2ee_wire.E2EERecord` of an E2EE v2 exchange (default: the exchange's own
+    ``.e2ee``; ``False`` ignores it). The request/response bytes are then the wire bytes (ciphertext); the
+    receipt's ``request.received`` is compared with the record's restored request and ``response.returned`` with
+    the wire reply, and ``e2ee.key_attested``, ``e2ee.request_encrypted``, ``e2ee.response_authenticated`` are
+    added — all re-checkable offline from a saved exchange, without any private key.
+
     ``upstream``: session id → ``{"collateral", "nras_response", "jwks"}`` for that session's upstream report
     (its quote is another machine's); a session without an entry uses ``collateral``/``nras_response``/``jwks``.
     """
+    from .e2ee_wire import E2EERecord, e2ee_checks
+
     policy = policy or Policy()
+    if e2ee is None:
+        e2ee = getattr(exchange_or_bytes, "e2ee", None)
+    if e2ee is False:
+        e2ee = None
+    if e2ee is not None and not isinstance(e2ee, E2EERecord):
+        raise InputError("e2ee= takes the E2EERecord of an E2EE exchange (exchange.e2ee), or False")
     if isinstance(exchange_or_bytes, tuple) and len(exchange_or_bytes) == 2:
         exchange_or_bytes = _Bytes(*exchange_or_bytes)
     if exchange_or_bytes is not None:
@@ -754,9 +773,15 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
         rchecks = verify_receipt(b"", keyset=None, request_bytes=None, response_bytes=None)
         rchecks = [Check(c.id, c.status, f"the receipt cannot be read: {exc}") for c in rchecks]
     else:
-        rchecks = verify_receipt(parsed, keyset=att.keyset, request_bytes=request_bytes,
-                                 response_bytes=response_bytes, require_upstream=policy.aci_require_upstream)
+        rchecks = verify_receipt(parsed, keyset=att.keyset,
+                                 request_bytes=e2ee.restored_request if e2ee is not None else request_bytes,
+                                 response_bytes=response_bytes, require_upstream=policy.aci_require_upstream,
+                                 restored_request=e2ee is not None)
     checks = rchecks + att.checks
+    if e2ee is not None:
+        response_hash = next((c for c in rchecks if c.id == "receipt.response_hash"), None)
+        checks += e2ee_checks(e2ee, keyset=att.keyset, request_bytes=request_bytes, response_bytes=response_bytes,
+                              response_hash=response_hash)
     if parsed is not None and (att.keyset is None or att.keyset.serving != "direct"):
         sessions = dict(sessions or {})
         cited = parsed.cited_session_ids

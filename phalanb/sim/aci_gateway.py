@@ -223,7 +223,13 @@ class AciGateway:
         self.sessions: dict[str, StoredSession] = {}
         self._model_session: dict[tuple[str, bool], str] = {}
         self._session_lock = asyncio.Lock()
-        self.e2ee: E2eeHook | None = None  # phalanb.sim.e2ee plugs in here
+        self.e2ee: E2eeHook | None = None
+        if config.aci_e2ee:
+            from .aci_e2ee import GatewayE2EE, service_for_keys
+
+            # The E2EE service holds the private halves of exactly the keyset's e2ee_public_keys; its clock is the
+            # gateway's, so tests that move time move the ±300 s timestamp window too.
+            self.e2ee = GatewayE2EE(service_for_keys(self.keys, clock=lambda: self.clock(), preview=self.preview))
 
     # -- facts --------------------------------------------------------------------------------------------------
     @property
@@ -767,6 +773,16 @@ async def legacy_signature(request: Request) -> Response:
                            "signing_address": address, "signing_algo": algo, "receipt": item.document})
 
 
+async def responses(request: Request) -> Response:
+    """``/v1/responses`` is not simulated; asked for with E2EE it is ``e2ee_unsupported_endpoint`` (ACI.md §6)."""
+    gw = _gw(request)
+    refuse = getattr(gw.e2ee, "refuse_endpoint", None)
+    refused = refuse(request.headers, "/v1/responses") if refuse is not None else None
+    if refused is not None:
+        return refused
+    return _error(404, "/v1/responses is not simulated; use /v1/chat/completions", "not_found")
+
+
 async def health(request: Request) -> Response:
     return _json_response({"status": "ok"})
 
@@ -796,6 +812,7 @@ def create_aci_app(config: SimConfig, *, model_app: Starlette, tdx: TdxProvider 
         Route("/v1/aci/sessions/{sid:str}", aci_session, methods=["GET"]),
         Route("/v1/aci/sessions", aci_sessions, methods=["GET"]),
         Route(_CHAT_PATH, chat_completions, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/attestation/report", legacy_report, methods=["GET"]),
         Route("/v1/signature/{ident:str}", legacy_signature, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),

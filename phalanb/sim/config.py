@@ -68,6 +68,7 @@ class SimConfig:
     simulated ACI gateway in front of it (ACI.md): ``aci_mode`` ``"aggregator"`` (attested upstream sessions) or
     ``"direct"``, ``aci_shape`` ``"current"`` (the spec) or ``"preview"`` (the June 2026 build), ``receipt_ttl``
     seconds of receipt retention, ``aci_keepalive`` one ``: PROCESSING`` comment before a stream's first event,
+    ``aci_e2ee`` the gateway terminates E2EE v2 (ACI.md §6; a request without E2EE headers stays plaintext),
     ``https`` a TLS listener with a self-signed certificate generated at start-up.
     ``upstream``: base URL of a real OpenAI-compatible server (e.g. a local llama.cpp, ``http://127.0.0.1:8080/v1``)
     whose replies the simulator forwards byte for byte and signs, as the real proxy signs vLLM's.
@@ -97,6 +98,7 @@ class SimConfig:
     aci_shape: str = "current"
     receipt_ttl: float = 3600.0
     aci_keepalive: bool = False
+    aci_e2ee: bool = True
     https: bool = False
 
     def __post_init__(self) -> None:

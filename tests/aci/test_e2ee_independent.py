@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from phalanb.aci.e2ee import AttestedE2EEKey, decrypt_response, decrypt_stream, prepare_request
+from phalanb.aci.verify import EstablishedKeyset
 from phalanb.sim.e2ee import E2EEService, ServiceE2EEKey
 
 NOW = 1_760_000_000
@@ -112,8 +112,8 @@ def test_phalanb_service_opens_what_the_independent_client_sealed(service, algo)
 def test_the_independent_service_opens_what_phalanb_sealed(algo):
     service_priv = private_key(algo, SEEDS[algo])
     entry = {"key_id": "k", "algo": algo, "public_key": public_raw(algo, service_priv).hex()}
-    key = AttestedE2EEKey.from_established_keyset(SimpleNamespace(established=True,
-                                                                  keyset={"e2ee_public_keys": [entry]}))
+    key = AttestedE2EEKey.from_established_keyset(EstablishedKeyset(digest="sha256:" + "00" * 32,
+                                                                    keyset={"e2ee_public_keys": [entry]}))
     req = prepare_request({"model": "demo", "messages": [{"role": "user", "content": "über secret"}]},
                           model_key=key, now=NOW)
     body = json.loads(req.body)

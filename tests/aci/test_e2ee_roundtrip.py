@@ -15,6 +15,7 @@ from phalanb.aci.e2ee import (
     AttestedE2EEKey, EncryptedRequest, check_key_attested, check_request_encrypted, check_response_authenticated,
     decrypt_chunk, decrypt_response, decrypt_stream, prepare_request,
 )
+from phalanb.aci.verify import AciAttestation, EstablishedKeyset
 from phalanb.errors import E2EEError, InputError, UnsupportedError
 from phalanb.sim.e2ee import E2EEService, SimE2EEError
 from phalanb.verdict import Status, Verdict
@@ -31,8 +32,8 @@ def service():
 
 @pytest.fixture(scope="module")
 def keyset(service):
-    return SimpleNamespace(established=True, keyset={"e2ee_public_keys": service.keyset_entries()},
-                           digest="sha256:" + "ab" * 32)
+    # Built by hand for these unit tests; in use it is verify_aci_report(...).keyset.
+    return EstablishedKeyset(digest="sha256:" + "ab" * 32, keyset={"e2ee_public_keys": service.keyset_entries()})
 
 
 def _chat(content=PROMPT, **extra):
@@ -256,9 +257,16 @@ def test_an_attested_key_cannot_be_constructed_directly():
 
 
 def test_a_keyset_that_was_not_established_gives_no_key(keyset):
-    unverified = SimpleNamespace(established=False, keyset=keyset.keyset)
-    with pytest.raises(E2EEError, match="not established"):
-        AttestedE2EEKey.from_established_keyset(unverified)
+    # A look-alike object (even one claiming established=True) is not a keyset phalanb verified.
+    for unverified in (SimpleNamespace(established=True, keyset=keyset.keyset), dict(keyset.keyset), None):
+        with pytest.raises(E2EEError, match="no established keyset"):
+            AttestedE2EEKey.from_established_keyset(unverified)
+
+
+def test_an_attestation_that_established_nothing_gives_no_key():
+    att = AciAttestation([], None, None, "aci.quote_slot did not pass")
+    with pytest.raises(E2EEError, match="aci.quote_slot"):
+        AttestedE2EEKey.from_established_keyset(att)
 
 
 def test_a_bare_key_string_is_refused():
@@ -267,7 +275,7 @@ def test_a_bare_key_string_is_refused():
 
 
 def test_only_v2_suites_are_selected(keyset):
-    ks = SimpleNamespace(established=True, keyset={"e2ee_public_keys": [
+    ks = EstablishedKeyset(digest=keyset.digest, keyset={"e2ee_public_keys": [
         {"key_id": "legacy", "algo": "ecdsa", "public_key": "11" * 64}, *keyset.keyset["e2ee_public_keys"]]})
     assert AttestedE2EEKey.from_established_keyset(ks).algo == ec.X25519  # preferred
     with pytest.raises(UnsupportedError, match="not an E2EE v2 suite"):

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from phalanb.aci import e2ee_crypto as ec
 from phalanb.aci.e2ee import AttestedE2EEKey, prepare_request
+from phalanb.aci.verify import EstablishedKeyset
 from phalanb.sim.e2ee import E2EE_ERROR_CODES, E2EEService, ReplayCache, ServiceE2EEKey, SimE2EEError
 
 NOW = 1_800_000_000
@@ -23,7 +23,7 @@ def service():
 
 
 def _request(service, algo=ec.X25519, *, now=NOW, body=None, **kw):
-    ks = SimpleNamespace(established=True, keyset={"e2ee_public_keys": service.keyset_entries()})
+    ks = EstablishedKeyset(digest="sha256:" + "00" * 32, keyset={"e2ee_public_keys": service.keyset_entries()})
     key = AttestedE2EEKey.from_established_keyset(ks, algo=algo)
     return prepare_request(body or {"model": "demo-model", "messages": [{"role": "user", "content": "hello"}]},
                            model_key=key, now=now, **kw)

@@ -126,6 +126,9 @@ def _client_args(p: argparse.ArgumentParser) -> None:
                    help="allow sending the API key over plain http to a non-loopback host")
     p.add_argument("--trust", choices=("production", "simulated"), default=None,
                    help="roots to trust (default: simulated for the embedded simulator, production otherwise)")
+    p.add_argument("--e2ee", action="store_true",
+                   help="ACI only: verify the gateway's report first, then encrypt the prompt (E2EE v2) to an E2EE "
+                   "key of the keyset it established; the reply is decrypted and the verdict adds e2ee.* checks")
     p.add_argument("--protocol", choices=("aci", "legacy"), default="aci",
                    help="what the embedded simulator serves: aci (default; today's Redpill/Phala gateway: report, "
                    "signed receipts, attested sessions) or legacy (a model server's vllm-proxy protocol). A real "
@@ -186,8 +189,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   file=out)
         print(f"> {args.prompt}", file=out)
         result = session.chat_and_verify(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
-                                         on_text=lambda t: (out.write(t), out.flush()))
+                                         on_text=lambda t: (out.write(t), out.flush()), e2ee=args.e2ee)
         print("\n", file=out)
+        _say_e2ee(result.exchange, out)
         for problem in result.online.problems:
             print(f"phalanb: could not fetch {problem}", file=sys.stderr)
         if args.save:
@@ -206,19 +210,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return verdict.exit_code()
 
 
+def _say_e2ee(exchange: Any, out: Any) -> None:
+    """What travelled: with E2EE the prompt left as ciphertext to a key of the verified keyset."""
+    rec = getattr(exchange, "e2ee", None)
+    if rec is None:
+        return
+    fields = ", ".join(rec.encrypted_fields)
+    print(f"E2EE v2 ({rec.algo}): {fields} left encrypted to {rec.key_id} of the verified keyset; the request on the "
+          f"wire was {len(exchange.request_bytes)} bytes, the reply decrypted locally", file=out)
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     if args.save and args.no_signature:
         raise InputError("--save writes an audit bundle, which needs the signature or receipt: drop --no-signature")
     with _session(args) as session:
         client = session.client
+        attestation = key = None
+        if args.e2ee:
+            attestation, key = session.attested_e2ee_key()  # verify before you send
         exchange = client.chat(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
-                               on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()))
+                               on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()), e2ee=key)
         print()
+        _say_e2ee(exchange, sys.stderr)
         verdict = None
         if args.save:
             # A saved chat is an audit bundle: `phalanb verify FILE` then gives this chat's verdict offline.
             if exchange.receipt_id is not None:
-                result: Any = session.verify_aci(exchange)
+                result: Any = session.verify_aci(exchange, attestation=attestation)
             else:
                 signature = client.signature(exchange.chat_id)
                 attestation = client.attestation(signing_algo=signature.signing_algo,

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 from .apikey import ApiKey, resolve_api_key
 from .audit import Bundle, make_bundle, save_bundle
 from .client import AttestationFetch, Client
-from .errors import InputError, ServiceError
+from .errors import InputError, NotFoundError, ServiceError
 from .evidence import DEFAULT_PCCS_URL, OnlineEvidence, fetch_online_evidence
 from .exchange import Exchange
 from .gpu.nras import NRAS_URL
@@ -219,22 +219,31 @@ class Session:
         return s.pccs_url or DEFAULT_PCCS_URL, (s.nras_url or NRAS_URL) if s.ask_nras else None
 
     def chat_and_verify(self, prompt: str | list[dict[str, Any]], *, stream: bool = True,
-                        max_tokens: int | None = None, on_text: Callable[[str], None] | None = None) -> VerifiedChat:
-        """Chat once, fetch the signature and a fresh attestation (and collateral / NRAS when online), verify."""
+                        max_tokens: int | None = None, on_text: Callable[[str], None] | None = None,
+                        e2ee: bool = False) -> VerifiedChat | VerifiedAciChat:
+        """Chat once, fetch the signature and a fresh attestation (and collateral / NRAS when online), verify.
+
+        ``e2ee=True`` (ACI gateways only) *verifies before it sends*: a fresh ACI report is verified first, and the
+        prompt is sealed (E2EE v2, ACI.md §6) to an E2EE key of the keyset that report established — never to a
+        key that was not verified; the reply is opened, and the verdict adds the ``e2ee.*`` checks."""
         client = self.client
+        attestation = None
+        key = None
+        if e2ee:
+            attestation, key = self.attested_e2ee_key()
         try:
-            exchange = client.chat(prompt, stream=stream, max_tokens=max_tokens, on_text=on_text)
+            exchange = client.chat(prompt, stream=stream, max_tokens=max_tokens, on_text=on_text, e2ee=key)
         except ServiceError as exc:
             partial = getattr(exc, "partial", None)
             if partial is None or partial.receipt_id is None:
                 raise
             # An ACI gateway refused (e.g. 503 upstream_verification_failed) and signed a receipt saying why:
             # verifying it shows the refusal as a checked fact, not just an HTTP error.
-            return self.verify_aci(partial)
+            return self.verify_aci(partial, attestation=attestation)
         if exchange.receipt_id is not None:
             # An ACI gateway answered (X-Receipt-Id): its legacy endpoints describe the gateway, so the reply is
             # verified through the receipt, never through /v1/signature and /v1/attestation/report.
-            return self.verify_aci(exchange)
+            return self.verify_aci(exchange, attestation=attestation)
         signature = client.signature(exchange.chat_id)
         attestation = client.attestation(signing_algo=signature.signing_algo,
                                          signing_address=signature.signing_address)
@@ -258,9 +267,32 @@ class Session:
                     "protocol": "vllm-proxy"}
         return VerifiedChat(exchange, signature, attestation, online, verdict, self.policy, endpoint, at)
 
-    def verify_aci(self, exchange: Exchange) -> VerifiedAciChat:
-        """Fetch a fresh ACI report (our nonce), the reply's receipt and the sessions it cites (and collateral /
-        NRAS when online), then verify with this session's policy."""
+    def attested_e2ee_key(self) -> tuple[Any, Any]:
+        """A fresh ACI report, verified now, and the E2EE key its established keyset lists (X25519 first)."""
+        from .aci import AttestedE2EEKey, verify_aci_report
+        from .evidence import fetch_aci_online_evidence
+
+        try:
+            attestation = self.client.aci_attestation()
+        except NotFoundError:
+            raise InputError(f"E2EE needs an ACI gateway: {self.client.base_url} has no /aci/attestation (a model "
+                             "server speaking the vllm-proxy protocol offers no attested E2EE v2 key)") from None
+        pccs, _ = self._online_sources()
+        collateral = None
+        if pccs:
+            collateral = fetch_aci_online_evidence(attestation.report, {}, pccs_url=pccs, nras_url=None,
+                                                   timeout=self.settings.timeout).collateral
+        verified = verify_aci_report(attestation.raw, nonce=attestation.nonce, policy=self.policy,
+                                     collateral=collateral)
+        if verified.keyset is None:
+            raise InputError(f"refusing to encrypt: the gateway's report did not establish a keyset "
+                             f"({verified.reason}); phalanb encrypts only to a key it has just verified")
+        return attestation, AttestedE2EEKey.from_established_keyset(verified.keyset)
+
+    def verify_aci(self, exchange: Exchange, *, attestation: Any = None) -> VerifiedAciChat:
+        """Fetch a fresh ACI report (our nonce) unless ``attestation`` is the one fetched (and verified) just before
+        the chat, the reply's receipt and the sessions it cites (and collateral / NRAS when online), then verify
+        with this session's policy."""
         from urllib.parse import urlsplit
 
         from .aci import verify_aci
@@ -269,7 +301,7 @@ class Session:
         from .evidence import AciOnlineEvidence, fetch_aci_online_evidence
 
         client = self.client
-        attestation = client.aci_attestation()
+        attestation = attestation if attestation is not None else client.aci_attestation()
         receipt = client.receipt(exchange.receipt_id)
         sessions: dict[str, bytes] = {}
         problems: list[str] = []

@@ -56,14 +56,17 @@ class ChatPanel(W.VBox):
         self.prompt = W.Textarea(value=prompt, placeholder="Ask something", rows=2,
                                  layout=W.Layout(width="min(100%, 640px)"))
         self.stream = W.Checkbox(value=stream, description="stream", indent=False)
+        # ACI gateways: verify the keyset first, then seal the prompt to its E2EE key (ACI.md §6).
+        self.encrypt = W.Checkbox(value=False, description="encrypt (E2EE)", indent=False)
+        self.wire = W.HTML()
         self.send = W.Button(description="Send and verify", button_style="primary", icon="paper-plane")
         self.reply = W.HTML(reply_html(""))
         self.info = W.HTML()
         self.badges = VerdictBadges()
         self.chain = TrustChainView()
         self.send.on_click(lambda _b: self.ask())
-        super().__init__([self.prompt, W.HBox([self.send, self.stream]), self.reply, self.info, self.badges,
-                          self.chain], **kwargs)
+        super().__init__([self.prompt, W.HBox([self.send, self.stream, self.encrypt]), self.reply, self.info,
+                          self.wire, self.badges, self.chain], **kwargs)
 
     # -- the session ------------------------------------------------------------------------------------
     def _current_session(self) -> Session:
@@ -111,13 +114,15 @@ class ChatPanel(W.VBox):
         self.badges.show(None)
         self.chain.show(None)
         self.info.value = ""
+        self.wire.value = ""
         self._draw("", streaming=True)
         try:
             session = self._current_session()
             where = "the simulator" if session.simulated else session.client.base_url
             self.info.value = f"<i>asking {esc(session.client.model)} at {esc(where)}…</i>"
             result = session.chat_and_verify(self.prompt.value, stream=self.stream.value,
-                                             max_tokens=self.max_tokens, on_text=self._throttled())
+                                             max_tokens=self.max_tokens, on_text=self._throttled(),
+                                             e2ee=self.encrypt.value)
         except PhalanbError as exc:
             self.status = "error"
             self.info.value = f"<span style='color:#cf222e'>{esc(exc)}</span>"
@@ -132,7 +137,30 @@ class ChatPanel(W.VBox):
         receipt = f" · receipt <code>{esc(ex.receipt_id)}</code>" if ex.receipt_id else ""
         self.info.value = (f"chat id <code>{esc(ex.chat_id)}</code>{receipt} · {len(ex.request_bytes)} request "
                            f"bytes · {len(ex.response_bytes)} response bytes · first token {ttft}")
+        self.wire.value = wire_html(ex)
         self.badges.show(result.verdict)
         self.chain.show(result.verdict)
         self.status = result.verdict.status
         return result
+
+
+def wire_html(exchange: Any, *, limit: int = 600) -> str:
+    """What travelled next to what was meant: with E2EE, the request bytes on the wire (ciphertext in every prompt
+    field) beside the prompt as typed, and the reply's wire bytes beside the decrypted text. Empty without E2EE."""
+    rec = getattr(exchange, "e2ee", None)
+    if rec is None:
+        return ""
+
+    def cut(b: bytes) -> str:
+        text = b[:limit].decode("utf-8", "replace")
+        return esc(text) + (f" … ({len(b) - limit} more bytes)" if len(b) > limit else "")
+
+    cell = "vertical-align:top;padding:4px 8px;font-family:monospace;font-size:11px;word-break:break-all"
+    return (f"<div style='margin:6px 0'><b>E2EE v2</b> ({esc(rec.algo)}, key {esc(rec.key_id)} of the verified "
+            f"keyset): {esc(', '.join(rec.encrypted_fields))} left encrypted."
+            f"<table style='width:100%;max-width:900px;table-layout:fixed'><tr><th>on the wire</th><th>what you "
+            f"meant / what you read</th></tr>"
+            f"<tr><td style='{cell}'>{cut(exchange.request_bytes)}</td><td style='{cell}'>"
+            f"{cut(rec.restored_request)}</td></tr>"
+            f"<tr><td style='{cell}'>{cut(exchange.response_bytes)}</td><td style='{cell}'>{esc(exchange.text)}"
+            f"</td></tr></table></div>")

@@ -70,7 +70,7 @@ def test_readme_binder_badge_opens_an_existing_notebook_in_jupyterlab():
 def test_phalanb_lab_starts_jupyterlab_on_the_notebooks_with_the_simulator_url(monkeypatch):
     import argparse
 
-    from phalanb.lab import cmd_lab
+    from phalanb.cli.lab import cmd_lab
 
     seen = {}
 

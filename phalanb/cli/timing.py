@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from .apikey import ENV_VARS
-from .client import Client
-from .errors import InputError
+from ..apikey import ENV_VARS
+from ..client import Client
+from ..errors import InputError
 
 __all__ = ["register"]
 
@@ -98,7 +98,7 @@ def _client(args: argparse.Namespace, **sim_config) -> Iterator[tuple[Client, bo
                 client.model = models[0]
             yield client, False
         return
-    from .sim import SimConfig, Simulator
+    from ..sim import SimConfig, Simulator
 
     with Simulator(SimConfig(**sim_config)) as sim:
         # The embedded simulator needs no key; never send the user's real key to it.
@@ -120,8 +120,8 @@ def _write_csv(frame, path: Path | None) -> None:
 def cmd_bench_latency(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .policy import Policy
-    from .timing import DEFAULT_PROMPTS, run_latency
+    from ..policy import Policy
+    from ..timing import DEFAULT_PROMPTS, run_latency
 
     attestation = args.attestation or args.verify
     with _client(args, ttft_ms=SIM_TTFT_MS, ttft_jitter=0.25, ttft_distribution="lognormal",
@@ -147,7 +147,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         print("verdicts: " + ", ".join(f"{k} {v}" for k, v in run.frame["verdict"].value_counts().items()))
     _write_csv(run.frame, args.csv)
     if args.plot:
-        from .plots import latency_distributions, save
+        from ..plots import latency_distributions, save
 
         save(latency_distributions(run, title=f"{client.model} at {client.base_url}"), args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
@@ -155,7 +155,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_probe_window(args: argparse.Namespace) -> int:
-    from .window import WindowProbe
+    from ..window import WindowProbe
 
     if args.resolution is not None and args.resolution < args.min_interval:
         raise InputError(f"--resolution {args.resolution} is finer than --min-interval {args.min_interval}: "
@@ -176,7 +176,7 @@ def cmd_probe_window(args: argparse.Namespace) -> int:
     print(result)
     _write_csv(result.frame(), args.csv)
     if args.plot:
-        from .plots import save, signature_availability
+        from ..plots import save, signature_availability
 
         save(signature_availability(result), args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

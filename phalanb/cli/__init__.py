@@ -1,7 +1,8 @@
 """The ``phalanb`` command.
 
 Exit codes, everywhere: 0 every check passed, 1 a check failed, 3 incomplete (something could not be checked),
-2 usage or input errors. Each subcommand lives beside the code it drives and registers itself here.
+2 usage or input errors. Every command lives in this package, one module per command group (listed in
+``_COMMAND_MODULES``); each module registers its subcommands, and this is the only place argparse is used.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .errors import PhalanbError
+from ..errors import PhalanbError
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INCOMPLETE"]
 
@@ -21,13 +22,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 # Modules exposing ``register(subparsers)``; each adds its subcommands with ``set_defaults(func=...)`` where
 # ``func(args) -> int`` returns the exit code.
 _COMMAND_MODULES = (
-    "phalanb.commands",
-    "phalanb.tdx.cli",
-    "phalanb.gpu.cli",
-    "phalanb.audit_cli",
-    "phalanb.lab",
-    "phalanb.timing_cli",
-    "phalanb.aci.cli",
+    "phalanb.cli.service",   # sim, demo, chat
+    "phalanb.cli.quote",     # quote (Intel TDX)
+    "phalanb.cli.gpu",       # gpu (NVIDIA evidence)
+    "phalanb.cli.audit",     # verify, report, audit
+    "phalanb.cli.aci",       # receipt, session (ACI)
+    "phalanb.cli.lab",       # lab
+    "phalanb.cli.timing",    # bench-latency, probe-window
 )
 
 
@@ -41,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="phalanb", description="Verify confidential LLM inference: exact bytes, chat "
                      "signatures, Intel TDX quotes and NVIDIA GPU evidence.")
-    from . import __version__
+    from .. import __version__
     parser.add_argument("--version", action="version", version=f"phalanb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMAND_MODULES:

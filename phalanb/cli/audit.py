@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import _json
-from ._term import verdict_table
-from .errors import InputError, ParseError
-from .policy import Policy
-from .timeutil import at_argument
+from .. import _json
+from .._term import verdict_table
+from ..errors import InputError, ParseError
+from ..policy import Policy
+from ..timeutil import at_argument
 
 __all__ = ["register"]
 
@@ -112,7 +112,7 @@ def _read_json(path: Path | None, what: str) -> Any:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .audit import load_bundle, reverify
+    from ..audit import load_bundle, reverify
 
     bundle = load_bundle(args.bundle)
     result = reverify(bundle, at=args.at, policy=_policy(args))
@@ -127,12 +127,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .aci.report import is_aci_report, is_legacy_gateway_report
-    from .verify import verify_report
+    from ..aci.report import is_aci_report, is_legacy_gateway_report
+    from ..verify import verify_report
 
     report = _read_json(args.file, "report")
     if args.e2e_instances:
-        from .report import merge_chutes_instances
+        from ..report import merge_chutes_instances
 
         report = merge_chutes_instances(report, _read_json(args.e2e_instances, "e2e_instances"))
     if is_aci_report(report):
@@ -170,9 +170,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_aci_report(args: argparse.Namespace) -> int:
     """An ``aci/1`` report: routed to :func:`phalanb.aci.verify_aci_report` (strict ACI parsing of the raw bytes)."""
-    from .aci.cli import parse_nonce, print_verdict
-    from .aci.report import parse_aci_report
-    from .aci.verify import verify_aci_report
+    from .aci import parse_nonce, print_verdict
+    from ..aci.report import parse_aci_report
+    from ..aci.verify import verify_aci_report
 
     if args.signing_address or args.node is not None or args.nras_response or args.jwks:
         raise InputError("--signing-address, --node, --nras-response and --jwks do not apply to an ACI report")
@@ -192,7 +192,7 @@ def _cmd_aci_report(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .batch import audit
+    from ..batch import audit
 
     if args.workers < 1:
         raise InputError("--workers must be at least 1")

@@ -24,9 +24,9 @@ from .._term import plain_help, verdict_table
 from ..errors import InputError
 from ..timeutil import at_argument
 from ..verdict import Check, Status, Verdict
-from .collateral import TdxPolicy, load_collateral, verify_tdx
-from .quote import Quote, parse_quote
-from .verify import TrustRoot
+from ..tdx.collateral import TdxPolicy, load_collateral, verify_tdx
+from ..tdx.quote import Quote, parse_quote
+from ..tdx.verify import TrustRoot
 
 __all__ = ["register", "cmd_quote", "quote_json"]
 
@@ -70,7 +70,7 @@ def _root(spec: str, quote: Quote) -> TrustRoot:
     if spec == "intel":
         return TrustRoot.intel()
     if spec == "sim":
-        from .sim import simulated_root  # the fixed root every phalanb simulator uses
+        from ..tdx.sim import simulated_root  # the fixed root every phalanb simulator uses
         return simulated_root()
     path = Path(spec)
     try:

@@ -105,10 +105,10 @@ def print_verdict(verdict: Verdict, as_json: bool, extra: dict[str, Any] | None 
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
-    from .receipt import is_signature_wrapper, parse_receipt, parse_signature_wrapper
-    from .session import parse_session
-    from .verify import verify_aci
-    from . import jcs
+    from ..aci.receipt import is_signature_wrapper, parse_receipt, parse_signature_wrapper
+    from ..aci.session import parse_session
+    from ..aci.verify import verify_aci
+    from ..aci import jcs
 
     policy = Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root))
     doc = jcs.loads(_read(args.receipt, "receipt"), what="receipt")
@@ -139,8 +139,8 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 
 
 def cmd_session(args: argparse.Namespace) -> int:
-    from .session import parse_session
-    from .verify import verify_session
+    from ..aci.session import parse_session
+    from ..aci.verify import verify_session
 
     session = parse_session(_read(args.file, "session"))
     checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=Policy(trust=args.trust),

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._term import verdict_table
-from .apikey import ENV_VARS
-from .evidence import DEFAULT_PCCS_URL
-from .session import Session, Settings
-from .sim.config import LATENCY_DISTRIBUTIONS
-from .errors import InputError, SignatureExpiredError
-from .signatures import ALGOS
+from .._term import verdict_table
+from ..apikey import ENV_VARS
+from ..evidence import DEFAULT_PCCS_URL
+from ..session import Session, Settings
+from ..sim.config import LATENCY_DISTRIBUTIONS
+from ..errors import InputError, SignatureExpiredError
+from ..signatures import ALGOS
 
 __all__ = ["register"]
 
@@ -158,7 +158,7 @@ def _session(args: argparse.Namespace) -> Session:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from .sim import FAULTS, SimConfig, Simulator
+    from ..sim import FAULTS, SimConfig, Simulator
 
     if args.list_faults:
         for name, what in FAULTS.items():

@@ -24,9 +24,9 @@ from .._term import plain_help, verdict_table
 from ..errors import InputError, ParseError
 from ..timeutil import at_argument
 from ..verdict import Check, Status, Verdict
-from .nras import NRAS_ISSUER, nvidia_nras_anchor, verify_nras
-from .payload import GpuPayload, parse_files, parse_payload
-from .verify import TrustRoot, nvidia_device_identity_ca, verify_payload
+from ..gpu.nras import NRAS_ISSUER, nvidia_nras_anchor, verify_nras
+from ..gpu.payload import GpuPayload, parse_files, parse_payload
+from ..gpu.verify import TrustRoot, nvidia_device_identity_ca, verify_payload
 
 __all__ = ["register", "cmd_gpu", "load_payload"]
 
@@ -89,7 +89,7 @@ def _root(spec: str) -> TrustRoot:
     if spec == "nvidia":
         return nvidia_device_identity_ca()
     if spec == "sim":
-        from .sim import simulated_root  # the fixed root every phalanb simulator uses
+        from ..gpu.sim import simulated_root  # the fixed root every phalanb simulator uses
 
         return simulated_root()
     try:
@@ -109,7 +109,7 @@ def cmd_gpu(args: argparse.Namespace) -> int:
     if args.nras_response is not None:
         # The --jwks file is only a claim: its keys count when they chain to NVIDIA's pinned NRAS intermediate
         # (or, with --root sim, the simulator's).
-        from .sim import simulated_nras_anchor
+        from ..gpu.sim import simulated_nras_anchor
 
         anchor = simulated_nras_anchor() if root.simulated else nvidia_nras_anchor()
         nras = verify_nras(_read_json(args.nras_response, "nras_response"), jwks=_read_json(args.jwks, "jwks"),

@@ -1,0 +1,50 @@
+"""``phalanb lab``: the simulators (an ACI gateway and a model server) and JupyterLab on the guided notebooks."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+from ..errors import InputError
+from ..lab import lab_command
+
+__all__ = ["cmd_lab", "register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lab", help="start the simulators and JupyterLab on the guided notebooks",
+                       description="Start phalanb's simulators (an ACI gateway and a model server) and JupyterLab on "
+                       "notebooks/, with PHALANB_BASE_URL, PHALANB_MODEL_SERVER_URL and PHALANB_TRUST=simulated set "
+                       "for every notebook. Ctrl-C stops them all.")
+    p.add_argument("--port", type=int, default=None, help="JupyterLab's port (default: its own choice, 8888)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--notebooks", type=Path, default=None, help="folder to open (default: the checkout's notebooks/)")
+    p.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    p.set_defaults(func=cmd_lab)
+
+
+def cmd_lab(args: argparse.Namespace, *, popen=subprocess.Popen) -> int:
+    from ..sim import SimConfig, Simulator
+
+    with Simulator(SimConfig(seed=args.seed, protocol="aci")) as sim, \
+            Simulator(SimConfig(seed=args.seed, protocol="legacy")) as model_server:
+        argv, env, cwd = lab_command(sim.base_url, model_server_url=model_server.base_url, port=args.port,
+                                     open_browser=not args.no_browser, notebooks=args.notebooks)
+        print(f"phalanb simulators (simulated roots): ACI gateway at {sim.base_url}, model server at "
+              f"{model_server.base_url}; starting JupyterLab in {cwd}", flush=True)
+        try:
+            proc = popen(argv, env=env, cwd=str(cwd))
+        except FileNotFoundError as exc:
+            raise InputError(f"cannot start JupyterLab: {exc}") from None
+        try:
+            return int(proc.wait() or 0)
+        except KeyboardInterrupt:
+            # JupyterLab would ask "Shutdown this Jupyter server?" on the first Ctrl-C; stop it for good instead,
+            # before the simulator it talks to goes away.
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            return 0

@@ -668,6 +668,8 @@ async def chat_completions(request: Request) -> Response:
         chat_id = found.group(1).decode() if found else None
         sent = sealed.seal_body(data) if sealed is not None and up.status == 200 else data
         gw.store_receipt(receipt(chat_id, data, sent, data), owner)
+        if gw.fault("aci_tamper_response"):
+            sent = _mitm(sent)
         return Response(sent, status_code=up.status, media_type=media,
                         headers={"X-Receipt-Id": receipt_id, **extra_headers})
 
@@ -675,6 +677,7 @@ async def chat_completions(request: Request) -> Response:
         recv_bytes, sent_bytes = bytearray(), bytearray()
         pending = b""  # an E2EE stream is sealed event by event; plaintext passes through chunk by chunk
         chat_id = None
+        tampered = False
         if config.aci_keepalive:
             # Injected before the hashing stage, as the gateway's keep-alive comments are: hashed, too.
             sent_bytes += KEEPALIVE
@@ -692,6 +695,9 @@ async def chat_completions(request: Request) -> Response:
                 out = b"".join(sealed.seal_event(ev + b"\n\n") for ev in events)
             if out:
                 sent_bytes += out
+                if not tampered and gw.fault("aci_tamper_response"):
+                    changed = _mitm(out)  # after the hashing stage: the receipt has the original
+                    tampered, out = changed != out, changed
                 yield out
         if pending:
             sent_bytes += pending
@@ -703,6 +709,17 @@ async def chat_completions(request: Request) -> Response:
     return StreamingResponse(relay(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                                       "X-Receipt-Id": receipt_id, **extra_headers})
+
+
+def _mitm(data: bytes) -> bytes:
+    """One letter of the reply's text changed on the way (a man in the middle after the gateway hashed and signed);
+    unchanged when ``data`` holds no such letter."""
+    found = re.search(rb'"content":"[A-Za-z0-9]', data)
+    if found is None:
+        return data
+    out = bytearray(data)
+    out[found.end() - 1] ^= 0x01
+    return bytes(out)
 
 
 _ALGOS = ("ecdsa", "ed25519")

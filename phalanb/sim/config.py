@@ -36,6 +36,7 @@ FAULTS: dict[str, str] = {
     "truncated_json": "signature and attestation answers are cut in half (invalid JSON)",
     "slow_drip": "stream events leave in small pieces with pauses, lines split mid-way",
     # ACI gateway faults (protocol="aci"): each breaks exactly one link of ACI.md §8.
+    "aci_tamper_response": "a man in the middle changes one byte of the reply after the gateway hashed and signed it",
     "aci_tamper_receipt": "a signed receipt field (route.selected's target_route_id) is changed after signing",
     "aci_receipt_other_keyset": "receipts name another replica's keyset digest and are signed by that keyset's key",
     "aci_rewrite_request": "the gateway changes the body it forwards (request.forwarded != request.received)",

@@ -19,6 +19,7 @@ ISSUE_IDS = ("aci.keyset_digest", "aci.report_data", "aci.nonce_fresh", "aci.key
 
 # fault → the checks it must fail (and no other check may fail)
 OWN_LINK = {
+    "aci_tamper_response": {"receipt.response_hash"},
     "aci_tamper_receipt": {"receipt.signature"},
     "aci_receipt_other_keyset": {"receipt.signature", "receipt.keyset"},
     "aci_rewrite_request": set(),  # a service-side rewrite is shown, not failed: receipt.rewrite warns

@@ -87,7 +87,16 @@ def browser():
 def sim_for_browser():
     from phalanb.sim import SimConfig, Simulator
 
-    with Simulator(SimConfig(seed=31, ttft_ms=20, tokens_per_second=200)) as sim:
+    # As `phalanb lab` runs: today's ACI gateway at PHALANB_BASE_URL (notebook 00), a model server for 01-07.
+    with Simulator(SimConfig(seed=31, ttft_ms=20, tokens_per_second=200, protocol="aci")) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def model_server_for_browser():
+    from phalanb.sim import SimConfig, Simulator
+
+    with Simulator(SimConfig(seed=32, ttft_ms=20, tokens_per_second=200, protocol="legacy")) as sim:
         yield sim
 
 
@@ -105,15 +114,15 @@ def workdir(tmp_path_factory, fixtures):
     return d / "notebooks"
 
 
-def _env(sim, fixtures) -> dict[str, str]:
+def _env(sim, model_server, fixtures) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PHALANB_API_KEY", "REDPILL_API_KEY")}
-    env.update(PHALANB_BASE_URL=sim.base_url, PHALANB_TRUST="simulated", PHALANB_FIXTURES=str(fixtures),
-               JUPYTER_PLATFORM_DIRS="1")
+    env.update(PHALANB_BASE_URL=sim.base_url, PHALANB_MODEL_SERVER_URL=model_server.base_url,
+               PHALANB_TRUST="simulated", PHALANB_FIXTURES=str(fixtures), JUPYTER_PLATFORM_DIRS="1")
     return env
 
 
 @pytest.fixture(scope="module")
-def lab(workdir, sim_for_browser, fixtures, tmp_path_factory):
+def lab(workdir, sim_for_browser, model_server_for_browser, fixtures, tmp_path_factory):
     port, token = _free_port(), secrets.token_hex(16)
     log = tmp_path_factory.mktemp("lablog") / "lab.log"
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
@@ -121,8 +130,8 @@ def lab(workdir, sim_for_browser, fixtures, tmp_path_factory):
            "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False", "--allow-root",
            "--LabServerApp.workspaces_dir=" + str(workdir.parent / "workspaces")]
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(sim_for_browser, fixtures),
-                                cwd=workdir)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir,
+                                env=_env(sim_for_browser, model_server_for_browser, fixtures))
     try:
         _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
         yield f"http://127.0.0.1:{port}", token
@@ -187,20 +196,22 @@ def test_start_here_runs_and_the_chat_panel_verifies_then_fails_on_a_fault(page,
     assert tracebacks.count() == 0, tracebacks.all_inner_texts()[:1]
     send = page.locator("button.widget-button", has_text="Send and verify").last
     send.scroll_into_view_if_needed()
-    assert _badge(page, "✓", "request.hash").count() == 0  # no badge before the panel has been used
+    assert _badge(page, "✓", "receipt.request_hash").count() == 0  # no badge before the panel has been used
     send.click()
-    # The reply streams in, then every badge of the verdict appears; the key ones pass.
-    for check in ("request.hash", "response.hash", "signature.bound", "tdx.quote_signature", "gpu.cert_chain"):
+    # The reply streams in, then every badge of the verdict appears; the key links of today's gateway pass.
+    for check in ("receipt.request_hash", "receipt.response_hash", "receipt.signature", "aci.report_data",
+                  "tdx.quote_signature", "upstream.gpu.cert_chain"):
         _badge(page, "✓", check).last.wait_for(timeout=60_000)
     assert page.get_by_text(re.compile(r"verified — verified: all")).last.is_visible()
-    # Now the service tampers with its reply: the response-hash badge turns red, and only that link is blamed.
-    sim_for_browser.set_faults(["tamper_response"])
+    # Now a man in the middle changes the reply after the gateway signed its receipt: the response-hash badge
+    # turns red, and only that link is blamed.
+    sim_for_browser.set_faults(["aci_tamper_response"])
     try:
         send.click()
-        _badge(page, "✗", "response.hash").last.wait_for(timeout=60_000)
-        _badge(page, "✓", "request.hash").last.wait_for(timeout=10_000)
+        _badge(page, "✗", "receipt.response_hash").last.wait_for(timeout=60_000)
+        _badge(page, "✓", "receipt.request_hash").last.wait_for(timeout=10_000)
         failed = page.locator("button.widget-button", has_text=re.compile(r"^\s*✗ ")).all_inner_texts()
-        assert [t.strip() for t in failed[-1:]] == ["✗ response.hash"]
+        assert [t.strip() for t in failed[-1:]] == ["✗ receipt.response_hash"]
     finally:
         sim_for_browser.set_faults([])
 
@@ -211,9 +222,9 @@ def test_model_markup_is_shown_as_text_and_never_runs(page, lab, sim_for_browser
     try:
         _open_and_run_all(page, lab, "00_start_here.ipynb")
         send = page.locator("button.widget-button", has_text="Send and verify").last
-        assert _badge(page, "✓", "response.hash").count() == 0
+        assert _badge(page, "✓", "receipt.response_hash").count() == 0
         send.click()
-        _badge(page, "✓", "response.hash").last.wait_for(timeout=60_000)
+        _badge(page, "✓", "receipt.response_hash").last.wait_for(timeout=60_000)
         reply = page.get_by_text("<img src=x onerror=alert(1)>", exact=False).last
         assert reply.is_visible()
         page.wait_for_timeout(500)
@@ -235,14 +246,15 @@ def test_quote_explorer_highlights_the_selected_field(page, lab):
     assert marked.count() == 64 * 2  # 64 bytes: each highlighted in the hex column and the text column
 
 
-def test_voila_renders_the_start_here_dashboard(browser, workdir, sim_for_browser, fixtures, tmp_path):
+def test_voila_renders_the_start_here_dashboard(browser, workdir, sim_for_browser, model_server_for_browser, fixtures,
+                                                tmp_path):
     port = _free_port()
     log = tmp_path / "voila.log"
     cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
            "--ServerApp.token=", "--ServerApp.allow_root=True", str(workdir / "00_start_here.ipynb")]
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(sim_for_browser, fixtures),
-                                cwd=workdir)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir,
+                                env=_env(sim_for_browser, model_server_for_browser, fixtures))
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
@@ -293,12 +305,13 @@ def test_after_run_all_every_figure_is_an_image(page, lab, name, tmp_path):
     print(f"screenshot: {shot}")
 
 
-def test_voila_shows_the_timing_figures_as_images(browser, workdir, sim_for_browser, fixtures, tmp_path):
+def test_voila_shows_the_timing_figures_as_images(browser, workdir, sim_for_browser, model_server_for_browser,
+                                                 fixtures, tmp_path):
     port = _free_port()
     log = tmp_path / "voila.log"
     cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
            "--ServerApp.token=", "--ServerApp.allow_root=True", str(workdir / "06_timing.ipynb")]
-    env = {k: v for k, v in _env(sim_for_browser, fixtures).items() if k != "MPLBACKEND"}
+    env = {k: v for k, v in _env(sim_for_browser, model_server_for_browser, fixtures).items() if k != "MPLBACKEND"}
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=workdir)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})

@@ -263,7 +263,7 @@ def test_voila_renders_the_start_here_dashboard(browser, workdir, sim_for_browse
         send = page.locator("button.widget-button", has_text="Send and verify").last
         send.wait_for(timeout=120_000)
         send.click()
-        _badge(page, "✓", "signature.bound").last.wait_for(timeout=60_000)
+        _badge(page, "✓", "receipt.signature").last.wait_for(timeout=60_000)
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "voila.png"), full_page=True)

@@ -88,3 +88,15 @@ def test_at_now_is_accepted_wherever_at_is():
                 value = action.type("now") if action.type else None
                 assert isinstance(value, float) and value > 1.7e9, name
     assert {"verify", "report", "audit", "quote", "gpu", "receipt", "session"} <= set(with_at)
+
+
+def test_report_on_bare_gpu_evidence_says_use_phalanb_gpu(fixtures, tmp_path):
+    import json
+
+    d = json.loads((fixtures / "reports" / "nanogpt-gemma-2026-06" / "attestation_report.json").read_text())
+    payload = tmp_path / "payload.json"
+    payload.write_text(d["nvidia_payload"] if isinstance(d["nvidia_payload"], str) else json.dumps(d["nvidia_payload"]))
+    for f in (payload, fixtures / "nvidia" / "chutes_api" / "evidence.json"):
+        r = phalanb("report", str(f))
+        assert r.returncode == 2 and f"phalanb gpu {f}" in r.stderr, r.stderr
+        assert not CLASS_NAMES.search(r.stderr)

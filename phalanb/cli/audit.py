@@ -126,11 +126,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return result.verdict.exit_code()
 
 
+def _not_gpu_evidence(doc: Any, path: Path) -> None:
+    """NVIDIA evidence on its own (an ``nvidia_payload``, or a list of per-GPU items) is not a report: say which
+    command reads it, rather than failing it as a report."""
+    items = doc.get("evidence_list") if isinstance(doc, dict) else doc if isinstance(doc, list) else None
+    if isinstance(items, list) and items and all(isinstance(i, dict) and "evidence" in i for i in items):
+        raise InputError(f"{path} holds NVIDIA GPU evidence ({len(items)} GPU(s)), not an attestation report: "
+                         f"check it with `phalanb gpu {path}`")
+    if not isinstance(doc, dict):
+        raise InputError(f"{path} holds a JSON {type(doc).__name__}, not an attestation report (a JSON object)")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ..aci.report import is_aci_report, is_legacy_gateway_report
     from ..verify import verify_report
 
     report = _read_json(args.file, "report")
+    _not_gpu_evidence(report, args.file)
     if args.e2e_instances:
         from ..report import merge_chutes_instances
 

@@ -1076,7 +1076,56 @@ def _call_compressed(args: tuple) -> Any:
     return _decode_content(body, encoding, limit=limit, what="fuzz")
 
 
+# -- ACI (the gateway protocol): reports, receipts, sessions, and the whole verification on mutated documents ------
+
+def _aci_seeds(c: Corpus) -> dict[str, Any]:
+    seeds = getattr(c, "_aci", None)
+    if seeds is None:
+        v = c._json("aci/test_vectors.json")["aci"]
+        real = (c.root / "aci" / "real" / "phala-gateway-aci1-report-2026-06-28.json").read_bytes()
+        stub = (c.root / "aci" / "verifier_ts_stub_report.json").read_bytes()
+        seeds = {"reports": [real, stub], "receipt": v["receipt"]["document_jcs"].encode(),
+                 "session": v["session"]["document_jcs"].encode()}
+        c._aci = seeds
+    return seeds
+
+
+def _gen_aci_doc(kind: str) -> Callable[[random.Random, Corpus], Any]:
+    def gen(rng: random.Random, c: Corpus) -> Any:
+        s = _aci_seeds(c)
+        seed = rng.choice(s["reports"]) if kind == "report" else s[kind]
+        doc = json.loads(seed)
+        return _pick(rng,
+                     (1, lambda: random_bytes(rng)),
+                     (3, lambda: mutate_bytes(rng, seed)),
+                     (3, lambda: mutate_json_text(rng, doc).encode("utf-8", "surrogatepass")),
+                     (1, lambda: seed[:rng.randrange(len(seed))]),
+                     (1, lambda: seed.replace(b"1", b"1.0", 1)),  # a float
+                     (1, lambda: seed[:-1] + b',"api_version":"aci/1"}'),  # a duplicate member
+                     (1, lambda: mutate_json(rng, doc)))
+    return gen
+
+
+def _gen_verify_aci(rng: random.Random, c: Corpus) -> tuple:
+    s = _aci_seeds(c)
+    which = rng.randrange(3)
+    parts = [rng.choice(s["reports"]), s["receipt"], s["session"]]
+    parts[which] = _gen_aci_doc(("report", "receipt", "session")[which])(rng, c)
+    return tuple(parts)
+
+
+def _call_verify_aci(args: tuple) -> Any:
+    from phalanb.aci import verify_aci
+    from phalanb.policy import Policy
+
+    report, receipt, session = args
+    sid = hashlib.sha256(session if isinstance(session, bytes) else b"").hexdigest()
+    return verify_aci((b"{}", b"{}"), receipt=receipt, report=report, nonce=bytes(32), sessions={sid: session},
+                      policy=Policy(), at=1782664738)
+
+
 def _targets() -> list[Target]:
+    from phalanb.aci import parse_aci_report, parse_receipt, parse_session
     from phalanb.audit import parse_bundle  # noqa: F401  (imported early so import cost is not an input's time)
     from phalanb.exchange import Exchange
     from phalanb.gpu import parse_cert_chain, parse_evidence, parse_payload
@@ -1113,6 +1162,10 @@ def _targets() -> list[Target]:
         Target("signatures.recover_signer", _call_recover, _gen_recover, 1),
         Target("audit.parse_bundle", _call_bundle, _gen_bundle, 0.5),
         Target("batch.load_items", _call_jsonl, _gen_jsonl, 0.5),
+        Target("aci.parse_aci_report", parse_aci_report, _gen_aci_doc("report"), 1),
+        Target("aci.parse_receipt", parse_receipt, _gen_aci_doc("receipt"), 1),
+        Target("aci.parse_session", parse_session, _gen_aci_doc("session"), 1),
+        Target("aci.verify_aci", _call_verify_aci, _gen_verify_aci, 0.3),
     ]
 
 

@@ -65,7 +65,8 @@ def test_structured_mutations_of_real_inputs_parse_or_raise_phalanb_error(corpus
 RAW_BYTES = ["tdx.parse_quote", "tdx.parse_event_log", "tdx.parse_ccel_log", "gpu.parse_evidence",
              "gpu.parse_payload", "gpu.parse_cert_chain", "gpu.nras.parse_nras_response", "report.parse_report",
              "sse.parse_sse", "sse.SSEDecoder.feed", "signatures.SignatureRecord.from_json", "audit.parse_bundle",
-             "batch.load_items", "tdx.load_collateral"]
+             "batch.load_items", "tdx.load_collateral", "aci.parse_aci_report", "aci.parse_receipt",
+             "aci.parse_session"]
 
 
 @pytest.mark.parametrize("name", RAW_BYTES)
@@ -76,7 +77,8 @@ def test_raw_bytes_parse_or_raise_phalanb_error(name, data):
 
 
 @pytest.mark.parametrize("name", ["tdx.parse_quote", "tdx.parse_dstack_log", "gpu.nras.decode_jwt",
-                                  "signatures.parse_signed_text", "gpu.parse_payload", "report.parse_report"])
+                                  "signatures.parse_signed_text", "gpu.parse_payload", "report.parse_report",
+                                  "aci.parse_aci_report", "aci.parse_receipt"])
 @FUZZ
 @given(text=st.text(max_size=512))
 def test_raw_text_parses_or_raises_phalanb_error(name, text):
@@ -103,7 +105,8 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 
 @pytest.mark.parametrize("name", ["gpu.parse_payload", "report.parse_report", "gpu.nras.parse_nras_response",
                                   "exchange.Exchange.from_dict", "audit.parse_bundle", "tdx.parse_dstack_log",
-                                  "tdx.parse_event_log", "gpu.nras.Jwks", "timeutil.parse_time"])
+                                  "tdx.parse_event_log", "gpu.nras.Jwks", "timeutil.parse_time",
+                                  "aci.parse_aci_report", "aci.parse_receipt", "aci.parse_session"])
 @FUZZ
 @given(value=JSON)
 def test_any_json_value_parses_or_raises_phalanb_error(name, value):

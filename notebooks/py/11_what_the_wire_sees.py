@@ -449,5 +449,4 @@ def solution():
 
 # %%
 assert opens(response_aad()) and not opens(response_aad(ts=mine.timestamp - 1))
-client.close()
-sim.stop()
+# The simulator and the client stay up for solution(); both end with the kernel (or: client.close(); sim.stop()).

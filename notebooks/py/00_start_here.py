@@ -49,6 +49,7 @@
 # | 08 | [failure gallery](08_failure_gallery.ipynb) | every fault the simulator can inject and the verdict it earns |
 # | 09 | [the ACI gateway](09_aci_gateway.ipynb) | keyset → statement → report_data → quote; a receipt beside the exact bytes |
 # | 10 | [the reseller chain](10_reseller_chain.ipynb) | receipt → attested session → the model server's own evidence |
+# | 11 | [what the wire sees](11_what_the_wire_sees.ipynb) | E2EE v2: the prompt sealed to the attested key, the AAD, the receipt |
 
 # %% [markdown]
 # ## 1. Where are we connecting?

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# [Index](00_start_here.ipynb) · [← Back: the ACI gateway](09_aci_gateway.ipynb) · (last notebook)
+# [Index](00_start_here.ipynb) · [← Back: the ACI gateway](09_aci_gateway.ipynb) · [Next: what the wire sees →](11_what_the_wire_sees.ipynb)
 #
 # # 10 · The reseller chain: receipt → session → the model server's own evidence
 #

@@ -16,7 +16,7 @@ from .errors import PhalanbError
 from .report import parse_report
 
 __all__ = ["OnlineEvidence", "AciOnlineEvidence", "DEFAULT_PCCS_URL", "CollateralCache", "fetch_online_evidence",
-           "fetch_aci_online_evidence", "upstream_report"]
+           "fetch_aci_online_evidence"]
 
 #: dcap-qvl's default collateral source (a public PCCS that mirrors Intel PCS).
 DEFAULT_PCCS_URL = "https://pccs.phala.network"
@@ -150,37 +150,13 @@ class AciOnlineEvidence:
                 for sid, o in self.upstream.items()}
 
 
-def upstream_report(session: Any) -> tuple[Any, str | None, bytes | None] | None:
-    """The first evidence part of an attested session that is a report phalanb knows: ``(report, signing address,
-    the report's own nonce)``; None when the session carries none (e.g. Chutes sessions: ``evidence: {}``)."""
-    from . import _json
-    from .aci.session import parse_session
-
-    parsed = session if hasattr(session, "evidence_parts") else parse_session(session)
-    for part in parsed.evidence_parts:
-        try:
-            doc = _json.loads(part.data)
-            report = parse_report(doc)
-        except (ValueError, PhalanbError):
-            continue
-        node = report.nodes[0] if report.nodes else None
-        nonce = None
-        if node is not None and node.request_nonce:
-            try:
-                nonce = bytes.fromhex(node.request_nonce)
-            except ValueError:
-                nonce = None
-        signer = (parsed.identity or {}).get("signing_address")
-        return doc, signer if isinstance(signer, str) else None, nonce
-    return None
-
-
 def fetch_aci_online_evidence(report: Mapping[str, Any], sessions: Mapping[str, bytes], *,
                               pccs_url: str | None = DEFAULT_PCCS_URL, nras_url: str | None = None,
                               timeout: float = 60.0, cache: CollateralCache | None = COLLATERAL_CACHE
                               ) -> AciOnlineEvidence:
     """Collateral for an ACI report's gateway quote, and for every session's upstream report what
     :func:`fetch_online_evidence` fetches. Only downloads: :func:`phalanb.aci.verify_aci` judges."""
+    from .aci.session import parse_session, upstream_report
     from .tdx import parse_quote
 
     out = AciOnlineEvidence()
@@ -193,15 +169,14 @@ def fetch_aci_online_evidence(report: Mapping[str, Any], sessions: Mapping[str, 
             out.problems.append(f"gateway collateral from {pccs_url}: {exc}")
     for sid, raw in sessions.items():
         try:
-            found = upstream_report(raw)
+            found = upstream_report(parse_session(raw))
         except PhalanbError as exc:
             out.problems.append(f"session {sid[:16]}…: {exc}")
             continue
         if found is None:
             continue
-        doc, signer, nonce = found
-        online = fetch_online_evidence(doc, signing_address=signer, nonce=nonce, pccs_url=pccs_url,
-                                       nras_url=nras_url, timeout=timeout, cache=cache)
+        online = fetch_online_evidence(found.document, signing_address=found.signer, nonce=found.nonce,
+                                       pccs_url=pccs_url, nras_url=nras_url, timeout=timeout, cache=cache)
         out.problems.extend(f"session {sid[:16]}…: {p}" for p in online.problems)
         out.upstream[sid] = online
     return out

@@ -581,9 +581,8 @@ def _claims_check(session: AttestedSession, policy: Policy) -> Check:
 def _deep_audit(session: AttestedSession, policy: Policy, *, at: Any, collateral: Any, nras_response: Any,
                 jwks: Any) -> list[Check]:
     """Re-verify the session's evidence with phalanb's own report verifier, as ``upstream.*`` checks."""
-    from .. import _json
-    from ..report import parse_report
     from ..verify import attest_report
+    from .session import upstream_report
 
     if not session.evidence_parts:
         return [Check("upstream.evidence", Status.SKIPPED, "the session carries no evidence (e.g. Chutes sessions: "
@@ -591,29 +590,12 @@ def _deep_audit(session: AttestedSession, policy: Policy, *, at: Any, collateral
     if session.evidence_digest is None or session.evidence_sha256 != session.evidence_digest:
         return [Check("upstream.evidence", Status.SKIPPED, "the evidence does not match its digest, so it is not "
                       "audited")]
-    found = None
-    for part in session.evidence_parts:
-        try:
-            doc = _json.loads(part.data)
-            parsed = parse_report(doc)
-        except (ValueError, PhalanbError):
-            continue
-        found = (doc, parsed)
-        break
+    found = upstream_report(session)
     if found is None:
         kinds = ", ".join(p.media_type for p in session.evidence_parts)
         return [Check("upstream.evidence", Status.SKIPPED, f"the evidence ({kinds}) is not a report phalanb knows: "
                       "the upstream's TEE rests on the gateway's claims only")]
-    doc, parsed = found
-    signer = (session.identity or {}).get("signing_address")
-    signer = signer if isinstance(signer, str) else None
-    node0 = parsed.nodes[0] if parsed.nodes else None
-    nonce = None
-    if node0 is not None and node0.request_nonce:
-        try:
-            nonce = bytes.fromhex(node0.request_nonce)
-        except ValueError:
-            nonce = None
+    doc, parsed, signer, nonce = found.document, found.parsed, found.signer, found.nonce
     att = attest_report(doc, nonce=nonce, signer=signer, policy=policy, collateral=collateral,
                         nras_response=nras_response, jwks=jwks, at=at)
     out = [Check("upstream.evidence", Status.PASS, f"the evidence is a {parsed.shape} report; re-verified below by "

@@ -118,7 +118,6 @@ def main() -> None:
     r = rounds({"verify": phalanb_verify_only, "cold": phalanb_verify_cold, "full": phalanb_full,
                 "naive": raw_crypto, "sigs": raw_signatures,
                 "chains": raw_chains, "distinct": raw_distinct}, args.repeat)
-    med = {k: statistics.median(v) for k, v in r.items()}
 
     print(f"NVIDIA GPU evidence, 8x H100 (neardirect-qwen-2026-06), {args.repeat} rounds, {os.cpu_count()} CPUs")
     print(f"python {platform.python_version()}, cryptography {cryptography.__version__}, {platform.machine()}")

@@ -346,9 +346,9 @@ def verify_bundle(bundle: Bundle, *, policy: Policy, at: float) -> Verdict:
 
         a = bundle.aci
         nonce = bytes.fromhex(a["nonce"]) if a.get("nonce") else None
+        sessions = {sid: _b64(v, f"aci.sessions.{sid}") for sid, v in (a.get("sessions") or {}).items()}
         return verify_aci(bundle.exchange, receipt=_b64(a["receipt_b64"], "aci.receipt_b64"),
-                          report=_b64(a["report_b64"], "aci.report_b64"), nonce=nonce,
-                          sessions={sid: _b64(v, f"aci.sessions.{sid}") for sid, v in (a.get("sessions") or {}).items()},
+                          report=_b64(a["report_b64"], "aci.report_b64"), nonce=nonce, sessions=sessions,
                           policy=policy, collateral=a.get("collateral"), at=at, upstream=a.get("upstream") or {},
                           tls_spki_sha256=a.get("tls_spki_sha256"), keyset_digest_header=a.get("keyset_digest_header"),
                           host=a.get("host"))

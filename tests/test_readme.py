@@ -134,11 +134,11 @@ def gateway():
 
 @pytest.fixture(scope="module")
 def model_server():
-    """A vllm-proxy model server alone; a 1 s signature TTL so ``probe-window`` finds its window quickly."""
+    """A vllm-proxy model server alone; a 2 s signature TTL so ``probe-window`` finds its window quickly."""
     from phalanb.sim import SimConfig, Simulator
 
     with Simulator(SimConfig(seed=15, ttft_ms=0, tokens_per_second=0, api_key=TEST_API_KEY, protocol="legacy",
-                             models=(REAL_MODEL,), signature_ttl=1.0)) as s:
+                             models=(REAL_MODEL,), signature_ttl=2.0)) as s:
         yield s
 
 
@@ -202,8 +202,9 @@ BASH: dict[str, Run | Exclude | Special] = {
 }
 
 # Checks that a simulator's evidence fails under production trust: its quote's PCK chain and its GPUs' certificate
-# chains end at simulated roots, and collateral signed by the simulated root fails the TCB check.
-SIMULATED_ROOT_CHECKS |= {"tdx.tcb_status", "upstream.tdx.tcb_status"}
+# chains end at simulated roots, collateral signed by the simulated root fails the TCB check, and an NRAS token
+# signed by the simulated NRAS key is not NVIDIA's.
+SIMULATED_ROOT_CHECKS |= {"tdx.tcb_status", "upstream.tdx.tcb_status", "nras.token", "upstream.nras.token"}
 
 
 def checks_in(output: str) -> set[str]:
@@ -292,3 +293,226 @@ def test_readme_bash_command_runs_as_written(blocks, block, pos, command):
     proc = blocks.result(block, pos)
     if isinstance(how, Run):
         assert_outcome(proc, how, command)
+
+
+def answers(base_url: str) -> bool:
+    """``GET {base_url}/models`` answers 200: the printed URL is a live service."""
+    with urllib.request.urlopen(f"{base_url}/models", timeout=10) as r:  # loopback only: the simulator's own URL
+        return r.status == 200
+
+
+def start(argv: list[str], cwd: Path) -> subprocess.Popen:
+    # A session of its own, so that stopping it stops its children (JupyterLab) and nothing else.
+    return subprocess.Popen(argv, cwd=cwd, env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> tuple[str, str]:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.communicate()
+
+
+def sim_commands() -> list[str]:
+    return [c for c, h in BASH.items() if isinstance(h, Special) and h.handler == "sim"] + ["phalanb sim"]
+
+
+@pytest.mark.parametrize("command", sim_commands())
+def test_readme_sim_prints_its_base_url_first_and_serves_it(tmp_path, command):
+    # `phalanb sim` runs until stopped (README: "prints its base URL as the first line"): read that line, ask the
+    # service for its models, stop it. "phalanb sim" is the Commands table's `phalanb sim [...]` with no options.
+    proc = start(phalanb_exe() + shlex.split(command)[1:], tmp_path)
+    try:
+        first = proc.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", first), f"{command}: first line {first!r}"
+        assert answers(first)
+    finally:
+        out, err = stop(proc)
+    assert not LEAKS.search(out + err), f"{command} printed:\n{out}\n{err}"
+
+
+def test_readme_lab_starts_both_simulators_and_prints_their_urls(tmp_path):
+    # `phalanb lab` starts JupyterLab and runs until stopped: read the line naming both simulators, check that
+    # each answers, then stop the lab (and the JupyterLab it started). JupyterLab's own start-up is its business;
+    # phalanb's part is the two simulators and the environment (tests/test_notebooks.py runs the notebooks).
+    proc = start(phalanb_exe() + ["lab"], tmp_path)
+    try:
+        first = proc.stdout.readline().strip()
+        urls = re.fullmatch(r"phalanb simulators \(simulated roots\): ACI gateway at (\S+), model server at (\S+); "
+                            r"starting JupyterLab in .+", first)
+        assert urls, f"phalanb lab's first line: {first!r}"
+        assert all(answers(u) for u in urls.groups())
+    finally:
+        out, _ = stop(proc)
+    assert not LEAKS.search(first + out), out  # JupyterLab's own log (stderr) is not phalanb's output
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Commands table: placeholders filled from an explicit mapping, run as shown (options in [] dropped) and with
+# its options (kept), so that every option name the table shows is one the command accepts.
+
+VENICE = FIXTURES / "field" / "venice-qwen35-2026-06"  # a real capture with everything it was captured with
+VENICE_AT = "1781056027"                                # its capture time (SOURCE.md)
+NVTRUST = FIXTURES / "nvidia" / "nvtrust"               # a bare GPU evidence file and its PEM chain
+TDX = FIXTURES / "tdx" / "dcap-qvl"                     # a TDX quote, its collateral and verification time
+
+
+def venice_nonce() -> str:
+    return (VENICE / "client_nonce.txt").read_text().strip()
+
+
+def venice_address() -> str:
+    return json.loads((VENICE / "attestation_report.json").read_text())["signing_address"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to run a table row: ``keep`` the bracketed groups starting with these options ("*": all of them),
+    ``fill`` each placeholder (``(option, PLACEHOLDER)`` before a bare ``PLACEHOLDER``), exit ``expect`` because
+    ``why``; ``base_url`` appends ``--base-url`` of a local simulator for commands that would otherwise take half a
+    minute against the embedded one (its realistic latency and 10 s signature TTL)."""
+    expect: int
+    why: str
+    keep: frozenset[str] | str = frozenset()
+    fill: dict = field(default_factory=dict)
+    base_url: str | None = None
+    sim_roots_only: bool = False
+    api_key: bool = False
+
+
+def fill(template: str, variant: Variant, ctx: dict[str, str]) -> list[str]:
+    """The table's command line with the kept ``[…]`` groups' brackets removed, the others dropped, and every
+    placeholder replaced (one the mapping does not know fails the test)."""
+    out: list[str] = []
+    dropping = opening = False
+    for tok in shlex.split(re.sub(r"([\[\]])", r" \1 ", template)):
+        if tok in "[]":
+            opening, dropping = tok == "[", False
+            continue
+        if opening:  # a group is kept or dropped by its first token (its option)
+            opening, dropping = False, not (variant.keep == "*" or tok in variant.keep)
+        if dropping:
+            continue
+        if re.fullmatch(r"[A-Z][A-Z_]*(\.png|\.\.\.)?|\w+(\|\w+)+", tok):
+            value = variant.fill.get((out[-1] if out else None, tok), variant.fill.get(tok))
+            assert value is not None, f"{template}: no value for the placeholder {tok} (after {out[-1]})"
+            tok = value.format(**ctx)
+        out.append(tok)
+    return out
+
+
+TABLE: dict[str, list[Variant] | Special] = {
+    "phalanb demo [--base-url URL] [--save FILE] [--json] [--offline] [--no-nras]": [
+        Variant(0, "the embedded simulator: every check holds"),
+        Variant(1, GATEWAY_SUBSTITUTION + " (URL = the local gateway)", keep="*", api_key=True, sim_roots_only=True,
+                fill={"URL": "{gateway}", "FILE": "demo.phalanb.json"}),
+    ],
+    'phalanb chat "PROMPT" [--save FILE]': [
+        Variant(0, "the embedded simulator", fill={"PROMPT": "Hello"}),
+        Variant(0, "the embedded simulator; saves a bundle", keep="*",
+                fill={"PROMPT": "Hello", "FILE": "chat.phalanb.json"}),
+    ],
+    "phalanb verify BUNDLE [--at UNIX_TIME] [--json]": [
+        Variant(1, "a bundle of the embedded simulator judged under the auditor's production trust fails on the "
+                   "simulated roots alone (the intro's `--trust simulated` verifies it)",
+                fill={"BUNDLE": "{bundle}"}, sim_roots_only=True),
+        Variant(1, "the same, at a time given (now) and as JSON", keep="*", sim_roots_only=True,
+                fill={"BUNDLE": "{bundle}", "UNIX_TIME": "now"}),
+    ],
+    "phalanb report FILE [--nonce HEX] [--signing-address ADDR] [--collateral FILE --at T] "
+    "[--nras-response F --jwks F]": [
+        Variant(3, "a real capture alone: no nonce, no collateral, no NRAS answer — incomplete",
+                fill={"FILE": str(VENICE / "attestation_report.json")}),
+        Variant(0, "the same capture with its nonce, address, collateral, time, NRAS answer and NVIDIA's JWKS",
+                keep="*", fill={"FILE": str(VENICE / "attestation_report.json"), "HEX": "{nonce}",
+                                "ADDR": "{address}", ("--collateral", "FILE"): str(VENICE / "collateral.json"),
+                                "T": VENICE_AT, ("--nras-response", "F"): str(VENICE / "nras_response.json"),
+                                ("--jwks", "F"): str(VENICE / "nras_jwks.json")}),
+    ],
+    "phalanb audit PATHS... [--workers N] [--csv FILE]": [
+        Variant(1, "a folder holding a bundle of the embedded simulator: under production trust its row fails",
+                fill={"PATHS...": "{bundles}"}),
+        Variant(1, "the same with 2 workers and a CSV", keep="*",
+                fill={"PATHS...": "{bundles}", "N": "2", "FILE": "audit.csv"}),
+    ],
+    "phalanb quote FILE [--collateral FILE --at T] [--root intel|sim|PEM] [--json]": [
+        Variant(3, "a real quote without collateral: TCB status not checked", fill={"FILE": str(TDX / "tdx_quote")}),
+        Variant(0, "with its collateral at its time, Intel's root, JSON", keep="*",
+                fill={"FILE": str(TDX / "tdx_quote"),
+                      ("--collateral", "FILE"): str(TDX / "tdx_quote_collateral.json"), "T": "1752919234",
+                      "intel|sim|PEM": "intel"}),
+    ],
+    "phalanb gpu FILE [--chain PEM] [--nonce HEX] [--nras-response F --jwks F --at T]": [
+        Variant(3, "a real report's GPU evidence, no nonce, no NRAS answer: incomplete",
+                fill={"FILE": str(VENICE / "attestation_report.json")}),
+        Variant(3, "bare evidence with its chain and nonce: verified offline, incomplete without an NRAS answer",
+                keep=frozenset({"--chain", "--nonce"}),
+                fill={"FILE": str(NVTRUST / "hopperAttestationReport.txt"), "PEM": str(NVTRUST / "hopperCertChain.txt"),
+                      "HEX": "{nvtrust_nonce}"}),
+        Variant(0, "a real report's 8 GPUs with the nonce, NRAS answer, NVIDIA's JWKS and the capture time",
+                keep=frozenset({"--nonce", "--nras-response"}),
+                fill={"FILE": str(VENICE / "attestation_report.json"), "HEX": "{nonce}",
+                      ("--nras-response", "F"): str(VENICE / "nras_response.json"),
+                      ("--jwks", "F"): str(VENICE / "nras_jwks.json"), "T": VENICE_AT}),
+    ],
+    "phalanb bench-latency --n 50 [--csv FILE] [--plot FILE.png]": [
+        Variant(0, "50 chats", base_url="model_server", api_key=True),
+        Variant(0, "50 chats, a CSV and a plot", keep="*", base_url="model_server", api_key=True,
+                fill={"FILE": "bench.csv", "FILE.png": "bench.png"}),
+    ],
+    "phalanb probe-window [--horizon 1800] [--plot FILE.png]": [
+        Variant(0, "finds the local model server's 2 s signature window", base_url="model_server", api_key=True,
+                keep="*", fill={"FILE.png": "window.png"}),
+    ],
+    "phalanb sim [...]": Special("sim", "test_readme_sim_prints_its_base_url_first_and_serves_it"),
+    "phalanb lab": Special("lab", "test_readme_lab_starts_both_simulators_and_prints_their_urls"),
+}
+
+NVTRUST_NONCE = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
+
+
+@pytest.fixture(scope="module")
+def table_context(tmp_path_factory, gateway, model_server):
+    """Values the placeholders are filled with; a bundle of the embedded simulator made as the README's intro
+    makes one (``phalanb chat … --save``)."""
+    d = tmp_path_factory.mktemp("bundles")
+    proc = run(phalanb_exe() + ["chat", "Hello", "--save", "reply.phalanb.json"], d, user_env())
+    assert proc.returncode == 0, proc.stderr
+    return {"gateway": gateway.base_url, "model_server": model_server.base_url, "bundle": str(d / "reply.phalanb.json"),
+            "bundles": str(d), "nonce": venice_nonce(), "address": venice_address(), "nvtrust_nonce": NVTRUST_NONCE}
+
+
+def test_every_commands_table_row_is_run_or_handled():
+    shown = set(table_commands(README))
+    assert shown, "no phalanb command found in README.md's Commands table"
+    assert shown == set(TABLE), (f"not run here: {sorted(shown - set(TABLE))}; "
+                                 f"no longer in the README: {sorted(set(TABLE) - shown)}")
+
+
+def table_cases():
+    for template in table_commands(README):
+        how = TABLE.get(template)
+        if isinstance(how, list):
+            for i, v in enumerate(how):
+                yield pytest.param(template, v, id=f"{template.split()[1]}-{i}")
+        else:
+            yield pytest.param(template, how, id=f"{template.split()[1]}-handled")
+
+
+@pytest.mark.parametrize("template,variant", table_cases())
+def test_commands_table_row_runs_with_its_placeholders_filled(tmp_path, table_context, template, variant):
+    assert variant is not None, f"a new Commands table row: run it in TABLE or handle it: {template!r}"
+    if isinstance(variant, Special):
+        pytest.skip(f"run by {variant.why}")
+    argv = fill(template, variant, table_context)
+    if variant.base_url:
+        argv += ["--base-url", table_context[variant.base_url]]
+    env = user_env(PHALANB_API_KEY=TEST_API_KEY) if variant.api_key else user_env()
+    proc = run(phalanb_exe() + argv[1:], tmp_path, env)
+    assert_outcome(proc, Run(variant.expect, variant.why, variant.sim_roots_only), shlex.join(argv))
+    for out in (a for a in argv if a.endswith((".csv", ".png", ".phalanb.json"))):
+        assert (tmp_path / out).stat().st_size > 0, f"{out} was not written"

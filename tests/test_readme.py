@@ -516,3 +516,105 @@ def test_commands_table_row_runs_with_its_placeholders_filled(tmp_path, table_co
     assert_outcome(proc, Run(variant.expect, variant.why, variant.sim_roots_only), shlex.join(argv))
     for out in (a for a in argv if a.endswith((".csv", ".png", ".phalanb.json"))):
         assert (tmp_path / out).stat().st_size > 0, f"{out} was not written"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The ```python blocks ("From Python", E2EE): each run as a script in a fresh interpreter against a local simulator.
+# Every change to the README's text is an exact substitution listed here (each must occur exactly once, so README
+# drift fails instead of silently running something else), plus a prelude for names a fragment takes as given and
+# an epilogue that reports the verdict as JSON for the assertions.
+
+POLICY_IMPORT = "from phalanb.policy import Policy\n"
+REPORT = ("\nimport json as _json\nprint('README-VERDICT', _json.dumps({{'status': verdict.status, "
+          "'checks': {{c.id: c.status.value for c in verdict.checks}}}}))\n")  # a str.format template
+
+
+@dataclass(frozen=True)
+class PyExample:
+    """``marker``: the block's first line; ``service``: the simulator it talks to; ``replace``: the substitutions;
+    ``simulator_policy``: also run with ``policy=Policy.for_simulator()`` added to its verify call, which must then
+    pass every check (production trust alone fails on the simulated roots, as it must)."""
+    why: str
+    service: str
+    replace: tuple[tuple[str, str], ...] = ()
+    prelude: str = ""
+    epilogue: str = REPORT
+    simulator_policy: tuple[str, str] | None = None
+
+
+PYTHON: dict[str, PyExample] = {
+    "from phalanb.aci import verify_aci": PyExample(
+        "the ACI example: the real gateway's URL → a local ACI gateway simulator", "gateway",
+        replace=(('base_url="https://api.redpill.ai/v1"', 'base_url="{url}"'),),
+        simulator_policy=('host="api.redpill.ai")', 'host="api.redpill.ai", policy=Policy.for_simulator())')),
+    "import phalanb": PyExample(
+        "the vllm-proxy example: the real service's URL → a local model server simulator", "model_server",
+        replace=(('base_url="https://api.red-pill.ai/v1"', 'base_url="{url}"'),),
+        simulator_policy=("nonce=attestation.nonce)", "nonce=attestation.nonce, policy=Policy.for_simulator())")),
+    "import openai": PyExample(
+        "the OpenAI SDK example: its `...` placeholders filled (the local model server, the key from the "
+        "environment, its model, one message); the epilogue verifies the recorded exchange 'exactly as above'",
+        "model_server",
+        replace=(("base_url=...", 'base_url="{url}"'), ("api_key=...", 'api_key=os.environ["PHALANB_API_KEY"]'),
+                 ("model=...", f'model="{REAL_MODEL}"'), ("messages=[...]", 'messages=[{{"role": "user", '
+                                                                             '"content": "Hello"}}]')),
+        prelude="import os\n",
+        epilogue=("\n" + POLICY_IMPORT + "from phalanb.client import Client\nfrom phalanb.verify import "
+                  "verify_exchange\nassert exchange.complete and exchange.text == reply\n"
+                  f'with Client(base_url="{{url}}", model="{REAL_MODEL}") as client:\n'
+                  "    signature = client.signature(exchange.chat_id)\n    attestation = client.attestation()\n"
+                  "verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce, "
+                  "policy=Policy.for_simulator())\n" + REPORT)),
+    "from phalanb.aci import AttestedE2EEKey, verify_aci, verify_aci_report": PyExample(
+        "the E2EE fragment: the prelude gives it the `client` (a local ACI gateway) and `policy` (the simulator's) "
+        "it takes as given", "gateway",
+        prelude=(POLICY_IMPORT + "from phalanb.client import Client\n"
+                 f'client = Client(base_url="{{url}}", model="{REAL_MODEL}")\npolicy = Policy.for_simulator()\n')),
+}
+
+
+def python_script(block: str, example: PyExample, url: str, *, simulator_policy: bool) -> str:
+    code = block
+    for old, new in example.replace + ((example.simulator_policy,) if simulator_policy else ()):
+        assert code.count(old) == 1, f"the README's example no longer contains {old!r} exactly once"
+        code = code.replace(old, new.format(url=url))
+    prelude = example.prelude.format(url=url) + (POLICY_IMPORT if simulator_policy else "")
+    return prelude + code + example.epilogue.format(url=url)
+
+
+def python_cases():
+    for block in python_blocks(README):
+        first = block.splitlines()[0]
+        example = PYTHON.get(first)
+        yield pytest.param(block, example, False, id=f"{first[:40]}-as-written")
+        if example and example.simulator_policy:
+            yield pytest.param(block, example, True, id=f"{first[:40]}-simulator-policy")
+
+
+def test_every_python_block_is_run():
+    firsts = [b.splitlines()[0] for b in python_blocks(README)]
+    assert firsts and sorted(firsts) == sorted(PYTHON), f"README python blocks: {firsts}; run here: {list(PYTHON)}"
+
+
+@pytest.mark.parametrize("block,example,simulator_policy", python_cases())
+def test_readme_python_example_runs(tmp_path, gateway, model_server, block, example, simulator_policy):
+    assert example is not None, f"a new README python block: run it in PYTHON: {block.splitlines()[0]!r}"
+    url = {"gateway": gateway, "model_server": model_server}[example.service].base_url
+    script = tmp_path / "example.py"
+    script.write_text(python_script(block, example, url, simulator_policy=simulator_policy))
+    proc = run([sys.executable, str(script)], tmp_path, user_env(PHALANB_API_KEY=TEST_API_KEY))
+    assert_reads_cleanly(proc, example.why)
+    assert proc.returncode == 0, f"{example.why}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    line = re.search(r"^README-VERDICT (.*)$", proc.stdout, re.M)
+    assert line, proc.stdout[-2000:]
+    result = json.loads(line.group(1))
+    failed = {k for k, v in result["checks"].items() if v == "fail"}
+    if example.simulator_policy and not simulator_policy:
+        # Production trust: the simulator's evidence fails exactly where its roots are simulated, nowhere else.
+        assert result["status"] == "failed" and failed and failed <= SIMULATED_ROOT_CHECKS, result
+    else:
+        assert not failed, result  # no collateral is fetched by these examples: incomplete at worst, never failed
+        assert result["status"] in ("verified", "incomplete")
+    if "AttestedE2EEKey" in block.splitlines()[0]:  # the E2EE fragment proves the round trip
+        assert {result["checks"][c] for c in ("e2ee.key_attested", "e2ee.request_encrypted",
+                                              "e2ee.response_authenticated")} == {"pass"}

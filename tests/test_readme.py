@@ -318,13 +318,13 @@ def stop(proc: subprocess.Popen) -> tuple[str, str]:
 
 
 def sim_commands() -> list[str]:
-    return [c for c, h in BASH.items() if isinstance(h, Special) and h.handler == "sim"] + ["phalanb sim"]
+    return [c for c, h in BASH.items() if isinstance(h, Special) and h.handler == "sim"]
 
 
 @pytest.mark.parametrize("command", sim_commands())
 def test_readme_sim_prints_its_base_url_first_and_serves_it(tmp_path, command):
     # `phalanb sim` runs until stopped (README: "prints its base URL as the first line"): read that line, ask the
-    # service for its models, stop it. "phalanb sim" is the Commands table's `phalanb sim [...]` with no options.
+    # service for its models, stop it.
     proc = start(phalanb_exe() + shlex.split(command)[1:], tmp_path)
     try:
         first = proc.stdout.readline().strip()
@@ -352,8 +352,9 @@ def test_readme_lab_starts_both_simulators_and_prints_their_urls(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The Commands table: placeholders filled from an explicit mapping, run as shown (options in [] dropped) and with
-# its options (kept), so that every option name the table shows is one the command accepts.
+# The Commands table: placeholders filled from an explicit mapping; every row runs with the options it shows (so
+# every option name in the table is one the command accepts), and also without them (options in [] dropped) where
+# that changes the promised exit code, unless a ```bash block above already runs exactly that form.
 
 VENICE = FIXTURES / "field" / "venice-qwen35-2026-06"  # a real capture with everything it was captured with
 VENICE_AT = "1781056027"                                # its capture time (SOURCE.md)
@@ -407,20 +408,19 @@ def fill(template: str, variant: Variant, ctx: dict[str, str]) -> list[str]:
 
 TABLE: dict[str, list[Variant] | Special] = {
     "phalanb demo [--base-url URL] [--save FILE] [--json] [--offline] [--no-nras]": [
-        Variant(0, "the embedded simulator: every check holds"),
+        # without options: the intro block's `phalanb demo`
         Variant(1, GATEWAY_SUBSTITUTION + " (URL = the local gateway)", keep="*", api_key=True, sim_roots_only=True,
                 fill={"URL": "{gateway}", "FILE": "demo.phalanb.json"}),
     ],
     'phalanb chat "PROMPT" [--save FILE]': [
         Variant(0, "the embedded simulator", fill={"PROMPT": "Hello"}),
-        Variant(0, "the embedded simulator; saves a bundle", keep="*",
-                fill={"PROMPT": "Hello", "FILE": "chat.phalanb.json"}),
+        # with --save FILE: the intro block's `phalanb chat "Hello" --save reply.phalanb.json`
     ],
     "phalanb verify BUNDLE [--at UNIX_TIME] [--json]": [
-        Variant(1, "a bundle of the embedded simulator judged under the auditor's production trust fails on the "
-                   "simulated roots alone (the intro's `--trust simulated` verifies it)",
-                fill={"BUNDLE": "{bundle}"}, sim_roots_only=True),
-        Variant(1, "the same, at a time given (now) and as JSON", keep="*", sim_roots_only=True,
+        Variant(1, "a bundle of the embedded simulator judged under the auditor's production trust, at a time given "
+                   "(now), as JSON: it fails on the simulated roots alone (the intro's `--trust simulated` verifies "
+                   "it; the 'Against a real service' block runs the form without options)", keep="*",
+                sim_roots_only=True,
                 fill={"BUNDLE": "{bundle}", "UNIX_TIME": "now"}),
     ],
     "phalanb report FILE [--nonce HEX] [--signing-address ADDR] [--collateral FILE --at T] "
@@ -434,9 +434,8 @@ TABLE: dict[str, list[Variant] | Special] = {
                                 ("--jwks", "F"): str(VENICE / "nras_jwks.json")}),
     ],
     "phalanb audit PATHS... [--workers N] [--csv FILE]": [
-        Variant(1, "a folder holding a bundle of the embedded simulator: under production trust its row fails",
-                fill={"PATHS...": "{bundles}"}),
-        Variant(1, "the same with 2 workers and a CSV", keep="*",
+        Variant(1, "a folder holding a bundle of the embedded simulator, 2 workers, a CSV: under production trust "
+                   "its row fails", keep="*",
                 fill={"PATHS...": "{bundles}", "N": "2", "FILE": "audit.csv"}),
     ],
     "phalanb quote FILE [--collateral FILE --at T] [--root intel|sim|PEM] [--json]": [
@@ -447,8 +446,6 @@ TABLE: dict[str, list[Variant] | Special] = {
                       "intel|sim|PEM": "intel"}),
     ],
     "phalanb gpu FILE [--chain PEM] [--nonce HEX] [--nras-response F --jwks F --at T]": [
-        Variant(3, "a real report's GPU evidence, no nonce, no NRAS answer: incomplete",
-                fill={"FILE": str(VENICE / "attestation_report.json")}),
         Variant(3, "bare evidence with its chain and nonce: verified offline, incomplete without an NRAS answer",
                 keep=frozenset({"--chain", "--nonce"}),
                 fill={"FILE": str(NVTRUST / "hopperAttestationReport.txt"), "PEM": str(NVTRUST / "hopperCertChain.txt"),
@@ -460,7 +457,6 @@ TABLE: dict[str, list[Variant] | Special] = {
                       ("--jwks", "F"): str(VENICE / "nras_jwks.json"), "T": VENICE_AT}),
     ],
     "phalanb bench-latency --n 50 [--csv FILE] [--plot FILE.png]": [
-        Variant(0, "50 chats", base_url="model_server", api_key=True),
         Variant(0, "50 chats, a CSV and a plot", keep="*", base_url="model_server", api_key=True,
                 fill={"FILE": "bench.csv", "FILE.png": "bench.png"}),
     ],
@@ -468,22 +464,28 @@ TABLE: dict[str, list[Variant] | Special] = {
         Variant(0, "finds the local model server's 2 s signature window", base_url="model_server", api_key=True,
                 keep="*", fill={"FILE.png": "window.png"}),
     ],
-    "phalanb sim [...]": Special("sim", "test_readme_sim_prints_its_base_url_first_and_serves_it"),
+    "phalanb sim [...]": Special("sim", "test_readme_sim_prints_its_base_url_first_and_serves_it (the README's "
+                                        "`phalanb sim --seed 1 …` is this row with options)"),
     "phalanb lab": Special("lab", "test_readme_lab_starts_both_simulators_and_prints_their_urls"),
 }
 
 NVTRUST_NONCE = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
 
 
+INTRO_CHAT = 'phalanb chat "Hello" --save reply.phalanb.json'
+
+
 @pytest.fixture(scope="module")
-def table_context(tmp_path_factory, gateway, model_server):
-    """Values the placeholders are filled with; a bundle of the embedded simulator made as the README's intro
-    makes one (``phalanb chat … --save``)."""
-    d = tmp_path_factory.mktemp("bundles")
-    proc = run(phalanb_exe() + ["chat", "Hello", "--save", "reply.phalanb.json"], d, user_env())
-    assert proc.returncode == 0, proc.stderr
-    return {"gateway": gateway.base_url, "model_server": model_server.base_url, "bundle": str(d / "reply.phalanb.json"),
-            "bundles": str(d), "nonce": venice_nonce(), "address": venice_address(), "nvtrust_nonce": NVTRUST_NONCE}
+def table_context(blocks, gateway, model_server):
+    """Values the placeholders are filled with; BUNDLE is the one the README's intro block saves (in a folder of
+    its own, for PATHS...)."""
+    block, pos = next((b, p) for b, p, c in blocks.commands if c == INTRO_CHAT)
+    assert blocks.result(block, pos).returncode == 0
+    d = blocks.cwd(block) / "bundles"
+    d.mkdir(exist_ok=True)
+    shutil.copy(blocks.cwd(block) / "reply.phalanb.json", d)
+    d = d / "reply.phalanb.json"
+    return {"gateway": gateway.base_url, "model_server": model_server.base_url, "bundle": str(d), "bundles": str(d.parent), "nonce": venice_nonce(), "address": venice_address(), "nvtrust_nonce": NVTRUST_NONCE}
 
 
 def test_every_commands_table_row_is_run_or_handled():

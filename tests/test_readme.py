@@ -383,6 +383,7 @@ class Variant:
     base_url: str | None = None
     sim_roots_only: bool = False
     api_key: bool = False
+    extra: tuple[str, ...] = ()  # what a prose fragment leaves to the reader (its input file), appended
 
 
 def fill(template: str, variant: Variant, ctx: dict[str, str]) -> list[str]:
@@ -513,6 +514,7 @@ def test_commands_table_row_runs_with_its_placeholders_filled(tmp_path, table_co
     argv = fill(template, variant, table_context)
     if variant.base_url:
         argv += ["--base-url", table_context[variant.base_url]]
+    argv += [a.format(**table_context) for a in variant.extra]
     env = user_env(PHALANB_API_KEY=TEST_API_KEY) if variant.api_key else user_env()
     proc = run(phalanb_exe() + argv[1:], tmp_path, env)
     assert_outcome(proc, Run(variant.expect, variant.why, variant.sim_roots_only), shlex.join(argv))
@@ -620,3 +622,100 @@ def test_readme_python_example_runs(tmp_path, gateway, model_server, block, exam
     if "AttestedE2EEKey" in block.splitlines()[0]:  # the E2EE fragment proves the round trip
         assert {result["checks"][c] for c in ("e2ee.key_attested", "e2ee.request_encrypted",
                                               "e2ee.response_authenticated")} == {"pass"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Commands named in the prose (inline code outside the blocks and the table): a full command line runs like a
+# table row; a bare name is a mention of a command run above, and says where.
+
+CHUTES = FIXTURES / "field" / "chutes-direct-glm5-2026-06"  # Chutes evidence with its /e2e/instances answer
+
+
+@dataclass(frozen=True)
+class Mention:
+    where: str
+
+
+def prose_commands(text: str) -> list[str]:
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("| `phalanb"))
+    return list(dict.fromkeys(" ".join(m.split()) for m in re.findall(r"`(phalanb\s[^`]+)`", text)))
+
+
+ACI_FILES = {"RECEIPT": "{receipt}", "REPORT": "{report}", "HEX": "{aci_nonce}", ("--request", "FILE"): "{request}",
+             ("--response", "FILE"): "{response}", ("--session", "FILE"): "{session}"}
+
+PROSE: dict[str, list[Variant] | Mention] = {
+    "phalanb demo": Mention("the intro and Quickstart blocks"),
+    "phalanb sim": Mention("test_readme_sim_prints_its_base_url_first_and_serves_it"),
+    "phalanb demo --save": Mention("the Commands table's demo row (run with --save FILE)"),
+    "phalanb report": Mention("the Commands table's report row"),
+    "phalanb gpu": Mention("the Commands table's gpu row (exit 3 without an NRAS answer, as this sentence says)"),
+    "phalanb verify": Mention("the intro and 'Against a real service' blocks"),
+    "phalanb report FILE": Mention("the Commands table's report row without options"),
+    "phalanb report --e2e-instances FILE": [
+        Variant(3, "a real Chutes evidence answer (the report the fragment leaves to the reader) with its "
+                   "/e2e/instances answer, nonce and collateral: bound and fresh; no NRAS answer and no event log "
+                   "leave it incomplete", fill={"FILE": str(CHUTES / "e2e_instances.json")},
+                extra=(str(CHUTES / "evidence.json"), "--nonce", "{chutes_nonce}",
+                       "--collateral", str(CHUTES / "collateral.json"), "--at", "1782698845")),
+    ],
+    "phalanb receipt RECEIPT --report REPORT --nonce HEX --request FILE --response FILE --session FILE": [
+        Variant(1, "a receipt, report, nonce, exact bytes and session saved from a local ACI gateway: under the "
+                   "default production trust it fails on the simulated roots alone", fill=ACI_FILES,
+                sim_roots_only=True),
+        Variant(3, "the same under the simulator's roots (--trust simulated added): nothing fails; the command "
+                   "gives no collateral, so the TCB status stays unchecked (incomplete)",
+                fill=ACI_FILES, extra=("--trust", "simulated")),
+    ],
+    "phalanb session FILE --id ID": [
+        Variant(1, "a session saved from a local ACI gateway, with the id its receipt cites: production trust "
+                   "fails on the simulated roots alone", fill={"FILE": "{session}", "ID": "{session_id}"},
+                sim_roots_only=True),
+        Variant(3, "the same under the simulator's roots (--trust simulated added): nothing fails; without "
+                   "--served-at and collateral the window and TCB status stay unchecked (incomplete)",
+                fill={"FILE": "{session}", "ID": "{session_id}"}, extra=("--trust", "simulated")),
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def prose_context(table_context, gateway, tmp_path_factory):
+    """Files a user saves from an ACI gateway for ``phalanb receipt``/``session``, byte-exact as fetched."""
+    from phalanb.aci.receipt import parse_receipt
+    from phalanb.client import Client
+
+    d = tmp_path_factory.mktemp("aci")
+    with Client(base_url=gateway.base_url, model=REAL_MODEL, api_key=TEST_API_KEY) as client:
+        exchange = client.chat("What is your model name?")
+        attestation = client.aci_attestation()
+        receipt = client.receipt(exchange.receipt_id)
+        (sid,) = parse_receipt(receipt.document).cited_session_ids
+        session = client.session(sid)
+    files = {"receipt": receipt.raw, "report": attestation.raw, "request": exchange.request_bytes,
+             "response": exchange.response_bytes, "session": session.raw}
+    for name, raw in files.items():
+        (d / name).write_bytes(raw)
+    return {**table_context, **{k: str(d / k) for k in files}, "aci_nonce": attestation.nonce.hex(),
+            "session_id": sid, "chutes_nonce": (CHUTES / "client_nonce.txt").read_text().strip()}
+
+
+def test_every_prose_command_is_run_or_mentioned():
+    shown = set(prose_commands(README))
+    assert shown == set(PROSE), (f"not run here: {sorted(shown - set(PROSE))}; "
+                                 f"no longer in the README: {sorted(set(PROSE) - shown)}")
+
+
+def prose_cases():
+    for command in prose_commands(README):
+        how = PROSE.get(command)
+        if isinstance(how, list):
+            for i, v in enumerate(how):
+                yield pytest.param(command, v, id=f"{command.split()[1]}-{i}")
+        elif how is None:
+            yield pytest.param(command, None, id=f"{command}-unknown")
+
+
+@pytest.mark.parametrize("template,variant", prose_cases())
+def test_prose_command_runs_with_its_placeholders_filled(tmp_path, prose_context, template, variant):
+    test_commands_table_row_runs_with_its_placeholders_filled(tmp_path, prose_context, template, variant)

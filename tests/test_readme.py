@@ -47,7 +47,7 @@ SIMULATED_ROOT_CHECKS = {"tdx.pck_chain", "gpu.cert_chain", "upstream.tdx.pck_ch
 # Extraction: the README is the source of every command below.
 
 def fenced_blocks(text: str, lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```", text, re.M | re.S)
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
 
 
 def bash_commands(text: str) -> list[tuple[int, int, str]]:
@@ -107,8 +107,8 @@ def assert_reads_cleanly(proc: subprocess.CompletedProcess, what: str) -> None:
 def failed_check_ids(output: str) -> set[str]:
     """The ids of the table rows whose status is ``fail``, and those the summary line names (``chat`` prints only
     ``verdict: failed: ID, ID (reason); ID (reason)``)."""
-    ids = set(re.findall(r"^(\S+)\s+fail\s", output, re.M))
-    for line in re.findall(r"^(?:verdict: failed|\s+failed):(.*)$", output, re.M):
+    ids = set(re.findall(r"^(\S+)\s+fail\s", output, re.MULTILINE))
+    for line in re.findall(r"^(?:verdict: failed|\s+failed):(.*)$", output, re.MULTILINE):
         while re.search(r"\([^()]*\)", line):
             line = re.sub(r"\([^()]*\)", "", line)
         ids |= {t.strip() for t in re.split(r"[,;]", line) if t.strip()}
@@ -116,7 +116,7 @@ def failed_check_ids(output: str) -> set[str]:
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -486,7 +486,9 @@ def table_context(blocks, gateway, model_server):
     d.mkdir(exist_ok=True)
     shutil.copy(blocks.cwd(block) / "reply.phalanb.json", d)
     d = d / "reply.phalanb.json"
-    return {"gateway": gateway.base_url, "model_server": model_server.base_url, "bundle": str(d), "bundles": str(d.parent), "nonce": venice_nonce(), "address": venice_address(), "nvtrust_nonce": NVTRUST_NONCE}
+    return {"gateway": gateway.base_url, "model_server": model_server.base_url, "bundle": str(d),
+            "bundles": str(d.parent), "nonce": venice_nonce(), "address": venice_address(),
+            "nvtrust_nonce": NVTRUST_NONCE}
 
 
 def test_every_commands_table_row_is_run_or_handled():
@@ -560,8 +562,8 @@ PYTHON: dict[str, PyExample] = {
         "environment, its model, one message); the epilogue verifies the recorded exchange 'exactly as above'",
         "model_server",
         replace=(("base_url=...", 'base_url="{url}"'), ("api_key=...", 'api_key=os.environ["PHALANB_API_KEY"]'),
-                 ("model=...", f'model="{REAL_MODEL}"'), ("messages=[...]", 'messages=[{{"role": "user", '
-                                                                             '"content": "Hello"}}]')),
+                 ("model=...", f'model="{REAL_MODEL}"'),
+                 ("messages=[...]", 'messages=[{{"role": "user", "content": "Hi"}}]')),
         prelude="import os\n",
         epilogue=("\n" + POLICY_IMPORT + "from phalanb.client import Client\nfrom phalanb.verify import "
                   "verify_exchange\nassert exchange.complete and exchange.text == reply\n"
@@ -609,7 +611,7 @@ def test_readme_python_example_runs(tmp_path, gateway, model_server, block, exam
     proc = run([sys.executable, str(script)], tmp_path, user_env(PHALANB_API_KEY=TEST_API_KEY))
     assert_reads_cleanly(proc, example.why)
     assert proc.returncode == 0, f"{example.why}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-    line = re.search(r"^README-VERDICT (.*)$", proc.stdout, re.M)
+    line = re.search(r"^README-VERDICT (.*)$", proc.stdout, re.MULTILINE)
     assert line, proc.stdout[-2000:]
     result = json.loads(line.group(1))
     failed = {k for k, v in result["checks"].items() if v == "fail"}
@@ -637,7 +639,7 @@ class Mention:
 
 
 def prose_commands(text: str) -> list[str]:
-    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    text = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
     text = "\n".join(line for line in text.splitlines() if not line.startswith("| `phalanb"))
     return list(dict.fromkeys(" ".join(m.split()) for m in re.findall(r"`(phalanb\s[^`]+)`", text)))
 

@@ -418,13 +418,21 @@ def fill(template: str, variant: Variant, ctx: dict[str, str]) -> list[str]:
 
 
 TABLE: dict[str, list[Variant] | Special] = {
-    "phalanb demo [--base-url URL] [--save FILE] [--json] [--offline] [--no-nras]": [
+    "phalanb demo [--base-url URL] [--save FILE] [--json] [--offline] [--no-nras] [--e2ee] [--protocol aci|legacy]": [
         # without options: the intro block's `phalanb demo`
-        Variant(1, GATEWAY_SUBSTITUTION + " (URL = the local gateway)", keep="*", api_key=True, sim_roots_only=True,
-                fill={"URL": "{gateway}", "FILE": "demo.phalanb.json"}),
+        Variant(1, GATEWAY_SUBSTITUTION + " (URL = the local gateway)",
+                keep=frozenset({"--base-url", "--save", "--json", "--offline", "--no-nras", "--protocol"}),
+                api_key=True, sim_roots_only=True,
+                fill={"URL": "{gateway}", "FILE": "demo.phalanb.json", "aci|legacy": "aci"}),
+        Variant(2, GATEWAY_SUBSTITUTION + ", with --e2ee: under production trust the gateway's keyset (its quote "
+                   "chains to the simulated root) is not established, so phalanb refuses to encrypt to it",
+                keep=frozenset({"--base-url", "--e2ee"}), api_key=True, fill={"URL": "{gateway}"}),
+        Variant(0, "the embedded gateway, E2EE: verified with the e2ee.* checks", keep=frozenset({"--e2ee"})),
     ],
-    'phalanb chat "PROMPT" [--save FILE]': [
+    'phalanb chat "PROMPT" [--save FILE] [--e2ee]': [
         Variant(0, "the embedded simulator", fill={"PROMPT": "Hello"}),
+        Variant(0, "the embedded simulator, sealed and saved: a bundle that verifies", keep="*",
+                fill={"PROMPT": "Hello", "FILE": "sealed.phalanb.json"}),
         # with --save FILE: the intro block's `phalanb chat "Hello" --save reply.phalanb.json`
     ],
     "phalanb verify BUNDLE [--at UNIX_TIME] [--json]": [
@@ -661,6 +669,7 @@ PROSE: dict[str, list[Variant] | Mention] = {
     "phalanb demo": Mention("the intro and Quickstart blocks"),
     "phalanb sim": Mention("test_readme_sim_prints_its_base_url_first_and_serves_it"),
     "phalanb demo --save": Mention("the Commands table's demo row (run with --save FILE)"),
+    "phalanb chat --save": Mention("the Commands table's chat row (run with --save FILE) and the intro block"),
     "phalanb report": Mention("the Commands table's report row"),
     "phalanb gpu": Mention("the Commands table's gpu row (exit 3 without an NRAS answer, as this sentence says)"),
     "phalanb verify": Mention("the intro and 'Against a real service' blocks"),

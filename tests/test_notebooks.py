@@ -300,8 +300,11 @@ def test_fixture_copy_is_exact(fixtures):
         assert p.read_bytes() == original.read_bytes(), f"{p} differs from {original}"
 
 
-def test_fixtures_are_found_without_the_shared_folder(tmp_path):
+def test_fixtures_are_found_without_the_shared_folder(tmp_path, monkeypatch):
     from phalanb.lab import fixtures_path
+
+    # fixtures_path also looks beside the working directory (a notebook's cwd is notebooks/): keep that out of it.
+    monkeypatch.chdir(tmp_path)
 
     found = fixtures_path(environ={}, start=NOTEBOOKS)
     assert found is not None

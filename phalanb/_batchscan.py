@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import threading
 from itertools import chain
 from typing import Any, Iterator
 
@@ -42,9 +43,9 @@ except ImportError:  # pragma: no cover
 
 
 def _raw_keccak() -> Any:
-    """Keccak-256 straight through pycryptodome's C functions (the calls its ``Keccak_Hash`` makes, minus about
-    2 µs of Python wrapping per hash), each hash with its own state so threads never share one; None when that
-    library is laid out otherwise or disagrees with the published empty-input digest (then the wrapper above)."""
+    """Keccak-256 straight through pycryptodome's C functions (the calls its ``Keccak_Hash`` makes, minus its
+    Python wrapping), with one state per thread, reset before each hash, so threads never share one; None when
+    that library is laid out otherwise or disagrees with published digests (then the wrapper above)."""
     try:
         from Crypto.Util._raw_api import backend, ffi
 
@@ -53,21 +54,25 @@ def _raw_keccak() -> Any:
             return None
     except (ImportError, AttributeError, NameError):  # pragma: no cover
         return None
+    local = threading.local()
 
     def keccak256(data: bytes) -> bytes:
-        state = ffi.new("void **")
-        if lib.keccak_init(state, 64, 24):  # capacity 2 x 32 bytes, 24 rounds: Keccak-256
-            raise MemoryError("keccak state")
-        out = ffi.new("uint8_t[32]")
         try:
-            lib.keccak_absorb(state[0], data, len(data))
-            lib.keccak_digest(state[0], out, 32, 0x01)  # 0x01: the original Keccak padding, as Ethereum uses
-        finally:
-            lib.keccak_destroy(state[0])
+            state, out = local.state
+        except AttributeError:
+            holder = ffi.new("void **")
+            if lib.keccak_init(holder, 64, 24):  # capacity 2 x 32 bytes, 24 rounds: Keccak-256
+                raise MemoryError("no memory for a keccak state") from None
+            state, out = local.state = (ffi.gc(holder[0], lib.keccak_destroy), ffi.new("uint8_t[32]"))
+        lib.keccak_reset(state)
+        lib.keccak_absorb(state, data, len(data))
+        lib.keccak_digest(state, out, 32, 0x01)  # 0x01: the original Keccak padding, as Ethereum uses
         return ffi.buffer(out)[:]
 
     try:
-        ok = keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        ok = (keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+              and keccak256(b"abc").hex() == "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"
+              and keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470")
     except Exception:  # pragma: no cover
         return None
     return keccak256 if ok else None
@@ -138,16 +143,23 @@ def _recover(sig: bytes, recid: int, digest: bytes) -> bytes | None:
                                                         hasher=None).format(compressed=False)
         except Exception:
             return None
+    try:  # this thread's buffers: every call below writes them in full before they are read
+        parsed, key, out, size = _BUFFERS.recover
+    except AttributeError:
+        parsed, key = _ffi.new("secp256k1_ecdsa_recoverable_signature *"), _ffi.new("secp256k1_pubkey *")
+        out, size = _ffi.new("unsigned char[65]"), _ffi.new("size_t *")
+        _BUFFERS.recover = parsed, key, out, size
     ctx = _CONTEXT.ctx
-    parsed = _ffi.new("secp256k1_ecdsa_recoverable_signature *")
     if not _lib.secp256k1_ecdsa_recoverable_signature_parse_compact(ctx, parsed, sig[:64], recid):
         return None
-    key = _ffi.new("secp256k1_pubkey *")
     if not _lib.secp256k1_ecdsa_recover(ctx, key, parsed, digest):
         return None
-    out, size = _ffi.new("unsigned char[65]"), _ffi.new("size_t *", 65)
+    size[0] = 65
     _lib.secp256k1_ec_pubkey_serialize(ctx, out, size, key, _lib.SECP256K1_EC_UNCOMPRESSED)
-    return bytes(_ffi.buffer(out, 65))
+    return _ffi.buffer(out, 65)[:]
+
+
+_BUFFERS = threading.local()
 
 
 def decide(request_bytes: bytes | None, response_bytes: bytes | None, stream: bool, record: SignatureRecord
@@ -451,7 +463,7 @@ def read_span(path: str, start: int, end: int) -> tuple[int, Iterator[tuple[int,
     def replies() -> Iterator[tuple[int, Reply]]:
         offset = start
         for number, line in enumerate(lines):
-            if line.strip():
+            if line and not line.isspace():  # what line.strip() tells, without copying the line
                 yield number, read_line(line, number, offset)
             offset += len(line) + 1
 

@@ -220,16 +220,34 @@ def _fast_json(data: bytes | str) -> Any:
     accept only the value types the exact reader would give, so such a field sends the line the exact way).
     Everything orjson refuses — NaN and Infinity, lone surrogates, invalid UTF-8, bad syntax — returns None, and
     the exact reader then reads the document or words its error."""
-    if isinstance(data, str):
-        brackets = data.count("[") + data.count("{")
-    else:  # one pass: the bytes left when the brackets are deleted
-        brackets = len(data) - len(data.translate(None, b"[{"))
-    if brackets > _json.MAX_DEPTH:
+    if len(data) > 2 * _json.MAX_DEPTH and _brackets(data) > _json.MAX_DEPTH:  # fewer bytes cannot nest so deep
         return None
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
+
+
+_RESPONSE_B64 = b'"response_b64": "'
+
+
+def _brackets(data: bytes | str) -> int:
+    """An upper bound of how deep ``data`` can nest: its ``[`` and ``{``, leaving out those of a line's
+    response_b64 string (most of a line's bytes; a bracket inside a JSON string does not nest).
+
+    Where the key appears as ``"response_b64": "`` in valid JSON (the only JSON orjson accepts), the quote after
+    ``response_b64`` is a real one that follows a letter, so it closes a string; then ``: `` lies outside strings,
+    the next quote opens a value, and the bytes up to the next quote byte lie inside that string."""
+    if isinstance(data, str):
+        return data.count("[") + data.count("{")
+    start = data.find(_RESPONSE_B64)
+    if start < 0:  # one pass: the bytes left when the brackets are deleted
+        return len(data) - len(data.translate(None, b"[{"))
+    start += len(_RESPONSE_B64)
+    end = data.find(b'"', start)
+    if end < 0:
+        end = start
+    return data.count(b"[", 0, start) + data.count(b"{", 0, start) + data.count(b"[", end) + data.count(b"{", end)
 
 
 if sys.version_info >= (3, 11):

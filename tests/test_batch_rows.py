@@ -261,3 +261,44 @@ def test_the_fast_reader_reads_a_line_as_the_exact_reader_does():
            b'"signature": {"text": "t", "signature": "s"}}'
     assert scan._fast_reply(scan._fast_json(line)) is None
     assert scan.read_line(line).chat_id is None                            # the exact reader: status >= 400
+
+
+def _outcome(read, line: bytes) -> tuple:
+    import phalanb._batchscan as scan
+
+    try:
+        r = read(line)
+    except scan.LineError as exc:
+        return ("line error", exc.detail, exc.field, exc.offset)
+    except Exception as exc:  # noqa: BLE001 - whatever escapes must escape both readers alike
+        return ("raised", type(exc).__name__, str(exc))
+    times = None if r.timings is None else (r.timings.ttft_s, r.timings.total_s)
+    return ("reply", r.request_bytes, r.response_bytes, r.stream, r.chat_id, times, r.signature)
+
+
+def test_the_fast_reader_agrees_with_the_exact_reader_on_mutated_lines(batch):
+    """Structure-aware mutations of real lines (nasty numbers, deep nesting, wrong types, broken bytes): the
+    fast reader gives the exact reader's reply or error, every time."""
+    import random
+    import sys
+    from pathlib import Path
+
+    import phalanb._batchscan as scan
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fuzzkit as fk
+
+    path, _ = batch
+    rows = [json.loads(line) for line in path.read_bytes().split(b"\n")[1:] if line.strip()]
+    rng = random.Random(15)
+    kinds = set()
+    for _ in range(500):
+        text = fk.mutate_json_text(rng, rng.choice(rows))
+        try:
+            line = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            line = text.encode("utf-8", "surrogatepass")
+        want = _outcome(lambda b: scan._exact_line(b, 0, 0), line)
+        assert _outcome(scan.read_line, line) == want, line[:300]
+        kinds.add(want[0])
+    assert kinds == {"reply", "line error"}

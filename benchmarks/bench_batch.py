@@ -189,7 +189,8 @@ def main() -> None:
                 before = after
         for pool in pools:
             pool.shutdown()
-        del texts, _READ[:]
+        texts.clear()
+        del _READ[:]
 
         med = {k: statistics.median(v) for k, v in ratios.items()}
         rng = {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in ratios.items()}

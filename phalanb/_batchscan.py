@@ -7,6 +7,9 @@ both hashes match and an EIP-191 signature recovers — is decided here with the
 :class:`~phalanb.verdict.Check` objects. Every other case (a hash that differs, a signed text or signature that
 does not parse, ed25519, a line that does not read) is handed to ``chat_checks`` and the exact line reader, so a
 failing row is decided by the very code that decides a single verification.
+
+Lines are read with orjson where its reading is the exact reader's (:func:`_fast_json`, :func:`_fast_reply`); any
+line it would read otherwise — or refuse — is read again by the exact reader, which decides it or words its error.
 """
 
 from __future__ import annotations

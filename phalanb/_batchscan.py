@@ -218,8 +218,8 @@ def _fast_json(data: bytes | str) -> Any:
     it may differ from that exact reader's.
 
     The two agree on every document orjson accepts, with two exceptions, both handled: orjson nests up to 1024
-    levels where the exact reader refuses more than 512 (a document with that many brackets, counted inside
-    strings too, is left to the exact reader), and orjson reads an integer beyond 64 bits as a float (callers
+    levels where the exact reader refuses more than 512 (a document with more brackets than that, as
+    :func:`_brackets` counts them, is left to the exact reader), and orjson reads an integer beyond 64 bits as a float (callers
     accept only the value types the exact reader would give, so such a field sends the line the exact way).
     Everything orjson refuses — NaN and Infinity, lone surrogates, invalid UTF-8, bad syntax — returns None, and
     the exact reader then reads the document or words its error."""

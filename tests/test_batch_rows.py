@@ -76,7 +76,19 @@ def _mutations(rows: list[dict]) -> list[dict]:
     r = take(1); r["exchange"]["response_b64"] = base64.b64encode(b"[1, 2]").decode()     # JSON, not an object
     r = take(1); r["exchange"]["timings"]["done_ns"] = None                               # no total time
     r = take(1); r["exchange"]["timings"]["token_ns"] = [None]                            # stamps the slow reader takes
+    # Lines orjson reads otherwise than the exact reader (or refuses): the exact reader reads them.
+    r = take(1); r["exchange"]["usage"] = {"cost": float("nan")}                          # NaN (orjson refuses)
+    r = take(0); r["exchange"]["timings"]["done_ns"] += 2 ** 64                           # > 64 bits: a float to orjson
+    r = take(1); r["exchange"]["status"] = 2 ** 64 + 200                                  # > 64 bits, as a status
+    r = take(2); r["exchange"] = None; r["signature"]["chat_id"] = 2 ** 70               # > 64 bits, as a chat id
+    r = take(3); r["exchange"]["text"] = "\ud800 lone"                                     # a lone surrogate escape
+    r = take(1); r["exchange"]["usage"] = {"deep": json.loads("[" * 300 + "]" * 300)}     # deep, but not too deep
+    r = take(1); r["exchange"]["usage"] = {"brackets": "[" * 600}                         # brackets inside a string
     return out
+
+
+#: Lines whose reading depends on a rule of the fast reader: (the line's text after json.dumps, what to change).
+_DUPLICATE_KEYS = ('"response_b64": "', '"response_b64": "AAAA", "response_b64": "')  # both readers keep the last
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +106,11 @@ def batch(tmp_path_factory):
                 nras_response=first.online.nras_response, jwks=first.online.jwks, replies=replies)
     header, *lines = path.read_text().splitlines()
     rows = _mutations([json.loads(line) for line in lines])
-    path.write_text("\n".join([header] + [json.dumps(r) for r in rows] + [""]))
+    texts = [json.dumps(r) for r in rows]
+    rows.append(json.loads(lines[0]))
+    texts.append(json.dumps(rows[-1]).replace(*_DUPLICATE_KEYS, 1))
+    assert json.loads(texts[-1]) == rows[-1]
+    path.write_text("\n".join([header] + texts + [""]))
     singles = []
     for r in rows:
         ex = Exchange.from_dict(r["exchange"]) if r["exchange"] is not None else None
@@ -184,3 +200,105 @@ def test_a_bad_line_in_a_later_span_is_the_loaders_parse_error(batch, monkeypatc
         assert (str(got.value), got.value.field, got.value.offset) == \
             (str(want.value), want.value.field, want.value.offset)
         assert "line 21" in str(got.value)
+
+
+def _with_line(path, tmp_path, at: int, make) -> object:
+    lines = path.read_bytes().split(b"\n")
+    lines[at] = make(lines[at])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n".join(lines))
+    return bad
+
+
+def _deep(line: bytes) -> bytes:  # nests 600 levels: orjson would read it, the exact reader refuses it
+    return line[:-1] + b', "deep": ' + b"[" * 600 + b"]" * 600 + b"}"
+
+
+def _not_utf8(line: bytes) -> bytes:
+    return line.replace(b'"signature": {', b'"signature": {"x": "\xff", ', 1)
+
+
+def _bad_e2ee(line: bytes) -> bytes:  # the loader reads an e2ee record (and refuses this one): so does the batch
+    return line.replace(b'"exchange": {', b'"exchange": {"e2ee": 5, ', 1)
+
+
+def _receipt_not_a_string(line: bytes) -> bytes:
+    return line.replace(b'"exchange": {', b'"exchange": {"receipt_id": 7, ', 1)
+
+
+@pytest.mark.parametrize("make", [_deep, _not_utf8, _bad_e2ee, _receipt_not_a_string],
+                         ids=["nested-600", "not-utf8", "bad-e2ee", "receipt-id-not-a-string"])
+def test_a_line_the_fast_reader_would_read_otherwise_is_the_loaders_parse_error(batch, tmp_path, make):
+    """orjson nests deeper than the exact reader allows and refuses what that reader words: such lines, and
+    fields only the exact reader looks at, are read the exact way — same words, field and offset as load_items."""
+    from phalanb.batch import load_items
+    from phalanb.errors import ParseError
+
+    path, _ = batch
+    bad = _with_line(path, tmp_path, 3, make)
+    with pytest.raises(ParseError) as want:
+        load_items([bad], trust="simulated")
+    assert "line 4" in str(want.value)
+    for workers in (1, 2):
+        with pytest.raises(ParseError) as got:
+            audit([bad], workers=workers, progress=False, trust="simulated")
+        assert (str(got.value), got.value.field, got.value.offset) == \
+            (str(want.value), want.value.field, want.value.offset)
+
+
+def test_the_fast_reader_reads_a_line_as_the_exact_reader_does():
+    """Where orjson and the exact reader could differ, the fast reader declines (the exact one then reads)."""
+    import phalanb._batchscan as scan
+
+    assert scan._fast_json(b'{"a": NaN}') is None                          # orjson refuses NaN
+    assert scan._fast_json(b'"\\ud800"') is None                           # and lone surrogates
+    assert scan._fast_json(b"[" * 600 + b"]" * 600) is None                # deeper than the exact reader allows
+    assert scan._fast_json(b"[" * 300 + b"]" * 300) is not None
+    assert scan._fast_json(b'{"a": 1, "a": 2}') == {"a": 2}                # the last duplicate, as json does
+    row = scan._fast_json(b'{"signature": {"text": "t", "signature": "s", "chat_id": 18446744073709551616}}')
+    assert scan._fast_reply(row) is None                                   # a > 64-bit integer became a float
+    line = b'{"exchange": {"request_b64": "", "response_b64": "", "status": 18446744073709551816}, ' \
+           b'"signature": {"text": "t", "signature": "s"}}'
+    assert scan._fast_reply(scan._fast_json(line)) is None
+    assert scan.read_line(line).chat_id is None                            # the exact reader: status >= 400
+
+
+def _outcome(read, line: bytes) -> tuple:
+    import phalanb._batchscan as scan
+
+    try:
+        r = read(line)
+    except scan.LineError as exc:
+        return ("line error", exc.detail, exc.field, exc.offset)
+    except Exception as exc:  # noqa: BLE001 - whatever escapes must escape both readers alike
+        return ("raised", type(exc).__name__, str(exc))
+    times = None if r.timings is None else (r.timings.ttft_s, r.timings.total_s)
+    return ("reply", r.request_bytes, r.response_bytes, r.stream, r.chat_id, times, r.signature)
+
+
+def test_the_fast_reader_agrees_with_the_exact_reader_on_mutated_lines(batch):
+    """Structure-aware mutations of real lines (nasty numbers, deep nesting, wrong types, broken bytes): the
+    fast reader gives the exact reader's reply or error, every time."""
+    import random
+    import sys
+    from pathlib import Path
+
+    import phalanb._batchscan as scan
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fuzzkit as fk
+
+    path, _ = batch
+    rows = [json.loads(line) for line in path.read_bytes().split(b"\n")[1:] if line.strip()]
+    rng = random.Random(15)
+    kinds = set()
+    for _ in range(500):
+        text = fk.mutate_json_text(rng, rng.choice(rows))
+        try:
+            line = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            line = text.encode("utf-8", "surrogatepass")
+        want = _outcome(lambda b: scan._exact_line(b, 0, 0), line)
+        assert _outcome(scan.read_line, line) == want, line[:300]
+        kinds.add(want[0])
+    assert kinds == {"reply", "line error"}

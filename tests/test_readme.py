@@ -331,7 +331,7 @@ def sim_commands() -> list[str]:
     return [c for c, h in BASH.items() if isinstance(h, Special) and h.handler == "sim"]
 
 
-@pytest.mark.parametrize("command", sim_commands())
+@pytest.mark.parametrize("command", list(sim_commands()))
 def test_readme_sim_prints_its_base_url_first_and_serves_it(tmp_path, command):
     # `phalanb sim` runs until stopped (README: "prints its base URL as the first line"): read that line, ask the
     # service for its models, stop it.
@@ -526,7 +526,7 @@ def table_cases():
             yield pytest.param(template, how, id=f"{template.split()[1]}-handled")
 
 
-@pytest.mark.parametrize("template,variant", table_cases())
+@pytest.mark.parametrize("template,variant", list(table_cases()))
 def test_commands_table_row_runs_with_its_placeholders_filled(tmp_path, table_context, template, variant):
     assert variant is not None, f"a new Commands table row: run it in TABLE or handle it: {template!r}"
     if isinstance(variant, Special):
@@ -620,7 +620,7 @@ def test_every_python_block_is_run():
     assert firsts and sorted(firsts) == sorted(PYTHON), f"README python blocks: {firsts}; run here: {list(PYTHON)}"
 
 
-@pytest.mark.parametrize("block,example,simulator_policy", python_cases())
+@pytest.mark.parametrize("block,example,simulator_policy", list(python_cases()))
 def test_readme_python_example_runs(tmp_path, gateway, model_server, block, example, simulator_policy):
     assert example is not None, f"a new README python block: run it in PYTHON: {block.splitlines()[0]!r}"
     url = {"gateway": gateway, "model_server": model_server}[example.service].base_url
@@ -737,6 +737,6 @@ def prose_cases():
             yield pytest.param(command, None, id=f"{command}-unknown")
 
 
-@pytest.mark.parametrize("template,variant", prose_cases())
+@pytest.mark.parametrize("template,variant", list(prose_cases()))
 def test_prose_command_runs_with_its_placeholders_filled(tmp_path, prose_context, template, variant):
     test_commands_table_row_runs_with_its_placeholders_filled(tmp_path, prose_context, template, variant)

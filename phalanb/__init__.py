@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from .errors import (
+    E2EEError,
     InputError,
     NotFoundError,
     ParseError,
@@ -19,6 +20,6 @@ from .verdict import Check, Status, Verdict
 __all__ = [
     "__version__",
     "Check", "Status", "Verdict",
-    "InputError", "NotFoundError", "ParseError", "PhalanbError", "SecretLeakError", "ServiceError",
+    "E2EEError", "InputError", "NotFoundError", "ParseError", "PhalanbError", "SecretLeakError", "ServiceError",
     "SignatureExpiredError", "SignatureFormatError", "TransportError", "UnsupportedError",
 ]

@@ -3,8 +3,9 @@
 >>> import openai                                                                    # doctest: +SKIP
 >>> rec = Recorder()
 >>> oai = openai.OpenAI(base_url=url, api_key=key, http_client=rec.http_client())    # doctest: +SKIP
->>> oai.chat.completions.create(model=m, messages=[...], stream=True)               # doctest: +SKIP
->>> ex = rec.last        # a phalanb Exchange: exact request and response bytes, timings
+>>> stream = oai.chat.completions.create(model=m, messages=[...], stream=True)      # doctest: +SKIP
+>>> reply = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)  # doctest: +SKIP
+>>> ex = rec.last        # recorded as the SDK read it: exact request and response bytes, timings
 
 The recording happens in the transport, below the SDK: the request bytes are the ones httpx put on the wire and
 the response bytes are the raw body chunks before the SDK parses anything.

@@ -409,18 +409,25 @@ def merge_chutes_instances(evidence: Mapping[str, Any], instances: Mapping[str, 
     return out
 
 
-def _chutes_evidence(d: Mapping[str, Any], raw: dict[str, Any]) -> AttestationReport:
-    entries = d.get("evidence")
-    if not isinstance(entries, list) or not entries:
-        raise ParseError("the Chutes evidence API answer lists no evidence", field="evidence")
-    nodes = []
+def _gpu_entries(entries: list[Any], field: str):
+    """``(where, entry, gpu_evidence)`` for each per-instance entry of a Chutes answer, each checked to be an object
+    whose ``gpu_evidence``, when present, is a list."""
     for i, e in enumerate(entries):
-        where = f"evidence[{i}]."
+        where = f"{field}[{i}]."
         if not isinstance(e, Mapping):
             raise ParseError("must be an object", field=where.rstrip("."))
         ev = e.get("gpu_evidence")
         if ev is not None and not isinstance(ev, list):
             raise ParseError("gpu_evidence must be a list", field=f"{where}gpu_evidence")
+        yield where, e, ev
+
+
+def _chutes_evidence(d: Mapping[str, Any], raw: dict[str, Any]) -> AttestationReport:
+    entries = d.get("evidence")
+    if not isinstance(entries, list) or not entries:
+        raise ParseError("the Chutes evidence API answer lists no evidence", field="evidence")
+    nodes = []
+    for where, e, ev in _gpu_entries(entries, "evidence"):
         # The nonce is the one we asked with (?nonce=), bound only through the report_data hash: the answer does
         # not echo it, so request_nonce is filled in by the verifier from the nonce it sent.
         nodes.append(NodeAttestation(
@@ -455,13 +462,7 @@ def parse_report(data: Mapping[str, Any] | str | bytes) -> AttestationReport:
         if not isinstance(entries, list) or not entries:
             raise ParseError("a Chutes report needs a non-empty all_attestations list", field="all_attestations")
         nodes = []
-        for i, e in enumerate(entries):
-            where = f"all_attestations[{i}]."
-            if not isinstance(e, Mapping):
-                raise ParseError("must be an object", field=where.rstrip("."))
-            ev = e.get("gpu_evidence")
-            if ev is not None and not isinstance(ev, list):
-                raise ParseError("gpu_evidence must be a list", field=f"{where}gpu_evidence")
+        for where, e, ev in _gpu_entries(entries, "all_attestations"):
             nodes.append(NodeAttestation(
                 shape="chutes", signing_address=None, signing_algo=None,
                 request_nonce=_str(e, "nonce", where) or server_nonce, nonce_source="server",

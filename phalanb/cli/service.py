@@ -223,38 +223,40 @@ def _say_e2ee(exchange: Any, out: Any) -> None:
 def cmd_chat(args: argparse.Namespace) -> int:
     if args.save and args.no_signature:
         raise InputError("--save writes an audit bundle, which needs the signature or receipt: drop --no-signature")
+    def on_text(t: str) -> None:
+        sys.stdout.write(t)
+        sys.stdout.flush()
+
     with _session(args) as session:
         client = session.client
-        attestation = key = None
-        if args.e2ee:
-            attestation, key = session.attested_e2ee_key()  # verify before you send
-        exchange = client.chat(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
-                               on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()), e2ee=key)
-        print()
-        _say_e2ee(exchange, sys.stderr)
         verdict = None
         if args.save:
-            # A saved chat is an audit bundle: `phalanb verify FILE` then gives this chat's verdict offline.
-            if exchange.receipt_id is not None:
-                result: Any = session.verify_aci(exchange, attestation=attestation)
-            else:
-                signature = client.signature(exchange.chat_id)
-                attestation = client.attestation(signing_algo=signature.signing_algo,
-                                                 signing_address=signature.signing_address)
-                result = session.verify(exchange, signature, attestation)
+            # A saved chat is an audit bundle, made by the same path as `phalanb demo` (either protocol, E2EE
+            # included): `phalanb verify FILE` then gives this chat's verdict offline.
+            result = session.chat_and_verify(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
+                                             on_text=on_text, e2ee=args.e2ee)
+            exchange = result.exchange
+            print()
+            _say_e2ee(exchange, sys.stderr)
             result.save(args.save)
             verdict = result.verdict
             trust = " --trust simulated" if session.simulated else ""
-        elif not args.no_signature:
-            try:
-                if exchange.receipt_id is not None:
-                    receipt = client.receipt(exchange.receipt_id)
-                    print(f"receipt {exchange.receipt_id}: {len(receipt.raw)} bytes, signed by the gateway's "
-                          "attested key (phalanb chat --save FILE verifies it and keeps it)", file=sys.stderr)
-                else:
-                    client.signature(exchange.chat_id)
-            except SignatureExpiredError as exc:
-                print(f"phalanb: {exc}", file=sys.stderr)
+        else:
+            key = session.attested_e2ee_key()[1] if args.e2ee else None  # verify before you send
+            exchange = client.chat(args.prompt, stream=not args.no_stream, max_tokens=args.max_tokens,
+                                   on_text=on_text, e2ee=key)
+            print()
+            _say_e2ee(exchange, sys.stderr)
+            if not args.no_signature:
+                try:
+                    if exchange.receipt_id is not None:
+                        receipt = client.receipt(exchange.receipt_id)
+                        print(f"receipt {exchange.receipt_id}: {len(receipt.raw)} bytes, signed by the gateway's "
+                              "attested key (phalanb chat --save FILE verifies it and keeps it)", file=sys.stderr)
+                    else:
+                        client.signature(exchange.chat_id)
+                except SignatureExpiredError as exc:
+                    print(f"phalanb: {exc}", file=sys.stderr)
     t = exchange.timings
     print(f"chat id {exchange.chat_id}; request sha256 {exchange.request_sha256}; response sha256 "
           f"{exchange.response_sha256}; first token {t.ttft_s * 1000 if t.ttft_s is not None else float('nan'):.0f}"

@@ -3,14 +3,17 @@
 Baseline, in the same run, over the same signatures: the raw loop of keccak-256 of the EIP-191 message, coincurve
 public-key recovery and keccak of the key → address (no bytes hashed, nothing read, texts prepared beforehand).
 
-Against it, for a JSONL batch of N simulator replies sharing one attestation:
+Against it, for a batch of N simulator replies sharing one attestation:
 
 * phalanb's full per-reply check — both hashes of the exact bytes, recovery, binding to the attested key, the
   verdict row — on replies already read (up to 10,000), in 1 process and in 2 processes that got them by fork
   (only the rows come back): the cryptography and the row alone, reading left out.
-* the audit of the file end to end, ``audit(path, workers=…)`` — the workers reading their own spans of the file,
-  every line JSON-decoded and base64-decoded, the shared attestation verified once, the rows, the DataFrame, the
-  worker processes started — with 1 and 2 workers. The last line prints these two ratios (issue 15, target 1).
+* the audit of the file end to end, ``audit(path, workers=…)`` — the workers reading their own spans of the
+  file, the shared attestation verified once, the rows, the DataFrame, the worker processes started — with 1 and 2
+  workers, for the same replies in both batch formats: JSON lines (``.jsonl``: every line JSON-decoded, the exact
+  bytes base64-decoded) and framed (``.pbatch``: the same records, the exact bytes stored raw and each record's
+  JSON decoded and type-checked by msgspec). The last line prints the framed batch's two ratios (issue 15,
+  target 1): the format phalanb writes for audits at scale.
 
 Each ratio is the median over ``--repeat`` rounds of (rate / the raw rate): each figure is timed between two runs
 of the raw loop and set against their mean, so drift on a shared machine hits the figure and its baseline alike.
@@ -122,13 +125,16 @@ def main() -> None:
     print(f"recorded {len(replies)} simulator replies in {time.perf_counter() - t0:.1f} s")
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_batch(Path(tmp) / "batch.jsonl", report=first.attestation.report,
-                           nonce=first.attestation.nonce, policy=first.policy, verified_at=first.verified_at,
-                           collateral=first.online.collateral, nras_response=first.online.nras_response,
-                           jwks=first.online.jwks, replies=itertools.islice(itertools.cycle(replies), args.n))
-        size = path.stat().st_size
-        print(f"batch file: {args.n} replies, {size / 1e6:.1f} MB; {os.cpu_count()} CPUs "
-              f"({_cpu_model()}), Python {platform.python_version()}")
+        def write(name: str) -> Path:
+            return write_batch(Path(tmp) / name, report=first.attestation.report, nonce=first.attestation.nonce,
+                               policy=first.policy, verified_at=first.verified_at,
+                               collateral=first.online.collateral, nras_response=first.online.nras_response,
+                               jwks=first.online.jwks, replies=itertools.islice(itertools.cycle(replies), args.n))
+
+        path, framed = write("batch.jsonl"), write("batch.pbatch")
+        size, framed_size = path.stat().st_size, framed.stat().st_size
+        print(f"batch files: {args.n} replies, {size / 1e6:.1f} MB as JSON lines, {framed_size / 1e6:.1f} MB "
+              f"framed; {os.cpu_count()} CPUs ({_cpu_model()}), Python {platform.python_version()}")
 
         # The baseline's inputs, prepared outside the timed region: the signed texts and signatures.
         texts = []
@@ -157,7 +163,7 @@ def main() -> None:
             assert len(rows) == len(_READ) and {r[1] for r in rows} == {"verified"}
             return len(rows)
 
-        def audit_with(workers: int) -> Any:
+        def audit_with(workers: int, path: Path) -> Any:
             def run() -> int:
                 df = audit([path], workers=workers, progress=False, trust="simulated")
                 assert len(df) == args.n and (df["verdict"] == "verified").all(), df["verdict"].value_counts()
@@ -175,7 +181,8 @@ def main() -> None:
 
         # Each figure is timed between two runs of the raw loop, and set against their mean rate: on a shared
         # machine the load drifts, and a ratio is only fair against the baseline measured at the same moment.
-        kinds = {"check1": check1, "check2": check2, "1": audit_with(1), "2": audit_with(2)}
+        kinds = {"check1": check1, "check2": check2, "lines1": audit_with(1, path), "lines2": audit_with(2, path),
+                 "1": audit_with(1, framed), "2": audit_with(2, framed)}
         rounds: dict[str, list[float]] = {k: [] for k in ("raw", *kinds)}
         ratios: dict[str, list[float]] = {k: [] for k in kinds}
         for _ in range(args.repeat):
@@ -198,23 +205,27 @@ def main() -> None:
         print(f"raw loop: keccak + coincurve recovery + keccak -> address      {statistics.median(rounds['raw']):8.0f}")
         labels = {"check1": "per-reply check, replies already read, 1 process",
                   "check2": "per-reply check, replies already read, 2 processes",
-                  "1": "audit of the file end to end (reading included), 1 worker",
-                  "2": "audit of the file end to end (reading included), 2 workers"}
+                  "lines1": "audit of the JSON-lines file end to end, 1 worker",
+                  "lines2": "audit of the JSON-lines file end to end, 2 workers",
+                  "1": "audit of the framed file end to end, 1 worker",
+                  "2": "audit of the framed file end to end, 2 workers"}
         for k, label in labels.items():
-            print(f"phalanb {label:<56} {statistics.median(rounds[k]):8.0f}   {med[k]:.2f}  ({rng[k]})")
+            print(f"phalanb {label:<52} {statistics.median(rounds[k]):8.0f}   {med[k]:.2f}  ({rng[k]})")
 
         print("\nmemory (the audit alone, in a fresh process):")
-        for workers in (1, 2):
-            m = memory(path, workers)
-            assert m["rows"] == m["verified"] == args.n, m
-            worker = f", largest worker {m['children_kb'] / 1024:.0f} MB" if workers > 1 else ""
-            print(f"  {workers} worker(s): {m['rows']} rows in {m['seconds']:.1f} s, peak RSS "
-                  f"{m['self_kb'] / 1024:.0f} MB ({m['imports_kb'] / 1024:.0f} MB of it before the audit began: "
-                  f"Python and the imports){worker}; input file {size / 1e6:.0f} MB")
+        for file, file_size in ((path, size), (framed, framed_size)):
+            for workers in (1, 2):
+                m = memory(file, workers)
+                assert m["rows"] == m["verified"] == args.n, m
+                worker = f", largest other worker {m['children_kb'] / 1024:.0f} MB" if workers > 1 else ""
+                print(f"  {file.suffix}, {workers} worker(s): {m['rows']} rows in {m['seconds']:.1f} s, peak RSS "
+                      f"{m['self_kb'] / 1024:.0f} MB ({m['imports_kb'] / 1024:.0f} MB of it before the audit "
+                      f"began: Python and the imports){worker}; input file {file_size / 1e6:.0f} MB")
     print(f"per-reply check on replies already read: 1 process {med['check1']:.2f}, 2 processes "
           f"{med['check2']:.2f}")
-    print("end to end, the workers reading their share of the file (the issue's figure; target 1 worker >= 0.85, "
-          "2 workers >= 1.6):")
+    print(f"JSON-lines batch end to end: 1 worker {med['lines1']:.2f}, 2 workers {med['lines2']:.2f}")
+    print("framed batch end to end, the workers reading their share of the file (the issue's figure; target "
+          "1 worker >= 0.85, 2 workers >= 1.6):")
     print(f"ratios to the raw loop: 1 worker {med['1']:.2f}, 2 workers {med['2']:.2f}")
 
 

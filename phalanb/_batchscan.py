@@ -22,8 +22,10 @@ import os
 import re
 import sys
 import threading
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, Iterator
+
+import msgspec
 
 import orjson
 from coincurve import PublicKey
@@ -83,7 +85,7 @@ def _raw_keccak() -> Any:
 
 _keccak256 = _raw_keccak() or _keccak256
 
-from . import _json
+from . import _frames, _json
 from .errors import ParseError
 from .exchange import Exchange, Timings
 from .signatures import ALGOS, SignatureRecord, check_signature, parse_signed_text, response_hash_candidates
@@ -344,16 +346,22 @@ class Reply:
         self.chat_id, self.timings, self.signature = chat_id, timings, signature
 
 
-def _fast_exchange(d: Any) -> tuple[bytes, bytes, bool, str | None, Timings] | None:
-    """The fields ``Exchange.from_dict`` would give a row, or None if anything is unusual (the exact path then
-    reads the line and raises its own error)."""
+def _fast_exchange(d: Any, raw: tuple[bytes, bytes] | None = None
+                   ) -> tuple[bytes, bytes, bool, str | None, Timings] | None:
+    """The fields ``Exchange.from_dict`` would give a row (``raw``: a framed record's bytes), or None if anything
+    is unusual (the exact path then reads the line and raises its own error)."""
     if type(d) is not dict:
         return None
-    try:
-        request = _b64(d["request_b64"])
-        response = _b64(d["response_b64"])
-    except (KeyError, TypeError, ValueError, binascii.Error):
-        return None
+    if raw is not None:
+        if "request_b64" in d or "response_b64" in d:
+            return None
+        request, response = raw
+    else:
+        try:
+            request = _b64(d["request_b64"])
+            response = _b64(d["response_b64"])
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            return None
     status = d.get("status", 200)
     if type(status) is not int:  # e.g. "200", or a float orjson made of an integer beyond 64 bits
         return None
@@ -389,7 +397,7 @@ def _fast_timings(d: Any) -> Times | None:
         return None
     if not set(map(type, chain(chain.from_iterable(chunks), tokens, map(d.get, _STAMPS)))) <= _NONE:
         return None
-    if type(d.get("wall_start", 0.0)) not in _NUMBER:
+    if type(d.get("wall_start", 0.0)) not in _NUMBER or d.get("request_sent_ns", 0) is None:
         return None
     return Times(d.get("request_sent_ns", 0), d.get("first_token_ns"), d.get("done_ns"))
 
@@ -408,12 +416,12 @@ class LineError(Exception):
     """A line that is not an exchange record, found by a worker that knows the line's place in its span only;
     the caller, who knows how many lines came before, turns it into the batch loader's :class:`ParseError`."""
 
-    def __init__(self, line: int, offset: int, detail: str, field: str | None):
+    def __init__(self, line: int, offset: int, detail: str, field: str | None, what: str = "line"):
         super().__init__(line, offset, detail, field)
-        self.line, self.offset, self.detail, self.field = line, offset, detail, field
+        self.line, self.offset, self.detail, self.field, self.what = line, offset, detail, field, what
 
     def parse_error(self, path: str, lineno: int) -> ParseError:
-        return ParseError(f"{path} line {lineno}: {self.detail}", field=self.field, offset=self.offset)
+        return ParseError(f"{path} {self.what} {lineno}: {self.detail}", field=self.field, offset=self.offset)
 
 
 def read_line(line: bytes, number: int = 0, offset: int = 0) -> Reply:
@@ -427,7 +435,7 @@ def read_line(line: bytes, number: int = 0, offset: int = 0) -> Reply:
     return _exact_line(line, number, offset)
 
 
-def _fast_reply(row: Any) -> Reply | None:
+def _fast_reply(row: Any, raw: tuple[bytes, bytes] | None = None) -> Reply | None:
     """The reply of a line orjson read, when every field a row takes from it is one the exact reader gives alike
     and :meth:`Exchange.from_dict` and :meth:`SignatureRecord.from_dict` would accept; None otherwise (the exact
     way then reads the line again, and decides or words the error)."""
@@ -446,11 +454,10 @@ def _fast_reply(row: Any) -> Reply | None:
                              chat_id=chat_id, raw=sig)
     ex = row.get("exchange")
     if ex is None:
+        if raw is not None and (raw[0] or raw[1]):
+            return None  # bytes without an exchange: the exact way words it
         return Reply(None, None, False, None, None, record)
-    try:
-        fields = _fast_exchange(ex)
-    except TypeError:  # a null request_sent_ns beside a stamp: the exact way words it
-        return None
+    fields = _fast_exchange(ex, raw)
     return None if fields is None else Reply(*fields, record)
 
 
@@ -471,34 +478,306 @@ def _exact_line(line: bytes, number: int, offset: int) -> Reply:
     return Reply(*fields, sig)
 
 
-def read_span(path: str, start: int, end: int) -> tuple[int, Iterator[tuple[int, Reply]]]:
-    """The lines of bytes ``start..end`` of ``path`` (whole lines): how many there are, and each non-blank one's
-    place in the span (0 = the first) with its reply. Lines end at ``\\n`` only, as a file iterator ends them."""
+def framed_exchange(meta: bytes, request: bytes, response: bytes) -> tuple[Exchange | None, SignatureRecord]:
+    """The exact reading of a framed record (:mod:`phalanb._frames`): what its JSONL line would give.
+    Raises what reading that line raises (``json.JSONDecodeError``, ``KeyError``... or a :class:`ParseError`)."""
+    row = _json.loads(meta)
+    ex = row.get("exchange")
+    if ex is None:
+        if request or response:
+            raise ParseError(f"the record holds {len(request)} request and {len(response)} response bytes but no "
+                             "exchange they belong to", field="record.length")
+        exchange = None
+    else:
+        exchange = Exchange.from_dict(ex, raw=(request, response))
+    return exchange, SignatureRecord.from_dict(row["signature"])
+
+
+def read_record(meta: bytes, request: bytes, response: bytes, number: int = 0, offset: int = 0) -> Reply:
+    """One framed record; one that is not an exchange record raises :class:`LineError` (``number``: its place in
+    the span, ``offset``: its first byte in the file), worded as the batch loader words it."""
+    row = _fast_json(meta)
+    if row is not None:
+        reply = _fast_reply(row, (request, response))
+        if reply is not None:
+            return reply
+    try:
+        ex, sig = framed_exchange(meta, request, response)
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise LineError(number, offset, f"not an exchange record ({exc!r})", "record", "record") from None
+    except ParseError as exc:
+        raise LineError(number, offset, str(exc), exc.field, "record") from None
+    if ex is None:
+        return Reply(None, None, False, None, None, sig)
+    return Reply(ex.request_bytes, ex.response_bytes, ex.stream, ex.chat_id, ex.timings, sig)
+
+
+# -- the common row in one pass ----------------------------------------------------------------------------------
+
+def _quick(row: dict, sig: Any, ex: dict, request: bytes, response: bytes, n: int, clean: dict | None
+           ) -> tuple | None:
+    """The finished row of the common reply — read, checked and put together in one pass — or None for any other
+    (the general path then reads it again and decides). With ``clean`` None (the attestation is still being
+    verified) the common reply's compact row instead, whatever address it names.
+
+    "Common" is exactly what the general path would finish with the attestation's clean cells: a record that
+    :func:`_fast_reply` reads, whose signed text is ``sha256(request):sha256(response)`` of these very bytes, whose
+    ECDSA signature :func:`fast_signer` recovers, and whose signer is the address its record names, written the
+    same way, and attested (a key of ``clean``). Every condition below is one of those functions' own, in the
+    same terms; nothing here decides anything they would decide otherwise."""
+    address = sig.get("signing_address")
+    if type(address) is not str:
+        return None
+    if clean is None:
+        tail = None
+    else:
+        tail = clean.get(address)
+        if tail is None:
+            return None
+    text, value = sig.get("text"), sig.get("signature")
+    if type(text) is not str or type(value) is not str or len(text) != 129 or text[64] != ":":
+        return None
+    algo = sig.get("signing_algo")
+    if (algo and algo != "ecdsa") or type(sig.get("chat_id")) not in _STR:
+        return None
+    status = ex.get("status", 200)
+    if type(status) is not int:
+        return None
+    headers = ex.get("request_headers")
+    if headers and type(headers) is not dict:
+        return None
+    headers = ex.get("response_headers")
+    if headers and type(headers) is not dict:
+        return None
+    if ex.get("e2ee") is not None or not set(map(type, map(ex.get, _CLAIMS))) <= _STR:
+        return None
+    t = ex.get("timings") or {}
+    if type(t) is not dict:
+        return None
+    chunks, tokens = t.get("chunks", []), t.get("token_ns", [])
+    if type(chunks) is not list or type(tokens) is not list:
+        return None
+    if chunks and not (set(map(type, chunks)) == _LIST and set(map(len, chunks)) == _TWO):
+        return None
+    if not set(map(type, chain(chain.from_iterable(chunks), tokens, map(t.get, _STAMPS)))) <= _NONE:
+        return None
+    if type(t.get("wall_start", 0.0)) not in _NUMBER:
+        return None
+    sent, first, done = t.get("request_sent_ns", 0), t.get("first_token_ns"), t.get("done_ns")
+    if sent is None:
+        return None
+    if text[:64] != _sha256(request).hexdigest() or text[65:] != _sha256(response).hexdigest():
+        return None
+    body = value[2:] if value[:2] in _HEX_PREFIXES else value
+    if len(body) != 130:
+        return None
+    try:
+        signature = bytes.fromhex(body)
+    except ValueError:
+        return None
+    if len(signature) != 65:
+        return None
+    v = signature[64]
+    if v != 27 and v != 28:
+        return None
+    # The text is 129 ASCII characters (two hex digests and a colon): its EIP-191 length prefix is "129".
+    key = _recover(signature, v - 27, _keccak256(_EIP191_129 + text.encode()))
+    if key is None:
+        return None
+    signer = _address(key)
+    ttft = None if first is None else (first - sent) / 1e9
+    total = None if done is None else (done - sent) / 1e9
+    if tail is None:  # no attestation yet: the compact row (phalanb.batch._own's), for the caller to finish
+        return (n, response_chat_id(response, bool(ex.get("stream")), status), PASS, PASS, PASS, signer, address,
+                "ecdsa", None, ttft, total, None)
+    if signer != address:
+        return None
+    return (n, response_chat_id(response, bool(ex.get("stream")), status), *tail, ttft, total)
+
+
+_sha256 = hashlib.sha256
+_HEX_PREFIXES = ("0x", "0X")
+_EIP191_129 = _EIP191 + b"129"
+
+
+def quick_line(line: bytes, n: int, clean: dict | None) -> tuple | None:
+    """:func:`_quick` for a JSONL line."""
+    row = _fast_json(line)
+    if type(row) is not dict:
+        return None
+    sig, ex = row.get("signature"), row.get("exchange")
+    if type(sig) is not dict or type(ex) is not dict:
+        return None
+    try:
+        request = _b64(ex["request_b64"])
+        response = _b64(ex["response_b64"])
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
+    return _quick(row, sig, ex, request, response, n, clean)
+
+
+# A framed record's meta, typed: msgspec decodes and type-checks it in one C pass. Every field a record may hold
+# is named, with the narrowest type the exact reader accepts for it, and any other field is refused; so a meta
+# decoded here is one Exchange.from_dict and SignatureRecord.from_dict accept, read to the same values (msgspec
+# agrees with Python's json wherever it accepts a document: the last duplicate key wins, integers are exact; it
+# refuses NaN, lone surrogates, invalid UTF-8 and numbers out of range). A meta it refuses — an unknown field, a
+# "status" of 200.0 — is read the exact way. Being fully typed, the document cannot nest deeper than six levels,
+# so no depth guard is needed.
+
+class _Timings(msgspec.Struct, forbid_unknown_fields=True):
+    request_sent_ns: int = 0
+    headers_ns: int | None = None
+    first_byte_ns: int | None = None
+    first_token_ns: int | None = None
+    done_ns: int | None = None
+    last_byte_ns: int | None = None
+    chunks: list[tuple[int, int]] = []
+    token_ns: list[int] = []
+    wall_start: float = 0.0
+
+
+class _Exchange(msgspec.Struct, forbid_unknown_fields=True):
+    url: str = ""
+    status: int = 200
+    stream: bool = False
+    request_headers: dict[str, str] | None = None
+    response_headers: dict[str, str] | None = None
+    complete: bool | None = None
+    timings: _Timings | None = None
+    receipt_id: str | None = None
+    aci_keyset_digest: str | None = None
+    tls_spki_sha256: str | None = None
+
+
+class _Signature(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+    signature: str
+    signing_address: str | None = None
+    signing_algo: str | None = None
+    chat_id: str | None = None
+
+
+class _Record(msgspec.Struct, forbid_unknown_fields=True):
+    signature: _Signature
+    exchange: _Exchange | None = None
+
+
+_decode_record = msgspec.json.Decoder(_Record).decode
+_DecodeError = msgspec.DecodeError
+
+
+def quick_record(meta: bytes, request: bytes, response: bytes, n: int, clean: dict | None) -> tuple | None:
+    """:func:`_quick` for a framed record, its meta decoded and typed by msgspec."""
+    try:
+        record = _decode_record(meta)
+    except _DecodeError:
+        return None
+    ex, sig = record.exchange, record.signature
+    if ex is None:
+        return None
+    address = sig.signing_address
+    if address is None:
+        return None
+    if clean is None:
+        tail = None
+    else:
+        tail = clean.get(address)
+        if tail is None:
+            return None
+    text = sig.text
+    if len(text) != 129 or text[64] != ":" or (sig.signing_algo and sig.signing_algo != "ecdsa"):
+        return None
+    t = ex.timings
+    if t is None:
+        sent, first, done = 0, None, None
+    else:
+        sent, first, done = t.request_sent_ns, t.first_token_ns, t.done_ns
+    if text[:64] != _sha256(request).hexdigest() or text[65:] != _sha256(response).hexdigest():
+        return None
+    value = sig.signature
+    body = value[2:] if value[:2] in _HEX_PREFIXES else value
+    if len(body) != 130:
+        return None
+    try:
+        signature = bytes.fromhex(body)
+    except ValueError:
+        return None
+    if len(signature) != 65:
+        return None
+    v = signature[64]
+    if v != 27 and v != 28:
+        return None
+    key = _recover(signature, v - 27, _keccak256(_EIP191_129 + text.encode()))
+    if key is None:
+        return None
+    signer = _address(key)
+    ttft = None if first is None else (first - sent) / 1e9
+    total = None if done is None else (done - sent) / 1e9
+    if tail is None:  # no attestation yet: the compact row (phalanb.batch._own's), for the caller to finish
+        return (n, response_chat_id(response, ex.stream, ex.status), PASS, PASS, PASS, signer, address, "ecdsa",
+                None, ttft, total, None)
+    if signer != address:
+        return None
+    return (n, response_chat_id(response, ex.stream, ex.status), *tail, ttft, total)
+
+
+def read_span(path: str, start: int, end: int, clean: dict | None | bool = False, framed: bool = False
+              ) -> tuple[int, Iterator[tuple[int, Reply | tuple]]]:
+    """The lines (or, ``framed``, the records) of bytes ``start..end`` of ``path``, whole ones: how many there are,
+    and each non-blank one's place in the span (0 = the first) with its reply — or, for the common reply, a row
+    (a tuple): finished when ``clean`` maps the attested addresses to their rows' cells, compact when ``clean`` is
+    None (no attestation yet); ``False``: replies only. Lines end at ``\n`` only, as a file iterator ends them."""
     with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
+    if len(data) != end - start:
+        raise LineError(0, start + len(data), f"the file ends at byte {start + len(data)}, before the span "
+                        f"{start}..{end} it was cut into (it changed while being read)", "file")
+    if framed:
+        try:
+            count = _frames.count(data, start)
+        except _frames.FrameError as exc:
+            raise LineError(exc.record, exc.offset, exc.detail, exc.field, "record") from None
+        return count, _framed_replies(data, start, clean)
     lines = data.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()
 
-    def replies() -> Iterator[tuple[int, Reply]]:
+    def replies() -> Iterator[tuple[int, Reply | tuple]]:
         offset = start
         for number, line in enumerate(lines):
             if line and not line.isspace():  # what line.strip() tells, without copying the line
-                yield number, read_line(line, number, offset)
+                row = quick_line(line, number, clean) if clean is not False else None
+                yield number, row if row is not None else read_line(line, number, offset)
             offset += len(line) + 1
 
     return len(lines), replies()
 
 
-def spans(path: str, start: int, *, size: int | None = None) -> Iterator[tuple[int, int]]:
-    """Cut ``path`` from byte ``start`` (just after the header) into (start, end) spans of whole lines, about
-    ``size`` bytes each. Only the bytes around each cut are read: the workers read the rest."""
+def _framed_replies(data: bytes, start: int, clean: dict | None | bool) -> Iterator[tuple[int, Reply | tuple]]:
+    try:
+        for number, offset, meta, request, response in _frames.records(data, start):
+            row = quick_record(meta, request, response, number, clean) if clean is not False else None
+            yield number, row if row is not None else read_record(meta, request, response, number, offset)
+    except _frames.FrameError as exc:
+        raise LineError(exc.record, exc.offset, exc.detail, exc.field, "record") from None
+
+
+def spans(path: str, start: int, *, size: int | None = None, framed: bool = False,
+          first: tuple[int, int] = (0, 0)) -> Iterator[tuple[int, int]]:
+    """Cut ``path`` from byte ``start`` (just after the header) into (start, end) spans of whole lines (or whole
+    frames), about ``size`` bytes each — the first ``first[0]`` of them about ``first[1]`` bytes. Only the bytes
+    around each cut (or the frame heads) are read: the workers read the rest."""
     size = size or SPAN_BYTES
+    sizes = chain(repeat(first[1], first[0]), repeat(size))
+    if framed:
+        for begin, end, _ in _frames.spans(path, start, sizes=sizes):
+            yield begin, end
+        return
     total = os.path.getsize(path)
     with open(path, "rb") as fh:
         while start < total:
-            cut = start + size
+            cut = start + next(sizes)
             if cut >= total:
                 yield start, total
                 return

@@ -15,7 +15,8 @@ replies. The per-reply decisions are :mod:`phalanb._batchscan`'s, which hands ev
 Inputs: audit bundle files (``*.json``), or a JSONL file whose first line is a shared header
 ``{"kind": "phalanb.audit-batch", "attestation": {...}, "policy": {...}, "verified_at": …, "collateral": …,
 "gateway_collateral": … (optional), "nras": …}`` followed by one ``{"exchange": {...}, "signature": {...}}``
-per line.
+per line, or a framed batch (``*.pbatch``, :mod:`phalanb._frames`): the same header (with ``"framing"``), then the
+same records with their exact bytes stored raw.
 
 >>> df = audit(["a.json", "b.json"], workers=2)            # doctest: +SKIP
 >>> df[["chat_id", "verdict", "failing"]]                   # doctest: +SKIP
@@ -25,6 +26,7 @@ A Dask cluster's executor works unchanged: ``audit(paths, executor=distributed.C
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -37,7 +39,7 @@ from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
-from . import _batchscan, _json
+from . import _batchscan, _frames, _json
 from .audit import Bundle, load_bundle, parse_bundle
 from .errors import InputError, ParseError, PhalanbError
 from .exchange import Exchange
@@ -50,8 +52,13 @@ from .timeutil import parse_optional_time
 __all__ = ["BATCH_KIND", "AuditItem", "audit", "load_items", "write_batch"]
 
 BATCH_KIND = "phalanb.audit-batch"
-#: Spans of a JSONL batch sent out before its attestation is verified: one per worker of a two-core machine.
+#: Batch files: JSON lines, and the same records framed with their bytes raw (phalanb._frames).
+_BATCH_SUFFIXES = (".jsonl", _frames.SUFFIX)
+_SUFFIXES = (".json", *_BATCH_SUFFIXES)
+#: Spans of a batch sent out before its attestation is verified: one per worker of a two-core machine, each about
+#: as much as a worker reads while the attestation is verified (their rows come back compact, finished here).
 EARLY_SPANS = 2
+EARLY_SPAN_BYTES = 256 << 10
 #: Replies sent to a worker at a time: large enough to amortise process hops, small enough for a live progress bar.
 CHUNK = 256
 
@@ -92,9 +99,20 @@ def _from_bundle(bundle: Bundle, source: str, at: float | None, policy: Policy) 
                      gateway_collateral=bundle.gateway_collateral)
 
 
-def _jsonl_items(path: Path, at: float | None, policy: Policy) -> Iterator[AuditItem]:
+def _batch_items(path: Path, at: float | None, policy: Policy) -> Iterator[AuditItem]:
+    """The replies of a batch file, JSON lines or framed, read the exact way (no fast reader)."""
     with path.open("rb") as fh:
-        shared, offset = _read_header(path, fh)
+        shared, offset, framed = _read_header(path, fh)
+
+        def item(source: str, ex: Exchange | None, sig: SignatureRecord) -> AuditItem:
+            return AuditItem(source=source, exchange=ex, signature=sig, report=shared.report,
+                             nonce=shared.nonce, policy=policy, at=shared.verified_at if at is None else at,
+                             collateral=shared.collateral, nras_response=shared.nras_response, jwks=shared.jwks,
+                             gateway_collateral=shared.gateway_collateral)
+
+        if framed:
+            yield from _framed_items(path, offset, item)
+            return
         for lineno, line in enumerate(fh, start=2):
             if not line.strip():
                 offset += len(line)
@@ -109,15 +127,33 @@ def _jsonl_items(path: Path, at: float | None, policy: Policy) -> Iterator[Audit
             except ParseError as exc:
                 raise ParseError(f"{path} line {lineno}: {exc}", field=exc.field, offset=offset) from None
             offset += len(line)
-            yield AuditItem(source=f"{path}:{lineno}", exchange=ex, signature=sig, report=shared.report,
-                            nonce=shared.nonce, policy=policy, at=shared.verified_at if at is None else at,
-                            collateral=shared.collateral, nras_response=shared.nras_response, jwks=shared.jwks,
-                            gateway_collateral=shared.gateway_collateral)
+            yield item(f"{path}:{lineno}", ex, sig)
+
+
+def _framed_items(path: Path, start: int, item: Any) -> Iterator[AuditItem]:
+    number = 1
+    for begin, end in _batchscan.spans(str(path), start, framed=True):
+        with path.open("rb") as fh:
+            fh.seek(begin)
+            data = fh.read(end - begin)
+        try:
+            for _, offset, meta, request, response in _frames.records(data, begin):
+                try:
+                    ex, sig = _batchscan.framed_exchange(meta, request, response)
+                except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+                    raise ParseError(f"{path} record {number}: not an exchange record ({exc!r})", field="record",
+                                     offset=offset) from None
+                except ParseError as exc:
+                    raise ParseError(f"{path} record {number}: {exc}", field=exc.field, offset=offset) from None
+                yield item(f"{path}#{number}", ex, sig)
+                number += 1
+        except _frames.FrameError as exc:
+            raise ParseError(f"{path} record {number}: {exc.detail}", field=exc.field, offset=exc.offset) from None
 
 
 def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = None, policy: Policy | None = None,
                trust: str = "production", errors: list[tuple[str, str]] | None = None) -> list[AuditItem]:
-    """Bundles (``.json``), batch files (``.jsonl``) and folders of either, to be verified under the auditor's
+    """Bundles (``.json``), batch files (``.jsonl``, ``.pbatch``) and folders of them, to be verified under the auditor's
     ``policy`` (default: production roots; ``trust="simulated"`` for simulator evidence) — never under a policy
     written into the files.
 
@@ -128,14 +164,14 @@ def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = No
     items: list[AuditItem] = []
     for p in map(Path, paths):
         if p.is_dir():
-            items.extend(load_items(sorted(q for q in p.iterdir() if q.suffix in (".json", ".jsonl")), at=at,
+            items.extend(load_items(sorted(q for q in p.iterdir() if q.suffix in _SUFFIXES), at=at,
                                     policy=policy, errors=errors))
             continue
         if not p.exists():
             raise InputError(f"no such file or folder: {p}")
         try:
-            if p.suffix == ".jsonl":
-                items.extend(list(_jsonl_items(p, at, policy)))
+            if p.suffix in _BATCH_SUFFIXES:
+                items.extend(list(_batch_items(p, at, policy)))
             else:
                 items.append(_from_bundle(load_bundle(p), str(p), at, policy))
         except PhalanbError as exc:
@@ -147,19 +183,45 @@ def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = No
 
 def write_batch(path: str | os.PathLike[str], *, report: dict[str, Any], nonce: bytes | None, policy: Policy,
                 verified_at: float, replies: Iterable[tuple[Exchange, SignatureRecord]], collateral: Any = None,
-                nras_response: Any = None, jwks: Any = None, gateway_collateral: Any = None) -> Path:
-    """Write replies that share one attestation as a JSONL batch file."""
+                nras_response: Any = None, jwks: Any = None, gateway_collateral: Any = None,
+                framing: str | None = None) -> Path:
+    """Write replies that share one attestation as a batch file.
+
+    ``framing``: ``"lines"`` — JSON lines, the exact bytes in base64 — or ``"frames"`` — the same records with the
+    exact bytes stored raw (:mod:`phalanb._frames`), which audits about a third faster. By default a path ending in
+    ``.pbatch`` is framed and any other is JSON lines."""
     p = Path(path)
+    if framing is None:
+        framing = "frames" if p.suffix == _frames.SUFFIX else "lines"
+    if framing not in ("lines", "frames"):
+        raise InputError(f"framing must be 'lines' or 'frames', not {framing!r}")
     header = {"kind": BATCH_KIND, "attestation": {"report": report, "nonce": nonce.hex() if nonce else None},
               "policy": policy.to_dict(), "verified_at": verified_at, "collateral": collateral,
               "nras": {"response": nras_response, "jwks": jwks} if nras_response is not None else None}
     if gateway_collateral is not None:
         header["gateway_collateral"] = gateway_collateral
+    if framing == "frames":
+        header["framing"] = _frames.FRAMING
+        with p.open("wb") as fh:
+            fh.write(json.dumps(header).encode() + b"\n")
+            _frames.write_frames(fh, (_frames.encode_record(*_framed(ex, sig)) for ex, sig in replies))
+        return p
     with p.open("w") as fh:
         fh.write(json.dumps(header) + "\n")
         for ex, sig in replies:
             fh.write(json.dumps({"exchange": ex.to_dict(), "signature": sig.to_dict()}) + "\n")
     return p
+
+
+#: What Exchange.from_dict works out from the bytes themselves: a framed record does not repeat it.
+_DERIVED = ("request_b64", "response_b64", "chat_id", "model", "text", "usage", "finish_reason")
+
+
+def _framed(ex: Exchange | None, sig: SignatureRecord) -> tuple[dict[str, Any], bytes, bytes]:
+    if ex is None:
+        return {"exchange": None, "signature": sig.to_dict()}, b"", b""
+    meta = {k: v for k, v in ex.to_dict().items() if k not in _DERIVED}
+    return {"exchange": meta, "signature": sig.to_dict()}, ex.request_bytes, ex.response_bytes
 
 
 # -- the work units (module-level so process pools and Dask can ship them) ------------------------------------
@@ -222,20 +284,25 @@ def _check_replies(replies: list[_Reply], keep: bool) -> tuple[int, list[_Compac
     return len(replies), out
 
 
-def _scan_span(path: str, start: int, end: int, keep: bool, sides: dict[str | None, Any]
+def _scan_span(path: str, start: int, end: int, keep: bool, sides: dict[str | None, Any], framed: bool = False
                ) -> tuple[int, list[tuple]]:
-    """A worker's share of a JSONL batch: it reads the lines itself. Returns how many lines the span holds and,
-    per reply, numbered by its place in the span, the finished row when ``sides`` holds the attestation its
-    record names (the usual case), else the compact row for the caller to finish."""
-    count, replies = _batchscan.read_span(path, start, end)
+    """A worker's share of a batch: it reads the lines (or frames) itself. Returns how many lines (records) the
+    span holds and, per reply, numbered by its place in the span, the finished row when ``sides`` holds the
+    attestation its record names (the usual case), else the compact row for the caller to finish."""
+    # The common row's cells, per attested address a record may name (bound: the same string, so same_address
+    # holds); None before the attestation is verified: the reader then gives the common reply's compact row.
+    clean = False if keep else None if not sides else \
+        {a: _clean_cells(c) for a, c in sides.items() if a is not None and a == c.address}
+    count, replies = _batchscan.read_span(path, start, end, clean, framed)
     out = []
-    # The common row's cells, per attested address a record may name (bound: the same string, so same_address holds)
-    clean = {} if keep else {a: _clean_cells(c) for a, c in sides.items() if a is not None and a == c.address}
     for n, r in replies:
+        if type(r) is tuple:  # the common reply, read and checked in one pass (_batchscan._quick)
+            out.append(r)
+            continue
         chat_id = r.chat_id if r.request_bytes is not None else r.signature.chat_id
         c = _own(n, chat_id, r.request_bytes, r.response_bytes, r.stream, r.signature, None, r.timings, keep)
         claimed = c[6]
-        tail = clean.get(claimed)
+        tail = clean.get(claimed) if clean else None
         if tail is not None and c[2] is c[3] is c[4] is Status.PASS and c[5] == claimed:
             out.append((n, chat_id, *tail, c[9], c[10]))  # what cells() gives such a row
             continue
@@ -326,7 +393,9 @@ class _Batch:
     def __init__(self, path: Path, at: float | None, policy: Policy):
         self.path = str(path)
         with path.open("rb") as fh:
-            self.shared, self.body_start = _read_header(path, fh)
+            self.shared, self.body_start, self.framed = _read_header(path, fh)
+        # Rows are named path:line for JSONL (the header is line 1), path#record for a framed batch.
+        self.first, self.mark = (1, "#") if self.framed else (2, ":")
         self.at = self.shared.verified_at if at is None else at
         self.policy = policy
         self._sides: dict[str | None, _Side] = {}
@@ -343,22 +412,30 @@ class _Batch:
             side = self._sides[address] = _Side(_attest(self.item(address)))
         return side
 
-    def tasks(self, keep: bool) -> Iterator[tuple]:
-        self.line = 2  # the number of the first line of the span whose rows come back next
-        spans = _batchscan.spans(self.path, self.body_start)
-        if not keep:
-            # The first spans go out at once (their rows come back compact and are finished here) and the workers
-            # start reading while the attestation is verified; the later spans carry its cells, so the workers
-            # finish their rows.
+    def tasks(self, keep: bool, early: bool = True) -> Iterator[tuple]:
+        self.line = self.first  # the number of the first line (record) of the span whose rows come back next
+        spans = _batchscan.spans(self.path, self.body_start, framed=self.framed,
+                                 first=(EARLY_SPANS, EARLY_SPAN_BYTES) if not keep and early else (0, 0))
+        if not keep and early:
+            # With workers, the first spans go out at once (their rows come back compact and are finished here)
+            # and the workers start reading while the attestation is verified; the later spans carry its cells, so
+            # the workers finish their rows. (In this process alone there is nothing to overlap.)
             for start, end in islice(spans, EARLY_SPANS):
-                yield ("span", self.path, start, end, keep, {})
+                yield ("span", self.path, start, end, keep, {}, self.framed)
             self.side(self.first_address())
         for start, end in spans:
             cells = {address: side.cells for address, side in self._sides.items()}
-            yield ("span", self.path, start, end, keep, cells)
+            yield ("span", self.path, start, end, keep, cells, self.framed)
 
     def first_address(self) -> str | None:
         """The signing address the first reply's record names (a line that does not read: the worker says so)."""
+        if self.framed:
+            try:
+                start, end = next(_batchscan.spans(self.path, self.body_start, size=1, framed=True))
+                _, replies = _batchscan.read_span(self.path, start, end, False, True)
+                return next(r for _, r in replies).signature.signing_address
+            except (StopIteration, ParseError, _batchscan.LineError):
+                return None  # no record, or one that does not read: the worker says so
         with open(self.path, "rb") as fh:
             fh.seek(self.body_start)
             for line in fh:
@@ -370,7 +447,7 @@ class _Batch:
         return None
 
     def finish(self, c: tuple) -> tuple[tuple, Any]:
-        source = f"{self.path}:{self.line + c[0]}"
+        source = f"{self.path}{self.mark}{self.line + c[0]}"
         if len(c) == 9:  # finished by the worker
             return (source, *c[1:]), None
         return self.side(c[6]).row(source, c)
@@ -391,7 +468,7 @@ class _Items:
         self.sides = {k: _Side(a) for k, a in zip(first, mapper(_attest, first.values()))}
         self.next = 0
 
-    def tasks(self, keep: bool) -> Iterator[tuple]:
+    def tasks(self, keep: bool, early: bool = True) -> Iterator[tuple]:
         for n in range(0, len(self.items), CHUNK):
             yield ("items", [_Reply(i.source, i.exchange, i.signature, i.recorded_status)
                              for i in self.items[n:n + CHUNK]], keep)
@@ -405,18 +482,32 @@ class _Items:
         pass
 
 
-def _read_header(path: Path, fh: Any) -> tuple[Bundle, int]:
-    header_line = fh.readline()
+def _read_header(path: Path, fh: Any) -> tuple[Bundle, int, bool]:
+    """The shared header: (its attestation as a bundle, the offset of the first line or frame, framed or not)."""
+    header_line = fh.readline(_HEADER_MAX + 1)
+    if len(header_line) > _HEADER_MAX:
+        raise ParseError(f"{path}: the header line is longer than {_HEADER_MAX} bytes", field="header", offset=0)
     try:
         header = _json.loads(header_line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ParseError(f"{path}: the first line is not JSON ({exc})", field="header", offset=0) from None
     if not isinstance(header, dict) or header.get("kind") != BATCH_KIND:
         raise ParseError(f"{path}: the first line must be a {BATCH_KIND!r} header", field="header", offset=0)
+    framing = header.get("framing")
+    if framing not in (None, _frames.FRAMING):
+        raise ParseError(f"{path}: unknown framing {framing!r}; this phalanb reads JSON lines (no framing) and "
+                         f"{_frames.FRAMING!r}", field="header.framing", offset=0)
+    if not header_line.endswith(b"\n") and framing is not None:
+        raise ParseError(f"{path}: the header line does not end: the file is truncated", field="header",
+                         offset=len(header_line))
     shared = parse_bundle({"kind": "phalanb.audit-bundle", "schema_version": 1,
                            "signature": {"text": "", "signature": ""}, **{k: v for k, v in header.items()
-                                                                        if k != "kind"}})
-    return shared, len(header_line)
+                                                                        if k not in ("kind", "framing")}})
+    return shared, len(header_line), framing is not None
+
+
+#: A batch header holds the attestation report, collateral and NRAS answer: a few MB at most.
+_HEADER_MAX = 64 << 20
 
 
 def _aci_row(bundle: Bundle, source: str, at: float | None, policy: Policy, keep: bool) -> dict[str, Any]:
@@ -440,7 +531,7 @@ def _files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
     """The files :func:`load_items` would read, in its order."""
     for p in map(Path, paths):
         if p.is_dir():
-            yield from _files(sorted(q for q in p.iterdir() if q.suffix in (".json", ".jsonl")))
+            yield from _files(sorted(q for q in p.iterdir() if q.suffix in _SUFFIXES))
         elif p.exists():
             yield p
         else:
@@ -462,7 +553,7 @@ def _units(given: list[Any], at: float | None, policy: Policy | None, trust: str
     bundles: list[AuditItem] = []
     for p in _files(given):
         try:
-            if p.suffix == ".jsonl":
+            if p.suffix in _BATCH_SUFFIXES:
                 batch = _Batch(p, at, policy)
             else:
                 bundle = load_bundle(p)
@@ -471,7 +562,7 @@ def _units(given: list[Any], at: float | None, policy: Policy | None, trust: str
                 raise
             unreadable.append((str(p), str(exc)))
             continue
-        if p.suffix == ".jsonl":
+        if p.suffix in _BATCH_SUFFIXES:
             if bundles:
                 units.append(_Items(bundles, mapper))
                 bundles = []
@@ -493,12 +584,13 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
     """Verify every reply; one row each (source, chat_id, verdict, failing, skipped, warnings, recorded, timings).
 
     Files are verified under the auditor's ``policy`` (default: ``Policy(trust=trust)``, production roots).
-    ``executor``: any ``concurrent.futures.Executor`` (a Dask client's executor too); by default a process pool
-    with ``workers`` processes (1 = run in this process). With ``verdicts=True`` the frame gets a ``verdict_obj``
-    column holding each :class:`~phalanb.verdict.Verdict`.
+    ``executor``: any ``concurrent.futures.Executor`` (a Dask client's executor too); by default ``workers``
+    processes in all: this one and a pool of ``workers - 1`` others (1 = this process alone). With
+    ``verdicts=True`` the frame gets a ``verdict_obj`` column holding each :class:`~phalanb.verdict.Verdict`.
 
-    A JSONL batch is streamed: its workers read their own spans of the file and send back one compact row per
-    reply, so memory holds the rows, not the replies (workers on other machines need the same path).
+    A batch (``.jsonl``, or framed ``.pbatch``) is streamed: its workers read their own spans of the file and send
+    back one compact row per reply, so memory holds the rows, not the replies (workers on other machines need the
+    same path).
     """
     if isinstance(paths_or_items, (str, os.PathLike)):
         paths_or_items = [paths_or_items]
@@ -506,11 +598,12 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
     aci_rows: list[dict[str, Any]] = []
     own = None
     if executor is None and (workers or 1) > 1:
-        executor = own = ProcessPoolExecutor(max_workers=workers)
+        # This process is one of the workers: it takes a span itself whenever the others have enough queued.
+        executor = own = _start_pool(workers - 1)
     try:
         units = _units(list(paths_or_items), at, policy, trust, executor.map if executor is not None else map,
                        unreadable=unreadable, aci_rows=aci_rows, verdicts=verdicts)
-        df = _run(units, executor, progress, verdicts)
+        df = _run(units, executor, progress, verdicts, helping=(workers - 1) if own is not None else 0)
     finally:
         if own is not None:
             own.shutdown()
@@ -526,6 +619,20 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
         aci = pd.DataFrame(aci_rows)
         df = pd.concat([df, aci], ignore_index=True) if len(df) else aci
     return df
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool with its workers started. Where they are forked, this process's objects are frozen out of
+    the garbage collector meanwhile: otherwise every collection in a worker walks — and so copies, page by page —
+    the whole heap it inherited (about 100 MB of imports), which costs a worker more than its first thousand
+    replies."""
+    pool = ProcessPoolExecutor(max_workers=workers)
+    gc.freeze()
+    try:
+        pool.submit(int).result()  # a fork start method launches every worker at the first task
+    finally:
+        gc.unfreeze()
+    return pool
 
 
 def _attestation_keys(items: list[AuditItem]) -> list[str]:
@@ -552,32 +659,91 @@ _COLUMNS = ["source", "chat_id", "verdict", "failing", "skipped", "warnings", "r
 WINDOW = 16
 
 
-def _results(units: list[Any], executor: Executor | None, keep: bool) -> Iterator[tuple[Any, Any]]:
-    """(unit, future or result) per task, in output order; an executor gets its tasks as the files are cut."""
-    pairs = ((unit, task) for unit in units for task in unit.tasks(keep))
+class _Here:
+    """A task this process runs itself (it has the shape of a future): ahead of its turn while a task ahead of it
+    is still with the executor, or when its turn comes. What it raises is kept for its turn, so errors are still
+    reported in the file's order."""
+
+    __slots__ = ("task", "outcome")
+
+    def __init__(self, task: tuple):
+        self.task, self.outcome = task, None
+
+    def done(self) -> bool:
+        return self.outcome is not None
+
+    def run(self) -> None:
+        if self.outcome is None:
+            try:
+                self.outcome = (True, _run_task(self.task))
+            except Exception as exc:  # noqa: BLE001 - raised again, unchanged, when its turn comes
+                self.outcome = (False, exc)
+
+    def result(self) -> tuple[int, list[_Compact]]:
+        self.run()
+        ok, value = self.outcome
+        if not ok:
+            raise value
+        return value
+
+
+def _results(units: list[Any], executor: Executor | None, keep: bool, helping: int = 0
+             ) -> Iterator[tuple[Any, Any]]:
+    """(unit, future) per task, in output order; an executor gets its tasks as the files are cut.
+
+    ``helping``: the executor's worker count when this process works too. The executor is kept two tasks per
+    worker ahead; the other tasks stay here, and this process runs them while the next task in order is still
+    being worked on elsewhere — so both sides are busy to the end, and rows still come out in the file's order."""
+    pairs = ((unit, task) for unit in units for task in unit.tasks(keep, early=executor is not None))
     if executor is None:
         for unit, task in pairs:
-            yield unit, task
+            yield unit, _Here(task)
         return
     window: deque = deque()
-    for unit, task in pairs:
-        window.append((unit, executor.submit(_run_task, task)))
-        if len(window) >= WINDOW:
-            yield window.popleft()
+
+    def top_up() -> None:
+        waiting = sum(1 for _, f in window if type(f) is not _Here and not f.done())
+        for i in range(1, len(window)):  # not the next in order: its turn is now, this process takes it
+            if waiting >= 2 * helping:
+                return
+            unit, f = window[i]
+            if type(f) is _Here and not f.done():
+                window[i] = unit, executor.submit(_run_task, f.task)
+                waiting += 1
+
+    def fill() -> None:
+        for unit, task in islice(pairs, WINDOW - len(window)):
+            window.append((unit, _Here(task) if helping else executor.submit(_run_task, task)))
+            if helping:
+                top_up()
+
+    fill()
     while window:
+        if helping:
+            head = window[0][1]
+            if type(head) is not _Here and not head.done():
+                ahead = next((f for _, f in window if type(f) is _Here and not f.done()), None)
+                if ahead is not None:
+                    ahead.run()
+                    top_up()
+                    continue
         yield window.popleft()
+        fill()
+        if helping:
+            top_up()
 
 
-def _run(units: list[Any], executor: Executor | None, progress: bool, keep: bool) -> pd.DataFrame:
+def _run(units: list[Any], executor: Executor | None, progress: bool, keep: bool, helping: int = 0
+         ) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
     known = None if any(isinstance(u, _Batch) for u in units) else sum(len(u.items) for u in units)
     bar = tqdm(total=known, desc="verifying", unit="reply", disable=not progress)
     rows: list[tuple] = []
     kept: list[Any] = []
-    for unit, pending in _results(units, executor, keep):
+    for unit, pending in _results(units, executor, keep, helping):
         try:
-            lines, done = pending.result() if executor is not None else _run_task(pending)
+            lines, done = pending.result()
         except _batchscan.LineError as exc:
             raise exc.parse_error(unit.path, unit.line + exc.line) from None
         for c in done:

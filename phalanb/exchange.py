@@ -131,6 +131,8 @@ class Timings:
             raise ParseError("chunks and token_ns must be lists", field="exchange.timings")
         if not all(isinstance(c, (list, tuple)) and len(c) == 2 for c in chunks_in):
             raise ParseError("each chunk is [arrival ns, byte count]", field="exchange.timings.chunks")
+        if d.get("request_sent_ns", 0) is None:  # every duration is measured from it
+            raise ParseError("must be integer nanoseconds, got null", field="exchange.timings.request_sent_ns")
         for key in ("request_sent_ns", "headers_ns", "first_byte_ns", "first_token_ns", "done_ns", "last_byte_ns"):
             ns(key, d.get(key))
         for c in chunks_in:
@@ -215,16 +217,26 @@ class Exchange:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Exchange":
+    def from_dict(cls, d: Mapping[str, Any], *, raw: tuple[bytes, bytes] | None = None) -> "Exchange":
+        """The exchange :meth:`to_dict` wrote. ``raw``: the exact (request, response) bytes, when they were stored
+        beside the object rather than in it as base64 (a framed batch's records); the object may then not carry
+        ``request_b64``/``response_b64`` as well."""
         if not isinstance(d, Mapping):
             raise ParseError("an exchange must be a JSON object", field="exchange")
-        try:
-            req = base64.b64decode(d["request_b64"], validate=True)
-            resp = base64.b64decode(d["response_b64"], validate=True)
-        except KeyError as exc:
-            raise ParseError(f"missing {exc.args[0]}", field=f"exchange.{exc.args[0]}") from None
-        except (binascii.Error, TypeError, ValueError) as exc:
-            raise ParseError(f"not valid base64 ({exc})", field="exchange.request_b64/response_b64") from None
+        if raw is not None:
+            for key in ("request_b64", "response_b64"):
+                if key in d:  # two sources for the bytes: which would be the exact ones is not for a reader to pick
+                    raise ParseError(f"a framed record carries its bytes raw, so its exchange may not hold {key}",
+                                     field=f"exchange.{key}")
+            req, resp = bytes(raw[0]), bytes(raw[1])
+        else:
+            try:
+                req = base64.b64decode(d["request_b64"], validate=True)
+                resp = base64.b64decode(d["response_b64"], validate=True)
+            except KeyError as exc:
+                raise ParseError(f"missing {exc.args[0]}", field=f"exchange.{exc.args[0]}") from None
+            except (binascii.Error, TypeError, ValueError) as exc:
+                raise ParseError(f"not valid base64 ({exc})", field="exchange.request_b64/response_b64") from None
         try:
             status = int(d.get("status", 200))
             request_headers = {str(k): str(v) for k, v in dict(d.get("request_headers") or {}).items()}

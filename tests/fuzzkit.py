@@ -365,6 +365,16 @@ class Corpus:
         return json.dumps(header) + "\n" + json.dumps(line) + "\n" + json.dumps(line) + "\n"
 
 
+def framed_batch(header_text: str, metas: list[bytes], request: bytes, response: bytes) -> bytes:
+    """A framed batch (phalanb._frames): the header line, then one frame holding a record per meta."""
+    from phalanb import _frames
+
+    records = [_frames.RECORD_HEAD.pack(len(m), len(request), len(response)) + m + request + response for m in metas]
+    payload = b"".join(records)
+    return (header_text.encode("utf-8", "surrogatepass") + b"\n"
+            + _frames.FRAME_HEAD.pack(_frames.MAGIC, len(payload), len(records)) + payload)
+
+
 def _chain_file(root: Path, record: str) -> bytes | None:
     import sys
 
@@ -1002,9 +1012,7 @@ def _gen_jsonl(rng: random.Random, c: Corpus) -> bytes:
 _TMP: Path | None = None
 
 
-def _call_jsonl(data: bytes) -> Any:
-    from phalanb.batch import load_items
-
+def _tmp() -> Path:
     global _TMP
     if _TMP is None:
         import atexit
@@ -1012,9 +1020,67 @@ def _call_jsonl(data: bytes) -> Any:
 
         _TMP = Path(tempfile.mkdtemp(prefix="phalanb-fuzz-"))
         atexit.register(shutil.rmtree, _TMP, True)
-    p = _TMP / f"batch-{os.getpid()}.jsonl"
+    return _TMP
+
+
+def _call_jsonl(data: bytes) -> Any:
+    from phalanb.batch import load_items
+
+    p = _tmp() / f"batch-{os.getpid()}.jsonl"
     p.write_bytes(data)
     return load_items([p])
+
+
+def _framed_parts(c: Corpus) -> tuple[dict, dict]:
+    lines = c.batch_text.splitlines()
+    header = {**json.loads(lines[0]), "framing": "phalanb.frames/1"}
+    meta = json.loads(lines[1])
+    for key in ("request_b64", "response_b64", "chat_id", "model", "text", "usage", "finish_reason"):
+        meta["exchange"].pop(key, None)
+    return header, meta
+
+
+def _gen_framed(rng: random.Random, c: Corpus) -> bytes:
+    """A framed batch of the real exchange: bytes broken, the header or a record's meta mutated, a length or count
+    set to a boundary or random value, or the file cut short."""
+    import struct
+
+    header, meta = _framed_parts(c)
+    good_meta = json.dumps(meta).encode()
+    data = framed_batch(json.dumps(header), [good_meta, good_meta], c.request, c.sse)
+    k = rng.randrange(5)
+    if k == 0:
+        return mutate_bytes(rng, data)
+    if k == 1:
+        return framed_batch(dumps_with_raw(mutate_json(rng, header)), [good_meta], c.request, c.sse)
+    if k == 2:
+        bad = dumps_with_raw(mutate_json(rng, meta)).encode("utf-8", "surrogatepass")
+        return framed_batch(json.dumps(header), [good_meta, bad], c.request, c.sse)
+    body = data.index(b"\n") + 1
+    if k == 3:  # a frame or record head field: magic, payload length, count, meta/request/response lengths
+        at = body + rng.choice((4, 8, 12, 16, 20)) + rng.choice((0, 0, 0, 12 + len(good_meta) + len(c.request)
+                                                                  + len(c.sse)))
+        value = rng.choice((0, 1, 11, 12, 2 ** 31, 2 ** 32 - 1, rng.randrange(2 ** 32)))
+        return data[:at] + struct.pack("<I", value) + data[at + 4:]
+    return data[:rng.randrange(body, len(data))]
+
+
+def _call_framed(data: bytes) -> Any:
+    """The loader, then the workers' fast reader over the same file: once the loader has read it, the fast reader
+    must read every record too (it hands what it does not read itself to the loader's rules)."""
+    from phalanb import _batchscan
+    from phalanb.batch import load_items
+
+    p = _tmp() / f"batch-{os.getpid()}.pbatch"
+    p.write_bytes(data)
+    items = load_items([p])
+    body = data.index(b"\n") + 1
+    seen = 0
+    for start, end in _batchscan.spans(str(p), body, framed=True):
+        _, replies = _batchscan.read_span(str(p), start, end, None, True)
+        seen += sum(1 for _ in replies)
+    assert seen == len(items), (seen, len(items))
+    return items
 
 
 def _call_event_log(value: Any) -> Any:
@@ -1162,6 +1228,7 @@ def _targets() -> list[Target]:
         Target("signatures.recover_signer", _call_recover, _gen_recover, 1),
         Target("audit.parse_bundle", _call_bundle, _gen_bundle, 0.5),
         Target("batch.load_items", _call_jsonl, _gen_jsonl, 0.5),
+        Target("batch.load_items.framed", _call_framed, _gen_framed, 0.5),
         Target("aci.parse_aci_report", parse_aci_report, _gen_aci_doc("report"), 1),
         Target("aci.parse_receipt", parse_receipt, _gen_aci_doc("receipt"), 1),
         Target("aci.parse_session", parse_session, _gen_aci_doc("session"), 1),

@@ -3,88 +3,20 @@ on one worker, on two, and with whole verdicts. (Throughput is benchmarks/bench_
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
+import sys
+from pathlib import Path
 
 import pytest
-from eth_account import Account
-from eth_account.messages import encode_defunct
 
-from phalanb.batch import audit, write_batch
-from phalanb.exchange import Exchange
-from phalanb.session import Session, Settings
-from phalanb.signatures import SignatureRecord
-from phalanb.verify import verify_exchange
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: make batchkit importable
 
-
-def _flip(b64: str, at: int) -> str:
-    raw = bytearray(base64.b64decode(b64))
-    raw[at % len(raw)] ^= 0x01
-    return base64.b64encode(bytes(raw)).decode()
-
-
-def _signed_by_stranger(row: dict, response: bytes) -> None:
-    """Give the row a body the json-dumps hash candidate matches, signed by a key no report attests."""
-    ex = row["exchange"]
-    request = base64.b64decode(ex["request_b64"])
-    ex["response_b64"] = base64.b64encode(response).decode()
-    text = f"{hashlib.sha256(request).hexdigest()}:" \
-           f"{hashlib.sha256(json.dumps(json.loads(response)).encode()).hexdigest()}"
-    signed = Account.sign_message(encode_defunct(text=text), Account.create().key)
-    row["signature"].update(text=text, signature="0x" + bytes(signed.signature).hex())
-
-
-def _mutations(rows: list[dict]) -> list[dict]:
-    """Each rule of chat_checks met once, on copies of recorded rows (index 0 and 2 stream, 1 and 3 do not)."""
-    out = []
-
-    def take(i: int) -> dict:
-        row = json.loads(json.dumps(rows[i % len(rows)]))
-        out.append(row)
-        return row
-
-    take(0)                                                                     # untouched, streamed
-    take(1)                                                                     # untouched, one JSON body
-    r = take(0); r["exchange"]["request_b64"] = _flip(r["exchange"]["request_b64"], 5)     # request differs
-    r = take(0); r["exchange"]["response_b64"] = _flip(r["exchange"]["response_b64"], 40)  # stream differs
-    r = take(1); r["exchange"]["response_b64"] = _flip(r["exchange"]["response_b64"], 9)   # body differs
-    r = take(1)                                                                 # body re-serialised, signed by
-    _signed_by_stranger(r, json.dumps(json.loads(base64.b64decode(r["exchange"]["response_b64"])),
-                                      indent=1).encode())                      # a key not attested
-    r = take(2); s = r["signature"]["signature"]; r["signature"]["signature"] = s[:10] + ("0" if s[10] != "0" else "1") + s[11:]
-    r = take(2); s = r["signature"]["signature"]; r["signature"]["signature"] = s[:-2] + "1d"   # v = 29
-    r = take(3); r["signature"]["signature"] = r["signature"]["signature"][:-1]           # odd hex
-    r = take(3); r["signature"]["signature"] = "0X" + r["signature"]["signature"][2:].upper()  # 0X, upper
-    r = take(3); r["signature"]["signature"] = "0x" + "ff" * 64 + "1b"                    # r, s out of range
-    r = take(0); r["signature"]["text"] = "not:a:signed:text"                             # text unreadable
-    r = take(0); r["signature"]["text"] = "m:" + r["signature"]["text"]                   # 3-part text
-    r = take(1); r["signature"]["signing_algo"] = "ed25519"                               # other algorithm
-    r = take(2); r["exchange"] = None                                                     # signature only
-    r = take(3); r["signature"]["signing_address"] = "0x" + "12" * 20                     # claims another key
-    r = take(0); r["exchange"]["status"] = 500                                           # error status
-    r = take(0)                                                                          # stream without ids
-    r["exchange"]["response_b64"] = base64.b64encode(b'data: {"x": 1}\n\ndata: [DONE]\n\n').decode()
-    r = take(0)                                                                          # id after a comment
-    r["exchange"]["response_b64"] = base64.b64encode(b': hi\n\ndata: {"id": "late"}\n\n').decode()
-    r = take(0)                                                                          # \r\n separators
-    r["exchange"]["response_b64"] = base64.b64encode(b'data: {"id": "crlf"}\r\n\r\ndata: [DONE]\r\n\r\n').decode()
-    r = take(0)                                                                          # an error event first
-    r["exchange"]["response_b64"] = base64.b64encode(b'data: {"error": "no"}\n\ndata: {"id": "x"}\n\n').decode()
-    r = take(0)                                                                          # not UTF-8 later on
-    r["exchange"]["response_b64"] = base64.b64encode(b'data: {"id": "u"}\n\ndata: \xff\n\n').decode()
-    r = take(1); r["exchange"]["response_b64"] = base64.b64encode(b"[1, 2]").decode()     # JSON, not an object
-    r = take(1); r["exchange"]["timings"]["done_ns"] = None                               # no total time
-    r = take(1); r["exchange"]["timings"]["token_ns"] = [None]                            # stamps the slow reader takes
-    # Lines orjson reads otherwise than the exact reader (or refuses): the exact reader reads them.
-    r = take(1); r["exchange"]["usage"] = {"cost": float("nan")}                          # NaN (orjson refuses)
-    r = take(0); r["exchange"]["timings"]["done_ns"] += 2 ** 64                           # > 64 bits: a float to orjson
-    r = take(1); r["exchange"]["status"] = 2 ** 64 + 200                                  # > 64 bits, as a status
-    r = take(2); r["exchange"] = None; r["signature"]["chat_id"] = 2 ** 70               # > 64 bits, as a chat id
-    r = take(3); r["exchange"]["text"] = "\ud800 lone"                                     # a lone surrogate escape
-    r = take(1); r["exchange"]["usage"] = {"deep": json.loads("[" * 300 + "]" * 300)}     # deep, but not too deep
-    r = take(1); r["exchange"]["usage"] = {"brackets": "[" * 600}                         # brackets inside a string
-    return out
+import batchkit  # noqa: E402
+from phalanb.batch import audit, write_batch  # noqa: E402
+from phalanb.exchange import Exchange  # noqa: E402
+from phalanb.session import Session, Settings  # noqa: E402
+from phalanb.signatures import SignatureRecord  # noqa: E402
+from phalanb.verify import verify_exchange  # noqa: E402
 
 
 #: Lines whose reading depends on a rule of the fast reader: (the line's text after json.dumps, what to change).
@@ -105,7 +37,7 @@ def batch(tmp_path_factory):
                 verified_at=first.verified_at, collateral=first.online.collateral,
                 nras_response=first.online.nras_response, jwks=first.online.jwks, replies=replies)
     header, *lines = path.read_text().splitlines()
-    rows = _mutations([json.loads(line) for line in lines])
+    rows = batchkit.mutations([json.loads(line) for line in lines])
     texts = [json.dumps(r) for r in rows]
     rows.append(json.loads(lines[0]))
     texts.append(json.dumps(rows[-1]).replace(*_DUPLICATE_KEYS, 1))
@@ -123,26 +55,10 @@ def batch(tmp_path_factory):
     return path, singles
 
 
-def _same_rows(df, singles) -> None:
-    assert len(df) == len(singles)
-    for (_, row), (chat_id, v, (ttft, total)) in zip(df.iterrows(), singles):
-        where = row["source"]
-        assert row["verdict"] == v.status, where
-        assert row["failing"] == ",".join(c.id for c in v.failed), where
-        assert row["skipped"] == ",".join(c.id for c in v.skipped), where
-        assert row["warnings"] == ",".join(c.id for c in v.warnings), where
-        assert _same(row["chat_id"], chat_id), where
-        assert _same(row["ttft_s"], ttft) and _same(row["total_s"], total), where
-
-
-def _same(a, b) -> bool:
-    return a == b or (a is None or a != a) and b is None  # pandas shows a missing duration as NaN
-
-
 def test_batch_rows_equal_single_verification_row_by_row(batch):
     path, singles = batch
     df = audit([path], progress=False, trust="simulated")
-    _same_rows(df, singles)
+    batchkit.same_rows(df, singles)
     # The rules above really were exercised: each kind of outcome occurs.
     assert {"verified", "failed", "incomplete"} <= set(df["verdict"])
     failing = ",".join(df["failing"])
@@ -152,13 +68,13 @@ def test_batch_rows_equal_single_verification_row_by_row(batch):
 
 def test_batch_rows_on_two_workers_equal_single_verification(batch):
     path, singles = batch
-    _same_rows(audit([path], workers=2, progress=False, trust="simulated"), singles)
+    batchkit.same_rows(audit([path], workers=2, progress=False, trust="simulated"), singles)
 
 
 def test_batch_whole_verdicts_equal_single_verdicts_check_by_check(batch):
     path, singles = batch
     df = audit([path], progress=False, verdicts=True, trust="simulated")
-    _same_rows(df, singles)
+    batchkit.same_rows(df, singles)
     for got, (_, want, _) in zip(df["verdict_obj"], singles):
         assert [c.to_dict() for c in got] == [c.to_dict() for c in want]
 
@@ -175,7 +91,7 @@ def test_a_batch_is_read_in_spans_of_whole_lines(batch, monkeypatch):
     assert len(spans) > 5 and spans[0][0] == body and spans[-1][1] == len(data)
     assert all(a[1] == b[0] and data[a[1] - 1:a[1]] == b"\n" for a, b in zip(spans, spans[1:]))
     df = audit([path], progress=False, trust="simulated")
-    _same_rows(df, singles)
+    batchkit.same_rows(df, singles)
     assert list(df["source"]) == [f"{path}:{n}" for n in range(2, 2 + len(singles))]
 
 

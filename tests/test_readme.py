@@ -671,6 +671,7 @@ PROSE: dict[str, list[Variant] | Mention] = {
     "phalanb demo --save": Mention("the Commands table's demo row (run with --save FILE)"),
     "phalanb chat --save": Mention("the Commands table's chat row (run with --save FILE) and the intro block"),
     "phalanb report": Mention("the Commands table's report row"),
+    "phalanb audit": Mention("the Commands table's audit row; tests/test_batch_frames.py audits .pbatch batches"),
     "phalanb gpu": Mention("the Commands table's gpu row (exit 3 without an NRAS answer, as this sentence says)"),
     "phalanb verify": Mention("the intro and 'Against a real service' blocks"),
     "phalanb report FILE": Mention("the Commands table's report row without options"),

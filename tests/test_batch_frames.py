@@ -1,0 +1,322 @@
+"""A framed batch (``.pbatch``: the JSONL batch's records with their exact bytes stored raw) is audited as the same
+records in JSON lines would be: row by row equal to single verification, on one worker and two, with whole
+verdicts; and a file that lies about its lengths, is cut short or holds a record the fast reader would read
+otherwise is a ParseError naming the field and the offset — never a row the exact reader would not give."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: make the kits importable
+
+import batchkit  # noqa: E402
+import fuzzkit as fk  # noqa: E402
+from phalanb import _batchscan, _frames  # noqa: E402
+from phalanb.batch import audit, load_items, write_batch  # noqa: E402
+from phalanb.errors import ParseError  # noqa: E402
+from phalanb.exchange import Exchange  # noqa: E402
+from phalanb.session import Session, Settings  # noqa: E402
+from phalanb.verify import verify_exchange  # noqa: E402
+
+
+def _record(row: dict) -> tuple[dict, bytes, bytes]:
+    """A JSONL row as a framed record: the object without the base64 fields, and the bytes they held."""
+    meta = json.loads(json.dumps(row))
+    ex = meta["exchange"]
+    if ex is None:
+        return meta, b"", b""
+    return meta, base64.b64decode(ex.pop("request_b64")), base64.b64decode(ex.pop("response_b64"))
+
+
+def _frame(records: list[bytes]) -> bytes:
+    payload = b"".join(records)
+    return _frames.FRAME_HEAD.pack(_frames.MAGIC, len(payload), len(records)) + payload
+
+
+def _encode(meta: dict | bytes, request: bytes, response: bytes) -> bytes:
+    text = meta if isinstance(meta, bytes) else json.dumps(meta).encode("utf-8", "surrogatepass")
+    return _frames.RECORD_HEAD.pack(len(text), len(request), len(response)) + text + request + response
+
+
+def _variants(rows: list[dict]) -> list[tuple[bytes, bytes, bytes]]:
+    """Framed records whose meta only the exact reader reads alike (the typed fast reader refuses each): each must
+    come out as the exact reader decides it."""
+    out = []
+
+    def take(i: int, change) -> None:
+        meta, request, response = _record(rows[i % len(rows)])
+        text = change(meta)
+        out.append((text if isinstance(text, bytes) else json.dumps(meta).encode("utf-8", "surrogatepass"),
+                    request, response))
+
+    take(1, lambda m: m["exchange"].update(status=200.0))                      # a float status: int() takes it
+    take(1, lambda m: m["exchange"].update(stream=0))                          # a number for a flag: bool() takes it
+    take(0, lambda m: m["exchange"].update(request_headers=[["a", "b"]]))      # pairs: dict() takes them
+    take(0, lambda m: m["exchange"]["timings"].update(token_ns=[None, 5]))     # a null stamp: allowed
+    take(0, lambda m: m["exchange"]["timings"].update(wall_start=True))        # a bool start: refused
+    take(1, lambda m: m["exchange"].update(timings=[]))                        # falsy timings: read as none
+    take(1, lambda m: m["signature"].update(extra={"x": [1, 2]}))              # an unknown field, kept raw
+    take(1, lambda m: m["signature"].update(signing_algo=""))                  # empty algo: ecdsa
+    take(2, lambda m: m["exchange"].update(usage={"deep": json.loads("[" * 600 + "]" * 600)}))  # too deep
+    take(3, lambda m: json.dumps(m).replace('"url": ', '"\\u0075rl": ', 1).encode())          # an escaped key
+    take(3, lambda m: json.dumps(m).replace('"stream": ', '"stream": 5, "stream": ', 1).encode())  # duplicate
+    take(1, lambda m: m["exchange"]["timings"].update(done_ns=2 ** 70))       # > 64 bits: still exact
+    take(0, lambda m: m["exchange"].update(text="\ud800"))                     # a lone surrogate escape
+    take(0, lambda m: m["exchange"].update(request_b64="AAAA"))                # bytes twice: refused
+    take(2, lambda m: m.update(exchange=None))                                 # bytes without an exchange
+    return out
+
+
+@pytest.fixture(scope="module")
+def framed(tmp_path_factory):
+    """A framed batch: recorded simulator replies, one tampered copy per rule, the variants above; the single
+    verdict of each record (or the error the exact reader gives the first record it refuses)."""
+    with Session(Settings(protocol="legacy", sim_options={"seed": 6, "ttft_ms": 0, "tokens_per_second": 0})) as s:
+        first = s.chat_and_verify("frames", max_tokens=6, stream=True)
+        replies = [(first.exchange, first.signature)]
+        for i in range(3):
+            ex = s.client.chat(f"frames {i}", max_tokens=6, stream=i % 2 == 1)
+            replies.append((ex, s.client.signature(ex.chat_id)))
+    tmp = tmp_path_factory.mktemp("frames")
+    lines = write_batch(tmp / "batch.jsonl", report=first.attestation.report, nonce=first.attestation.nonce,
+                        policy=first.policy, verified_at=first.verified_at, collateral=first.online.collateral,
+                        nras_response=first.online.nras_response, jwks=first.online.jwks, replies=replies)
+    framed = write_batch(tmp / "batch.pbatch", report=first.attestation.report, nonce=first.attestation.nonce,
+                         policy=first.policy, verified_at=first.verified_at, collateral=first.online.collateral,
+                         nras_response=first.online.nras_response, jwks=first.online.jwks, replies=replies)
+    header, *texts = lines.read_text().splitlines()
+    rows = [json.loads(t) for t in texts]
+    records = [_record(r) for r in batchkit.mutations(rows)]
+    records = [(json.dumps(m).encode("utf-8", "surrogatepass"), q, r) for m, q, r in records]
+    good = [rec for rec in records + _variants(rows) if _exact(*rec) is not None]
+    singles = [_single(first, *_exact(*rec)) for rec in good]
+    head = framed.read_bytes().split(b"\n", 1)[0] + b"\n"
+    path = tmp / "mixed.pbatch"
+    # Two frames, so a record's place is counted across frames too.
+    path.write_bytes(head + _frame([_encode(*r) for r in good[:7]]) + _frame([_encode(*r) for r in good[7:]]))
+    return {"path": path, "singles": singles, "head": head, "records": good, "first": first, "lines": lines,
+            "framed": framed, "variants": _variants(rows)}
+
+
+def _exact(meta: bytes, request: bytes, response: bytes):
+    try:
+        return _batchscan.framed_exchange(meta, request, response)
+    except (ParseError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _single(first, ex, sig):
+    v = verify_exchange(ex, sig, first.attestation.report, nonce=first.attestation.nonce, policy=first.policy,
+                        collateral=first.online.collateral, nras_response=first.online.nras_response,
+                        jwks=first.online.jwks, at=first.verified_at)
+    return (ex.chat_id if ex is not None else sig.chat_id, v,
+            (ex.timings.ttft_s, ex.timings.total_s) if ex is not None else (None, None))
+
+
+def test_write_batch_frames_a_pbatch_and_it_reads_back_as_the_jsonl_batch(framed):
+    jsonl, pbatch = load_items([framed["lines"]], trust="simulated"), load_items([framed["framed"]], trust="simulated")
+    assert framed["framed"].read_bytes()[len(framed["head"]):].startswith(_frames.MAGIC)
+    assert b"request_b64" not in framed["framed"].read_bytes()
+    assert len(jsonl) == len(pbatch) == 4
+    for a, b in zip(jsonl, pbatch):
+        assert (a.exchange.request_bytes, a.exchange.response_bytes, a.exchange.stream, a.exchange.chat_id,
+                a.exchange.timings, a.signature.to_dict()) == \
+            (b.exchange.request_bytes, b.exchange.response_bytes, b.exchange.stream, b.exchange.chat_id,
+             b.exchange.timings, b.signature.to_dict())
+    assert [i.source for i in pbatch] == [f"{framed['framed']}#{n}" for n in range(1, 5)]
+
+
+def test_framed_rows_equal_single_verification_row_by_row(framed):
+    path, singles = framed["path"], framed["singles"]
+    df = audit([path], progress=False, trust="simulated")
+    batchkit.same_rows(df, singles)
+    assert list(df["source"]) == [f"{path}#{n}" for n in range(1, len(singles) + 1)]
+    assert {"verified", "failed", "incomplete"} <= set(df["verdict"])
+    for rule in ("request.hash", "response.hash", "signature.valid", "signature.bound"):
+        assert rule in ",".join(df["failing"])
+
+
+def test_framed_rows_on_two_workers_and_in_small_spans_equal_single_verification(framed, monkeypatch):
+    path, singles = framed["path"], framed["singles"]
+    batchkit.same_rows(audit([path], workers=2, progress=False, trust="simulated"), singles)
+    monkeypatch.setattr(_batchscan, "SPAN_BYTES", 1)  # one frame per span
+    monkeypatch.setattr("phalanb.batch.EARLY_SPAN_BYTES", 1)
+    batchkit.same_rows(audit([path], workers=2, progress=False, trust="simulated"), singles)
+
+
+def test_framed_whole_verdicts_equal_single_verdicts_check_by_check(framed):
+    df = audit([framed["path"]], progress=False, verdicts=True, trust="simulated")
+    batchkit.same_rows(df, framed["singles"])
+    for got, (_, want, _) in zip(df["verdict_obj"], framed["singles"]):
+        assert [c.to_dict() for c in got] == [c.to_dict() for c in want]
+
+
+def test_the_variants_are_read_by_the_exact_reader(framed):
+    """Each variant is refused by the typed fast reader; each that the exact reader accepts is in the batch."""
+    for meta, request, response in framed["variants"]:
+        assert _batchscan.quick_record(meta, request, response, 0, None) is None, meta[:200]
+    refused = [rec for rec in framed["variants"] if _exact(*rec) is None]
+    assert len(refused) == 4  # the bool start, the deep usage, the bytes twice, the bytes without an exchange
+
+
+def _fast_or_exact(meta: bytes, request: bytes, response: bytes) -> tuple:
+    """What the batch makes of a record: (kind, value) — the compact row of the fast reader, or of the exact one,
+    or the exact reader's error."""
+    from phalanb.batch import _own
+
+    row = _batchscan.quick_record(meta, request, response, 0, None)
+    try:
+        ex, sig = _batchscan.framed_exchange(meta, request, response)
+    except (ParseError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        assert row is None, "the fast reader read a record the exact reader refuses"
+        return "refused", type(exc).__name__
+    want = _own(0, ex.chat_id if ex is not None else sig.chat_id, ex and ex.request_bytes,
+                ex and ex.response_bytes, bool(ex and ex.stream), sig, None, ex and ex.timings, False)
+    if row is not None:
+        assert row == want, (row, want)
+        return "fast", row
+    return "exact", want
+
+
+def test_the_fast_reader_agrees_with_the_exact_reader_on_mutated_records(framed):
+    """Structure-aware mutations of a real record's meta: wherever the typed reader gives a row, the exact reader
+    gives the very same one; where the exact reader refuses, the typed one never read it."""
+    rng = random.Random(15)
+    kinds = {"fast": 0, "exact": 0, "refused": 0}
+    for meta, request, response in framed["records"][:4]:
+        obj = json.loads(meta)
+        for _ in range(300):
+            text = fk.dumps_with_raw(fk.mutate_json(rng, obj)).encode("utf-8", "surrogatepass")
+            kinds[_fast_or_exact(text, request, response)[0]] += 1
+        kinds[_fast_or_exact(meta, request, response)[0]] += 1
+    assert all(kinds.values()), kinds  # each way was taken
+
+
+# -- files that lie, or are cut short --------------------------------------------------------------------------
+
+def _errors(path) -> list[tuple]:
+    """The error of every way of reading ``path``: the loader, and the audit on one worker and on two."""
+    out = []
+    for read in (lambda: load_items([path], trust="simulated"),
+                 lambda: audit([path], progress=False, trust="simulated"),
+                 lambda: audit([path], workers=2, progress=False, trust="simulated")):
+        with pytest.raises(ParseError) as got:
+            read()
+        out.append((str(got.value), got.value.field, got.value.offset))
+    return out
+
+
+def _body(framed) -> bytes:
+    return framed["path"].read_bytes()[len(framed["head"]):]
+
+
+def _write(framed, tmp_path, body: bytes, head: bytes | None = None, name: str = "bad.pbatch"):
+    p = tmp_path / name
+    p.write_bytes((framed["head"] if head is None else head) + body)
+    return p
+
+
+@pytest.mark.parametrize("cut", [1, 5, 11, 12, 13, 30, 700, -700, -1])
+def test_a_truncated_framed_batch_is_a_parse_error_with_its_offset(framed, tmp_path, cut):
+    body = _body(framed)
+    at = cut if cut > 0 else len(body) + cut
+    p = _write(framed, tmp_path, body[:at])
+    errors = _errors(p)
+    message, field, offset = errors[0]
+    assert field.startswith(("frame", "record")) and "bad.pbatch" in message
+    assert len(framed["head"]) <= offset <= len(framed["head"]) + at
+    assert "truncated" in message or "cut short" in message or "past the" in message, message
+
+
+def test_lying_lengths_and_counts_are_parse_errors_naming_the_field(framed, tmp_path):
+    body = _body(framed)
+    head_len = len(framed["head"])
+    size, count = struct.unpack_from("<II", body, 4)
+
+    def with_u32(at: int, value: int) -> bytes:
+        return body[:at] + struct.pack("<I", value) + body[at + 4:]
+
+    cases = {
+        "frame.magic": b"PBF2" + body[4:],
+        "frame.length": with_u32(4, 2 ** 32 - 1),
+        "record.head": with_u32(8, count + 1),                # one record more than the frame holds
+        "record.length": with_u32(12, 2 ** 31),               # the first record's meta length
+    }
+    for field, bad in cases.items():
+        errors = _errors(_write(framed, tmp_path, bad))
+        assert all(e[1] == field for e in errors), (field, errors)
+        assert all(head_len <= e[2] < head_len + len(body) for e in errors), (field, errors)
+    # Fewer records than the frame holds bytes for: the bytes left over are named.
+    errors = _errors(_write(framed, tmp_path, with_u32(8, count - 1)))
+    assert errors[0][1] == "frame.records" and "bytes are left" in errors[0][0]
+    # A frame larger than a worker may hold is refused before it is read.
+    errors = _errors(_write(framed, tmp_path, with_u32(4, _frames.MAX_FRAME_BYTES + 1)))
+    assert errors[0][1] == "frame.length" and "at most" in errors[0][0]
+
+
+def test_a_record_the_exact_reader_refuses_is_the_loaders_parse_error_on_every_path(framed, tmp_path):
+    """Same words, field and offset from the loader and from the workers' fast reader (which hands it over)."""
+    records = [_encode(*r) for r in framed["records"]]
+    meta, request, response = framed["records"][9]
+    bad = [(b'{"exchange": null, "signature": {"text": 5}}', b"", b""),          # not a signature record
+           (b"{not json", request, response),                                     # not JSON
+           (meta.replace(b'"exchange": {', b'"exchange": {"request_b64": "", ', 1), request, response),
+           (meta.replace(b'"exchange": {', b'"exchange": {"e2ee": 5, ', 1), request, response),
+           (b'{"exchange": null, "signature": {"text": "", "signature": ""}}', b"x", b"")]
+    for rec in bad:
+        p = _write(framed, tmp_path, _frame(records[:3]) + _frame(records[3:9] + [_encode(*rec)] + records[9:]))
+        errors = _errors(p)
+        assert errors[0] == errors[1] == errors[2], errors
+        assert " record 10: " in errors[0][0]
+
+
+def test_an_unknown_framing_and_a_cut_header_are_refused(framed, tmp_path):
+    """The loader raises; the audit records the file as a failed row (one unreadable file does not end an audit)."""
+    head = framed["head"].replace(b'"phalanb.frames/1"', b'"phalanb.frames/9"')
+    for p, field, words in ((_write(framed, tmp_path, _body(framed), head=head), "header.framing", "phalanb.frames/1"),
+                            (_write(framed, tmp_path, b"", head=framed["head"][:-1], name="cut.pbatch"), "header",
+                             "truncated")):
+        with pytest.raises(ParseError) as got:
+            load_items([p], trust="simulated")
+        assert got.value.field == field and words in str(got.value)
+        df = audit([p], progress=False, trust="simulated")
+        assert list(df["verdict"]) == ["failed"] and list(df["failing"]) == ["bundle.read"]
+        assert df["error"][0] == str(got.value)
+
+
+def test_an_empty_framed_batch_audits_to_no_rows(framed, tmp_path):
+    p = _write(framed, tmp_path, b"")
+    assert load_items([p], trust="simulated") == []
+    assert len(audit([p], progress=False, trust="simulated")) == 0
+
+
+def test_a_folder_audit_reads_pbatch_files_too(framed, tmp_path):
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    (folder / "replies.pbatch").write_bytes(framed["framed"].read_bytes())
+    df = audit([folder], progress=False, trust="simulated")
+    assert len(df) == 4 and (df["verdict"] == "verified").all()
+
+
+def test_write_batch_refuses_an_unknown_framing(framed, tmp_path):
+    from phalanb.errors import InputError
+
+    with pytest.raises(InputError, match="framing"):
+        write_batch(tmp_path / "x.pbatch", report={}, nonce=None, policy=framed["first"].policy, verified_at=0.0,
+                    replies=[], framing="zip")
+
+
+def test_exchange_from_dict_with_raw_bytes_refuses_base64_beside_them():
+    ex = Exchange.from_bytes(request_bytes=b"{}", response_bytes=b'{"id": "a"}', stream=False)
+    d = {k: v for k, v in ex.to_dict().items() if k not in ("request_b64", "response_b64")}
+    assert Exchange.from_dict(d, raw=(b"{}", b'{"id": "a"}')).chat_id == "a"
+    with pytest.raises(ParseError) as got:
+        Exchange.from_dict({**d, "response_b64": ""}, raw=(b"{}", b""))
+    assert got.value.field == "exchange.response_b64"

@@ -275,6 +275,11 @@ def response_chat_id(body: bytes, stream: bool, status: int) -> str | None:
     if status >= 400:
         return None
     if not stream:  # parse_completion's id: the body's top-level "id" when the body is a JSON object
+        if len(body) < _SMALL and body.isascii():
+            try:
+                return _decode_id(body).id
+            except _DecodeError:
+                pass  # e.g. an id that is not a string, NaN somewhere: the readers below decide
         obj = _fast_json(body)  # its strings and keys are the exact reader's: the id is the same
         if obj is None:
             try:
@@ -309,19 +314,51 @@ def response_chat_id(body: bytes, stream: bool, status: int) -> str | None:
 _LINE_BREAK = re.compile(rb"[\n\r\v\f\x1c\x1d\x1e]")  # what str.splitlines splits ASCII at
 
 
+# The id of a small ASCII JSON object, read by msgspec without building the rest of it. msgspec skips the other
+# members checking their syntax as Python's json does, but not their UTF-8 (ASCII has none to check), nor the
+# 4,300-digit limit on integers or the nesting limit of the exact reader (a document of fewer than _SMALL bytes
+# reaches neither): so on these inputs it accepts exactly the documents the exact reader accepts, and reads the
+# same last "id". What it refuses (NaN, an id that is not a string) goes to the exact readers.
+_SMALL = 2 * _json.MAX_DEPTH
+
+
+class _IdOnly(msgspec.Struct):
+    id: str | None = None
+
+
+class _FirstEvent(msgspec.Struct):
+    id: str | None = None
+    error: msgspec.Raw = msgspec.UNSET
+    choices: msgspec.Raw = msgspec.UNSET
+
+
+_decode_id = msgspec.json.Decoder(_IdOnly).decode
+_decode_event = msgspec.json.Decoder(_FirstEvent).decode
+_DecodeError = msgspec.DecodeError
+
+
 def _first_event_id(body: bytes) -> str | None:
     """The id of a stream whose first event is one ``data: {...}`` line naming it — what the SSE decoder and
     :class:`ChatAssembler` give for such a body — or None to let them decide."""
     if not body.startswith(b"data: "):
         return None
     cut = body.find(b"\n\n")
-    if cut < 0 or b"\r" in body[:cut]:
+    if cut < 0 or body.find(b"\r", 0, cut) >= 0:
         return None
     data = body[6:cut]
     if not data.isascii():
         return None
     if _LINE_BREAK.search(data):
         return None
+    if len(data) < _SMALL:
+        try:
+            event = _decode_event(data)
+        except _DecodeError:
+            pass  # the readers below decide
+        else:
+            if event.error is not msgspec.UNSET and event.choices is msgspec.UNSET:
+                return None
+            return event.id
     text = data.decode("ascii")
     obj = _fast_json(text)
     if obj is None:
@@ -663,7 +700,6 @@ class _Record(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode_record = msgspec.json.Decoder(_Record).decode
-_DecodeError = msgspec.DecodeError
 
 
 def quick_record(meta: bytes, request: bytes, response: bytes, n: int, clean: dict | None) -> tuple | None:
@@ -777,7 +813,7 @@ def spans(path: str, start: int, *, size: int | None = None, framed: bool = Fals
     total = os.path.getsize(path)
     with open(path, "rb") as fh:
         while start < total:
-            cut = start + next(sizes)
+            cut = start + _frames.tail_size(next(sizes), total - start)
             if cut >= total:
                 yield start, total
                 return

@@ -114,6 +114,12 @@ def _frame_head(head: bytes, at: int, total: int) -> tuple[int, int]:
     return size, count
 
 
+def tail_size(size: int, left: int) -> int:
+    """The size of the next span when ``left`` bytes remain: finer toward the end of the file, so that the workers
+    run out of work at about the same time (one of them is not left with a large span while the others wait)."""
+    return min(size, max(left // 8, 64 << 10))
+
+
 def spans(path: str | os.PathLike[str], start: int, *, sizes: Iterator[int]) -> Iterator[tuple[int, int, int]]:
     """Cut a framed batch from byte ``start`` (just after the header line) into (start, end, records) spans of
     whole frames, each about the next of ``sizes`` bytes, reading only the frame heads."""
@@ -131,7 +137,7 @@ def spans(path: str | os.PathLike[str], start: int, *, sizes: Iterator[int]) -> 
             records += count
             if at - span_start >= size:
                 yield span_start, at, records
-                span_start, records, size = at, 0, next(sizes)
+                span_start, records, size = at, 0, tail_size(next(sizes), total - at)
         if at > span_start:
             yield span_start, at, records
 

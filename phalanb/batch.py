@@ -597,14 +597,19 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
     unreadable: list[tuple[str, str]] = []
     aci_rows: list[dict[str, Any]] = []
     own = None
-    if executor is None and (workers or 1) > 1:
-        # This process is one of the workers: it takes a span itself whenever the others have enough queued.
-        executor = own = _start_pool(workers - 1)
+    # The objects that exist before the audit are left out of the garbage collector's walks until it ends: the
+    # rows it piles up set off full collections, each of which would walk every object of the caller's session
+    # (and, in a forked worker, copy every page it touches). Objects the audit makes are collected as usual.
+    gc.freeze()
     try:
+        if executor is None and (workers or 1) > 1:
+            # This process is one of the workers: it takes a span itself whenever the others have enough queued.
+            executor = own = ProcessPoolExecutor(max_workers=workers - 1)
         units = _units(list(paths_or_items), at, policy, trust, executor.map if executor is not None else map,
                        unreadable=unreadable, aci_rows=aci_rows, verdicts=verdicts)
         df = _run(units, executor, progress, verdicts, helping=(workers - 1) if own is not None else 0)
     finally:
+        gc.unfreeze()
         if own is not None:
             own.shutdown()
     if unreadable:
@@ -619,20 +624,6 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
         aci = pd.DataFrame(aci_rows)
         df = pd.concat([df, aci], ignore_index=True) if len(df) else aci
     return df
-
-
-def _start_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool with its workers started. Where they are forked, this process's objects are frozen out of
-    the garbage collector meanwhile: otherwise every collection in a worker walks — and so copies, page by page —
-    the whole heap it inherited (about 100 MB of imports), which costs a worker more than its first thousand
-    replies."""
-    pool = ProcessPoolExecutor(max_workers=workers)
-    gc.freeze()
-    try:
-        pool.submit(int).result()  # a fork start method launches every worker at the first task
-    finally:
-        gc.unfreeze()
-    return pool
 
 
 def _attestation_keys(items: list[AuditItem]) -> list[str]:

@@ -155,7 +155,8 @@ class ChatAssembler:
         if isinstance(obj.get("usage"), dict):
             self.usage = obj["usage"]
         added = ""
-        for choice in obj.get("choices") or []:
+        choices = obj.get("choices")
+        for choice in choices if isinstance(choices, list) else ():  # "choices": 1.5 is no choice, not a crash
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}

@@ -320,3 +320,33 @@ def test_exchange_from_dict_with_raw_bytes_refuses_base64_beside_them():
     with pytest.raises(ParseError) as got:
         Exchange.from_dict({**d, "response_b64": ""}, raw=(b"{}", b""))
     assert got.value.field == "exchange.response_b64"
+
+
+def test_the_chat_id_read_in_one_pass_is_the_recorders(framed):
+    """The fast reader takes a small ASCII body's id with msgspec; on mutated bodies (JSON-aware and byte-level,
+    NaN, lone surrogates, duplicate ids, non-string ids, error events) it always names the id the exchange
+    recorder names."""
+    rng = random.Random(27)
+    bodies = {True: [], False: []}
+    for _, _, response in framed["records"][:4]:
+        bodies[response.startswith(b"data:")].append(response)
+    checked = 0
+    for stream, originals in bodies.items():
+        for body in originals:
+            first = body.split(b"\n\n")[0][6:] if stream else body
+            obj = json.loads(first)
+            for _ in range(400):
+                k = rng.randrange(3)
+                if k == 0:
+                    part = fk.dumps_with_raw(fk.mutate_json(rng, obj)).encode("utf-8", "surrogatepass")
+                elif k == 1:
+                    part = fk.mutate_bytes(rng, first)
+                else:
+                    part = rng.choice((b'{"id": "a", "id": "b"}', b'{"id": 5}', b'{"id": NaN}', b'{"error": 1}',
+                                       b'{"error": 1, "choices": [], "id": "e"}', b'{"x": "\\ud800", "id": "s"}',
+                                       b'[1]', b'{"id": "q"', b'{"id": "\\u0071"}', b'{"\\u0069d": "k"}'))
+                whole = (b"data: " + part + b"\n\n" + body.split(b"\n\n", 1)[1]) if stream else part
+                want = Exchange.from_bytes(request_bytes=b"", response_bytes=whole, stream=stream).chat_id
+                assert _batchscan.response_chat_id(whole, stream, 200) == want, whole[:200]
+                checked += 1
+    assert checked == 400 * sum(map(len, bodies.values())) and bodies[True] and bodies[False]

@@ -26,7 +26,6 @@ from itertools import chain, repeat
 from typing import Any, Iterator
 
 import msgspec
-
 import orjson
 from coincurve import PublicKey
 from eth_hash.auto import keccak
@@ -421,20 +420,25 @@ _STAMPS = ("request_sent_ns", "headers_ns", "first_byte_ns", "first_token_ns", "
 _NONE, _LIST, _TWO, _NUMBER = {int, type(None)}, {list}, {2}, (int, float)
 
 
-def _fast_timings(d: Any) -> Times | None:
-    """The row's two durations, when :meth:`Timings.from_dict` would accept ``d``: chunks pairs, every stamp an
-    integer or null (checked with C-level ``map`` over the values rather than a Python call per stamp), wall_start
-    a number. None sends the line the exact way."""
+def _plain_timings(d: Any) -> bool:
+    """Whether :meth:`Timings.from_dict` accepts ``d`` as these checks read it: chunks pairs, every stamp an
+    integer or null (checked with C-level ``map`` over the values rather than a Python call per stamp) and
+    request_sent_ns not null, wall_start a number. False sends the line the exact way."""
     if type(d) is not dict:
-        return None
+        return False
     chunks, tokens = d.get("chunks", []), d.get("token_ns", [])
     if type(chunks) is not list or type(tokens) is not list:
-        return None
+        return False
     if chunks and not (set(map(type, chunks)) == _LIST and set(map(len, chunks)) == _TWO):
-        return None
+        return False
     if not set(map(type, chain(chain.from_iterable(chunks), tokens, map(d.get, _STAMPS)))) <= _NONE:
-        return None
-    if type(d.get("wall_start", 0.0)) not in _NUMBER or d.get("request_sent_ns", 0) is None:
+        return False
+    return type(d.get("wall_start", 0.0)) in _NUMBER and d.get("request_sent_ns", 0) is not None
+
+
+def _fast_timings(d: Any) -> Times | None:
+    """The row's two durations, when :meth:`Timings.from_dict` would accept ``d`` (:func:`_plain_timings`)."""
+    if not _plain_timings(d):
         return None
     return Times(d.get("request_sent_ns", 0), d.get("first_token_ns"), d.get("done_ns"))
 
@@ -565,12 +569,9 @@ def _quick(row: dict, sig: Any, ex: dict, request: bytes, response: bytes, n: in
     address = sig.get("signing_address")
     if type(address) is not str:
         return None
-    if clean is None:
-        tail = None
-    else:
-        tail = clean.get(address)
-        if tail is None:
-            return None
+    tail = None if clean is None else clean.get(address, _UNATTESTED)  # None: the compact row, no attestation yet
+    if tail is _UNATTESTED:
+        return None
     text, value = sig.get("text"), sig.get("signature")
     if type(text) is not str or type(value) is not str or len(text) != 129 or text[64] != ":":
         return None
@@ -589,20 +590,18 @@ def _quick(row: dict, sig: Any, ex: dict, request: bytes, response: bytes, n: in
     if ex.get("e2ee") is not None or not set(map(type, map(ex.get, _CLAIMS))) <= _STR:
         return None
     t = ex.get("timings") or {}
-    if type(t) is not dict:
-        return None
-    chunks, tokens = t.get("chunks", []), t.get("token_ns", [])
-    if type(chunks) is not list or type(tokens) is not list:
-        return None
-    if chunks and not (set(map(type, chunks)) == _LIST and set(map(len, chunks)) == _TWO):
-        return None
-    if not set(map(type, chain(chain.from_iterable(chunks), tokens, map(t.get, _STAMPS)))) <= _NONE:
-        return None
-    if type(t.get("wall_start", 0.0)) not in _NUMBER:
+    if not _plain_timings(t):
         return None
     sent, first, done = t.get("request_sent_ns", 0), t.get("first_token_ns"), t.get("done_ns")
-    if sent is None:
-        return None
+    return _common_row(n, text, value, address, tail, request, response, bool(ex.get("stream")), status, sent,
+                       first, done)
+
+
+def _common_row(n: int, text: str, value: str, address: str, tail: tuple | None, request: bytes,
+                response: bytes, stream: bool, status: int, sent: int, first: int | None, done: int | None
+                ) -> tuple | None:
+    """The half of the one-pass path both batch formats share, once the record has been read: both hashes, the
+    signature, the signer, the row."""
     if text[:64] != _sha256(request).hexdigest() or text[65:] != _sha256(response).hexdigest():
         return None
     body = value[2:] if value[:2] in _HEX_PREFIXES else value
@@ -625,14 +624,15 @@ def _quick(row: dict, sig: Any, ex: dict, request: bytes, response: bytes, n: in
     ttft = None if first is None else (first - sent) / 1e9
     total = None if done is None else (done - sent) / 1e9
     if tail is None:  # no attestation yet: the compact row (phalanb.batch._own's), for the caller to finish
-        return (n, response_chat_id(response, bool(ex.get("stream")), status), PASS, PASS, PASS, signer, address,
-                "ecdsa", None, ttft, total, None)
+        return (n, response_chat_id(response, stream, status), PASS, PASS, PASS, signer, address, "ecdsa", None,
+                ttft, total, None)
     if signer != address:
         return None
-    return (n, response_chat_id(response, bool(ex.get("stream")), status), *tail, ttft, total)
+    return (n, response_chat_id(response, stream, status), *tail, ttft, total)
 
 
 _sha256 = hashlib.sha256
+_UNATTESTED = object()  # an address no attestation in ``clean`` binds: the general path words what that means
 _HEX_PREFIXES = ("0x", "0X")
 _EIP191_129 = _EIP191 + b"129"
 
@@ -714,12 +714,9 @@ def quick_record(meta: bytes, request: bytes, response: bytes, n: int, clean: di
     address = sig.signing_address
     if address is None:
         return None
-    if clean is None:
-        tail = None
-    else:
-        tail = clean.get(address)
-        if tail is None:
-            return None
+    tail = None if clean is None else clean.get(address, _UNATTESTED)  # None: the compact row, no attestation yet
+    if tail is _UNATTESTED:
+        return None
     text = sig.text
     if len(text) != 129 or text[64] != ":" or (sig.signing_algo and sig.signing_algo != "ecdsa"):
         return None
@@ -728,33 +725,8 @@ def quick_record(meta: bytes, request: bytes, response: bytes, n: int, clean: di
         sent, first, done = 0, None, None
     else:
         sent, first, done = t.request_sent_ns, t.first_token_ns, t.done_ns
-    if text[:64] != _sha256(request).hexdigest() or text[65:] != _sha256(response).hexdigest():
-        return None
-    value = sig.signature
-    body = value[2:] if value[:2] in _HEX_PREFIXES else value
-    if len(body) != 130:
-        return None
-    try:
-        signature = bytes.fromhex(body)
-    except ValueError:
-        return None
-    if len(signature) != 65:
-        return None
-    v = signature[64]
-    if v != 27 and v != 28:
-        return None
-    key = _recover(signature, v - 27, _keccak256(_EIP191_129 + text.encode()))
-    if key is None:
-        return None
-    signer = _address(key)
-    ttft = None if first is None else (first - sent) / 1e9
-    total = None if done is None else (done - sent) / 1e9
-    if tail is None:  # no attestation yet: the compact row (phalanb.batch._own's), for the caller to finish
-        return (n, response_chat_id(response, ex.stream, ex.status), PASS, PASS, PASS, signer, address, "ecdsa",
-                None, ttft, total, None)
-    if signer != address:
-        return None
-    return (n, response_chat_id(response, ex.stream, ex.status), *tail, ttft, total)
+    return _common_row(n, text, sig.signature, address, tail, request, response, ex.stream, ex.status, sent, first,
+                       done)
 
 
 def read_span(path: str, start: int, end: int, clean: dict | None | bool = False, framed: bool = False

@@ -94,3 +94,17 @@ def same_rows(df, singles) -> None:
 
 def same(a, b) -> bool:
     return a == b or (a is None or a != a) and b is None  # pandas shows a missing duration as NaN
+
+
+def record_replies(seed: int, prompt: str):
+    """Four replies of a local model server sharing one attestation, the first verified: (VerifiedChat, [(exchange,
+    signature), ...]), two streamed and two not."""
+    from phalanb.session import Session, Settings
+
+    with Session(Settings(protocol="legacy", sim_options={"seed": seed, "ttft_ms": 0, "tokens_per_second": 0})) as s:
+        first = s.chat_and_verify(prompt, max_tokens=6, stream=True)
+        replies = [(first.exchange, first.signature)]
+        for i in range(3):
+            ex = s.client.chat(f"{prompt} {i}", max_tokens=6, stream=i % 2 == 1)
+            replies.append((ex, s.client.signature(ex.chat_id)))
+    return first, replies

@@ -22,7 +22,6 @@ from phalanb import _batchscan, _frames  # noqa: E402
 from phalanb.batch import audit, load_items, write_batch  # noqa: E402
 from phalanb.errors import ParseError  # noqa: E402
 from phalanb.exchange import Exchange  # noqa: E402
-from phalanb.session import Session, Settings  # noqa: E402
 from phalanb.verify import verify_exchange  # noqa: E402
 
 
@@ -78,12 +77,7 @@ def _variants(rows: list[dict]) -> list[tuple[bytes, bytes, bytes]]:
 def framed(tmp_path_factory):
     """A framed batch: recorded simulator replies, one tampered copy per rule, the variants above; the single
     verdict of each record (or the error the exact reader gives the first record it refuses)."""
-    with Session(Settings(protocol="legacy", sim_options={"seed": 6, "ttft_ms": 0, "tokens_per_second": 0})) as s:
-        first = s.chat_and_verify("frames", max_tokens=6, stream=True)
-        replies = [(first.exchange, first.signature)]
-        for i in range(3):
-            ex = s.client.chat(f"frames {i}", max_tokens=6, stream=i % 2 == 1)
-            replies.append((ex, s.client.signature(ex.chat_id)))
+    first, replies = batchkit.record_replies(6, "frames")
     tmp = tmp_path_factory.mktemp("frames")
     lines = write_batch(tmp / "batch.jsonl", report=first.attestation.report, nonce=first.attestation.nonce,
                         policy=first.policy, verified_at=first.verified_at, collateral=first.online.collateral,

@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=import
 import batchkit  # noqa: E402
 from phalanb.batch import audit, write_batch  # noqa: E402
 from phalanb.exchange import Exchange  # noqa: E402
-from phalanb.session import Session, Settings  # noqa: E402
 from phalanb.signatures import SignatureRecord  # noqa: E402
 from phalanb.verify import verify_exchange  # noqa: E402
 
@@ -26,12 +25,7 @@ _DUPLICATE_KEYS = ('"response_b64": "', '"response_b64": "AAAA", "response_b64":
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     """A JSONL batch of recorded simulator replies plus one tampered copy per rule, and the single verdicts."""
-    with Session(Settings(protocol="legacy", sim_options={"seed": 5, "ttft_ms": 0, "tokens_per_second": 0})) as s:
-        first = s.chat_and_verify("rows", max_tokens=6, stream=True)
-        replies = [(first.exchange, first.signature)]
-        for i in range(3):
-            ex = s.client.chat(f"rows {i}", max_tokens=6, stream=i % 2 == 1)
-            replies.append((ex, s.client.signature(ex.chat_id)))
+    first, replies = batchkit.record_replies(5, "rows")
     path = tmp_path_factory.mktemp("rows") / "batch.jsonl"
     write_batch(path, report=first.attestation.report, nonce=first.attestation.nonce, policy=first.policy,
                 verified_at=first.verified_at, collateral=first.online.collateral,

@@ -91,12 +91,17 @@ def write_frames(fh: BinaryIO, records: Iterable[bytes]) -> int:
 
 # -- reading -----------------------------------------------------------------------------------------------------
 
-def _frame_head(head: bytes, at: int, total: int) -> tuple[int, int]:
+_FILE_END = "the end of the file (byte {end}): the file is truncated"
+#: A worker reads one span: a frame that runs past it was whole when the parent cut the file, so the file changed.
+_SPAN_END = "the end of the span the file was cut into (byte {end}): the file changed while it was being read"
+
+
+def _frame_head(head: bytes, at: int, total: int, limit: str = _FILE_END) -> tuple[int, int]:
     """(payload length, record count) of the frame whose 12 head bytes start at file offset ``at``, checked
-    against the file's size ``total``."""
+    against ``total``, the end of what was read (``limit`` says what that end is)."""
     if len(head) < FRAME_HEAD.size:
         raise ParseError(f"the frame at byte {at} is cut short: {len(head)} of its {FRAME_HEAD.size} head bytes "
-                         f"are there (the file ends at byte {total})", field="frame", offset=at)
+                         f"come before {limit.format(end=total)}", field="frame", offset=at)
     magic, size, count = FRAME_HEAD.unpack(head)
     if magic != MAGIC:
         raise ParseError(f"the bytes at {at} are not a frame: they start {magic!r}, a frame starts {MAGIC!r}",
@@ -106,8 +111,8 @@ def _frame_head(head: bytes, at: int, total: int) -> tuple[int, int]:
                          f"{MAX_FRAME_BYTES}", field="frame.length", offset=at + 4)
     end = at + FRAME_HEAD.size + size
     if end > total:
-        raise ParseError(f"the frame at byte {at} declares {size} payload bytes, which run past the end of the "
-                         f"file (byte {total}): the file is truncated", field="frame.length", offset=at + 4)
+        raise ParseError(f"the frame at byte {at} declares {size} payload bytes, which run past "
+                         f"{limit.format(end=total)}", field="frame.length", offset=at + 4)
     if count * RECORD_HEAD.size > size:
         raise ParseError(f"the frame at byte {at} declares {count} records in {size} bytes, less than their "
                          f"{RECORD_HEAD.size}-byte heads need", field="frame.records", offset=at + 8)
@@ -147,7 +152,7 @@ def count(data: bytes, base: int) -> int:
     pos = total = 0
     while pos < len(data):
         try:
-            size, records_ = _frame_head(data[pos:pos + FRAME_HEAD.size], base + pos, base + len(data))
+            size, records_ = _frame_head(data[pos:pos + FRAME_HEAD.size], base + pos, base + len(data), _SPAN_END)
         except ParseError as exc:
             raise FrameError(total, exc.offset, exc.reason, exc.field) from None
         pos += FRAME_HEAD.size + size
@@ -164,7 +169,7 @@ def records(data: bytes, base: int) -> Iterator[tuple[int, int, bytes, bytes, by
     pos = number = 0
     while pos < total:
         try:
-            size, count = _frame_head(data[pos:pos + FRAME_HEAD.size], base + pos, base + total)
+            size, count = _frame_head(data[pos:pos + FRAME_HEAD.size], base + pos, base + total, _SPAN_END)
         except ParseError as exc:
             raise FrameError(number, exc.offset, exc.reason, exc.field) from None
         frame_at, end = pos, pos + FRAME_HEAD.size + size

@@ -171,10 +171,19 @@ def test_cli_audit(recorded, tmp_path):
 def test_batch_audit_runs_on_a_dask_cluster(recorded):
     distributed = pytest.importorskip("distributed") if False else __import__("distributed")
     folder, _ = recorded
+    _, results = recorded
+    r0 = results[0]
+    # A framed batch too: the cluster's workers read its spans by path, exactly as local workers do.
+    framed = write_batch(folder.parent / "dask.pbatch", report=r0.attestation.report, nonce=r0.attestation.nonce,
+                         policy=r0.policy, verified_at=r0.attestation.fetched_at, collateral=r0.online.collateral,
+                         replies=[(r.exchange, r.signature) for r in results] * 200)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c, \
             distributed.Client(c) as client:
         df = audit([folder], executor=client.get_executor(), progress=False, trust="simulated")
+        rows = audit([framed], executor=client.get_executor(), progress=False, trust="simulated")
     assert (df["verdict"] == "verified").all()
+    assert len(rows) == 600 and rows.equals(audit([framed], progress=False, trust="simulated"))
+    assert (rows["verdict"] == "verified").all()
 
 
 def test_the_auditor_decides_trust_not_the_bundle(recorded, capsys):

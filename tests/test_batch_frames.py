@@ -344,3 +344,18 @@ def test_the_chat_id_read_in_one_pass_is_the_recorders(framed):
                 assert _batchscan.response_chat_id(whole, stream, 200) == want, whole[:200]
                 checked += 1
     assert checked == 400 * sum(map(len, bodies.values())) and bodies[True] and bodies[False]
+
+
+def test_a_file_that_changes_after_it_was_cut_into_spans_is_named_so(framed, tmp_path):
+    """A worker reads a span the parent cut from whole frames: if the file no longer holds it (it was rewritten or
+    cut meanwhile) the worker says so, with the offset, rather than reading what is there now."""
+    path = framed["path"]
+    body = len(framed["head"])
+    (start, end), = list(_batchscan.spans(str(path), body, size=1 << 30, framed=True))
+    with pytest.raises(_batchscan.LineError) as got:  # the span now ends inside a frame
+        _, replies = _batchscan.read_span(str(path), start, end - 5, None, True)
+        list(replies)
+    assert got.value.field == "frame.length" and "changed while it was being read" in got.value.detail
+    with pytest.raises(_batchscan.LineError) as got:  # the file is shorter than the span
+        _batchscan.read_span(str(path), start, end + 10, None, True)
+    assert got.value.field == "file" and got.value.offset == end and "changed while being read" in got.value.detail

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import json
 import os
 from collections import deque
@@ -49,7 +50,7 @@ from .verdict import FAILED, INCOMPLETE, VERIFIED, Status
 from .verify import AttestedReport, assemble, attest_report, chat_checks, unattested
 from .timeutil import parse_optional_time
 
-__all__ = ["BATCH_KIND", "AuditItem", "audit", "load_items", "write_batch"]
+__all__ = ["BATCH_KIND", "AuditItem", "audit", "load_items", "reframe_batch", "write_batch"]
 
 BATCH_KIND = "phalanb.audit-batch"
 #: Batch files: JSON lines, and the same records framed with their bytes raw (phalanb._frames).
@@ -200,8 +201,13 @@ def write_batch(path: str | os.PathLike[str], *, report: dict[str, Any], nonce: 
               "nras": {"response": nras_response, "jwks": jwks} if nras_response is not None else None}
     if gateway_collateral is not None:
         header["gateway_collateral"] = gateway_collateral
+    return _write(p, header, replies, framing)
+
+
+def _write(p: Path, header: dict[str, Any], replies: Iterable[tuple[Exchange | None, SignatureRecord]],
+           framing: str) -> Path:
     if framing == "frames":
-        header["framing"] = _frames.FRAMING
+        header = {**header, "framing": _frames.FRAMING}
         with p.open("wb") as fh:
             fh.write(json.dumps(header).encode() + b"\n")
             _frames.write_frames(fh, (_frames.encode_record(*_framed(ex, sig)) for ex, sig in replies))
@@ -209,8 +215,30 @@ def write_batch(path: str | os.PathLike[str], *, report: dict[str, Any], nonce: 
     with p.open("w") as fh:
         fh.write(json.dumps(header) + "\n")
         for ex, sig in replies:
-            fh.write(json.dumps({"exchange": ex.to_dict(), "signature": sig.to_dict()}) + "\n")
+            fh.write(json.dumps({"exchange": ex.to_dict() if ex is not None else None,
+                                 "signature": sig.to_dict()}) + "\n")
     return p
+
+
+def reframe_batch(source: str | os.PathLike[str], target: str | os.PathLike[str], *, framing: str | None = None
+                  ) -> Path:
+    """Rewrite a batch file in the other framing — JSON lines to framed (``.pbatch``) or back — streamed, record by
+    record: each record is read the exact way (a record that does not read stops the rewrite with its error) and
+    written again, the header copied as it is. ``framing`` as for :func:`write_batch`; by default the one
+    ``target``'s suffix names."""
+    src, dst = Path(source), Path(target)
+    if src.resolve() == dst.resolve():
+        raise InputError(f"{src}: the rewritten batch must go to another file")
+    with src.open("rb") as fh:
+        header_line = fh.readline(_HEADER_MAX + 1)
+        _read_header(src, io.BytesIO(header_line))  # the same checks as for an audit
+    header = {k: v for k, v in _json.loads(header_line).items() if k != "framing"}
+    if framing is None:
+        framing = "frames" if dst.suffix == _frames.SUFFIX else "lines"
+    if framing not in ("lines", "frames"):
+        raise InputError(f"framing must be 'lines' or 'frames', not {framing!r}")
+    replies = ((i.exchange, i.signature) for i in _batch_items(src, None, Policy()))
+    return _write(dst, header, replies, framing)
 
 
 #: What Exchange.from_dict works out from the bytes themselves: a framed record does not repeat it.

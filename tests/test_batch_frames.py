@@ -359,3 +359,25 @@ def test_a_file_that_changes_after_it_was_cut_into_spans_is_named_so(framed, tmp
     with pytest.raises(_batchscan.LineError) as got:  # the file is shorter than the span
         _batchscan.read_span(str(path), start, end + 10, None, True)
     assert got.value.field == "file" and got.value.offset == end and "changed while being read" in got.value.detail
+
+
+def test_reframe_batch_rewrites_either_way_and_the_rows_stay_the_same(framed, tmp_path):
+    from phalanb.batch import reframe_batch
+    from phalanb.errors import InputError
+
+    lines = framed["lines"]
+    pbatch = reframe_batch(lines, tmp_path / "again.pbatch")
+    back = reframe_batch(pbatch, tmp_path / "again.jsonl")
+    assert pbatch.read_bytes() == framed["framed"].read_bytes()  # as write_batch frames the same replies
+    want = audit([lines], progress=False, trust="simulated").drop(columns="source")
+    for p in (pbatch, back):
+        assert audit([p], progress=False, trust="simulated").drop(columns="source").equals(want)
+    assert [(i.exchange.to_dict(), i.signature.to_dict()) for i in load_items([back], trust="simulated")] == \
+        [(i.exchange.to_dict(), i.signature.to_dict()) for i in load_items([lines], trust="simulated")]
+    with pytest.raises(InputError, match="another file"):
+        reframe_batch(lines, lines)
+    # A record that does not read stops the rewrite with the loader's error.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(lines.read_bytes() + b'{"exchange": null, "signature": {"text": 5}}\n')
+    with pytest.raises(ParseError, match="line 6"):
+        reframe_batch(bad, tmp_path / "bad.pbatch")

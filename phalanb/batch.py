@@ -57,9 +57,10 @@ BATCH_KIND = "phalanb.audit-batch"
 _BATCH_SUFFIXES = (".jsonl", _frames.SUFFIX)
 _SUFFIXES = (".json", *_BATCH_SUFFIXES)
 #: Spans of a batch sent out before its attestation is verified: one per worker of a two-core machine, each about
-#: as much as a worker reads while the attestation is verified (their rows come back compact, finished here).
+#: as much as a worker reads while the attestation is verified (~20 ms; their rows come back compact, finished
+#: here).
 EARLY_SPANS = 2
-EARLY_SPAN_BYTES = 256 << 10
+EARLY_SPAN_BYTES = 1 << 20
 #: Replies sent to a worker at a time: large enough to amortise process hops, small enough for a live progress bar.
 CHUNK = 256
 
@@ -636,10 +637,15 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
         units = _units(list(paths_or_items), at, policy, trust, executor.map if executor is not None else map,
                        unreadable=unreadable, aci_rows=aci_rows, verdicts=verdicts)
         df = _run(units, executor, progress, verdicts, helping=(workers - 1) if own is not None else 0)
+    except BaseException:
+        if own is not None:  # a task raised or the audit was interrupted: stop the others' work before leaving
+            own.shutdown(wait=True, cancel_futures=True)
+        raise
+    else:
+        if own is not None:  # every result is in: the workers may exit on their own time, not the caller's
+            own.shutdown(wait=False)
     finally:
         gc.unfreeze()
-        if own is not None:
-            own.shutdown()
     if unreadable:
         # One bad file (a NaN verified_at, a truncated bundle) is a failed row, not the end of the audit.
         bad = pd.DataFrame([{"source": src, "chat_id": None, "verdict": "failed", "failing": "bundle.read",

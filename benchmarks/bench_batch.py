@@ -55,7 +55,7 @@ from phalanb.session import Session, Settings
 # Run in a fresh process: the audit alone, so its peak RSS is the audit's, not the recording's. The process's own
 # peak is VmHWM: ru_maxrss survives exec on Linux and would report this benchmark's size at the fork instead.
 _MEMORY_PROBE = """
-import json, resource, sys, time
+import json, multiprocessing, resource, sys, time
 from phalanb.batch import audit
 
 def peak_kb():
@@ -71,6 +71,8 @@ before = peak_kb()
 t = time.perf_counter()
 df = audit([sys.argv[1]], workers=int(sys.argv[2]), progress=False, trust="simulated")
 took = time.perf_counter() - t
+while multiprocessing.active_children():  # the audit does not wait for its workers to exit: reap them to measure them
+    time.sleep(0.01)
 print(json.dumps({"rows": len(df), "verified": int((df["verdict"] == "verified").sum()), "seconds": took,
                   "self_kb": peak_kb(), "imports_kb": before,
                   "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))

@@ -29,7 +29,7 @@ import os
 import struct
 from typing import Any, BinaryIO, Iterable, Iterator
 
-from .errors import ParseError
+from .errors import InputError, ParseError
 
 #: The header's ``framing`` value for this layout (a JSONL batch has none).
 FRAMING = "phalanb.frames/1"
@@ -59,7 +59,7 @@ class FrameError(Exception):
 def encode_record(meta: dict[str, Any], request: bytes, response: bytes) -> bytes:
     """One record: ``meta`` (the record without its bytes) as JSON, then the exact bytes."""
     if meta.get("exchange") is None and (request or response):
-        raise ValueError("a record without an exchange holds no bytes")
+        raise InputError("a record without an exchange holds no bytes")
     text = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
     return RECORD_HEAD.pack(len(text), len(request), len(response)) + text + request + response
 
@@ -79,7 +79,8 @@ def write_frames(fh: BinaryIO, records: Iterable[bytes]) -> int:
 
     for record in records:
         if len(record) > MAX_FRAME_BYTES:
-            raise ValueError(f"a record of {len(record)} bytes does not fit in a frame ({MAX_FRAME_BYTES} at most)")
+            raise InputError(f"a reply of {len(record)} bytes does not fit in a frame of a framed batch "
+                             f"({MAX_FRAME_BYTES} bytes at most): write this batch as JSON lines (.jsonl)")
         if size and size + len(record) > FRAME_TARGET_BYTES:
             flush()
         pending.append(record)

@@ -155,9 +155,9 @@ def _framed_items(path: Path, start: int, item: Any) -> Iterator[AuditItem]:
 
 def load_items(paths: Iterable[str | os.PathLike[str]], *, at: float | None = None, policy: Policy | None = None,
                trust: str = "production", errors: list[tuple[str, str]] | None = None) -> list[AuditItem]:
-    """Bundles (``.json``), batch files (``.jsonl``, ``.pbatch``) and folders of them, to be verified under the auditor's
-    ``policy`` (default: production roots; ``trust="simulated"`` for simulator evidence) — never under a policy
-    written into the files.
+    """Bundles (``.json``), batch files (``.jsonl``, ``.pbatch``) and folders of them, to be verified under the
+    auditor's ``policy`` (default: production roots; ``trust="simulated"`` for simulator evidence) — never under a
+    policy written into the files.
 
     A file that cannot be read raises its phalanb error, unless ``errors`` is a list: then ``(source, why)`` is
     appended to it and the other files are still loaded (:func:`audit` reports each as a failed row)."""

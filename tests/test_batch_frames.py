@@ -381,3 +381,11 @@ def test_reframe_batch_rewrites_either_way_and_the_rows_stay_the_same(framed, tm
     bad.write_bytes(lines.read_bytes() + b'{"exchange": null, "signature": {"text": 5}}\n')
     with pytest.raises(ParseError, match="line 6"):
         reframe_batch(bad, tmp_path / "bad.pbatch")
+
+
+def test_a_reply_too_large_for_a_frame_is_an_input_error_that_says_what_to_do(monkeypatch, tmp_path):
+    from phalanb.errors import InputError
+
+    monkeypatch.setattr(_frames, "MAX_FRAME_BYTES", 100)
+    with open(tmp_path / "x", "wb") as fh, pytest.raises(InputError, match=r"\.jsonl"):
+        _frames.write_frames(fh, [b"x" * 101])

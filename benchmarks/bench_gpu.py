@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import cryptography
@@ -31,23 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import verification as xv
 
+from _rounds import rounds
 from phalanb.gpu import nvidia_device_identity_ca, parse_payload, verify_payload
 from phalanb.gpu.verify import clear_chain_cache
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def rounds(fns: dict, repeat: int) -> dict[str, list[float]]:
-    """Each function once per round, ``repeat`` rounds, after one warm-up call each (imports, lazy decoding)."""
-    for fn in fns.values():
-        fn()
-    out: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            out[name].append(time.perf_counter() - t)
-    return out
 
 
 def ms(samples: list[float]) -> str:

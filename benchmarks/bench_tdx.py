@@ -19,28 +19,15 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import dcap_qvl
 
+from _rounds import rounds
 from phalanb.tdx import TdxPolicy, TrustRoot, load_collateral, parse_quote, verify_quote_offline, verify_tdx
 from phalanb.tdx.verify import clear_chain_cache
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def rounds(fns: dict, repeat: int) -> dict[str, list[float]]:
-    """Each function once per round, ``repeat`` rounds, after one warm-up call each (imports, lazy decoding)."""
-    for fn in fns.values():
-        fn()
-    out: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            out[name].append(time.perf_counter() - t)
-    return out
 
 
 def main() -> None:

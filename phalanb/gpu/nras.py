@@ -195,8 +195,22 @@ def _timestamp(cert: x509.Certificate, which: str) -> float:
     return getattr(cert, f"not_valid_{which}_utc").timestamp()
 
 
+class _Dated:
+    """The validity window of the ``certificate`` a class holds, as Unix seconds."""
+
+    certificate: x509.Certificate
+
+    @property
+    def not_before(self) -> float:
+        return _timestamp(self.certificate, "before")
+
+    @property
+    def not_after(self) -> float:
+        return _timestamp(self.certificate, "after")
+
+
 @dataclass(frozen=True)
-class NrasAnchor:
+class NrasAnchor(_Dated):
     """The certificate every NRAS signing key must chain to: NVIDIA's pinned intermediate in production
     (:func:`nvidia_nras_anchor`), the simulator's own one only under simulated trust."""
 
@@ -207,14 +221,6 @@ class NrasAnchor:
     @property
     def spki_sha256(self) -> str:
         return _spki_sha256(self.certificate)
-
-    @property
-    def not_before(self) -> float:
-        return _timestamp(self.certificate, "before")
-
-    @property
-    def not_after(self) -> float:
-        return _timestamp(self.certificate, "after")
 
     def same_as(self, other: "NrasAnchor") -> bool:
         return self.spki_sha256 == other.spki_sha256 and self.simulated == other.simulated
@@ -232,7 +238,7 @@ def nvidia_nras_anchor() -> NrasAnchor:
 
 
 @dataclass(frozen=True)
-class NrasKey:
+class NrasKey(_Dated):
     """A JWK that was shown to be the anchor's: its key, and the ``x5c[0]`` certificate vouching for it."""
 
     kid: str
@@ -240,14 +246,6 @@ class NrasKey:
     certificate: x509.Certificate = field(repr=False)
     anchor: NrasAnchor = field(repr=False)
     jwk: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def not_before(self) -> float:
-        return _timestamp(self.certificate, "before")
-
-    @property
-    def not_after(self) -> float:
-        return _timestamp(self.certificate, "after")
 
     def valid_at(self, at: float) -> str | None:
         """None when the key's certificate and the anchor are valid at ``at`` (with :data:`CLOCK_SKEW`)."""

@@ -6,6 +6,7 @@ Each test saves a screenshot to ``test-artifacts/`` when it fails. The whole mod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -136,11 +137,7 @@ def lab(workdir, sim_for_browser, model_server_for_browser, fixtures, tmp_path_f
         _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
         yield f"http://127.0.0.1:{port}", token
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
 
 
 @pytest.fixture
@@ -246,35 +243,47 @@ def test_quote_explorer_highlights_the_selected_field(page, lab):
     assert marked.count() == 64 * 2  # 64 bytes: each highlighted in the hex column and the text column
 
 
-def test_voila_renders_the_start_here_dashboard(browser, workdir, sim_for_browser, model_server_for_browser, fixtures,
-                                                tmp_path):
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@contextlib.contextmanager
+def _voila_page(browser, workdir: Path, notebook: str, env: dict[str, str], log: Path, shot: str):
+    """Voilà serving ``notebook`` and a browser page for it: (page, port, process). On a failure the page is kept
+    as test-artifacts/``shot``; the page and the server are closed either way."""
     port = _free_port()
-    log = tmp_path / "voila.log"
     cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-           "--ServerApp.token=", "--ServerApp.allow_root=True", str(workdir / "00_start_here.ipynb")]
+           "--ServerApp.token=", "--ServerApp.allow_root=True", str(workdir / notebook)]
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir,
-                                env=_env(sim_for_browser, model_server_for_browser, fixtures))
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, env=env)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
+        yield page, port, proc
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+        raise
+    finally:
+        context.close()
+        _stop(proc)
+
+
+def test_voila_renders_the_start_here_dashboard(browser, workdir, sim_for_browser, model_server_for_browser, fixtures,
+                                                tmp_path):
+    log = tmp_path / "voila.log"
+    env = _env(sim_for_browser, model_server_for_browser, fixtures)
+    with _voila_page(browser, workdir, "00_start_here.ipynb", env, log, "voila.png") as (page, port, proc):
         _wait_http(f"http://127.0.0.1:{port}/", proc, log)
         page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
         send = page.locator("button.widget-button", has_text="Send and verify").last
         send.wait_for(timeout=120_000)
         send.click()
         _badge(page, "✓", "receipt.signature").last.wait_for(timeout=60_000)
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "voila.png"), full_page=True)
-        raise
-    finally:
-        context.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     assert json.dumps(log.read_text()).count("Traceback") == 0, log.read_text()[-3000:]
 
 
@@ -307,30 +316,12 @@ def test_after_run_all_every_figure_is_an_image(page, lab, name, tmp_path):
 
 def test_voila_shows_the_timing_figures_as_images(browser, workdir, sim_for_browser, model_server_for_browser,
                                                  fixtures, tmp_path):
-    port = _free_port()
     log = tmp_path / "voila.log"
-    cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-           "--ServerApp.token=", "--ServerApp.allow_root=True", str(workdir / "06_timing.ipynb")]
     env = {k: v for k, v in _env(sim_for_browser, model_server_for_browser, fixtures).items() if k != "MPLBACKEND"}
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=workdir)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    try:
+    with _voila_page(browser, workdir, "06_timing.ipynb", env, log, "voila-06.png") as (page, port, proc):
         # Wait for the port, not for "/": each GET of "/" executes the whole notebook in a new kernel.
         _wait_port(port, proc, log)
         page.goto(f"http://127.0.0.1:{port}/", timeout=180_000)
         page.locator(".jp-RenderedImage img").nth(2).wait_for(timeout=180_000)
         assert page.get_by_text(re.compile(r"<Figure size")).count() == 0
         assert page.locator(".jp-RenderedImage img").count() >= 3
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "voila-06.png"), full_page=True)
-        raise
-    finally:
-        context.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -7,6 +7,7 @@ that fails is recorded with its reason (the verdict then says what was not check
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,20 +24,21 @@ DEFAULT_PCCS_URL = "https://pccs.phala.network"
 
 
 class CollateralCache:
-    """Collateral by (PCCS, FMSPC, CA), kept only while it is valid.
+    """Collateral by (PCCS, FMSPC, CA kind, CA certificate), kept only while it is valid.
 
     Collateral is per platform type, not per quote, and stays valid for weeks; a session that verifies every
     reply would otherwise refetch it each time. An entry is used only while ``now`` is inside its validity
     window (latest issue date .. earliest next update), so a cached copy never outlives what dcap-qvl accepts.
+    Only the per-platform items are kept, never a machine's PCK chain (see :meth:`Collateral.platform`).
     The collateral itself is still verified (signatures to the pinned root, CRLs) every time it is used.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time):
-        self._items: dict[tuple[str, str, str], Any] = {}
+        self._items: dict[tuple[str, ...], Any] = {}
         self._clock = clock
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, str]) -> Any:
+    def get(self, key: tuple[str, ...]) -> Any:
         with self._lock:
             col = self._items.get(key)
             if col is None:
@@ -47,7 +49,7 @@ class CollateralCache:
                 return None
             return col
 
-    def put(self, key: tuple[str, str, str], collateral: Any) -> None:
+    def put(self, key: tuple[str, ...], collateral: Any) -> None:
         with self._lock:
             self._items[key] = collateral
 
@@ -66,7 +68,10 @@ def _collateral(quote: Any, pccs_url: str, timeout: float, cache: CollateralCach
     if cache is not None:
         try:
             pck, ca = pck_extension(quote)
-            key = (pccs_url, pck.fmspc.hex(), ca)
+            # The PCK CRL in the collateral is the CRL of the CA that issued this quote's PCK certificate, so the
+            # key names that CA's certificate itself, not only its kind.
+            issuer = quote.pck_chain_pem[1] if len(quote.pck_chain_pem) > 1 else ""
+            key = (pccs_url, pck.fmspc.hex(), ca, hashlib.sha256(issuer.encode()).hexdigest())
         except PhalanbError:
             key = None  # no readable PCK extension: fetch without caching; verification will say what is wrong
         if key is not None:
@@ -75,6 +80,9 @@ def _collateral(quote: Any, pccs_url: str, timeout: float, cache: CollateralCach
                 return hit
     col = fetch_collateral_sync(quote, pccs_url, timeout=timeout)
     if cache is not None and key is not None:
+        # Only the per-platform items are kept: the PCCS's answer also carries this machine's PCK chain, which
+        # is not another machine's (see Collateral.platform).
+        col = col.platform()
         cache.put(key, col)
     return col
 

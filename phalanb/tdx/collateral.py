@@ -82,8 +82,9 @@ class Collateral:
     source: str = ""
     fetched_at: int | None = None
 
-    def dcap(self) -> "dcap_qvl.QuoteCollateralV3":
-        return self._dcap
+    def dcap(self, *, platform_only: bool = False) -> "dcap_qvl.QuoteCollateralV3":
+        """dcap-qvl's object. ``platform_only`` leaves out ``pck_certificate_chain``: see :meth:`platform`."""
+        return self._dcap_platform if platform_only else self._dcap
 
     @cached_property
     def _dcap(self) -> "dcap_qvl.QuoteCollateralV3":
@@ -92,6 +93,23 @@ class Collateral:
             return dcap_qvl.QuoteCollateralV3.from_json(json.dumps(self.data))
         except ValueError as exc:
             raise InputError(f"the collateral is not in dcap-qvl's QuoteCollateralV3 form: {exc}") from None
+
+    @cached_property
+    def _dcap_platform(self) -> "dcap_qvl.QuoteCollateralV3":
+        return self._dcap if "pck_certificate_chain" not in self.data else self.platform()._dcap
+
+    def platform(self) -> "Collateral":
+        """This collateral without ``pck_certificate_chain``: what every machine of the platform type shares.
+
+        A PCCS answers with the PCK chain of the machine whose quote asked, and dcap-qvl prefers that chain to
+        the one in the quote it verifies. Kept and reused for another machine of the same FMSPC, it makes that
+        machine's genuine quote fail ("Signature is invalid for qe_report"); handed over by a liar, it would
+        have dcap-qvl judge a chain other than the one phalanb's own checks verified. So a quote that carries
+        its chain is verified with it, and cached collateral keeps only the per-platform items."""
+        if "pck_certificate_chain" not in self.data:
+            return self
+        return Collateral({k: v for k, v in self.data.items() if k != "pck_certificate_chain"}, self.source,
+                          self.fetched_at)
 
     @property
     def tcb_info(self) -> dict[str, Any]:
@@ -310,7 +328,8 @@ def verify_with_collateral(quote: Quote | bytes | str, collateral: Any, *, at: i
     except (KeyError, ValueError, TypeError):
         start = end = None
     try:
-        verified = dcap_qvl.verify_with_root_ca(q.raw, col.dcap(), root.der, now)
+        # The quote's own PCK chain (the one tdx.pck_chain verified), never one that travels with the collateral.
+        verified = dcap_qvl.verify_with_root_ca(q.raw, col.dcap(platform_only=bool(q.pck_chain_pem)), root.der, now)
     except ValueError as exc:
         raw = " ".join(str(exc).split())
         msg = plain_dcap_error(raw, start=start, end=end)

@@ -566,17 +566,10 @@ def _quick(row: dict, sig: Any, ex: dict, request: bytes, response: bytes, n: in
     ECDSA signature :func:`fast_signer` recovers, and whose signer is the address its record names, written the
     same way, and attested (a key of ``clean``). Every condition below is one of those functions' own, in the
     same terms; nothing here decides anything they would decide otherwise."""
-    address = sig.get("signing_address")
-    if type(address) is not str:
+    address, text, value = sig.get("signing_address"), sig.get("text"), sig.get("signature")
+    if type(address) is not str or type(text) is not str or type(value) is not str:
         return None
-    tail = None if clean is None else clean.get(address, _UNATTESTED)  # None: the compact row, no attestation yet
-    if tail is _UNATTESTED:
-        return None
-    text, value = sig.get("text"), sig.get("signature")
-    if type(text) is not str or type(value) is not str or len(text) != 129 or text[64] != ":":
-        return None
-    algo = sig.get("signing_algo")
-    if (algo and algo != "ecdsa") or type(sig.get("chat_id")) not in _STR:
+    if type(sig.get("chat_id")) not in _STR:
         return None
     status = ex.get("status", 200)
     if type(status) is not int:
@@ -593,15 +586,20 @@ def _quick(row: dict, sig: Any, ex: dict, request: bytes, response: bytes, n: in
     if not _plain_timings(t):
         return None
     sent, first, done = t.get("request_sent_ns", 0), t.get("first_token_ns"), t.get("done_ns")
-    return _common_row(n, text, value, address, tail, request, response, bool(ex.get("stream")), status, sent,
-                       first, done)
+    return _common_row(n, text, value, address, sig.get("signing_algo"), clean, request, response,
+                       bool(ex.get("stream")), status, sent, first, done)
 
 
-def _common_row(n: int, text: str, value: str, address: str, tail: tuple | None, request: bytes,
+def _common_row(n: int, text: str, value: str, address: str, algo: Any, clean: dict | None, request: bytes,
                 response: bytes, stream: bool, status: int, sent: int, first: int | None, done: int | None
                 ) -> tuple | None:
-    """The half of the one-pass path both batch formats share, once the record has been read: both hashes, the
-    signature, the signer, the row."""
+    """The half of the one-pass path both batch formats share, once the record has been read: the attestation
+    the record names, the signed text's shape, both hashes, the signature, the signer, the row."""
+    tail = None if clean is None else clean.get(address, _UNATTESTED)  # None: the compact row, no attestation yet
+    if tail is _UNATTESTED:
+        return None
+    if len(text) != 129 or text[64] != ":" or (algo and algo != "ecdsa"):
+        return None
     if text[:64] != _sha256(request).hexdigest() or text[65:] != _sha256(response).hexdigest():
         return None
     body = value[2:] if value[:2] in _HEX_PREFIXES else value
@@ -714,19 +712,13 @@ def quick_record(meta: bytes, request: bytes, response: bytes, n: int, clean: di
     address = sig.signing_address
     if address is None:
         return None
-    tail = None if clean is None else clean.get(address, _UNATTESTED)  # None: the compact row, no attestation yet
-    if tail is _UNATTESTED:
-        return None
-    text = sig.text
-    if len(text) != 129 or text[64] != ":" or (sig.signing_algo and sig.signing_algo != "ecdsa"):
-        return None
     t = ex.timings
     if t is None:
         sent, first, done = 0, None, None
     else:
         sent, first, done = t.request_sent_ns, t.first_token_ns, t.done_ns
-    return _common_row(n, text, sig.signature, address, tail, request, response, ex.stream, ex.status, sent, first,
-                       done)
+    return _common_row(n, sig.text, sig.signature, address, sig.signing_algo, clean, request, response, ex.stream,
+                       ex.status, sent, first, done)
 
 
 def read_span(path: str, start: int, end: int, clean: dict | None | bool = False, framed: bool = False

@@ -193,10 +193,6 @@ def write_batch(path: str | os.PathLike[str], *, report: dict[str, Any], nonce: 
     exact bytes stored raw (:mod:`phalanb._frames`), which audits about a quarter faster. By default a path ending in
     ``.pbatch`` is framed and any other is JSON lines."""
     p = Path(path)
-    if framing is None:
-        framing = "frames" if p.suffix == _frames.SUFFIX else "lines"
-    if framing not in ("lines", "frames"):
-        raise InputError(f"framing must be 'lines' or 'frames', not {framing!r}")
     header = {"kind": BATCH_KIND, "attestation": {"report": report, "nonce": nonce.hex() if nonce else None},
               "policy": policy.to_dict(), "verified_at": verified_at, "collateral": collateral,
               "nras": {"response": nras_response, "jwks": jwks} if nras_response is not None else None}
@@ -206,7 +202,12 @@ def write_batch(path: str | os.PathLike[str], *, report: dict[str, Any], nonce: 
 
 
 def _write(p: Path, header: dict[str, Any], replies: Iterable[tuple[Exchange | None, SignatureRecord]],
-           framing: str) -> Path:
+           framing: str | None) -> Path:
+    """Write a batch; ``framing`` None: the one ``p``'s suffix names."""
+    if framing is None:
+        framing = "frames" if p.suffix == _frames.SUFFIX else "lines"
+    if framing not in ("lines", "frames"):
+        raise InputError(f"framing must be 'lines' or 'frames', not {framing!r}")
     if framing == "frames":
         header = {**header, "framing": _frames.FRAMING}
         with p.open("wb") as fh:
@@ -234,10 +235,6 @@ def reframe_batch(source: str | os.PathLike[str], target: str | os.PathLike[str]
         header_line = fh.readline(_HEADER_MAX + 1)
         _read_header(src, io.BytesIO(header_line))  # the same checks as for an audit
     header = {k: v for k, v in _json.loads(header_line).items() if k != "framing"}
-    if framing is None:
-        framing = "frames" if dst.suffix == _frames.SUFFIX else "lines"
-    if framing not in ("lines", "frames"):
-        raise InputError(f"framing must be 'lines' or 'frames', not {framing!r}")
     replies = ((i.exchange, i.signature) for i in _batch_items(src, None, Policy()))
     return _write(dst, header, replies, framing)
 

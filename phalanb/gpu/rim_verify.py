@@ -254,7 +254,7 @@ def verify_rim_binding(rim: Rim, *, version: str | None, product: str | None) ->
         return StepResult(False, "the evidence reports no version to bind the RIM to", detail)
     if rim.version.upper() != version.upper():
         return StepResult(False, f"the RIM is for version {rim.version}, the evidence reports {version}", detail)
-    if product and rim.product.upper() != product.upper():
+    if product and rim.product.upper().replace("_", "") != product.upper().replace("_", ""):  # "LS_10" = "LS10"
         return StepResult(False, f"the RIM is for product {rim.product}, the evidence is from a {product}", detail)
     return StepResult(True, f"version {rim.version} and product {rim.product} are the evidence's", detail)
 

@@ -4,11 +4,13 @@
     phalanb gpu hopperAttestationReport.txt --chain hopperCertChain.txt
     phalanb gpu report.json --nonce … --nras-response nras_response.json --jwks jwks.json --at 1782698794
     phalanb gpu sim_payload.json --nonce … --root sim       a simulator's evidence: trust its simulated root
+    phalanb gpu hopperAttestationReport.txt --chain hopperCertChain.txt --rims rims/ --at 1761307200
 
 FILE is an ``nvidia_payload`` (any variant), a whole attestation report holding one, a Chutes attestation entry,
 or a bare evidence file (hex, base64 or binary) given with ``--chain``. Exit codes: 0 every check passed, 1 a check
-failed, 3 incomplete (no ``--nonce``: freshness cannot be shown; no NRAS answer: the measurements were not
-appraised), 2 unreadable input.
+failed, 3 incomplete (no ``--nonce``: freshness cannot be shown; neither an NRAS answer nor ``--rims``: the
+measurements were not appraised), 2 unreadable input. With ``--rims DIR`` phalanb compares every active reference
+index of NVIDIA's signed driver and VBIOS RIMs with the GPU's measurements itself, judging each RIM at ``--at``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nras-response", type=Path, metavar="FILE", help="a saved NRAS answer to verify as well")
     p.add_argument("--jwks", type=Path, metavar="FILE", help="the NRAS JWKS to verify the answer with")
     p.add_argument("--nras-issuer", default=NRAS_ISSUER, help=f"expected token issuer (default {NRAS_ISSUER})")
+    p.add_argument("--rims", type=Path, metavar="DIR", help="a folder of NVIDIA's signed reference manifests (RIMs, "
+                   "saved OCSP answers in DIR/ocsp): phalanb appraises the GPU measurements itself, at --at")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_gpu)
 
@@ -117,13 +121,28 @@ def cmd_gpu(args: argparse.Namespace) -> int:
                            anchor=anchor)
         checks += nras.checks
         nras_claims = {name: tok.claims for name, tok in nras.response.tokens()}
-    elif not result.root.simulated:
+    elif not result.root.simulated and args.rims is None:
         # Signature, chain and nonce show whose GPU said what, not that its firmware and driver are good or its
         # certificates not revoked: that takes NVIDIA's appraisal (NVIDIA's SDK rejects evidence phalanb's offline
         # checks accept, e.g. fixtures/field/nvidia-sdk-hopper-cert-hold). Without it the result is incomplete.
         checks.append(Check("nras.result", Status.SKIPPED, "the GPU measurements were not appraised: no NRAS answer "
                             "(--nras-response with --jwks) and phalanb holds no reference measurements; the "
                             "evidence was verified offline only (signature, chain, nonce)"))
+    appraisal = None
+    if args.rims is not None:
+        from ..gpu.appraise import RimStore, appraise_payload
+        from ..verify import combine_appraisals
+
+        if not result.root.simulated:
+            appraisal = appraise_payload(payload, RimStore.from_dir(args.rims), at=args.at)
+            nras_part = [c for c in checks if c.id.startswith("nras.")]
+            if not nras_part:
+                nras_part = [Check("nras.result", Status.SKIPPED, "no NRAS answer (--nras-response with --jwks)")]
+            checks = [c for c in checks if not c.id.startswith("nras.")] + combine_appraisals(appraisal.checks,
+                                                                                              nras_part)
+        else:
+            checks.append(Check("gpu.measurements", Status.SKIPPED, "simulated GPUs have no NVIDIA RIMs",
+                                required=False))
     verdict = Verdict(checks)
     if args.json:
         out = result.to_dict()
@@ -134,6 +153,8 @@ def cmd_gpu(args: argparse.Namespace) -> int:
         out["verdict"] = verdict.to_dict()
         if nras_claims is not None:
             out["nras_claims"] = nras_claims
+        if appraisal is not None:
+            out["rim_appraisal"] = appraisal.to_dict()
         print(json.dumps(out, indent=2, default=str))
     else:
         print(f"payload: {payload.description}")
@@ -146,6 +167,15 @@ def cmd_gpu(args: argparse.Namespace) -> int:
                   f"{f.vbios_version or '?':<15} {f.ueid}")
         print(f"requester nonce: {', '.join(sorted({f.requester_nonce for f in result.facts}))}")
         print()
+        if appraisal is not None:
+            for g in appraisal.gpus:
+                bad = g.mismatches
+                state = {True: "trusted", False: "NOT trusted", None: "missing"}
+                print(f"GPU-{g.index} RIMs: " + ", ".join(f"{v.role} {v.rim_id} ({state[v.trusted]})" for v in g.rims)
+                      + f"; {len(g.rows)} active indices, {len(bad)} mismatch(es)"
+                      + "".join(f"\n  index {r.index} ({r.owner}): measured {r.measured}, expected "
+                                f"{' or '.join(r.expected)}" for r in bad))
+            print()
         print(verdict_table(verdict))
     sys.stdout.flush()
     return verdict.exit_code()

@@ -46,7 +46,7 @@ from .spdm import SpdmEvidence
 from .verify import StepResult, TrustRoot, _aggregate, _at, _cn
 
 __all__ = ["RimStore", "IndexRow", "GpuAppraisal", "MeasurementAppraisal", "compare_measurements",
-           "appraise_evidence", "appraise_payload", "rim_id_of_file", "NVDEC0_INDEX"]
+           "appraise_evidence", "appraise_payload", "rim_id_of_file", "needed_rims", "NVDEC0_INDEX"]
 
 #: The measurement index NVIDIA skips when the GPU's video decoder NVDEC0 is disabled.
 NVDEC0_INDEX = 35
@@ -422,3 +422,26 @@ def appraise_payload(payload: GpuPayload, store: RimStore, *, root: TrustRoot | 
     for c in checks:
         c.evidence["at"] = when.isoformat()
     return MeasurementAppraisal(gpus, checks)
+
+
+def needed_rims(store: RimStore, report: Any) -> RimStore:
+    """The part of ``store`` a report's GPUs need (their RIM ids) and every OCSP answer: what a bundle keeps.
+    A report whose GPUs cannot be read keeps the whole store (the appraisal will say what is wrong)."""
+    from ..gpu.payload import parse_payload
+    from ..report import parse_report
+
+    try:
+        ids: set[str] = set()
+        for node in parse_report(report).nodes:
+            source = node.gpu_evidence or node.nvidia_payload
+            if source in (None, "", []):
+                continue
+            for g in parse_payload(source).gpus:
+                ids.update(rim_ids(g.spdm, g.arch).values())
+    except Exception:  # noqa: BLE001 - any unreadable report: keep everything rather than guess
+        return store
+    out = RimStore(ocsp=list(store.ocsp), ocsp_raw=list(store.ocsp_raw))
+    for rim_id in sorted(ids):
+        for data, source in store.get(rim_id):
+            out.add(rim_id, data, source)
+    return out

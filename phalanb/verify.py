@@ -238,18 +238,15 @@ def combine_appraisals(appraised: list[Check], nras: list[Check]) -> list[Check]
 
 
 def rim_checks(payload: Any, policy: Policy, *, at: float | None = None) -> list[Check]:
-    """``gpu.measurements`` and ``gpu.revocation`` from the RIMs the policy names (empty when it names none).
-    Simulated trust has no RIMs of NVIDIA's to judge simulated GPUs by: the checks say so."""
+    """``gpu.measurements`` and ``gpu.revocation`` from the RIMs the policy names (empty when it names none),
+    their chains judged against NVIDIA's pinned CoRIM root (the simulator's under simulated trust)."""
     if policy.rims is None:
         return []
     from .gpu.appraise import RimStore, appraise_payload
+    from .trust import rim_root
 
-    if policy.simulated:
-        why = "simulated GPUs have no NVIDIA RIMs; phalanb's simulator does not sign reference values"
-        return [Check("gpu.measurements", Status.SKIPPED, why, required=False),
-                Check("gpu.revocation", Status.SKIPPED, why, required=False)]
     store = policy.rims if isinstance(policy.rims, RimStore) else RimStore.from_dir(policy.rims)
-    return appraise_payload(payload, store, at=at).checks
+    return appraise_payload(payload, store, root=rim_root(policy), at=at).checks
 
 
 def _nras_checks(checks: list[Check], node: NodeAttestation, result: Any, expected: Any, policy: Policy,

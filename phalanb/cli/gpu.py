@@ -133,16 +133,17 @@ def cmd_gpu(args: argparse.Namespace) -> int:
         from ..gpu.appraise import RimStore, appraise_payload
         from ..verify import combine_appraisals
 
-        if not result.root.simulated:
-            appraisal = appraise_payload(payload, RimStore.from_dir(args.rims), at=args.at)
-            nras_part = [c for c in checks if c.id.startswith("nras.")]
-            if not nras_part:
-                nras_part = [Check("nras.result", Status.SKIPPED, "no NRAS answer (--nras-response with --jwks)")]
-            checks = [c for c in checks if not c.id.startswith("nras.")] + combine_appraisals(appraisal.checks,
-                                                                                              nras_part)
-        else:
-            checks.append(Check("gpu.measurements", Status.SKIPPED, "simulated GPUs have no NVIDIA RIMs",
-                                required=False))
+        from ..gpu.rim_sim import simulated_rim_root
+        from ..gpu.rim_verify import nvidia_rim_root
+
+        rim_root = simulated_rim_root() if result.root.simulated else nvidia_rim_root()
+        appraisal = appraise_payload(payload, RimStore.from_dir(args.rims), root=rim_root, at=args.at)
+        nras_part = [c for c in checks if c.id.startswith("nras.")]
+        if not nras_part:
+            nras_part = [Check("nras.result", Status.SKIPPED, "no NRAS answer (--nras-response with --jwks)",
+                               required=not result.root.simulated)]
+        checks = [c for c in checks if not c.id.startswith("nras.")] + combine_appraisals(appraisal.checks,
+                                                                                          nras_part)
     verdict = Verdict(checks)
     if args.json:
         out = result.to_dict()

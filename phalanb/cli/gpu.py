@@ -5,6 +5,7 @@
     phalanb gpu report.json --nonce … --nras-response nras_response.json --jwks jwks.json --at 1782698794
     phalanb gpu sim_payload.json --nonce … --root sim       a simulator's evidence: trust its simulated root
     phalanb gpu hopperAttestationReport.txt --chain hopperCertChain.txt --rims rims/ --at 1761307200
+    phalanb gpu report.json --nonce … --rims ~/.cache/phalanb/rims --fetch-rims    fetch from NVIDIA, then appraise
 
 FILE is an ``nvidia_payload`` (any variant), a whole attestation report holding one, a Chutes attestation entry,
 or a bare evidence file (hex, base64 or binary) given with ``--chain``. Exit codes: 0 every check passed, 1 a check
@@ -51,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nras-issuer", default=NRAS_ISSUER, help=f"expected token issuer (default {NRAS_ISSUER})")
     p.add_argument("--rims", type=Path, metavar="DIR", help="a folder of NVIDIA's signed reference manifests (RIMs, "
                    "saved OCSP answers in DIR/ocsp): phalanb appraises the GPU measurements itself, at --at")
+    p.add_argument("--fetch-rims", action="store_true", help="first fetch the RIMs and OCSP answers the evidence "
+                   "needs into --rims DIR (kept there: the next run is offline)")
+    p.add_argument("--rim-url", default=None, metavar="URL", help="the RIM service (default NVIDIA's "
+                   "https://rim.attestation.nvidia.com/v1/rim)")
+    p.add_argument("--ocsp-url", default=None, metavar="URL", help="the OCSP responder (default NVIDIA's "
+                   "https://ocsp.ndis.nvidia.com)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_gpu)
 
@@ -107,6 +114,13 @@ def cmd_gpu(args: argparse.Namespace) -> int:
         raise InputError("--nras-response and --jwks go together: the answer is verified with that JWKS")
     payload = load_payload(args.file, args.chain)
     root = _root(args.root)
+    if args.fetch_rims:
+        if args.rims is None:
+            raise InputError("--fetch-rims stores what it fetches in --rims DIR: give that folder")
+        from ..gpu.rim_fetch import OCSP_URL, RIM_SERVICE_URL, fetch_rims_for
+
+        fetch_rims_for(payload, cache_dir=args.rims, rim_url=args.rim_url or RIM_SERVICE_URL,
+                       ocsp_url=args.ocsp_url or OCSP_URL)
     result = verify_payload(payload, root=root, expected_nonce=args.nonce, at=args.at)
     checks = list(result.checks)
     nras_claims = None

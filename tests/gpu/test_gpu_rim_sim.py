@@ -74,3 +74,26 @@ def test_policy_rims_under_simulated_trust_use_the_simulators_rim_root(tmp_path)
     assert measured.status.value == "pass"
     measured, _ = rim_checks(payload, Policy(rims=store))
     assert measured.status.value == "fail"
+
+
+def test_gpu_cli_fetches_rims_into_the_folder_then_appraises(fresh_sim, tmp_path, capsys):
+    import json
+
+    from phalanb.cli import main
+
+    sim = fresh_sim(gpus=1)
+    root = sim.base_url.rsplit("/v1", 1)[0]
+    nonce = "42" * 32
+    report = httpx.get(sim.base_url + "/attestation/report", params={"nonce": nonce}).json()
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    argv = ["gpu", str(tmp_path / "report.json"), "--nonce", nonce, "--root", "sim", "--rims", str(tmp_path / "r"),
+            "--json"]
+    main(argv + ["--fetch-rims", "--rim-url", root + "/rim/v1/rim", "--ocsp-url", root + "/ocsp"])
+    first = {c["id"]: c["status"] for c in json.loads(capsys.readouterr().out)["verdict"]["checks"]}
+    assert first["gpu.measurements"] == "pass"
+    assert sorted(p.name for p in (tmp_path / "r").glob("*.json")) == [
+        "NV_GPU_DRIVER_GH100_570.172.08.json", "NV_GPU_VBIOS_G520_0280_895_9600CF0002.json"]
+    sim.stop()  # offline now: the folder alone reproduces the appraisal
+    main(argv)
+    again = {c["id"]: c["status"] for c in json.loads(capsys.readouterr().out)["verdict"]["checks"]}
+    assert again["gpu.measurements"] == "pass"

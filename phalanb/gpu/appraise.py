@@ -36,8 +36,8 @@ from typing import Any, Sequence
 
 from cryptography import x509
 
-from ..errors import InputError, ParseError, UnsupportedError
-from ..verdict import Check, Status, Verdict
+from ..errors import InputError, ParseError, PhalanbError, UnsupportedError
+from ..verdict import Check, Verdict
 from .ocsp import chain_status, load_ocsp, load_ocsp_answers
 from .payload import GpuPayload
 from .rim import Rim, nvdec0_enabled, parse_rim, rim_ids
@@ -438,7 +438,7 @@ def needed_rims(store: RimStore, report: Any) -> RimStore:
                 continue
             for g in parse_payload(source).gpus:
                 ids.update(rim_ids(g.spdm, g.arch).values())
-    except Exception:  # noqa: BLE001 - any unreadable report: keep everything rather than guess
+    except PhalanbError:  # an unreadable report: keep everything rather than guess
         return store
     out = RimStore(ocsp=list(store.ocsp), ocsp_raw=list(store.ocsp_raw))
     for rim_id in sorted(ids):

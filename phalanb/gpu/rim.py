@@ -52,10 +52,12 @@ _HASH_ATTR = re.compile(r"^Hash(\d+)$")
 #: NVSwitch evidence carries no project / SKU fields; NVIDIA's verifiers use these fixed values for LS10.
 LS10_PROJECT = ("5612", "0002", "890")
 
-# resolve_entities=False and load_dtd=False keep entities unexpanded and nothing is fetched; huge_tree=False keeps
-# libxml2's own limits. A DOCTYPE is refused outright below, so no entity reaches this parser anyway.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                          huge_tree=False, remove_comments=False, remove_pis=False, collect_ids=False)
+def _parser() -> Any:
+    """A hardened parser, one per use (lxml parsers must not be shared between threads). resolve_entities=False
+    and load_dtd=False keep entities unexpanded and nothing is fetched; huge_tree=False keeps libxml2's own
+    limits. A DOCTYPE is refused before parsing anyway, so no entity reaches it."""
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=False, remove_comments=False, remove_pis=False, collect_ids=False)
 
 
 @dataclass(frozen=True)
@@ -225,10 +227,13 @@ def parse_rim(data: bytes | str, *, source: str = "RIM") -> Rim:
     data = bytes(data)
     _refuse_hostile(data, source)
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise ParseError(f"not well-formed XML: {exc}", field=f"RIM {source}",
                          offset=getattr(exc, "position", (None,))[0]) from None
+    deepest = max(len(list(el.iterancestors())) for el in root.iter()) + 1
+    if deepest > MAX_DEPTH:  # the scan above is a fast bound; this is the exact one
+        raise ParseError(f"elements nest {deepest} levels deep; a RIM nests 5", field=f"RIM {source}")
     if root.tag != f"{{{SWID_NS}}}SoftwareIdentity":
         raise ParseError(f"the root element is {root.tag!r}, not a SWID SoftwareIdentity", field=f"RIM {source}")
     meta = root.find(f"{{{SWID_NS}}}Meta")

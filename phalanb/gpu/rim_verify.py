@@ -17,7 +17,8 @@ enforces today's clock. NVIDIA's own C++ verifier does what is done here: chain 
 C14N 1.1 differs from 1.0 only in how ``xml:base`` / ``xml:id`` of *ancestors* of a canonicalised subset are
 inherited; a RIM whose SignedInfo has such ancestors is refused rather than canonicalised approximately.
 
->>> result = verify_rim(rim, root=nvidia_rim_root(), at=capture_time, version="550.90.07", product="GH100")  # doctest: +SKIP
+>>> result = verify_rim(rim, root=nvidia_rim_root(), rim_id="NV_GPU_DRIVER_GH100_550.90.07", role="driver",
+...                     version="550.90.07", product="GH100", at=capture_time)       # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from ..errors import InputError
-from .rim import _PARSER, DSIG_NS, Rim
+from .rim import DSIG_NS, Rim, _parser
 from .verify import StepResult, TrustRoot, _at, _cn
 
 __all__ = ["NVIDIA_RIM_ROOT_SHA256", "nvidia_rim_root", "rim_certificates", "verify_rim_signature",
@@ -131,7 +132,7 @@ def verify_rim_signature(rim: Rim) -> StepResult:
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         return StepResult(False, f"the signing certificate '{_cn(certs[0])}' does not hold a P-384 key", detail)
     # The enveloped transform: the document as parsed, less the Signature element (its tail text stays).
-    doc = etree.fromstring(rim.raw, _PARSER).getroottree()
+    doc = etree.fromstring(rim.raw, _parser()).getroottree()
     sig = doc.getroot().find(f"{{{DSIG_NS}}}Signature")
     prev, parent = sig.getprevious(), sig.getparent()
     if sig.tail:

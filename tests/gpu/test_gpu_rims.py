@@ -446,3 +446,36 @@ def test_a_store_round_trips_through_a_bundle_and_reappraises_alike(hopper, stor
     with pytest.raises(ParseError):
         RimStore.from_dict({"rims": {"x": [{"rim": "@@"}]}})
     assert base64  # (imported for readers building bundles by hand)
+
+
+# --- hostile input never crashes ------------------------------------------------------------------------------------
+
+def test_mutated_rims_are_refused_or_fail_never_crash(rims, hopper):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    raw = (rims / "NV_GPU_DRIVER_GH100_550.90.07.xml").read_bytes()
+    original = parse_rim(raw)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)), min_size=1, max_size=4),
+           st.integers(0, len(raw)))
+    def check(flips, cut):
+        data = bytearray(raw[:max(cut, 1)] if cut < len(raw) // 50 else raw)
+        for at, value in flips:
+            if at < len(data):
+                data[at] = value
+        store = _store_with(rims, NV_GPU_VBIOS_1010_0200_882_96009F0001="NV_GPU_VBIOS_1010_0200_882_96009F0001.xml")
+        store.add("NV_GPU_DRIVER_GH100_550.90.07", bytes(data), "mutated")
+        g = appraise_payload(hopper, store, at=IN_WINDOW).gpus[0]  # a verdict, never an exception
+        if g.measurements.ok:
+            # only a change C14N erases (whitespace inside a tag, in base64) can pass: what NVIDIA signed stands
+            got = parse_rim(bytes(data))
+            assert (got.references, got.version, got.product) == (original.references, original.version,
+                                                                  original.product)
+        try:
+            parse_rim(bytes(data))
+        except ParseError:
+            pass
+
+    check()

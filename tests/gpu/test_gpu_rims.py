@@ -479,3 +479,21 @@ def test_mutated_rims_are_refused_or_fail_never_crash(rims, hopper):
             pass
 
     check()
+
+
+def test_cert_hold_capture_names_both_missing_rims(fixtures, store):
+    d = fixtures / "field" / "nvidia-sdk-hopper-cert-hold"
+    p = parse_payload((d / "hopper_evidence_cert_hold.json").read_text())
+    check = appraise_payload(p, store, at=IN_WINDOW).check("gpu.measurements")
+    # no copy of its RIMs exists offline (SOURCE.md §E), so the hold NVIDIA's SDK sees online cannot be seen here:
+    # the verdict says what is missing instead of passing
+    assert check.status.value == "skipped"
+    assert "NV_GPU_DRIVER_GH100_570.86.10" in check.reason and "NV_GPU_VBIOS_1010_0200_882_9600AF0001" in check.reason
+
+
+def test_expired_rim_capture_its_vbios_2023_signing_flags_index_9(fixtures, store):
+    e = fixtures / "field" / "nvidia-sdk-hopper-expired-rim"
+    p = parse_files(e / "hopperAttestationReportExpired.txt", e / "hopperCertChainExpired.txt")
+    g = appraise_payload(p, store, at=dt.datetime(2025, 1, 1, tzinfo=UTC)).gpus[0]
+    assert [r.index for r in g.mismatches] == [9]
+    assert g.measurements.ok is False and "index 9 (vbios)" in g.measurements.reason

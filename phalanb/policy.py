@@ -135,7 +135,8 @@ class Policy:
                 "nras_issuer": self.nras_issuer, "aci_kms_roots": list(self.aci_kms_roots),
                 "aci_required_claims": list(self.aci_required_claims),
                 "aci_claim_sources": list(self.aci_claim_sources), "aci_require_upstream": self.aci_require_upstream,
-                "rims": self.rims if isinstance(self.rims, str) or self.rims is None else "(RIM store in memory)"}
+                "rims": self.rims if isinstance(self.rims, str) or self.rims is None
+                else f"RIM store sha256:{self.rims.digest()}"}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Policy":

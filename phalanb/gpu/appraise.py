@@ -135,6 +135,20 @@ class RimStore:
             raise ParseError("not a RIM service answer {id, rim: base64}", field=source) from None
         self.add(str(rim_id), rim, source)
 
+    def digest(self) -> str:
+        """SHA-256 over every RIM (id, bytes) and OCSP answer held: two stores with equal digests judge alike."""
+        h = hashlib.sha256()
+        for rim_id in sorted(self.rims):
+            for data, _ in self.rims[rim_id]:
+                h.update(rim_id.encode() + b"\0" + hashlib.sha256(data).digest())
+        for raw in sorted(self.ocsp_raw):
+            h.update(b"ocsp\0" + hashlib.sha256(raw).digest())
+        return h.hexdigest()
+
+    def __reduce__(self) -> tuple:
+        # Process pools ship stores between workers: as bytes (the parsed OCSP objects do not pickle).
+        return (RimStore.from_dict, (self.to_dict(),))
+
     def to_dict(self) -> dict[str, Any]:
         """For audit bundles: the bytes as base64, so the same appraisal re-runs offline."""
         return {"rims": {k: [{"source": s, "rim": base64.b64encode(b).decode(), "sha256": hashlib.sha256(b).hexdigest()}

@@ -159,3 +159,28 @@ def test_a_bundle_keeps_the_rims_it_needs_and_reappraises_offline(fixtures, rims
     entry["rim"] = base64.b64encode(raw).decode()
     broken = reverify(parse_bundle(data)).verdict["gpu.measurements"]
     assert broken.status is Status.FAIL and "digest mismatch" in broken.reason
+
+
+def test_a_batch_audit_of_the_bundle_reaches_the_same_rim_verdict_as_verify(fixtures, rims, tmp_path):
+    import pickle
+
+    from phalanb.audit import make_bundle, parse_bundle, reverify, save_bundle
+    from phalanb.batch import audit
+    from phalanb.gpu.appraise import RimStore
+    from phalanb.signatures import SignatureRecord
+
+    d = fixtures / "field" / "tinfoil-direct-gemma4-2026-06"
+    report = json.loads((d / "tinfoil_attestation.json").read_text())
+    vec = json.loads((fixtures / "field" / "near-docs-sig-qwen35-2026-06" / "signature_vector.json").read_text())
+    b = make_bundle(None, SignatureRecord.from_dict(vec), policy=Policy(rims=str(rims)), verdict=None,
+                    report=report, verified_at=1782699184.0)
+    save_bundle(b, tmp_path / "b.phalanb.json")
+    single = reverify(parse_bundle(b.to_dict())).verdict
+    rows = audit([tmp_path], workers=2, progress=False, verdicts=True)
+    batch = rows.iloc[0]["verdict_obj"]
+    assert rows.iloc[0]["verdict"] == single.status
+    assert batch["gpu.measurements"].to_dict() == single["gpu.measurements"].to_dict()
+    # stores travel to worker processes as bytes, and judge alike there
+    store = RimStore.from_dir(rims)
+    assert pickle.loads(pickle.dumps(store)).digest() == store.digest()
+    assert Policy(rims=store).to_dict()["rims"] == f"RIM store sha256:{store.digest()}"

@@ -140,7 +140,8 @@ def cmd_gpu(args: argparse.Namespace) -> int:
         # certificates not revoked: that takes NVIDIA's appraisal (NVIDIA's SDK rejects evidence phalanb's offline
         # checks accept, e.g. fixtures/field/nvidia-sdk-hopper-cert-hold). Without it the result is incomplete.
         checks.append(Check("nras.result", Status.SKIPPED, "the GPU measurements were not appraised: no NRAS answer "
-                            "(--nras-response with --jwks) and phalanb holds no reference measurements; the "
+                            "(--nras-response with --jwks) and no RIMs (--rims DIR: NVIDIA's signed reference "
+                            "measurements, appraised by phalanb); the "
                             "evidence was verified offline only (signature, chain, nonce)"))
     appraisal = None
     if args.rims is not None:

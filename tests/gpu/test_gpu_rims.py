@@ -497,3 +497,17 @@ def test_expired_rim_capture_its_vbios_2023_signing_flags_index_9(fixtures, stor
     g = appraise_payload(p, store, at=dt.datetime(2025, 1, 1, tzinfo=UTC)).gpus[0]
     assert [r.index for r in g.mismatches] == [9]
     assert g.measurements.ok is False and "index 9 (vbios)" in g.measurements.reason
+
+
+def test_535_report_matches_the_2023_vbios_rim_and_not_the_resigned_copy(fixtures, rims):
+    d = fixtures / "nvidia" / "nvidia_attestation_sdk"
+    p = parse_files(d / "sample_hopperAttestationReport.txt", d / "sample_hopperCertChain.txt")
+    vbios = "NV_GPU_VBIOS_1010_0200_882_96005E0001"
+    old = _store_with(rims, **{vbios: "1010_0200_882_96005E0001_PROD.swidtag"})
+    g = appraise_payload(p, old, at=dt.datetime(2024, 1, 1, tzinfo=UTC)).gpus[0]
+    vbios_rows = [r for r in g.rows if r.owner == "vbios"]
+    assert len(vbios_rows) == 12 and all(r.match for r in vbios_rows)
+    assert "missing driver RIM NV_GPU_DRIVER_GH100_535.86.09" in g.measurements.reason
+    resigned = _store_with(rims, **{vbios: "NV_GPU_VBIOS_1010_0200_882_96005E0001_measurement_mismatch.xml"})
+    g = appraise_payload(p, resigned, at=dt.datetime(2024, 1, 1, tzinfo=UTC)).gpus[0]
+    assert [r.index for r in g.mismatches] == [9] and g.measurements.ok is False

@@ -30,7 +30,7 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,7 +41,8 @@ from ..verdict import Check, Verdict
 from .ocsp import chain_status, load_ocsp, load_ocsp_answers
 from .payload import GpuPayload
 from .rim import Rim, nvdec0_enabled, parse_rim, rim_ids
-from .rim_verify import RimVerification, missing_rim, nvidia_rim_root, rim_certificates, verify_rim
+from .rim_verify import (RimVerification, missing_rim, nvidia_rim_root, rim_certificates, verify_rim,
+                         verify_rim_binding)
 from .spdm import SpdmEvidence
 from .verify import StepResult, TrustRoot, _aggregate, _at, _cn
 
@@ -290,13 +291,16 @@ class GpuAppraisal:
                 "measurements": self.measurements.to_dict(), "revocation": self.revocation.to_dict()}
 
 
-def _candidates(store: RimStore, rim_id: str) -> list[Rim | StepResult]:
+def _candidates(store: RimStore, rim_id: str, memo: dict) -> list[Rim | StepResult]:
     out: list[Rim | StepResult] = []
     for data, source in store.get(rim_id):
-        try:
-            out.append(parse_rim(data, source=source))
-        except (ParseError, UnsupportedError) as exc:
-            out.append(StepResult(False, f"the RIM {source} cannot be read: {exc}"))
+        key = ("parsed", data, source)
+        if key not in memo:
+            try:
+                memo[key] = parse_rim(data, source=source)
+            except (ParseError, UnsupportedError) as exc:
+                memo[key] = StepResult(False, f"the RIM {source} cannot be read: {exc}")
+        out.append(memo[key])
     return out
 
 
@@ -339,8 +343,11 @@ def _judge(rims: list[RimVerification], rows: list[IndexRow]) -> StepResult:
 
 def appraise_evidence(spdm: SpdmEvidence, certificates: Sequence[x509.Certificate], arch: str | None,
                       store: RimStore, *, root: TrustRoot | None = None, at: float | _dt.datetime | None = None,
-                      index: int = 0) -> GpuAppraisal:
-    """Appraise one device's SPDM evidence (a GPU's or an NVSwitch's) with the RIMs ``store`` holds."""
+                      index: int = 0, memo: dict | None = None) -> GpuAppraisal:
+    """Appraise one device's SPDM evidence (a GPU's or an NVSwitch's) with the RIMs ``store`` holds.
+    ``memo``: RIM judgements already made for the same store, root and time (:func:`appraise_payload` shares one
+    across a payload's GPUs)."""
+    memo = {} if memo is None else memo
     root = root or nvidia_rim_root()
     when = _at(at)
     chip = _cn(certificates[1]).split()[0] if len(certificates) > 1 else None
@@ -353,7 +360,7 @@ def appraise_evidence(spdm: SpdmEvidence, certificates: Sequence[x509.Certificat
                 "switch": spdm.opaque.vbios_version}
     verifications, usable = [], []
     for role, rim_id in ids.items():
-        found = _candidates(store, rim_id)
+        found = _candidates(store, rim_id, memo)
         if not found:
             verifications.append(missing_rim(rim_id, role, "not in the RIMs given (fetch it online or add it to "
                                                            "--rims)"))
@@ -363,14 +370,21 @@ def appraise_evidence(spdm: SpdmEvidence, certificates: Sequence[x509.Certificat
             if isinstance(loaded, StepResult):
                 tried.append((RimVerification(rim_id, role, None, loaded, loaded, loaded, loaded), None))
                 continue
-            certs = rim_certificates(loaded)
-            revocation = (chain_status(certs, root.certificate, store.ocsp, when,
-                                       what=f"{_ROLE_LABEL[role]} RIM chain")
-                          if store.ocsp and not isinstance(certs, StepResult)
-                          else StepResult(None, f"{_ROLE_LABEL[role]} RIM chain: no OCSP answers given: revocation "
-                                                "not checked"))
-            tried.append((verify_rim(loaded, root=root, rim_id=rim_id, role=role, version=versions[role],
-                                     product=chip, at=when, revocation=revocation), loaded))
+            # Signature, chain and revocation depend on the RIM, the root, the time and the answers only: the GPUs
+            # of a payload share them (8 GPUs, one driver RIM). The binding is each GPU's own.
+            key = ("judged", loaded.raw, loaded.source, role, root.sha256, when)
+            if key not in memo:
+                certs = rim_certificates(loaded)
+                revocation = (chain_status(certs, root.certificate, store.ocsp, when,
+                                           what=f"{_ROLE_LABEL[role]} RIM chain")
+                              if store.ocsp and not isinstance(certs, StepResult)
+                              else StepResult(None, f"{_ROLE_LABEL[role]} RIM chain: no OCSP answers given: "
+                                                    "revocation not checked"))
+                memo[key] = verify_rim(loaded, root=root, rim_id=rim_id, role=role, version=None, product=None,
+                                       at=when, revocation=revocation)
+            shared = memo[key]
+            tried.append((replace(shared, binding=verify_rim_binding(loaded, version=versions[role], product=chip)),
+                          loaded))
         # Several signings of one id: the newest one trusted at the judged time speaks (NVIDIA's service serves
         # the current signing); when none is trusted, the newest one's failure is reported.
         tried.sort(key=lambda t: (t[0].trusted is True, _signed_from(t[1]) if t[1] is not None else
@@ -427,7 +441,8 @@ def appraise_payload(payload: GpuPayload, store: RimStore, *, root: TrustRoot | 
     if not isinstance(store, RimStore):
         raise InputError("store must be a RimStore (RimStore.from_dir(path) for a folder of RIMs)")
     when = _at(at)
-    gpus = [appraise_evidence(g.spdm, g.certificates, g.arch, store, root=root, at=when, index=g.index)
+    memo: dict = {}
+    gpus = [appraise_evidence(g.spdm, g.certificates, g.arch, store, root=root, at=when, index=g.index, memo=memo)
             for g in payload.gpus]
     checks = [
         _aggregate("gpu.measurements", "measurements", [(g.index, g.measurements) for g in gpus]),

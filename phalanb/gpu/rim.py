@@ -231,6 +231,11 @@ def parse_rim(data: bytes | str, *, source: str = "RIM") -> Rim:
     except etree.XMLSyntaxError as exc:
         raise ParseError(f"not well-formed XML: {exc}", field=f"RIM {source}",
                          offset=getattr(exc, "position", (None,))[0]) from None
+    info = root.getroottree().docinfo
+    if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
+        # The byte scan above reads UTF-8; a document in another encoding is checked again once decoded.
+        raise ParseError("a RIM never has a DOCTYPE or entity declarations; this document declares one "
+                         f"(encoding {info.encoding})", field=f"RIM {source}")
     deepest = max(len(list(el.iterancestors())) for el in root.iter()) + 1
     if deepest > MAX_DEPTH:  # the scan above is a fast bound; this is the exact one
         raise ParseError(f"elements nest {deepest} levels deep; a RIM nests 5", field=f"RIM {source}")

@@ -110,6 +110,12 @@ def test_entities_and_doctypes_are_refused(doc):
         parse_rim(doc)
 
 
+def test_a_doctype_in_another_encoding_is_refused_too():
+    doc = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY a "aaaa">]><r>&a;</r>'.encode("utf-16")
+    with pytest.raises(ParseError, match="DOCTYPE"):
+        parse_rim(doc)
+
+
 def test_deep_nesting_is_refused():
     with pytest.raises(ParseError, match="nest deeper"):
         parse_rim(b"<a>" * 200 + b"</a>" * 200)

@@ -47,7 +47,7 @@ import binascii
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -87,6 +87,7 @@ class Bundle:
     fetched_at: float | None = None
     gateway_collateral: Any = None  # a NEAR AI Cloud gateway's own platform collateral
     aci: dict[str, Any] | None = None  # schema 2: the ACI artifacts (exact bytes in base64), see the module doc
+    rims: dict[str, Any] | None = None  # NVIDIA RIMs + OCSP answers (base64) the GPU appraisal used, or None
 
     @property
     def protocol(self) -> str:
@@ -112,6 +113,7 @@ class Bundle:
             "policy": self.policy.to_dict(),
             "verdict": self.recorded_verdict,
             **({"aci": self.aci} if self.aci is not None else {}),
+            **({"rims": self.rims} if self.rims is not None else {}),
         }
 
     def __repr__(self) -> str:
@@ -128,9 +130,10 @@ def make_bundle(exchange: Exchange | None, signature: SignatureRecord, attestati
                 policy: Policy, verdict: Verdict | None, report: Mapping[str, Any] | None = None,
                 nonce: bytes | None = None, collateral: Any = None, nras_response: Any = None, jwks: Any = None,
                 verified_at: float | None = None, endpoint: Mapping[str, Any] | None = None,
-                gateway_collateral: Any = None) -> Bundle:
+                gateway_collateral: Any = None, rims: Any = None) -> Bundle:
     """Collect the evidence of one verification. ``attestation`` is a :class:`~phalanb.client.AttestationFetch`
-    (or give ``report`` and ``nonce`` directly)."""
+    (or give ``report`` and ``nonce`` directly). ``rims``: a RimStore to keep (default: the RIMs ``policy.rims``
+    names that the report's GPUs need, with every saved OCSP answer), so the appraisal re-runs offline."""
     fetched_at = None
     if attestation is not None:
         report = attestation.report
@@ -145,7 +148,17 @@ def make_bundle(exchange: Exchange | None, signature: SignatureRecord, attestati
                   nonce=nonce, policy=policy, verified_at=verified_at if verified_at is not None else now,
                   collateral=collateral, nras_response=nras_response, jwks=jwks, endpoint=dict(endpoint or {}),
                   recorded_verdict=verdict.to_dict() if verdict is not None else None, created_at=now,
-                  fetched_at=fetched_at, gateway_collateral=gateway_collateral)
+                  fetched_at=fetched_at, gateway_collateral=gateway_collateral,
+                  rims=_bundle_rims(rims, policy, report))
+
+
+def _bundle_rims(rims: Any, policy: Policy, report: Any) -> dict[str, Any] | None:
+    from .gpu.appraise import RimStore, needed_rims
+
+    if rims is None and policy.rims is not None and not policy.simulated:
+        rims = policy.rims if isinstance(policy.rims, RimStore) else RimStore.from_dir(policy.rims)
+        rims = needed_rims(rims, report)
+    return rims.to_dict() if rims is not None else None
 
 
 def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
@@ -260,8 +273,18 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
         recorded_verdict=dict(recorded) if isinstance(recorded, Mapping) else None,
         created_at=created_at, phalanb_version=str(data.get("phalanb_version", "?")),
         fetched_at=fetched_at, gateway_collateral=gateway_collateral,
-        aci=aci,
+        aci=aci, rims=_rims_part(data.get("rims")),
     )
+
+
+def _rims_part(value: Any) -> dict[str, Any] | None:
+    """The bundle's RIMs, checked for shape now (their signatures are checked when the appraisal runs)."""
+    if value is None:
+        return None
+    from .gpu.appraise import RimStore
+
+    RimStore.from_dict(value)
+    return dict(value)
 
 
 def _b64(value: Any, field_name: str, *, limit: int = MAX_BUNDLE_BYTES) -> bytes:
@@ -354,6 +377,12 @@ def verify_bundle(bundle: Bundle, *, policy: Policy, at: float) -> Verdict:
                           host=a.get("host"))
     from .verify import verify_exchange
 
+    if bundle.rims is not None and policy.rims is None:
+        # RIMs and OCSP answers are signed evidence: the ones the bundle kept are used (and verified against the
+        # pinned NVIDIA root) unless the auditor names their own.
+        from .gpu.appraise import RimStore
+
+        policy = replace(policy, rims=RimStore.from_dict(bundle.rims))
     return verify_exchange(bundle.exchange, bundle.signature, bundle.report, nonce=bundle.nonce, policy=policy,
                            collateral=bundle.collateral, nras_response=bundle.nras_response, jwks=bundle.jwks, at=at,
                            gateway_collateral=bundle.gateway_collateral)

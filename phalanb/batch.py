@@ -94,6 +94,13 @@ class AuditItem:
 
 
 def _from_bundle(bundle: Bundle, source: str, at: float | None, policy: Policy) -> AuditItem:
+    if bundle.rims is not None and policy.rims is None:
+        # As phalanb verify does (phalanb.audit.verify_bundle): the RIMs a bundle kept are evidence, re-verified.
+        from dataclasses import replace
+
+        from .gpu.appraise import RimStore
+
+        policy = replace(policy, rims=RimStore.from_dict(bundle.rims))
     return AuditItem(source=source, exchange=bundle.exchange, signature=bundle.signature, report=bundle.report,
                      nonce=bundle.nonce, policy=policy, at=bundle.verified_at if at is None else at,
                      collateral=bundle.collateral, nras_response=bundle.nras_response, jwks=bundle.jwks,

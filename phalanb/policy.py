@@ -43,6 +43,12 @@ class Policy:
     ``aci_required_claims`` are the attested-session claims that must be ``asserted`` with a source in
     ``aci_claim_sources``; ``aci_require_upstream``: an aggregator's receipt must show a required, successful
     upstream verification.
+
+    ``rims``: a folder of NVIDIA's signed reference manifests (RIMs; saved OCSP answers in its ``ocsp/``), or a
+    :class:`~phalanb.gpu.appraise.RimStore`. With it phalanb appraises the GPU measurements itself
+    (``gpu.measurements``, ``gpu.revocation``); the measurements count as appraised when NRAS *or* this
+    appraisal passed, and when both ran and disagree the verdict fails. The RIMs are claims until their
+    signatures chain to the pinned NVIDIA CoRIM root: a folder or bundle cannot make a forged one count.
     """
 
     trust: str = "production"
@@ -60,6 +66,7 @@ class Policy:
     aci_required_claims: tuple[str, ...] = ("tee_attested",)
     aci_claim_sources: tuple[str, ...] = ("hardware_proven",)
     aci_require_upstream: bool = True
+    rims: Any = field(default=None, compare=False)  # a folder of NVIDIA RIMs (str/Path) or a RimStore
 
     def __post_init__(self) -> None:
         if self.trust not in TRUST_MODES:
@@ -94,6 +101,15 @@ class Policy:
         if not isinstance(relax, (list, tuple)) or not all(r in JUDGED_REGISTERS for r in relax):
             raise InputError(f"relax_measurements names registers among {list(JUDGED_REGISTERS)}, got {relax!r:.80}")
         object.__setattr__(self, "relax_measurements", tuple(relax))
+        if self.rims is not None:
+            import os
+
+            from .gpu.appraise import RimStore
+
+            if isinstance(self.rims, (str, os.PathLike)):
+                object.__setattr__(self, "rims", os.fspath(self.rims))
+            elif not isinstance(self.rims, RimStore):
+                raise InputError(f"rims is a folder of NVIDIA RIMs or a RimStore, got {type(self.rims).__name__}")
 
     @property
     def simulated(self) -> bool:
@@ -118,7 +134,9 @@ class Policy:
                 "gpu_root_pem": self.gpu_root_pem.decode() if self.gpu_root_pem else None,
                 "nras_issuer": self.nras_issuer, "aci_kms_roots": list(self.aci_kms_roots),
                 "aci_required_claims": list(self.aci_required_claims),
-                "aci_claim_sources": list(self.aci_claim_sources), "aci_require_upstream": self.aci_require_upstream}
+                "aci_claim_sources": list(self.aci_claim_sources), "aci_require_upstream": self.aci_require_upstream,
+                "rims": self.rims if isinstance(self.rims, str) or self.rims is None
+                else f"RIM store sha256:{self.rims.digest()}"}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Policy":

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from .errors import InputError
 from .policy import Policy
 
-__all__ = ["tdx_root", "gpu_root", "nras_anchor", "is_loopback_url", "require_loopback_for_simulated"]
+__all__ = ["tdx_root", "gpu_root", "rim_root", "nras_anchor", "is_loopback_url", "require_loopback_for_simulated"]
 
 
 def is_loopback_url(url: str) -> bool:
@@ -70,6 +70,17 @@ def gpu_root(policy: Policy) -> Any:
     from .gpu.sim import simulated_root
 
     return simulated_root()
+
+
+def rim_root(policy: Policy) -> Any:
+    """The root NVIDIA's RIM signing chains must reach: the pinned CoRIM signing Root CA, or the simulator's."""
+    if not policy.simulated:
+        from .gpu.rim_verify import nvidia_rim_root
+
+        return nvidia_rim_root()
+    from .gpu.rim_sim import simulated_rim_root
+
+    return simulated_rim_root()
 
 
 def nras_anchor(policy: Policy) -> Any:

@@ -34,7 +34,7 @@ from .verdict import Check, Status, Verdict
 
 __all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
            "chat_checks", "tdx_checks", "gpu_checks", "gateway_checks", "REQUIRED_CHECKS", "measurement_check",
-           "gpu_count_check"]
+           "gpu_count_check", "rim_checks", "combine_appraisals"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
 REQUIRED_CHECKS = (
@@ -176,10 +176,11 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
     """The GPU links of one node: every GPU's SPDM signature, chain and nonce; NRAS when a saved answer is given.
 
     NRAS is NVIDIA's online second opinion (reference measurements, revocation); ``nras.result`` is required
-    only when ``policy.require_nras`` — but a validly signed NRAS *failure* always fails the verdict.
+    only when ``policy.require_nras`` — but a validly signed NRAS *failure* always fails the verdict. With
+    ``policy.rims`` phalanb appraises the measurements itself as well (:func:`combine_appraisals` says how the two
+    are weighed).
     """
     from .gpu import chutes_gpu_nonce, parse_payload, verify_payload
-    from .gpu.nras import verify_nras
 
     need_nras = policy.require_nras
     chutes = node.binding in ("chutes", "chutes-client")
@@ -206,11 +207,58 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
     count = gpu_count_check(node, len(payload.gpus))
     if count is not None:
         checks.append(count)
+    nras: list[Check] = []
+    _nras_checks(nras, node, result, expected, policy, need_nras, nras_response, jwks, at)
+    return checks + combine_appraisals(rim_checks(payload, policy, at=at), nras)
+
+
+def combine_appraisals(appraised: list[Check], nras: list[Check]) -> list[Check]:
+    """NVIDIA's appraisal (``nras.*``) and phalanb's own (``gpu.measurements``, ``gpu.revocation``), one rule:
+
+    the measurements count as appraised when either passed — the other one is then informative only (a failure
+    still fails the verdict); when neither ran, both stay as they are (the verdict incomplete, as without RIMs);
+    when both reached a verdict and they differ, ``gpu.appraisal_agree`` fails and shows both reasons."""
+    if not appraised:
+        return list(nras)
+    measured, revoked = appraised[0], appraised[1]
+    nras_result = next((c for c in nras if c.id == "nras.result"), None)
+    nras_passed = nras_result is not None and nras_result.status is Status.PASS
+    out = [replace(c, required=False) if measured.status is Status.PASS and c.status is Status.SKIPPED else c
+           for c in nras]
+    out.append(replace(measured, required=measured.required and not nras_passed))
+    out.append(replace(revoked, required=revoked.required and not nras_passed))
+    verdicts = {Status.PASS: "passed", Status.FAIL: "failed"}
+    if nras_result is not None and nras_result.status in verdicts and measured.status in verdicts \
+            and nras_result.status is not measured.status:
+        out.append(Check("gpu.appraisal_agree", Status.FAIL,
+                         f"NVIDIA's NRAS {verdicts[nras_result.status]} the GPU measurements but phalanb's own RIM "
+                         f"appraisal {verdicts[measured.status]} them — NRAS: {nras_result.reason} / RIMs: "
+                         f"{measured.reason}", {"nras": nras_result.to_dict(), "rims": measured.to_dict()}))
+    return out
+
+
+def rim_checks(payload: Any, policy: Policy, *, at: float | None = None) -> list[Check]:
+    """``gpu.measurements`` and ``gpu.revocation`` from the RIMs the policy names (empty when it names none),
+    their chains judged against NVIDIA's pinned CoRIM root (the simulator's under simulated trust)."""
+    if policy.rims is None:
+        return []
+    from .gpu.appraise import RimStore, appraise_payload
+    from .trust import rim_root
+
+    store = policy.rims if isinstance(policy.rims, RimStore) else RimStore.from_dir(policy.rims)
+    return appraise_payload(payload, store, root=rim_root(policy), at=at).checks
+
+
+def _nras_checks(checks: list[Check], node: NodeAttestation, result: Any, expected: Any, policy: Policy,
+                 need_nras: bool, nras_response: Any, jwks: Any, at: float | None) -> None:
+    from .gpu.nras import verify_nras
+
     if nras_response is None:
         checks.append(Check("nras.result", Status.SKIPPED, "no NRAS answer: NVIDIA's remote appraisal (reference "
                             "measurements, revocation) was not consulted; phalanb verified the evidence offline"
-                            + (" — your policy requires the appraisal (ask NRAS online, or accept offline GPU "
-                               "evidence with Policy(require_nras=False))" if need_nras else ""),
+                            + (" — your policy requires the appraisal (ask NRAS online, appraise with NVIDIA's "
+                               "signed RIMs: Policy(rims=DIR) / --rims DIR, or accept offline GPU evidence with "
+                               "Policy(require_nras=False))" if need_nras else ""),
                             required=need_nras))
     elif jwks is None:
         checks.append(Check("nras.result", Status.SKIPPED, "an NRAS answer is present but no JWKS to check its "
@@ -230,7 +278,6 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
             for c in nv.checks:
                 required = need_nras or c.status is Status.FAIL
                 checks.append(Check(c.id, c.status, c.reason, c.evidence, required=required))
-    return checks
 
 
 def gpu_count_check(node: NodeAttestation, evidence_count: int) -> Check | None:

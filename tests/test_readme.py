@@ -464,11 +464,16 @@ TABLE: dict[str, list[Variant] | Special] = {
                       ("--collateral", "FILE"): str(TDX / "tdx_quote_collateral.json"), "T": "1752919234",
                       "intel|sim|PEM": "intel"}),
     ],
-    "phalanb gpu FILE [--chain PEM] [--nonce HEX] [--nras-response F --jwks F --at T]": [
+    "phalanb gpu FILE [--chain PEM] [--nonce HEX] [--nras-response F --jwks F --at T] [--rims DIR]": [
         Variant(3, "bare evidence with its chain and nonce: verified offline, incomplete without an NRAS answer",
                 keep=frozenset({"--chain", "--nonce"}),
                 fill={"FILE": str(NVTRUST / "hopperAttestationReport.txt"), "PEM": str(NVTRUST / "hopperCertChain.txt"),
                       "HEX": "{nvtrust_nonce}"}),
+        Variant(1, "the same evidence appraised against NVIDIA's RIMs judged now: the 550.90.07 RIM's signing "
+                   "certificate expired on 2026-06-01, so gpu.measurements fails and says so",
+                keep=frozenset({"--chain", "--nonce", "--rims"}),
+                fill={"FILE": str(NVTRUST / "hopperAttestationReport.txt"), "PEM": str(NVTRUST / "hopperCertChain.txt"),
+                      "HEX": "{nvtrust_nonce}", "DIR": str(FIXTURES / "nvidia" / "rims")}),
         Variant(0, "a real report's 8 GPUs with the nonce, NRAS answer, NVIDIA's JWKS and the capture time",
                 keep=frozenset({"--nonce", "--nras-response"}),
                 fill={"FILE": str(VENICE / "attestation_report.json"), "HEX": "{nonce}",

@@ -136,7 +136,9 @@ def test_every_fault_is_documented_and_tested():
               "wrong_compose_hash", "gpu_nonce_mismatch", "ignore_nonce", "chat_500", "signature_500",
               "attestation_500", "cut_stream", "signature_missing",
               # network faults: tests/test_network_faults.py
-              "rate_limit", "flaky_503", "hang", "truncated_json", "slow_drip"}
+              "rate_limit", "flaky_503", "hang", "truncated_json", "slow_drip",
+              # RIM service / OCSP faults: tests/gpu/test_gpu_rim_sim.py
+              "rim_mismatch", "rim_revoked", "rim_other_version"}
     # ACI gateway faults: tests/aci/test_sim_aci_faults.py (which checks it covers every aci_* fault)
     assert {f for f in FAULTS if not f.startswith("aci_")} == tested
 

@@ -26,7 +26,8 @@
 # **What you will learn**
 # - the SPDM evidence byte by byte: request, measurement blocks, opaque data, signature;
 # - what each GPU's checks are (nonce, signature, chain, FWID) and how they appear per GPU;
-# - how to read NRAS tokens, and check them offline with a saved answer from a real 8-GPU node.
+# - how to read NRAS tokens, and check them offline with a saved answer from a real 8-GPU node;
+# - how phalanb appraises the measurements itself against NVIDIA's signed reference manifests (RIMs).
 
 # %%
 import json
@@ -78,8 +79,8 @@ assert explorer.highlight == (4, 36)
 # %% [markdown]
 # ## 2. Measurements and opaque fields
 #
-# Each block is `index, spec, size` then a DMTF header and the value. Which firmware each index measures is
-# defined by NVIDIA's reference measurements (RIMs), which need the network; offline we can read and show them.
+# Each block is `index, spec, size` then a DMTF header and the value. Which values are the right ones is defined by
+# NVIDIA's signed reference manifests (RIMs): section 5 compares them.
 
 # %%
 blocks = spdm.response.measurement_blocks
@@ -186,6 +187,72 @@ late = verify_nras(nras, jwks=jwks, expected_nonce=real_nonce, gpu_facts=real.fa
 display(table([("nras.token", late.check("nras.token").status.value, late.check("nras.token").reason)],
               columns=["check", "status", "reason"], title="The same tokens, checked now"))
 assert late.check("nras.token").status.value == "fail"
+
+# %% [markdown]
+# ## 5. Is this the firmware NVIDIA published? Reference manifests (RIMs)
+#
+# Signature, chain and nonce say *which GPU* said what, not that its firmware and driver are good. NVIDIA publishes
+# a signed Reference Integrity Manifest (RIM) for every driver and VBIOS release: for each measurement index, the
+# value(s) a genuine release produces. phalanb appraises a GPU against them itself, offline — the same comparison
+# NRAS makes, but with every step shown:
+#
+# - the RIM ids come from the evidence's *signed* opaque data (driver version; project, SKU, chip SKU and VBIOS
+#   version);
+# - each RIM's XML signature must verify and its certificate chain reach NVIDIA's CoRIM root pinned in phalanb,
+#   valid **at the time the evidence is judged** (NVIDIA re-signs RIMs every two years);
+# - every *active* index of the driver and VBIOS RIMs must equal the GPU's measurement block (runtime index =
+#   block number − 1).
+#
+# The real H100 report from NVIDIA's nvtrust repository (driver 550.90.07, VBIOS 96.00.9F.00.01) and its two RIMs,
+# judged on 2025-10-24 — inside the RIMs' validity and the day NVIDIA's OCSP responder vouched for their signers:
+
+# %%
+import datetime as dt
+
+from phalanb.gpu import parse_files
+from phalanb.gpu.appraise import RimStore, appraise_evidence, appraise_payload
+
+nvtrust = FIXTURES / "nvidia/nvtrust"
+h100 = parse_files(nvtrust / "hopperAttestationReport.txt", nvtrust / "hopperCertChain.txt")
+rims = RimStore.from_dir(FIXTURES / "nvidia/rims")
+judged_at = dt.datetime(2025, 10, 24, 12, tzinfo=dt.timezone.utc)
+appraisal = appraise_payload(h100, rims, at=judged_at)
+h100_gpu = appraisal.gpus[0]
+display(table([(v.role, v.rim_id, v.rim.version, v.signature.reason, v.chain.reason, v.revocation.reason)
+               for v in h100_gpu.rims],
+              columns=["RIM", "id (from the evidence)", "version", "signature", "chain", "OCSP"],
+              title="Who signed the reference values"))
+display(table(h100_gpu.frame(), title="Every active reference index against the GPU's measurement"))
+display(table([(c.id, c.status.value, c.reason) for c in appraisal.checks], columns=["check", "status", "reason"]))
+assert appraisal.check("gpu.measurements").passed and len(h100_gpu.rows) == 33
+
+# %% [markdown]
+# Index 35 is not judged: the GPU reports its video decoder NVDEC0 disabled (opaque field `NVDEC0_STATUS` = 0x55),
+# and NVIDIA's verifiers then skip that index. `gpu.revocation` stays *skipped*: the saved OCSP answers for the
+# GPU's own certificates are from another day (2025-08-21), so they say nothing about 2025-10-24.
+#
+# Now break one value on purpose: flip a byte of measurement block 8 (runtime index 7, owned by the driver RIM).
+# The GPU's signature would no longer verify either — here we look only at what the appraisal says:
+
+# %%
+block = next(b for b in h100.gpus[0].spdm.response.measurement_blocks if b.index == 8)
+broken = bytearray(h100.gpus[0].spdm.raw)
+broken[block.value_offset] ^= 0x01
+tampered = appraise_evidence(parse_evidence(bytes(broken)), h100.gpus[0].certificates, "HOPPER", rims,
+                             at=judged_at)
+display(table([r for r in tampered.table() if r["match"] is False], title="The mismatch, with both values"))
+print(tampered.measurements.reason)
+assert [r.index for r in tampered.mismatches] == [7] and tampered.measurements.ok is False
+
+# %% [markdown]
+# And the same genuine RIMs judged *today*: their signing certificates have expired since (NVIDIA re-signed the
+# RIMs), so the appraisal does not pass and says why — judge evidence at the time it was taken, or fetch the
+# current RIM (`phalanb gpu … --rims DIR --fetch-rims`).
+
+# %%
+today = appraise_payload(h100, rims)
+print(today.check("gpu.measurements").reason)
+assert today.check("gpu.measurements").status.value == "fail"
 
 # %% [markdown]
 # ## Check yourself

@@ -87,6 +87,8 @@ def _policy_args(p: argparse.ArgumentParser) -> None:
                    choices=("mr_seam", "mr_td"), help="do not judge this register (the verdict shows a warning)")
     p.add_argument("--no-require-nras", action="store_true",
                    help="accept GPU evidence verified offline, without NVIDIA's appraisal (NRAS)")
+    p.add_argument("--rims", type=Path, metavar="DIR", help="a folder of NVIDIA's signed RIMs (OCSP answers in "
+                   "DIR/ocsp): appraise the GPU measurements offline; either this or NRAS passing suffices")
 
 
 def _policy(args: argparse.Namespace) -> Policy:
@@ -97,7 +99,14 @@ def _policy(args: argparse.Namespace) -> Policy:
             raise InputError(f"--accept-measurement takes REGISTER=HEX, got {item!r:.60}")
         accept.setdefault(reg.strip(), []).append(value.strip())
     return Policy(trust=args.trust, accept_measurements=accept, relax_measurements=tuple(args.relax_measurement),
-                  require_nras=False if args.no_require_nras else None)
+                  require_nras=False if args.no_require_nras else None,
+                  rims=_rim_folder(args.rims))
+
+
+def _rim_folder(path: Path | None) -> str | None:
+    if path is not None and not path.is_dir():
+        raise InputError(f"--rims {path}: not a folder (give the folder that holds the RIM .xml / .swidtag files)")
+    return str(path) if path is not None else None
 
 
 def _read_json(path: Path | None, what: str) -> Any:

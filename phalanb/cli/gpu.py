@@ -4,11 +4,14 @@
     phalanb gpu hopperAttestationReport.txt --chain hopperCertChain.txt
     phalanb gpu report.json --nonce … --nras-response nras_response.json --jwks jwks.json --at 1782698794
     phalanb gpu sim_payload.json --nonce … --root sim       a simulator's evidence: trust its simulated root
+    phalanb gpu hopperAttestationReport.txt --chain hopperCertChain.txt --rims rims/ --at 1761307200
+    phalanb gpu report.json --nonce … --rims ~/.cache/phalanb/rims --fetch-rims    fetch from NVIDIA, then appraise
 
 FILE is an ``nvidia_payload`` (any variant), a whole attestation report holding one, a Chutes attestation entry,
 or a bare evidence file (hex, base64 or binary) given with ``--chain``. Exit codes: 0 every check passed, 1 a check
-failed, 3 incomplete (no ``--nonce``: freshness cannot be shown; no NRAS answer: the measurements were not
-appraised), 2 unreadable input.
+failed, 3 incomplete (no ``--nonce``: freshness cannot be shown; neither an NRAS answer nor ``--rims``: the
+measurements were not appraised), 2 unreadable input. With ``--rims DIR`` phalanb compares every active reference
+index of NVIDIA's signed driver and VBIOS RIMs with the GPU's measurements itself, judging each RIM at ``--at``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nras-response", type=Path, metavar="FILE", help="a saved NRAS answer to verify as well")
     p.add_argument("--jwks", type=Path, metavar="FILE", help="the NRAS JWKS to verify the answer with")
     p.add_argument("--nras-issuer", default=NRAS_ISSUER, help=f"expected token issuer (default {NRAS_ISSUER})")
+    p.add_argument("--rims", type=Path, metavar="DIR", help="a folder of NVIDIA's signed reference manifests (RIMs, "
+                   "saved OCSP answers in DIR/ocsp): phalanb appraises the GPU measurements itself, at --at")
+    p.add_argument("--fetch-rims", action="store_true", help="first fetch the RIMs and OCSP answers the evidence "
+                   "needs into --rims DIR (kept there: the next run is offline)")
+    p.add_argument("--rim-url", default=None, metavar="URL", help="the RIM service (default NVIDIA's "
+                   "https://rim.attestation.nvidia.com/v1/rim)")
+    p.add_argument("--ocsp-url", default=None, metavar="URL", help="the OCSP responder (default NVIDIA's "
+                   "https://ocsp.ndis.nvidia.com)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_gpu)
 
@@ -103,6 +114,13 @@ def cmd_gpu(args: argparse.Namespace) -> int:
         raise InputError("--nras-response and --jwks go together: the answer is verified with that JWKS")
     payload = load_payload(args.file, args.chain)
     root = _root(args.root)
+    if args.fetch_rims:
+        if args.rims is None:
+            raise InputError("--fetch-rims stores what it fetches in --rims DIR: give that folder")
+        from ..gpu.rim_fetch import OCSP_URL, RIM_SERVICE_URL, fetch_rims_for
+
+        fetch_rims_for(payload, cache_dir=args.rims, rim_url=args.rim_url or RIM_SERVICE_URL,
+                       ocsp_url=args.ocsp_url or OCSP_URL)
     result = verify_payload(payload, root=root, expected_nonce=args.nonce, at=args.at)
     checks = list(result.checks)
     nras_claims = None
@@ -117,13 +135,30 @@ def cmd_gpu(args: argparse.Namespace) -> int:
                            anchor=anchor)
         checks += nras.checks
         nras_claims = {name: tok.claims for name, tok in nras.response.tokens()}
-    elif not result.root.simulated:
+    elif not result.root.simulated and args.rims is None:
         # Signature, chain and nonce show whose GPU said what, not that its firmware and driver are good or its
         # certificates not revoked: that takes NVIDIA's appraisal (NVIDIA's SDK rejects evidence phalanb's offline
         # checks accept, e.g. fixtures/field/nvidia-sdk-hopper-cert-hold). Without it the result is incomplete.
         checks.append(Check("nras.result", Status.SKIPPED, "the GPU measurements were not appraised: no NRAS answer "
-                            "(--nras-response with --jwks) and phalanb holds no reference measurements; the "
+                            "(--nras-response with --jwks) and no RIMs (--rims DIR: NVIDIA's signed reference "
+                            "measurements, appraised by phalanb); the "
                             "evidence was verified offline only (signature, chain, nonce)"))
+    appraisal = None
+    if args.rims is not None:
+        from ..gpu.appraise import RimStore, appraise_payload
+        from ..verify import combine_appraisals
+
+        from ..gpu.rim_sim import simulated_rim_root
+        from ..gpu.rim_verify import nvidia_rim_root
+
+        rim_root = simulated_rim_root() if result.root.simulated else nvidia_rim_root()
+        appraisal = appraise_payload(payload, RimStore.from_dir(args.rims), root=rim_root, at=args.at)
+        nras_part = [c for c in checks if c.id.startswith("nras.")]
+        if not nras_part:
+            nras_part = [Check("nras.result", Status.SKIPPED, "no NRAS answer (--nras-response with --jwks)",
+                               required=not result.root.simulated)]
+        checks = [c for c in checks if not c.id.startswith("nras.")] + combine_appraisals(appraisal.checks,
+                                                                                          nras_part)
     verdict = Verdict(checks)
     if args.json:
         out = result.to_dict()
@@ -134,6 +169,8 @@ def cmd_gpu(args: argparse.Namespace) -> int:
         out["verdict"] = verdict.to_dict()
         if nras_claims is not None:
             out["nras_claims"] = nras_claims
+        if appraisal is not None:
+            out["rim_appraisal"] = appraisal.to_dict()
         print(json.dumps(out, indent=2, default=str))
     else:
         print(f"payload: {payload.description}")
@@ -146,6 +183,15 @@ def cmd_gpu(args: argparse.Namespace) -> int:
                   f"{f.vbios_version or '?':<15} {f.ueid}")
         print(f"requester nonce: {', '.join(sorted({f.requester_nonce for f in result.facts}))}")
         print()
+        if appraisal is not None:
+            for g in appraisal.gpus:
+                bad = g.mismatches
+                state = {True: "trusted", False: "NOT trusted", None: "missing"}
+                print(f"GPU-{g.index} RIMs: " + ", ".join(f"{v.role} {v.rim_id} ({state[v.trusted]})" for v in g.rims)
+                      + f"; {len(g.rows)} active indices, {len(bad)} mismatch(es)"
+                      + "".join(f"\n  index {r.index} ({r.owner}): measured {r.measured}, expected "
+                                f"{' or '.join(r.expected)}" for r in bad))
+            print()
         print(verdict_table(verdict))
     sys.stdout.flush()
     return verdict.exit_code()

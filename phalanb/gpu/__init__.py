@@ -5,6 +5,11 @@
   (NVIDIA's remote appraisal: fetch online, verify its ES384 tokens offline);
 - simulate: :mod:`.sim` (GPUs and an NRAS for the local service; their root is never trusted by default).
 
+Reference measurements (NVIDIA's signed RIMs), kept apart the same way: :mod:`.rim` reads them, :mod:`.rim_verify`
+and :mod:`.ocsp` verify them (XML signature, chain to the pinned CoRIM root at the judged time, saved OCSP
+answers), :mod:`.appraise` compares them with a GPU's measurements (``gpu.measurements``), :mod:`.rim_fetch` gets
+them online, :mod:`.rim_sim` simulates them.
+
 >>> from phalanb.gpu import parse_payload, verify_payload, nvidia_device_identity_ca
 >>> result = verify_payload(parse_payload(report["nvidia_payload"]), root=nvidia_device_identity_ca(),
 ...                         expected_nonce=my_nonce)                       # doctest: +SKIP
@@ -18,6 +23,9 @@ from .nras import (NRAS_ISSUER, NRAS_URL, NVIDIA_NRAS_INTERMEDIATE_SPKI_SHA256, 
                    NrasKey, NrasResponse, NrasVerification, build_nras_request, decode_jwt, fetch_jwks, fetch_nras,
                    nvidia_nras_anchor, parse_nras_response, verify_jwt, verify_nras)
 from .sim import SIM_NRAS_ISSUER, SimulatedGpus, simulated_nras_anchor, simulated_root
+from .rim import Rim, parse_rim, rim_ids
+from .rim_verify import NVIDIA_RIM_ROOT_SHA256, nvidia_rim_root, verify_rim
+from .appraise import GpuAppraisal, MeasurementAppraisal, RimStore, appraise_evidence, appraise_payload
 from .verify import (NVIDIA_DEVICE_IDENTITY_CA_SHA256, GpuFacts, GpuResult, GpuVerification, StepResult, TrustRoot,
                      chutes_gpu_nonce, gpu_facts, leaf_fwids, nvidia_device_identity_ca, verify_chain, verify_fwid,
                      verify_gpu, verify_payload, verify_signature)
@@ -34,4 +42,6 @@ __all__ = [
     "decode_jwt", "fetch_jwks", "fetch_nras", "parse_nras_response", "verify_jwt", "verify_nras",
     "NVIDIA_NRAS_INTERMEDIATE_SPKI_SHA256", "NrasAnchor", "NrasKey", "nvidia_nras_anchor",
     "SIM_NRAS_ISSUER", "SimulatedGpus", "simulated_root", "simulated_nras_anchor",
+    "Rim", "parse_rim", "rim_ids", "NVIDIA_RIM_ROOT_SHA256", "nvidia_rim_root", "verify_rim",
+    "GpuAppraisal", "MeasurementAppraisal", "RimStore", "appraise_evidence", "appraise_payload",
 ]

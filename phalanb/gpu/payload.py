@@ -272,6 +272,8 @@ def _item(item: Any, index: int, where: str, cache: dict[bytes, x509.Certificate
                          f"{name}.evidence", offset=exc.offset) from None
     pem = _b64(item["certificate"], f"{name}.certificate")
     certs = parse_cert_chain(pem, f"{name}.certificate", cache)
+    # Switch evidence now decodes (its BIOS version is ASCII text): its chain still names it for what it is.
+    _refuse_switch(arch_of_chain(certs), f"the leaf certificate of {name} names")
     return GpuEvidence(index=index, arch=_norm_arch(item.get("arch"), f"{name}.arch"), spdm=spdm,
                        certificates=certs, evidence_encoding=encoding,
                        item_nonce=_nonce_text(item.get("nonce"), f"{name}.nonce"),

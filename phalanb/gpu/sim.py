@@ -14,7 +14,9 @@ against NVIDIA's root fails and says the chain ends at a simulated root. Tests p
 
 :meth:`SimulatedGpus.routes` adds an NRAS look-alike to the simulator app: ``POST /nras/v3/attest/gpu`` appraises
 the evidence (signature, chain, nonce, measurements) and answers a detached EAT of ES384 tokens, and
-``GET /nras/.well-known/jwks.json`` publishes its key. Its issuer is :attr:`SimulatedGpus.nras_issuer`.
+``GET /nras/.well-known/jwks.json`` publishes its key. Its issuer is :attr:`SimulatedGpus.nras_issuer`. It also
+serves the GPUs' signed reference manifests and OCSP answers (``/rim/v1/rim/{id}``, ``/ocsp``:
+:mod:`phalanb.gpu.rim_sim`).
 
 Keys and certificates are made once per instance (deterministically from ``seed``); a request only signs.
 
@@ -387,5 +389,7 @@ class SimulatedGpus:
         async def jwks(request: Request) -> JSONResponse:
             return JSONResponse(self.jwks())
 
+        from .rim_sim import SimulatedRims  # the RIM service and OCSP responder that go with these GPUs
+
         return [Route("/nras/v3/attest/gpu", attest, methods=["POST"]),
-                Route("/nras/.well-known/jwks.json", jwks, methods=["GET"])]
+                Route("/nras/.well-known/jwks.json", jwks, methods=["GET"])] + SimulatedRims(self).routes()

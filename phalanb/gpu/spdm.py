@@ -22,6 +22,7 @@ not fit raises :class:`~phalanb.errors.ParseError` naming the field and its offs
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -225,6 +226,8 @@ def _decode_opaque(ftype: int, raw: bytes, offset: int) -> Any:
     if ftype in _ASCII_FIELDS:
         return _ascii(raw)
     if ftype == _ID["VBIOS_VERSION"]:
+        if len(raw) != 8 and re.fullmatch(rb"[0-9A-Fa-f]{2}(\.[0-9A-Fa-f]{2}){4}\0*", raw):
+            return raw.rstrip(b"\0").decode("ascii").upper()  # NVSwitch: the version as ASCII text
         return render_vbios_version(raw)
     if ftype == _ID["MSRSCNT"]:
         if len(raw) % 4:

@@ -16,8 +16,9 @@ then across GPUs: all carry the same nonce, every leaf is a different device, an
 chip named in the certificates. Results are :class:`~phalanb.verdict.Check` objects (``gpu.nonce``,
 ``gpu.evidence_signature``, ``gpu.cert_chain``, ``gpu.fwid``, ``gpu.agree``) with per-GPU detail in ``evidence``.
 
-Offline only: certificate revocation (OCSP) and reference measurements (RIMs) need NVIDIA's services and are not
-checked here; NRAS (:mod:`phalanb.gpu.nras`) covers them when online.
+Not here: whether the measured firmware and driver are the ones NVIDIA published, and whether certificates were
+revoked. :mod:`phalanb.gpu.appraise` judges both against NVIDIA's signed RIMs and saved OCSP answers (offline),
+and NRAS (:mod:`phalanb.gpu.nras`) answers for them online.
 
 >>> root = nvidia_device_identity_ca()                                   # doctest: +SKIP
 >>> result = verify_payload(parse_payload(nvidia_payload), root=root, expected_nonce=nonce_hex)  # doctest: +SKIP

@@ -41,8 +41,16 @@ class Policy:
     ACI (:mod:`phalanb.aci`): ``aci_kms_roots`` lists the dstack-kms root keys (SEC1-compressed secp256k1 hex) the
     auditor accepts for key custody — empty (the default) means custody is *skipped*, never passed;
     ``aci_required_claims`` are the attested-session claims that must be ``asserted`` with a source in
-    ``aci_claim_sources``; ``aci_require_upstream``: an aggregator's receipt must show a required, successful
-    upstream verification.
+    ``aci_claim_sources``; ``aci_require_upstream``: an aggregator's upstream verification must also say
+    ``required:true`` (default: the profile's ``upstream_flag_required``, else true); ``aci_serving``:
+    ``"aggregator"`` (every receipt must show a verified upstream) or ``"direct"`` (the auditor accepts a gateway
+    that serves the model itself) — default from the profile, else aggregator. The report's own
+    ``service_capabilities.serving`` is bound by nothing and never decides.
+
+    ``service``: the service profile the auditor expects (a name from ``phalanb/data/services.json`` or a
+    :class:`~phalanb.services.ServiceProfile`; see :mod:`phalanb.services`). Default: none under production trust
+    (a deployment phalanb cannot place is then incomplete) and ``"simulator"`` under simulated trust. A profile's
+    KMS roots are used when ``aci_kms_roots`` is empty.
     """
 
     trust: str = "production"
@@ -59,7 +67,9 @@ class Policy:
     aci_kms_roots: tuple[str, ...] = ()
     aci_required_claims: tuple[str, ...] = ("tee_attested",)
     aci_claim_sources: tuple[str, ...] = ("hardware_proven",)
-    aci_require_upstream: bool = True
+    aci_require_upstream: bool | None = None
+    aci_serving: str | None = None
+    service: Any = None
 
     def __post_init__(self) -> None:
         if self.trust not in TRUST_MODES:
@@ -75,6 +85,7 @@ class Policy:
                 # Policies are also read from bundles: a number or object here would fail deep in verification.
                 raise InputError(f"{name} must be a list of strings, got {value!r:.80}")
             object.__setattr__(self, name, tuple(value))
+        self._resolve_service()
         object.__setattr__(self, "aci_kms_roots", tuple(r.lower().removeprefix("0x") for r in self.aci_kms_roots))
         if self.simulated and not self.aci_kms_roots:
             # Simulated trust accepts the simulator's roots — its dstack-kms root among them, as an auditor of a
@@ -95,14 +106,44 @@ class Policy:
             raise InputError(f"relax_measurements names registers among {list(JUDGED_REGISTERS)}, got {relax!r:.80}")
         object.__setattr__(self, "relax_measurements", tuple(relax))
 
+    def _resolve_service(self) -> None:
+        from .services import profile
+
+        prof = self.service
+        if prof is None and self.simulated:
+            prof = "simulator-direct" if self.aci_serving == "direct" else "simulator"
+        prof = profile(prof) if prof is not None else None
+        if prof is not None and prof.trust == "simulated" and not self.simulated:
+            raise InputError(f"the {prof.name} profile is phalanb's simulator: it needs trust='simulated'")
+        object.__setattr__(self, "service", prof)
+        if not self.aci_kms_roots and prof is not None:
+            object.__setattr__(self, "aci_kms_roots", prof.kms_roots)
+        if self.aci_require_upstream is None:
+            object.__setattr__(self, "aci_require_upstream", prof.upstream_flag_required if prof else True)
+        elif not isinstance(self.aci_require_upstream, bool):
+            raise InputError(f"aci_require_upstream must be true or false, got {self.aci_require_upstream!r:.40}")
+        if self.aci_serving is None:
+            object.__setattr__(self, "aci_serving",
+                               "direct" if prof is not None and prof.upstream == "none" else "aggregator")
+        if self.aci_serving not in ("aggregator", "direct"):
+            raise InputError(f"aci_serving is 'aggregator' or 'direct', got {self.aci_serving!r:.40}")
+
     @property
     def simulated(self) -> bool:
         return self.trust == "simulated"
 
+    @property
+    def upstream_expected(self) -> bool:
+        """Every ACI receipt must show a verified upstream (the auditor did not accept direct serving)."""
+        return self.aci_serving != "direct"
+
     @classmethod
     def for_simulator(cls, sim: Any = None, **kw: Any) -> "Policy":
         """Trust phalanb's simulator (its roots are the same for every simulator, so ``sim`` is only a reminder of
-        which service this policy is for); every verdict then says "simulated"."""
+        which service this policy is for); every verdict then says "simulated". A simulator started with
+        ``aci_mode="direct"`` gets the ``simulator-direct`` profile: whoever started it knows it has no upstream."""
+        if getattr(getattr(sim, "config", None), "aci_mode", None) == "direct":
+            kw.setdefault("aci_serving", "direct")
         return cls(trust="simulated", **kw)
 
     def __repr__(self) -> str:
@@ -118,7 +159,8 @@ class Policy:
                 "gpu_root_pem": self.gpu_root_pem.decode() if self.gpu_root_pem else None,
                 "nras_issuer": self.nras_issuer, "aci_kms_roots": list(self.aci_kms_roots),
                 "aci_required_claims": list(self.aci_required_claims),
-                "aci_claim_sources": list(self.aci_claim_sources), "aci_require_upstream": self.aci_require_upstream}
+                "aci_claim_sources": list(self.aci_claim_sources), "aci_require_upstream": self.aci_require_upstream,
+                "aci_serving": self.aci_serving, "service": self.service.name if self.service else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Policy":
@@ -132,7 +174,16 @@ class Policy:
                    nras_issuer=d.get("nras_issuer"), aci_kms_roots=tuple(d.get("aci_kms_roots", ())),
                    aci_required_claims=tuple(d.get("aci_required_claims", ("tee_attested",))),
                    aci_claim_sources=tuple(d.get("aci_claim_sources", ("hardware_proven",))),
-                   aci_require_upstream=bool(d.get("aci_require_upstream", True)))
+                   aci_require_upstream=bool(d.get("aci_require_upstream", True)),
+                   aci_serving=d.get("aci_serving") if d.get("aci_serving") in ("aggregator", "direct") else None,
+                   service=_known_service(d.get("service")))
+
+
+def _known_service(name: Any) -> str | None:
+    """A recorded policy's profile name, when phalanb ships it (a recorded policy never decides anything)."""
+    from .services import profiles
+
+    return name if isinstance(name, str) and name in profiles() else None
 
 
 _HEX = frozenset("0123456789abcdef")

@@ -73,6 +73,18 @@ class EstablishedKeyset:
     shape: str = "current"
     serving: str = "aggregator"
     workload_id: str | None = None
+    established: bool = field(default=True, repr=False)
+
+    @classmethod
+    def given(cls, keyset: Mapping[str, Any]) -> "EstablishedKeyset":
+        """A keyset the user handed over directly (``phalanb receipt --keyset``): receipts can be checked against
+        it (signature, digest, hashes), but no verified report binds it to a TEE, so ``established`` is False and
+        the verdict carries ``aci.keyset_given`` skipped."""
+        if not isinstance(keyset, Mapping):
+            raise InputError("a keyset given directly must be a workload_keyset JSON object")
+        shape = "preview" if ("keyset_epoch" in keyset or "workload_identity" in keyset) else "current"
+        return cls(digest=jcs.sha256_digest(keyset), keyset=keyset, shape=shape, serving="unknown",
+                   established=False)
 
     @property
     def receipt_keys(self) -> dict[str, dict[str, Any]]:
@@ -455,7 +467,9 @@ def _signature_check(receipt: Receipt, keyset: EstablishedKeyset | None) -> Chec
         ev["recovered"] = recovered.hex() if recovered else None
         what = "ECDSA-secp256k1 over sha256(JCS(receipt minus signature.value)), recovering the listed key"
     if ok:
-        return Check("receipt.signature", Status.PASS, f"{what} by {receipt.key_id} of the established keyset", ev)
+        whose = "the established keyset" if keyset.established else \
+            "the keyset given directly (NOT established: no verified report binds it to a TEE)"
+        return Check("receipt.signature", Status.PASS, f"{what} by {receipt.key_id} of {whose}", ev)
     return Check("receipt.signature", Status.FAIL, f"the signature does not verify under {receipt.key_id} (the "
                  "receipt was altered or signed by another key)", ev)
 
@@ -746,7 +760,8 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                at: float | None = None, tls_spki_sha256: str | None = None, keyset_digest_header: str | None = None,
                host: str | None = None, request_bytes: bytes | None = None, response_bytes: bytes | None = None,
                nras_response: Any = None, jwks: Any = None,
-               upstream: Mapping[str, Mapping[str, Any]] | None = None, e2ee: Any = None) -> Verdict:
+               upstream: Mapping[str, Mapping[str, Any]] | None = None, e2ee: Any = None,
+               keyset: Mapping[str, Any] | None = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
     ``exchange_or_bytes``: an :class:`~phalanb.exchange.Exchange` (its exact request/response bytes), a
@@ -763,6 +778,10 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
 
     ``upstream``: session id → ``{"collateral", "nras_response", "jwks"}`` for that session's upstream report
     (its quote is another machine's); a session without an entry uses ``collateral``/``nras_response``/``jwks``.
+
+    ``keyset``: a ``workload_keyset`` given directly instead of a report. The receipt is judged under it (a forged
+    or edited receipt fails), but nothing establishes it: ``aci.keyset_given`` is skipped and the verdict is at
+    best incomplete.
     """
     from .e2ee_wire import E2EERecord, e2ee_checks
 
@@ -780,7 +799,15 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                                                                                 None)
         response_bytes = response_bytes if response_bytes is not None else getattr(exchange_or_bytes,
                                                                                    "response_bytes", None)
-    if report is None:
+    if keyset is not None:
+        if report is not None:
+            raise InputError("give either the ACI report (which establishes a keyset) or a keyset directly, not both")
+        given = EstablishedKeyset.given(keyset)
+        att = AciAttestation([Check("aci.keyset_given", Status.SKIPPED, "a keyset given directly is not established "
+                                    f"(no verified report binds it to a TEE); it hashes to {given.digest}: the receipt "
+                                    "is judged under it, but what it proves rests on where you got the keyset",
+                                    {"recomputed": given.digest})], given, None, "keyset given directly")
+    elif report is None:
         att = AciAttestation([Check("aci.report", Status.SKIPPED, "no ACI report was given: no keyset can be "
                                     "established")], None, None, "no report")
     else:
@@ -808,7 +835,8 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     checks = rchecks + att.checks
     if e2ee is not None:
         response_hash = next((c for c in rchecks if c.id == "receipt.response_hash"), None)
-        checks += e2ee_checks(e2ee, keyset=att.keyset, request_bytes=request_bytes, response_bytes=response_bytes,
+        checks += e2ee_checks(e2ee, keyset=att.keyset if att.keyset is None or att.keyset.established else None,
+                              request_bytes=request_bytes, response_bytes=response_bytes,
                               response_hash=response_hash)
     if parsed is not None:  # every cited session is judged, whatever the report says about its serving mode
         sessions = dict(sessions or {})

@@ -9,7 +9,9 @@ from, and the app ids / compose hashes of a genuine deployment (or the published
   gateway, fails, naming the mismatch;
 - an app id that belongs to another profile fails wherever it turns up (the gateway answering as a model server);
 - a deployment phalanb cannot place (no profile, no pinned compose hash, no app id it knows) is *skipped*: the
-  verdict is incomplete, never verified.
+  verdict is incomplete, never verified;
+- a chosen profile that names only the published source of its compose hashes (not the hashes) holds with a
+  *warning* naming the compose hash to compare.
 
 The profile comes from the auditor (``Policy(service="redpill-aci")``, ``--service NAME``) or from the base URL's
 host when exactly one profile lists it (:func:`profile_for_url`) — never from the evidence.
@@ -207,6 +209,9 @@ def profile_check(policy: Any, *, protocol: str, shape: str | None, app_id: str 
     if pinned:
         return Check(cid, Status.PASS, f"{prof.title}: shape {shape} fits; the deployment is placed by the compose "
                      "hash you pinned (policy.measurements compares it)", ev)
-    return Check(cid, Status.SKIPPED, f"{prof.title}: shape {shape} fits, but the profile pins no app id or compose "
-                 f"hash ({prof.compose_source or 'no published list'}): pin compose hash "
-                 f"{compose_hash or '(unreadable here)'} with --expect-compose / Policy(expected=…) once checked", ev)
+    # The auditor chose this service and the answer fits it; what software runs is not pinned by the profile (the
+    # published source lists it per deployment), which is said as a caveat rather than passed.
+    return Check(cid, Status.WARNING, f"{prof.title}: shape {shape} fits the profile you chose, but the profile pins "
+                 f"no app id or compose hash ({prof.compose_source or 'no published list'}): compare compose hash "
+                 f"{compose_hash or '(not readable here)'} with it, and pin it with --expect-compose / "
+                 "Policy(expected=…)", ev)

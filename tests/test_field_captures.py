@@ -17,6 +17,7 @@ from phalanb.cli import main
 from phalanb.errors import UnsupportedError
 from phalanb.exchange import Exchange
 from phalanb.report import merge_chutes_instances, parse_report
+from phalanb.policy import Policy
 from phalanb.signatures import SignatureRecord
 from phalanb.verify import verify_exchange, verify_report
 
@@ -49,7 +50,8 @@ def test_every_field_folder_has_a_test(field):
 def test_venice_qwen35_2026_06(field):
     d = field / "venice-qwen35-2026-06"
     v = verify_report(_json(d / "attestation_report.json"), nonce=_nonce(d), collateral=_json(d / "collateral.json"),
-                      nras_response=_json(d / "nras_response.json"), jwks=_json(d / "nras_jwks.json"), at=1781056027)
+                      nras_response=_json(d / "nras_response.json"), jwks=_json(d / "nras_jwks.json"), at=1781056027,
+                      policy=Policy(service="venice"))
     assert v["report.shape"].evidence["shape"] == "venice"
     for cid in ("report.report_data", "report.nonce_fresh", "report.signing_key", "tdx.quote_signature",
                 "tdx.pck_chain", "tdx.debug_disabled", "tdx.event_log", "app.compose_hash", "gpu.nonce",
@@ -62,7 +64,8 @@ def test_venice_qwen35_2026_06(field):
 def test_neardirect_qwen_2026_03(field):
     d = field / "neardirect-qwen-2026-03"
     v = verify_report(_json(d / "attestation_report.json"), nonce=_nonce(d), collateral=_json(d / "collateral.json"),
-                      nras_response=_json(d / "nras_response.json"), jwks=_json(d / "nras_jwks.json"), at=1774142948)
+                      nras_response=_json(d / "nras_response.json"), jwks=_json(d / "nras_jwks.json"), at=1774142948,
+                      policy=Policy(service="near-ai-cloud"))
     for cid in ("report.report_data", "report.nonce_fresh", "tdx.quote_signature", "tdx.debug_disabled",
                 "tdx.event_log", "app.compose_hash", "gpu.nonce", "nras.token", "nras.result"):
         assert st(v, cid) == "pass", cid

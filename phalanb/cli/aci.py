@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import InputError
 from ..policy import Policy
 from ..timeutil import at_argument
-from ..verdict import Check, Status, Verdict
+from ..verdict import Verdict
 
 __all__ = ["register", "print_verdict"]
 
@@ -60,6 +60,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="roots to trust: production (Intel's and NVIDIA's pinned roots, default) or simulated "
                    "(phalanb's simulator only)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    from .audit import service_args
+
+    service_args(p)
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
@@ -111,7 +114,9 @@ def cmd_receipt(args: argparse.Namespace) -> int:
     from ..aci.verify import verify_aci
     from ..aci import jcs
 
-    policy = Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root))
+    from .audit import service_policy
+
+    policy = Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root), **service_policy(args))
     doc = jcs.loads(_read(args.receipt, "receipt"), what="receipt")
     receipt = parse_signature_wrapper(doc).receipt if is_signature_wrapper(doc) else parse_receipt(doc)
     sessions = {}
@@ -138,8 +143,9 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 def cmd_session(args: argparse.Namespace) -> int:
     from ..aci.session import parse_session
     from ..aci.verify import verify_session
+    from .audit import service_policy
 
     session = parse_session(_read(args.file, "session"))
-    checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=Policy(trust=args.trust),
+    checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=Policy(trust=args.trust, **service_policy(args)),
                             at=args.at, collateral=_collateral(args.collateral))
     return print_verdict(Verdict(checks), args.json, {"session_id": session.id, "shape": session.shape})

@@ -185,15 +185,15 @@ def profile_check(policy: Any, *, protocol: str, shape: str | None, app_id: str 
         return Check(cid, Status.SKIPPED, "phalanb cannot place this deployment: pin its compose "
                      "(Policy(expected={'compose_hash': '<hex>'}), --expect-compose HEX) or choose a profile "
                      f"(Policy(service=NAME), --service NAME; known: {_names()})", ev)
+    if owner is not None and owner.name != prof.name and app_id not in prof.app_ids:
+        return Check(cid, Status.FAIL, f"app {app_id} is {owner.title} (profile {owner.name}), not {prof.title}: "
+                     f"another service's deployment is answering ({protocol}, shape {shape})", ev)
     if protocol not in prof.protocols:
         return Check(cid, Status.FAIL, f"the {prof.name} profile ({prof.title}) answers {'/'.join(prof.protocols)}, "
                      f"but this is a {protocol} answer (shape {shape}): not the service you expect", ev)
     if shape not in prof.shapes:
         return Check(cid, Status.FAIL, f"the {prof.name} profile ({prof.title}) expects shape "
                      f"{' or '.join(prof.shapes)}, but this answer is {shape}", ev)
-    if owner is not None and owner.name != prof.name and app_id not in prof.app_ids:
-        return Check(cid, Status.FAIL, f"app {app_id} is {owner.title} (profile {owner.name}), not {prof.title}: "
-                     "another service's deployment is answering", ev)
     if prof.trust == "simulated":
         return Check(cid, Status.PASS, f"{prof.title}: placed by simulated trust (loopback only)", ev)
     if prof.app_ids or prof.compose_hashes:

@@ -176,14 +176,16 @@ class Policy:
                    aci_claim_sources=tuple(d.get("aci_claim_sources", ("hardware_proven",))),
                    aci_require_upstream=bool(d.get("aci_require_upstream", True)),
                    aci_serving=d.get("aci_serving") if d.get("aci_serving") in ("aggregator", "direct") else None,
-                   service=_known_service(d.get("service")))
+                   service=_known_service(d.get("service"), d.get("trust", "production")))
 
 
-def _known_service(name: Any) -> str | None:
-    """A recorded policy's profile name, when phalanb ships it (a recorded policy never decides anything)."""
+def _known_service(name: Any, trust: Any) -> str | None:
+    """A recorded policy's profile name, when phalanb ships it for that trust (a recorded policy never decides
+    anything, so a name that does not fit is dropped rather than making the bundle unreadable)."""
     from .services import profiles
 
-    return name if isinstance(name, str) and name in profiles() else None
+    prof = profiles().get(name) if isinstance(name, str) else None
+    return name if prof is not None and (prof.trust == "production" or trust == "simulated") else None
 
 
 _HEX = frozenset("0123456789abcdef")

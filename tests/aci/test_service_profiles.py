@@ -132,3 +132,9 @@ def test_the_profile_decides_upstream_never_the_report():
     # verified upstream either way; an explicit policy still may demand the flag.
     assert not Policy(service="redpill-aci").aci_require_upstream
     assert Policy(service="redpill-aci", aci_require_upstream=True).aci_require_upstream
+
+
+def test_a_recorded_policy_names_its_profile_but_a_misfit_name_is_dropped():
+    assert Policy.from_dict(Policy(service="venice").to_dict()).service is profile("venice")
+    assert Policy.from_dict({"trust": "production", "service": "simulator"}).service is None
+    assert Policy.from_dict({"trust": "production", "service": "nobody"}).service is None

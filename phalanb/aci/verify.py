@@ -544,12 +544,17 @@ def _upstream_check(receipt: Receipt, keyset: EstablishedKeyset | None, require:
                  f"{str(events[0].get('session_id'))[:16]}…)", ev)
 
 
-def _served_at_check(receipt: Receipt, keyset: EstablishedKeyset | None) -> Check:
-    """``receipt.served_at``: the receipt was served while the keyset that signs it was valid. ``served_at`` is
-    under the signature and ``not_after`` under the keyset digest, so both are bound; the verification time alone
-    (``aci.keyset_expiry``) says nothing about when a receipt was signed."""
+#: How far a receipt's served_at may run ahead of the clock it is judged by (clocks of two machines differ).
+SERVED_AT_SKEW_S = 300
+
+
+def _served_at_check(receipt: Receipt, keyset: EstablishedKeyset | None, at: float | None = None) -> Check:
+    """``receipt.served_at``: the receipt was served while the keyset that signs it was valid, and not after the
+    time it is judged at (``at``, when given). ``served_at`` is under the signature and ``not_after`` under the
+    keyset digest, so both are bound; the verification time alone (``aci.keyset_expiry``) says nothing about when
+    a receipt was signed."""
     na = keyset.not_after if keyset is not None else None
-    ev = {"served_at": receipt.served_at, "not_after": na}
+    ev = {"served_at": receipt.served_at, "not_after": na, "at": int(at) if at is not None else None}
     if receipt.served_at is None:
         return Check("receipt.served_at", Status.SKIPPED, "the receipt states no served_at: when it was served "
                      "cannot be placed in the keyset's validity or the session's window", ev)
@@ -559,17 +564,23 @@ def _served_at_check(receipt: Receipt, keyset: EstablishedKeyset | None) -> Chec
     if receipt.served_at >= na:
         return Check("receipt.served_at", Status.FAIL, f"served_at {receipt.served_at} is not before the keyset's "
                      f"not_after {na}: the receipt claims a time when its key was no longer valid", ev)
+    if at is not None and receipt.served_at > at + SERVED_AT_SKEW_S:
+        return Check("receipt.served_at", Status.FAIL, f"served_at {receipt.served_at} is after the time it is "
+                     f"judged at ({int(at)}, {SERVED_AT_SKEW_S} s of clock skew allowed): a receipt from the future, "
+                     "or a clock set back", ev)
     return Check("receipt.served_at", Status.PASS, f"served at {receipt.served_at}, before the keyset's not_after "
                  f"{na}", ev)
 
 
 def verify_receipt(receipt: Receipt | bytes | str | Mapping[str, Any], *, keyset: EstablishedKeyset | None,
                    request_bytes: bytes | None, response_bytes: bytes | None, require_upstream: bool = True,
-                   restored_request: bool = False, upstream_expected: bool = True) -> list[Check]:
+                   restored_request: bool = False, upstream_expected: bool = True,
+                   at: float | None = None) -> list[Check]:
     """The receipt's checks against an established keyset and our exact bytes (None: not at hand → skipped).
     ``restored_request``: ``request_bytes`` is an E2EE request's restored body (ACI.md §6), not the wire bytes.
     ``upstream_expected``: the auditor expects an aggregator (:attr:`Policy.upstream_expected`); False only when
-    the auditor accepts a gateway serving the model itself."""
+    the auditor accepts a gateway serving the model itself. ``at``: the clock the receipt is judged by; a
+    ``served_at`` after it fails (None: not compared)."""
     if not isinstance(receipt, Receipt):
         try:
             receipt = parse_receipt(receipt)
@@ -597,7 +608,7 @@ def verify_receipt(receipt: Receipt | bytes | str | Mapping[str, Any], *, keyset
     checks.append(_hash_check("receipt.request_hash", receipt, "request.received", request_bytes,
                               "restored (decrypted) request" if restored_request else "request"))
     checks.append(_hash_check("receipt.response_hash", receipt, "response.returned", response_bytes, "response"))
-    checks.append(_served_at_check(receipt, keyset))
+    checks.append(_served_at_check(receipt, keyset, at))
     checks.append(_rewrite_check(receipt))
     checks.append(_upstream_check(receipt, keyset, require_upstream, upstream_expected))
     if checks[0].status is not Status.PASS:
@@ -831,7 +842,8 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
         rchecks = verify_receipt(parsed, keyset=att.keyset,
                                  request_bytes=e2ee.restored_request if e2ee is not None else request_bytes,
                                  response_bytes=response_bytes, require_upstream=policy.aci_require_upstream,
-                                 restored_request=e2ee is not None, upstream_expected=policy.upstream_expected)
+                                 restored_request=e2ee is not None, upstream_expected=policy.upstream_expected,
+                                 at=time.time() if at is None else at)
     checks = rchecks + att.checks
     if e2ee is not None:
         response_hash = next((c for c in rchecks if c.id == "receipt.response_hash"), None)

@@ -81,3 +81,13 @@ def test_a_preview_session_stating_a_window_that_excludes_the_receipt_still_fail
     checks = {c.id: c for c in verify_session(k.jcs(doc), expected_id=sid, served_at=k.T0 + 10**6,
                                               policy=k.sim_policy(), deep=False)}
     assert checks["session.window"].status is Status.FAIL
+
+
+def test_a_receipt_served_after_the_time_it_is_judged_at_fails(collateral):
+    sid, sbytes = k.upstream_session()
+    doc = k.cite(k.receipt_doc(served_at=k.AT + 1000), sid)        # inside the session window, but in our future
+    v = verify_aci(None, receipt=k.sign_receipt(doc), report=k.sim_report(), nonce=k.NONCE, sessions={sid: sbytes},
+                   policy=k.sim_policy(), collateral=collateral, at=k.AT, request_bytes=k.REQUEST,
+                   response_bytes=k.RESPONSE)
+    assert v["session.window"].status is Status.PASS
+    assert v["receipt.served_at"].status is Status.FAIL and "future" in v["receipt.served_at"].reason

@@ -177,8 +177,8 @@ def profile_check(policy: Any, *, protocol: str, shape: str | None, app_id: str 
                 return Check(cid, Status.PASS, f"placed by its attested app id {app_id}: {owner.title} "
                              f"(profile {owner.name})", ev)
             return Check(cid, Status.FAIL, f"app {app_id} is {owner.title} (profile {owner.name}), which answers "
-                         f"{'/'.join(owner.protocols)} with {', '.join(owner.shapes)} — not this {protocol} answer of "
-                         f"shape {shape}: the service is posing as another", ev)
+                         f"{'/'.join(owner.protocols)} with {', '.join(owner.shapes)} — not this {protocol} answer "
+                         f"of shape {shape}: the service is posing as another", ev)
         if pinned:
             return Check(cid, Status.PASS, "no service profile; placed by the compose hash you pinned "
                          "(policy.measurements compares it)", ev)

@@ -299,7 +299,6 @@ def _legacy_gateway(exchange: Exchange | None, signature: SignatureRecord, repor
     from .aci.receipt import is_signature_wrapper
     from .aci.report import is_legacy_gateway_report
     from .aci.verify import verify_legacy_gateway
-
     from .services import profile_check
 
     wrapper = signature.raw if is_signature_wrapper(signature.raw) else None

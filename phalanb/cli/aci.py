@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..policy import Policy
 from ..timeutil import at_argument
 from ..verdict import Verdict
+from .audit import service_args, service_policy
 
 __all__ = ["register", "print_verdict"]
 
@@ -28,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("receipt", type=Path, help="the receipt JSON (or the legacy /v1/signature answer)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--report", type=Path, help="the /v1/aci/attestation answer fetched with --nonce")
-    src.add_argument("--keyset", type=Path, help="a workload_keyset JSON: the receipt's signature and hashes are judged under it "
-                     "(a forged or edited receipt fails), but it establishes nothing (at best incomplete)")
+    src.add_argument("--keyset", type=Path, help="a workload_keyset JSON: the receipt's signature and hashes are "
+                     "judged under it (a forged or edited receipt fails), but it establishes nothing (at best "
+                     "incomplete)")
     p.add_argument("--nonce", help="the 64-hex nonce you sent when fetching the report")
     p.add_argument("--request", type=Path, help="the exact request body bytes you sent")
     p.add_argument("--response", type=Path, help="the exact response bytes you received (the whole stream)")
@@ -60,8 +62,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="roots to trust: production (Intel's and NVIDIA's pinned roots, default) or simulated "
                    "(phalanb's simulator only)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    from .audit import service_args
-
     service_args(p)
 
 
@@ -114,8 +114,6 @@ def cmd_receipt(args: argparse.Namespace) -> int:
     from ..aci.verify import verify_aci
     from ..aci import jcs
 
-    from .audit import service_policy
-
     policy = Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root), **service_policy(args))
     doc = jcs.loads(_read(args.receipt, "receipt"), what="receipt")
     receipt = parse_signature_wrapper(doc).receipt if is_signature_wrapper(doc) else parse_receipt(doc)
@@ -143,9 +141,9 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 def cmd_session(args: argparse.Namespace) -> int:
     from ..aci.session import parse_session
     from ..aci.verify import verify_session
-    from .audit import service_policy
 
     session = parse_session(_read(args.file, "session"))
-    checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=Policy(trust=args.trust, **service_policy(args)),
-                            at=args.at, collateral=_collateral(args.collateral))
+    policy = Policy(trust=args.trust, **service_policy(args))
+    checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=policy, at=args.at,
+                            collateral=_collateral(args.collateral))
     return print_verdict(Verdict(checks), args.json, {"session_id": session.id, "shape": session.shape})

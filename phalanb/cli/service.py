@@ -20,6 +20,7 @@ from ..session import Session, Settings
 from ..sim.config import LATENCY_DISTRIBUTIONS
 from ..errors import InputError, SignatureExpiredError
 from ..signatures import ALGOS
+from .audit import service_args
 
 __all__ = ["register"]
 
@@ -126,8 +127,6 @@ def _client_args(p: argparse.ArgumentParser) -> None:
                    help="allow sending the API key over plain http to a non-loopback host")
     p.add_argument("--trust", choices=("production", "simulated"), default=None,
                    help="roots to trust (default: simulated for the embedded simulator, production otherwise)")
-    from .audit import service_args
-
     service_args(p, compose=False)
     p.add_argument("--e2ee", action="store_true",
                    help="ACI only: verify the gateway's report first, then encrypt the prompt (E2EE v2) to an E2EE "

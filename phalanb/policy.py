@@ -41,8 +41,16 @@ class Policy:
     ACI (:mod:`phalanb.aci`): ``aci_kms_roots`` lists the dstack-kms root keys (SEC1-compressed secp256k1 hex) the
     auditor accepts for key custody — empty (the default) means custody is *skipped*, never passed;
     ``aci_required_claims`` are the attested-session claims that must be ``asserted`` with a source in
-    ``aci_claim_sources``; ``aci_require_upstream``: an aggregator's receipt must show a required, successful
-    upstream verification.
+    ``aci_claim_sources``; ``aci_require_upstream``: an aggregator's upstream verification must also say
+    ``required:true`` (default: the profile's ``upstream_flag_required``, else true); ``aci_serving``:
+    ``"aggregator"`` (every receipt must show a verified upstream) or ``"direct"`` (the auditor accepts a gateway
+    that serves the model itself) — default from the profile, else aggregator. The report's own
+    ``service_capabilities.serving`` is bound by nothing and never decides.
+
+    ``service``: the service profile the auditor expects (a name from ``phalanb/data/services.json`` or a
+    :class:`~phalanb.services.ServiceProfile`; see :mod:`phalanb.services`). Default: none under production trust
+    (a deployment phalanb cannot place is then incomplete) and ``"simulator"`` under simulated trust. A profile's
+    KMS roots are used when ``aci_kms_roots`` is empty.
 
     ``rims``: a folder of NVIDIA's signed reference manifests (RIMs; saved OCSP answers in its ``ocsp/``), or a
     :class:`~phalanb.gpu.appraise.RimStore`. With it phalanb appraises the GPU measurements itself
@@ -65,7 +73,9 @@ class Policy:
     aci_kms_roots: tuple[str, ...] = ()
     aci_required_claims: tuple[str, ...] = ("tee_attested",)
     aci_claim_sources: tuple[str, ...] = ("hardware_proven",)
-    aci_require_upstream: bool = True
+    aci_require_upstream: bool | None = None
+    aci_serving: str | None = None
+    service: Any = None
     rims: Any = field(default=None, compare=False)  # a folder of NVIDIA RIMs (str/Path) or a RimStore
 
     def __post_init__(self) -> None:
@@ -82,6 +92,7 @@ class Policy:
                 # Policies are also read from bundles: a number or object here would fail deep in verification.
                 raise InputError(f"{name} must be a list of strings, got {value!r:.80}")
             object.__setattr__(self, name, tuple(value))
+        self._resolve_service()
         object.__setattr__(self, "aci_kms_roots", tuple(r.lower().removeprefix("0x") for r in self.aci_kms_roots))
         if self.simulated and not self.aci_kms_roots:
             # Simulated trust accepts the simulator's roots — its dstack-kms root among them, as an auditor of a
@@ -111,14 +122,44 @@ class Policy:
             elif not isinstance(self.rims, RimStore):
                 raise InputError(f"rims is a folder of NVIDIA RIMs or a RimStore, got {type(self.rims).__name__}")
 
+    def _resolve_service(self) -> None:
+        from .services import profile
+
+        prof = self.service
+        if prof is None and self.simulated:
+            prof = "simulator-direct" if self.aci_serving == "direct" else "simulator"
+        prof = profile(prof) if prof is not None else None
+        if prof is not None and prof.trust == "simulated" and not self.simulated:
+            raise InputError(f"the {prof.name} profile is phalanb's simulator: it needs trust='simulated'")
+        object.__setattr__(self, "service", prof)
+        if not self.aci_kms_roots and prof is not None:
+            object.__setattr__(self, "aci_kms_roots", prof.kms_roots)
+        if self.aci_require_upstream is None:
+            object.__setattr__(self, "aci_require_upstream", prof.upstream_flag_required if prof else True)
+        elif not isinstance(self.aci_require_upstream, bool):
+            raise InputError(f"aci_require_upstream must be true or false, got {self.aci_require_upstream!r:.40}")
+        if self.aci_serving is None:
+            object.__setattr__(self, "aci_serving",
+                               "direct" if prof is not None and prof.upstream == "none" else "aggregator")
+        if self.aci_serving not in ("aggregator", "direct"):
+            raise InputError(f"aci_serving is 'aggregator' or 'direct', got {self.aci_serving!r:.40}")
+
     @property
     def simulated(self) -> bool:
         return self.trust == "simulated"
 
+    @property
+    def upstream_expected(self) -> bool:
+        """Every ACI receipt must show a verified upstream (the auditor did not accept direct serving)."""
+        return self.aci_serving != "direct"
+
     @classmethod
     def for_simulator(cls, sim: Any = None, **kw: Any) -> "Policy":
         """Trust phalanb's simulator (its roots are the same for every simulator, so ``sim`` is only a reminder of
-        which service this policy is for); every verdict then says "simulated"."""
+        which service this policy is for); every verdict then says "simulated". A simulator started with
+        ``aci_mode="direct"`` gets the ``simulator-direct`` profile: whoever started it knows it has no upstream."""
+        if getattr(getattr(sim, "config", None), "aci_mode", None) == "direct":
+            kw.setdefault("aci_serving", "direct")
         return cls(trust="simulated", **kw)
 
     def __repr__(self) -> str:
@@ -136,7 +177,8 @@ class Policy:
                 "aci_required_claims": list(self.aci_required_claims),
                 "aci_claim_sources": list(self.aci_claim_sources), "aci_require_upstream": self.aci_require_upstream,
                 "rims": self.rims if isinstance(self.rims, str) or self.rims is None
-                else f"RIM store sha256:{self.rims.digest()}"}
+                else f"RIM store sha256:{self.rims.digest()}",
+                "aci_serving": self.aci_serving, "service": self.service.name if self.service else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Policy":
@@ -150,7 +192,18 @@ class Policy:
                    nras_issuer=d.get("nras_issuer"), aci_kms_roots=tuple(d.get("aci_kms_roots", ())),
                    aci_required_claims=tuple(d.get("aci_required_claims", ("tee_attested",))),
                    aci_claim_sources=tuple(d.get("aci_claim_sources", ("hardware_proven",))),
-                   aci_require_upstream=bool(d.get("aci_require_upstream", True)))
+                   aci_require_upstream=bool(d.get("aci_require_upstream", True)),
+                   aci_serving=d.get("aci_serving") if d.get("aci_serving") in ("aggregator", "direct") else None,
+                   service=_known_service(d.get("service"), d.get("trust", "production")))
+
+
+def _known_service(name: Any, trust: Any) -> str | None:
+    """A recorded policy's profile name, when phalanb ships it for that trust (a recorded policy never decides
+    anything, so a name that does not fit is dropped rather than making the bundle unreadable)."""
+    from .services import profiles
+
+    prof = profiles().get(name) if isinstance(name, str) else None
+    return name if prof is not None and (prof.trust == "production" or trust == "simulated") else None
 
 
 _HEX = frozenset("0123456789abcdef")

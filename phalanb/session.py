@@ -69,6 +69,9 @@ class Settings:
     # A real service is recognised by its answer.
     protocol: str = "aci"
     ca_pem: str | bytes | None = field(default=None, repr=False)  # a service CA to trust besides the system's
+    # The service profile the auditor expects (phalanb.services); None: picked from the base URL's host when
+    # exactly one profile lists it (the embedded simulator gets its own), else none (unplaced: incomplete).
+    service: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, model_server: bool = False,
@@ -161,6 +164,17 @@ class VerifiedAciChat:
         return f"<VerifiedAciChat {self.exchange.receipt_id} {self.verdict.status}>"
 
 
+def _service_kw(service: str | None, base_url: str | None = None, trust: str | None = None) -> dict[str, Any]:
+    """The profile the auditor named, or the one the base URL's host picks unambiguously (a profile for other
+    roots than ``trust`` is never picked by host)."""
+    if service:
+        return {"service": service}
+    from .services import profile_for_url
+
+    found = profile_for_url(base_url) if base_url else None
+    return {"service": found.name} if found is not None and found.trust == (trust or "production") else {}
+
+
 class Session:
     """A connected client (and the embedded simulator when no URL is set), with the policy that fits it."""
 
@@ -191,7 +205,8 @@ class Session:
             require_loopback_for_simulated(base_url, trust=trust)
             require_loopback_for_simulated(settings.pccs_url, trust=trust, what="the PCCS URL")
             require_loopback_for_simulated(settings.nras_url, trust=trust, what="the NRAS URL")
-            self.policy = Policy.for_simulator(self.sim) if self.sim is not None else Policy(trust=trust)
+            self.policy = (Policy.for_simulator(self.sim, **_service_kw(settings.service)) if self.sim is not None
+                           else Policy(trust=trust, **_service_kw(settings.service, base_url, trust)))
             if self.client.model is None:
                 models = self.client.models()
                 if not models:

@@ -346,22 +346,25 @@ def _legacy_gateway(exchange: Exchange | None, signature: SignatureRecord, repor
     from .aci.receipt import is_signature_wrapper
     from .aci.report import is_legacy_gateway_report
     from .aci.verify import verify_legacy_gateway
+    from .services import profile_check
 
     wrapper = signature.raw if is_signature_wrapper(signature.raw) else None
     gateway_report = isinstance(report, Mapping) and is_legacy_gateway_report(report)
     if wrapper is None and not gateway_report:
         return None
+    # The ACI gateway answering on the model servers' endpoints: a profile that expects a model server fails it.
+    prof = profile_check(policy, protocol="aci", shape="aci-legacy-gateway")
     how = ("fetch /v1/aci/attestation with your nonce and verify the reply's receipt (phalanb demo, phalanb chat "
            "--save, phalanb.aci.verify_aci): that establishes the keyset the signer belongs to")
     if wrapper is None:
         return [Check("legacy.gateway", Status.WARNING, "the report is an ACI gateway's legacy answer: it attests the "
                       "GATEWAY, not the model, and its quote does not bind the keyset printed in it", required=False),
                 Check("legacy.signer_bound", Status.SKIPPED, f"the signer cannot be tied to the gateway this way: "
-                      f"{how}")]
+                      f"{how}"), prof]
     verdict = verify_legacy_gateway(report, wrapper, request_bytes=exchange.request_bytes if exchange else None,
                                     response_bytes=exchange.response_bytes if exchange else None, policy=policy)
     return [c if c.id != "legacy.signer_bound" or c.status is not Status.SKIPPED else
-            Check(c.id, c.status, f"{c.reason}: {how}", c.evidence, c.required) for c in verdict.checks]
+            Check(c.id, c.status, f"{c.reason}: {how}", c.evidence, c.required) for c in verdict.checks] + [prof]
 
 
 def verify_report(report: Mapping[str, Any], *, nonce: bytes | None = None, signing_address: str | None = None,
@@ -448,6 +451,7 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
     report_data = quote.body.report_data if quote is not None else None
     checks.extend(binding_checks(node, report_data, nonce))
     checks.extend(tdx)
+    checks.append(_profile_check(node, parsed.shape, tdx, policy))
     checks.extend(gpu_checks(node, nonce=nonce, policy=policy, nras_response=nras_response, jwks=jwks, at=at))
     if parsed.shape == "near-cloud-gateway":
         checks.extend(gateway_checks(parsed.gateway, nonce=nonce, policy=policy,
@@ -457,6 +461,15 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
         checks.append(Check("trust.simulated", Status.WARNING, "verified against phalanb's SIMULATED roots: this "
                             "proves the checks work, not that real Intel/NVIDIA hardware answered", required=False))
     return AttestedReport(checks, node, parsed.shape)
+
+
+def _profile_check(node: NodeAttestation, shape: str, tdx: list[Check], policy: Policy) -> Check:
+    """``service.profile`` for a model server's report: the shape and the attested app id must fit the service the
+    auditor expects (:mod:`phalanb.services`)."""
+    from .services import attested_ids, profile_check
+
+    app_id, compose_hash = attested_ids(node.effective_event_log, tdx)
+    return profile_check(policy, protocol="vllm-proxy", shape=shape, app_id=app_id, compose_hash=compose_hash)
 
 
 def gateway_checks(gateway: NodeAttestation | None, *, nonce: bytes | None, policy: Policy, collateral: Any = None,

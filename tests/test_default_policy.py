@@ -147,21 +147,35 @@ def test_a_bundles_own_relaxations_and_pins_are_not_the_auditors(tmp_path):
 
 # -- NVIDIA's appraisal of the GPU measurements -----------------------------------------------------------------
 
+#: The service each capture came from (its SOURCE.md): the auditor's profile, as `--service` would choose it.
+SERVICE = {"venice-qwen35-2026-06": "venice", "neardirect-qwen-2026-03": "near-ai-cloud"}
+
+
 @pytest.mark.parametrize("name", ["venice-qwen35-2026-06", "neardirect-qwen-2026-03"])
 def test_a_real_capture_with_its_nras_answer_is_verified_under_the_default_policy(fixtures, name):
-    v = verify_report(**_capture(fixtures, name))
+    v = verify_report(**_capture(fixtures, name), policy=Policy(service=SERVICE[name]))
     assert v.status == "verified", v.table()
     assert v["tdx.measurements"].status.value == "pass" and v["nras.result"].status.value == "pass"
+    # The profile names where the compose hashes are published, not the hashes: held, with that caveat.
+    assert v["service.profile"].status.value == "warning" and "compare compose hash" in v["service.profile"].reason
+
+
+@pytest.mark.parametrize("name", ["venice-qwen35-2026-06", "neardirect-qwen-2026-03"])
+def test_a_deployment_phalanb_cannot_place_is_incomplete(fixtures, name):
+    v = verify_report(**_capture(fixtures, name))                    # no profile, no pinned compose
+    assert v.status == "incomplete" and [c.id for c in v.skipped] == ["service.profile"]
+    assert "pin its compose or choose a profile" in v["service.profile"].reason.replace(
+        " (Policy(expected={'compose_hash': '<hex>'}), --expect-compose HEX)", "")
 
 
 @pytest.mark.parametrize("name", ["venice-qwen35-2026-06", "neardirect-qwen-2026-03"])
 def test_without_nvidias_appraisal_the_default_policy_says_incomplete(fixtures, name):
     kw = _capture(fixtures, name)
     del kw["nras_response"], kw["jwks"]
-    v = verify_report(**kw)
+    v = verify_report(**kw, policy=Policy(service=SERVICE[name]))
     assert v.status == "incomplete" and [c.id for c in v.skipped] == ["nras.result"]
     assert "require_nras=False" in v["nras.result"].reason
-    relaxed = verify_report(**kw, policy=Policy(require_nras=False))  # the user's explicit choice
+    relaxed = verify_report(**kw, policy=Policy(require_nras=False, service=SERVICE[name]))  # the user's choice
     assert relaxed.status == "verified"
 
 
@@ -249,7 +263,7 @@ def test_phalanb_report_on_a_real_capture_needs_nras_unless_told_otherwise(fixtu
     d = fixtures / "field/venice-qwen35-2026-06"
     at = str(_capture(fixtures, "venice-qwen35-2026-06")["at"])
     base = ["report", str(d / "attestation_report.json"), "--nonce", (d / "client_nonce.txt").read_text().strip(),
-            "--collateral", str(d / "collateral.json"), "--at", at]
+            "--collateral", str(d / "collateral.json"), "--at", at, "--service", "venice"]
     assert main(base + ["--nras-response", str(d / "nras_response.json"), "--jwks", str(d / "nras_jwks.json")]) == 0
     assert main(base) == 3
     assert main(base + ["--no-require-nras"]) == 0

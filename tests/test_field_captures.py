@@ -17,6 +17,7 @@ from phalanb.cli import main
 from phalanb.errors import UnsupportedError
 from phalanb.exchange import Exchange
 from phalanb.report import merge_chutes_instances, parse_report
+from phalanb.policy import Policy
 from phalanb.signatures import SignatureRecord
 from phalanb.verify import verify_exchange, verify_report
 
@@ -49,7 +50,8 @@ def test_every_field_folder_has_a_test(field):
 def test_venice_qwen35_2026_06(field):
     d = field / "venice-qwen35-2026-06"
     v = verify_report(_json(d / "attestation_report.json"), nonce=_nonce(d), collateral=_json(d / "collateral.json"),
-                      nras_response=_json(d / "nras_response.json"), jwks=_json(d / "nras_jwks.json"), at=1781056027)
+                      nras_response=_json(d / "nras_response.json"), jwks=_json(d / "nras_jwks.json"), at=1781056027,
+                      policy=Policy(service="venice"))
     assert v["report.shape"].evidence["shape"] == "venice"
     for cid in ("report.report_data", "report.nonce_fresh", "report.signing_key", "tdx.quote_signature",
                 "tdx.pck_chain", "tdx.debug_disabled", "tdx.event_log", "app.compose_hash", "gpu.nonce",
@@ -62,7 +64,8 @@ def test_venice_qwen35_2026_06(field):
 def test_neardirect_qwen_2026_03(field):
     d = field / "neardirect-qwen-2026-03"
     v = verify_report(_json(d / "attestation_report.json"), nonce=_nonce(d), collateral=_json(d / "collateral.json"),
-                      nras_response=_json(d / "nras_response.json"), jwks=_json(d / "nras_jwks.json"), at=1774142948)
+                      nras_response=_json(d / "nras_response.json"), jwks=_json(d / "nras_jwks.json"), at=1774142948,
+                      policy=Policy(service="near-ai-cloud"))
     for cid in ("report.report_data", "report.nonce_fresh", "tdx.quote_signature", "tdx.debug_disabled",
                 "tdx.event_log", "app.compose_hash", "gpu.nonce", "nras.token", "nras.result"):
         assert st(v, cid) == "pass", cid
@@ -293,3 +296,59 @@ def test_nvidia_sdk_nvswitch_ls10(field, capsys):
         assert main(["gpu", *argv, "--nonce", _SDK_NONCE]) == 2
         err = capsys.readouterr().err
         assert "NVSwitch" in err and "VBIOS" not in err
+
+
+# -- the auditor's service profile (issue 19 item 4) --------------------------------------------------------------
+
+def _gateway_dressed_as_a_model_server(d):
+    """The Redpill/Phala gateway's legacy answer (relayed by Venice) with its ACI markers stripped: keyset,
+    workload_id and service_capabilities dropped, the event log moved to the top level (vm_config dropped: its
+    num_gpus 0 would betray the upstream's GPUs) — the shape of a dstack model server's report. Its quote still binds
+    signing_address ‖ our nonce, so every hardware link holds; before service profiles only the missing app_compose
+    kept it from "verified"."""
+    doc = _json(d / "attestation_report.json")
+    ev = doc["attestation"]["evidence"]
+    out = {k: doc[k] for k in ("signing_address", "signing_algo", "signing_public_key", "intel_quote",
+                               "nvidia_payload")}
+    out.update(request_nonce=_nonce(d).hex(), event_log=ev["event_log"])
+    return out
+
+
+def test_venice_aci_gateway_glm52_2026_07(field):
+    """Rule: a gateway's legacy answer with its markers stripped never verifies as a model server's reply: its
+    attested app id is the gateway's (profile redpill-aci), whichever profile — or none — the auditor chose."""
+    d = field / "venice-aci-gateway-glm52-2026-07"
+    kw = dict(nonce=_nonce(d), collateral=_json(d / "collateral.json"), at=1783960850)
+    dressed = _gateway_dressed_as_a_model_server(d)
+    for policy in (Policy(require_nras=False), Policy(require_nras=False, service="phala-direct"),
+                   Policy(require_nras=False, service="venice")):
+        v = verify_report(dressed, policy=policy, **kw)
+        assert v["report.shape"].evidence["shape"] == "dstack-v1.1"
+        assert st(v, "tdx.quote_signature") == "pass" and st(v, "report.report_data") == "pass"
+        c = v["service.profile"]
+        assert c.status.value == "fail" and "fdb7a14e5a6675f752e2cb69c9067a98ca402918" in c.reason, c.reason
+        assert "redpill-aci" in c.reason and v.status == "failed" and [x.id for x in v.failed] == ["service.profile"]
+    # Undressed, the same answer is the gateway's legacy report: never proof about the model, and under the
+    # gateway's own profile its shape fits, but this path replays no event log, so the app id is not shown.
+    sig = SignatureRecord.from_dict({"text": "a" * 64 + ":" + "b" * 64, "signature": "0x" + "00" * 65,
+                                     "signing_address": dressed["signing_address"], "signing_algo": "ecdsa"})
+    raw = _json(d / "attestation_report.json")
+    assert verify_exchange(None, sig, raw, nonce=_nonce(d), policy=Policy(service="phala-direct"),
+                           **{k: v for k, v in kw.items() if k != "nonce"})["service.profile"].status.value == "fail"
+    own = verify_exchange(None, sig, raw, nonce=_nonce(d), policy=Policy(service="redpill-aci"),
+                          **{k: v for k, v in kw.items() if k != "nonce"})
+    assert own["service.profile"].status.value == "skipped" and own.status != "verified"
+
+
+def test_phala_gateway_aci_aug_2026_08_28(field):
+    """The Aug-2026 gateway report without its quote: under the redpill-aci profile its custody chains reach the
+    profile's KMS root, but the app id cannot be read without an event log replayed into a quote: never verified."""
+    from phalanb.aci import verify_aci_report
+
+    d = field / "phala-gateway-aci-aug-2026-08-28"
+    att = verify_aci_report((d / "aci_report_no_quote.json").read_bytes(), nonce=_nonce(d),
+                            policy=Policy(service="redpill-aci"), at=1788220800)
+    checks = {c.id: c for c in att.checks}
+    assert checks["aci.keyset_digest"].status.value == "pass" and checks["aci.report_data"].status.value == "pass"
+    assert checks["service.profile"].status.value == "skipped" and "event log" in checks["service.profile"].reason
+    assert att.keyset is None and att.verdict.status != "verified"

@@ -443,11 +443,12 @@ TABLE: dict[str, list[Variant] | Special] = {
                 fill={"BUNDLE": "{bundle}", "UNIX_TIME": "now"}),
     ],
     "phalanb report FILE [--nonce HEX] [--signing-address ADDR] [--collateral FILE --at T] "
-    "[--nras-response F --jwks F]": [
+    "[--nras-response F --jwks F] [--service NAME]": [
         Variant(3, "a real capture alone: no nonce, no collateral, no NRAS answer — incomplete",
                 fill={"FILE": str(VENICE / "attestation_report.json")}),
-        Variant(0, "the same capture with its nonce, address, collateral, time, NRAS answer and NVIDIA's JWKS",
-                keep="*", fill={"FILE": str(VENICE / "attestation_report.json"), "HEX": "{nonce}",
+        Variant(0, "the same capture with its nonce, address, collateral, time, NRAS answer and NVIDIA's JWKS, "
+                   "judged as the service it came from (--service venice)",
+                keep="*", fill={"FILE": str(VENICE / "attestation_report.json"), "HEX": "{nonce}", "NAME": "venice",
                                 "ADDR": "{address}", ("--collateral", "FILE"): str(VENICE / "collateral.json"),
                                 "T": VENICE_AT, ("--nras-response", "F"): str(VENICE / "nras_response.json"),
                                 ("--jwks", "F"): str(VENICE / "nras_jwks.json")}),

@@ -193,14 +193,16 @@ except PhalanbError as exc:
 # The fixtures hold attestation reports captured from live services. Audited offline with what was captured beside
 # them, two lessons appear:
 #
-# - the NEAR AI node (2026-06) passes every check that can be made offline — but no Intel collateral was captured,
-#   so its TCB status is *skipped* and the verdict is **incomplete**, never "verified";
+# - the NEAR AI node (2026-06), judged as the service it came from (`Policy(service="near-ai-cloud")`: without a
+#   service profile phalanb could not place the deployment), passes every check that can be made offline — but no
+#   Intel collateral was captured, so its TCB status is *skipped* and the verdict is **incomplete**, never "verified";
 # - the NanoGPT deployment (2026-03) ignored the client's nonce: the quote is genuine, but it could be a replay,
 #   so freshness **fails**.
 
 # %%
 from phalanb.gpu import parse_nras_response
 from phalanb.lab import fixtures_path
+from phalanb.policy import Policy
 from phalanb.verify import verify_report
 
 FIXTURES = fixtures_path()
@@ -210,7 +212,8 @@ near_nras = json.loads((near / "nras_response.json").read_text())
 near_verdict = verify_report(json.loads((near / "attestation_report.json").read_text()),
                              nonce=bytes.fromhex(json.loads((near / "manifest.json").read_text())["nonce_hex"]),
                              nras_response=near_nras, jwks=json.loads((near / "nras_jwks_at_capture.json").read_text()),
-                             at=parse_nras_response(near_nras).overall.claims["iat"])
+                             at=parse_nras_response(near_nras).overall.claims["iat"],
+                             policy=Policy(service="near-ai-cloud"))
 nano = FIXTURES / "reports/nanogpt-gemma-2026-03"
 nano_verdict = verify_report(json.loads((nano / "attestation_report.json").read_text()),
                              nonce=bytes.fromhex((nano / "client_nonce.txt").read_text().strip()))

@@ -73,9 +73,11 @@ def _row_from_checks(source: str, receipt_id: str | None, checks: list) -> Recei
 class _Fast:
     """What the fast path needs from the keyset, computed once per batch."""
 
-    def __init__(self, keyset: EstablishedKeyset, require_upstream: bool):
+    def __init__(self, keyset: EstablishedKeyset, require_upstream: bool, upstream_expected: bool = True):
         self.digest = keyset.digest
-        self.direct = keyset.serving == "direct"
+        # The auditor's word, never the report's unbound service_capabilities.serving.
+        self.direct = not upstream_expected
+        self.not_after = keyset.not_after
         self.require_upstream = require_upstream
         self.keys: dict[str, Ed25519PublicKey] = {}
         if keyset.shape == "current":
@@ -153,7 +155,10 @@ class _Fast:
             return None
         if forwarded is None or forwarded != received:
             return None  # a refusal or a rewrite: the single verifier words it
-        if not self.direct:
+        served = doc.get("served_at")
+        if self.not_after is None or type(served) is not int or served >= self.not_after:
+            return None  # the single verifier says why the receipt's time is not shown or not valid
+        if upstream or not self.direct:
             if not upstream:
                 return None
             for e in upstream:
@@ -166,18 +171,20 @@ class _Fast:
 
 
 def audit_receipts(items: Iterable[ReceiptItem | tuple[bytes, bytes | None, bytes | None]], *,
-                   keyset: EstablishedKeyset, require_upstream: bool = True) -> Iterator[ReceiptRow]:
+                   keyset: EstablishedKeyset, require_upstream: bool = True,
+                   upstream_expected: bool = True) -> Iterator[ReceiptRow]:
     """One :class:`ReceiptRow` per item, in order, with the decision :func:`~phalanb.aci.verify_receipt` makes
     against ``keyset`` (an established keyset: from :func:`~phalanb.aci.verify_aci_report` of a verified report).
     Items are consumed as they come (a generator in, a generator out): memory stays bounded however many."""
-    fast = _Fast(keyset, require_upstream)
+    fast = _Fast(keyset, require_upstream, upstream_expected)
     for n, item in enumerate(items):
         if not isinstance(item, ReceiptItem):
             item = ReceiptItem(*item, source=str(n))
         row = fast.row(item)
         if row is None:
             checks = verify_receipt(item.receipt, keyset=keyset, request_bytes=item.request_bytes,
-                                    response_bytes=item.response_bytes, require_upstream=require_upstream)
+                                    response_bytes=item.response_bytes, require_upstream=require_upstream,
+                                    upstream_expected=upstream_expected)
             try:
                 rid = parse_receipt(item.receipt).receipt_id
             except PhalanbError:

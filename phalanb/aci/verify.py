@@ -60,7 +60,8 @@ _QUOTE_CHECKS = ("tdx.quote_signature", "tdx.qe_report", "tdx.pck_chain")
 
 @dataclass(frozen=True)
 class EstablishedKeyset:
-    """A keyset a *verified* report established: its digest, receipt keys and serving mode.
+    """A keyset a *verified* report established: its digest, receipt keys, expiry and the serving mode the report
+    *claims* (``serving`` is outside the keyset digest and the statement: shown, never used to choose a check).
 
     The public path (:func:`verify_aci_report`) creates one only when the keyset digest, the statement, the
     report_data, the quote slot and the quote itself verified. Constructing one by hand is for unit tests of the
@@ -72,11 +73,30 @@ class EstablishedKeyset:
     shape: str = "current"
     serving: str = "aggregator"
     workload_id: str | None = None
+    established: bool = field(default=True, repr=False)
+
+    @classmethod
+    def given(cls, keyset: Mapping[str, Any]) -> "EstablishedKeyset":
+        """A keyset the user handed over directly (``phalanb receipt --keyset``): receipts can be checked against
+        it (signature, digest, hashes), but no verified report binds it to a TEE, so ``established`` is False and
+        the verdict carries ``aci.keyset_given`` skipped."""
+        if not isinstance(keyset, Mapping):
+            raise InputError("a keyset given directly must be a workload_keyset JSON object")
+        shape = "preview" if ("keyset_epoch" in keyset or "workload_identity" in keyset) else "current"
+        return cls(digest=jcs.sha256_digest(keyset), keyset=keyset, shape=shape, serving="unknown",
+                   established=False)
 
     @property
     def receipt_keys(self) -> dict[str, dict[str, Any]]:
         return {k["key_id"]: dict(k) for k in self.keyset.get("receipt_signing_keys") or []
                 if isinstance(k, Mapping) and isinstance(k.get("key_id"), str)}
+
+    @property
+    def not_after(self) -> int | None:
+        """The keyset's expiry, read from the keyset itself (the digest covers it); None when it states none."""
+        epoch = self.keyset.get("keyset_epoch")
+        value = epoch.get("not_after") if isinstance(epoch, Mapping) else self.keyset.get("not_after")
+        return value if type(value) is int else None
 
     @property
     def e2ee_keys(self) -> list[dict[str, Any]]:
@@ -372,6 +392,10 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     checks.append(_provenance_check(report, tdx))
     log_ok = any(c.id == "tdx.event_log" and c.status is Status.PASS for c in tdx)
     checks.append(_custody_check(report, policy, log_ok))
+    from ..services import attested_ids, profile_check
+
+    app_id, compose_hash = attested_ids(report.evidence.event_log, tdx)
+    checks.append(profile_check(policy, protocol="aci", shape=report.shape, app_id=app_id, compose_hash=compose_hash))
     checks.append(_tls_check(report, tls_spki_sha256, host))
     if keyset_digest_header is not None:
         ok = keyset_digest_header.strip().lower() == digest
@@ -390,8 +414,8 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     missing = [i for i in needed if status.get(i) is not Status.PASS]
     # A key that expired, a debug TD, a revoked TCB or keys from an unaccepted KMS: the quote may verify, but the
     # keys it vouches for are not trusted to sign receipts.
-    missing += [i for i in ("aci.keyset_expiry", "tdx.debug_disabled", "tdx.tcb_status", "aci.key_custody")
-                if status.get(i) is Status.FAIL]
+    missing += [i for i in ("aci.keyset_expiry", "tdx.debug_disabled", "tdx.tcb_status", "aci.key_custody",
+                            "service.profile") if status.get(i) is Status.FAIL]
     if missing:
         return AciAttestation(checks, None, report, f"the keyset is not established: {', '.join(missing)} did not "
                               "pass")
@@ -443,7 +467,9 @@ def _signature_check(receipt: Receipt, keyset: EstablishedKeyset | None) -> Chec
         ev["recovered"] = recovered.hex() if recovered else None
         what = "ECDSA-secp256k1 over sha256(JCS(receipt minus signature.value)), recovering the listed key"
     if ok:
-        return Check("receipt.signature", Status.PASS, f"{what} by {receipt.key_id} of the established keyset", ev)
+        whose = "the established keyset" if keyset.established else \
+            "the keyset given directly (NOT established: no verified report binds it to a TEE)"
+        return Check("receipt.signature", Status.PASS, f"{what} by {receipt.key_id} of {whose}", ev)
     return Check("receipt.signature", Status.FAIL, f"the signature does not verify under {receipt.key_id} (the "
                  "receipt was altered or signed by another key)", ev)
 
@@ -485,16 +511,22 @@ def _rewrite_check(receipt: Receipt) -> Check:
                  required=False)
 
 
-def _upstream_check(receipt: Receipt, keyset: EstablishedKeyset | None, require: bool) -> Check:
+def _upstream_check(receipt: Receipt, keyset: EstablishedKeyset | None, require: bool, expected: bool) -> Check:
+    """``expected``: the auditor's word (Policy.aci_serving / the service profile) that this gateway is an
+    aggregator. The report's ``service_capabilities.serving`` is bound by no digest or signature, so it is shown in
+    the evidence and never consulted: a liar would simply write "direct"."""
     events = receipt.events_of("upstream.verified")
-    serving = keyset.serving if keyset is not None else "aggregator"
-    ev: dict[str, Any] = {"serving": serving, "events": events, "require_upstream": require}
-    if serving == "direct":
-        return Check("receipt.upstream", Status.SKIPPED, "direct serving: the attested gateway is the model server, "
-                     "no upstream to verify", ev, required=False)
+    claimed = keyset.serving if keyset is not None else None
+    ev: dict[str, Any] = {"serving_claimed_by_report": claimed, "upstream_expected": expected, "events": events,
+                          "require_upstream": require}
     if not events:
-        why = "no upstream.verified event: the gateway does not say it verified the model server's TEE"
-        return Check("receipt.upstream", Status.FAIL if require else Status.WARNING, why, ev, required=require)
+        if not expected:
+            return Check("receipt.upstream", Status.SKIPPED, "no upstream.verified event, and your policy accepts a "
+                         "gateway that serves the model itself (aci_serving='direct'): the gateway's own TEE is the "
+                         "model's", ev, required=False)
+        why = ("no upstream.verified event: the gateway does not say it verified the model server's TEE (an "
+               "aggregator's receipt needs one; the report's serving claim is not bound and is not believed)")
+        return Check("receipt.upstream", Status.FAIL, why, ev)
     failed = [e for e in events if e.get("result") != "verified"]
     if failed:
         e = failed[0]
@@ -512,11 +544,43 @@ def _upstream_check(receipt: Receipt, keyset: EstablishedKeyset | None, require:
                  f"{str(events[0].get('session_id'))[:16]}…)", ev)
 
 
+#: How far a receipt's served_at may run ahead of the clock it is judged by (clocks of two machines differ).
+SERVED_AT_SKEW_S = 300
+
+
+def _served_at_check(receipt: Receipt, keyset: EstablishedKeyset | None, at: float | None = None) -> Check:
+    """``receipt.served_at``: the receipt was served while the keyset that signs it was valid, and not after the
+    time it is judged at (``at``, when given). ``served_at`` is under the signature and ``not_after`` under the
+    keyset digest, so both are bound; the verification time alone (``aci.keyset_expiry``) says nothing about when
+    a receipt was signed."""
+    na = keyset.not_after if keyset is not None else None
+    ev = {"served_at": receipt.served_at, "not_after": na, "at": int(at) if at is not None else None}
+    if receipt.served_at is None:
+        return Check("receipt.served_at", Status.SKIPPED, "the receipt states no served_at: when it was served "
+                     "cannot be placed in the keyset's validity or the session's window", ev)
+    if keyset is None or na is None:
+        return Check("receipt.served_at", Status.SKIPPED, "no established keyset with a not_after to place "
+                     "served_at before", ev)
+    if receipt.served_at >= na:
+        return Check("receipt.served_at", Status.FAIL, f"served_at {receipt.served_at} is not before the keyset's "
+                     f"not_after {na}: the receipt claims a time when its key was no longer valid", ev)
+    if at is not None and receipt.served_at > at + SERVED_AT_SKEW_S:
+        return Check("receipt.served_at", Status.FAIL, f"served_at {receipt.served_at} is after the time it is "
+                     f"judged at ({int(at)}, {SERVED_AT_SKEW_S} s of clock skew allowed): a receipt from the future, "
+                     "or a clock set back", ev)
+    return Check("receipt.served_at", Status.PASS, f"served at {receipt.served_at}, before the keyset's not_after "
+                 f"{na}", ev)
+
+
 def verify_receipt(receipt: Receipt | bytes | str | Mapping[str, Any], *, keyset: EstablishedKeyset | None,
                    request_bytes: bytes | None, response_bytes: bytes | None, require_upstream: bool = True,
-                   restored_request: bool = False) -> list[Check]:
+                   restored_request: bool = False, upstream_expected: bool = True,
+                   at: float | None = None) -> list[Check]:
     """The receipt's checks against an established keyset and our exact bytes (None: not at hand → skipped).
-    ``restored_request``: ``request_bytes`` is an E2EE request's restored body (ACI.md §6), not the wire bytes."""
+    ``restored_request``: ``request_bytes`` is an E2EE request's restored body (ACI.md §6), not the wire bytes.
+    ``upstream_expected``: the auditor expects an aggregator (:attr:`Policy.upstream_expected`); False only when
+    the auditor accepts a gateway serving the model itself. ``at``: the clock the receipt is judged by; a
+    ``served_at`` after it fails (None: not compared)."""
     if not isinstance(receipt, Receipt):
         try:
             receipt = parse_receipt(receipt)
@@ -544,8 +608,9 @@ def verify_receipt(receipt: Receipt | bytes | str | Mapping[str, Any], *, keyset
     checks.append(_hash_check("receipt.request_hash", receipt, "request.received", request_bytes,
                               "restored (decrypted) request" if restored_request else "request"))
     checks.append(_hash_check("receipt.response_hash", receipt, "response.returned", response_bytes, "response"))
+    checks.append(_served_at_check(receipt, keyset, at))
     checks.append(_rewrite_check(receipt))
-    checks.append(_upstream_check(receipt, keyset, require_upstream))
+    checks.append(_upstream_check(receipt, keyset, require_upstream, upstream_expected))
     if checks[0].status is not Status.PASS:
         # An unsigned (or unverifiable) receipt is only a claim: what it says may match, but proves nothing.
         checks = checks[:1] + [
@@ -660,8 +725,14 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
     elif session.established_at is None or session.expires_at is None:
         checks.append(Check("session.window", Status.FAIL, "the session states no established_at/expires_at", wev))
     elif session.established_at <= served_at <= session.expires_at:
-        checks.append(Check("session.window", Status.PASS, "the receipt was served within the session's window",
-                            wev))
+        if session.shape == "preview":
+            # The preview id rule leaves the timestamps out: anyone may rewrite them without changing the id.
+            checks.append(Check("session.window", Status.WARNING, "the receipt was served within the window the "
+                                "session states — but the preview session id does not cover established_at/"
+                                "expires_at, so the window is only the document's word", wev, required=False))
+        else:
+            checks.append(Check("session.window", Status.PASS, "the receipt was served within the session's "
+                                "window (its timestamps are covered by the session id)", wev))
     else:
         checks.append(Check("session.window", Status.FAIL, "the receipt was served outside the session's window",
                             wev))
@@ -700,7 +771,8 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                at: float | None = None, tls_spki_sha256: str | None = None, keyset_digest_header: str | None = None,
                host: str | None = None, request_bytes: bytes | None = None, response_bytes: bytes | None = None,
                nras_response: Any = None, jwks: Any = None,
-               upstream: Mapping[str, Mapping[str, Any]] | None = None, e2ee: Any = None) -> Verdict:
+               upstream: Mapping[str, Mapping[str, Any]] | None = None, e2ee: Any = None,
+               keyset: Mapping[str, Any] | None = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
     ``exchange_or_bytes``: an :class:`~phalanb.exchange.Exchange` (its exact request/response bytes), a
@@ -717,6 +789,10 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
 
     ``upstream``: session id → ``{"collateral", "nras_response", "jwks"}`` for that session's upstream report
     (its quote is another machine's); a session without an entry uses ``collateral``/``nras_response``/``jwks``.
+
+    ``keyset``: a ``workload_keyset`` given directly instead of a report. The receipt is judged under it (a forged
+    or edited receipt fails), but nothing establishes it: ``aci.keyset_given`` is skipped and the verdict is at
+    best incomplete.
     """
     from .e2ee_wire import E2EERecord, e2ee_checks
 
@@ -734,7 +810,15 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                                                                                 None)
         response_bytes = response_bytes if response_bytes is not None else getattr(exchange_or_bytes,
                                                                                    "response_bytes", None)
-    if report is None:
+    if keyset is not None:
+        if report is not None:
+            raise InputError("give either the ACI report (which establishes a keyset) or a keyset directly, not both")
+        given = EstablishedKeyset.given(keyset)
+        att = AciAttestation([Check("aci.keyset_given", Status.SKIPPED, "a keyset given directly is not established "
+                                    f"(no verified report binds it to a TEE); it hashes to {given.digest}: the receipt "
+                                    "is judged under it, but what it proves rests on where you got the keyset",
+                                    {"recomputed": given.digest})], given, None, "keyset given directly")
+    elif report is None:
         att = AciAttestation([Check("aci.report", Status.SKIPPED, "no ACI report was given: no keyset can be "
                                     "established")], None, None, "no report")
     else:
@@ -758,13 +842,15 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
         rchecks = verify_receipt(parsed, keyset=att.keyset,
                                  request_bytes=e2ee.restored_request if e2ee is not None else request_bytes,
                                  response_bytes=response_bytes, require_upstream=policy.aci_require_upstream,
-                                 restored_request=e2ee is not None)
+                                 restored_request=e2ee is not None, upstream_expected=policy.upstream_expected,
+                                 at=time.time() if at is None else at)
     checks = rchecks + att.checks
     if e2ee is not None:
         response_hash = next((c for c in rchecks if c.id == "receipt.response_hash"), None)
-        checks += e2ee_checks(e2ee, keyset=att.keyset, request_bytes=request_bytes, response_bytes=response_bytes,
+        checks += e2ee_checks(e2ee, keyset=att.keyset if att.keyset is None or att.keyset.established else None,
+                              request_bytes=request_bytes, response_bytes=response_bytes,
                               response_hash=response_hash)
-    if parsed is not None and (att.keyset is None or att.keyset.serving != "direct"):
+    if parsed is not None:  # every cited session is judged, whatever the report says about its serving mode
         sessions = dict(sessions or {})
         cited = parsed.cited_session_ids
         for i, sid in enumerate(cited):
@@ -861,5 +947,5 @@ def verify_legacy_gateway(report: Mapping[str, Any] | bytes | str | None, signat
                             "the legacy Ed25519 key is not in the established keyset and has no custody evidence",
                             {"signer": signer}))
     checks += verify_receipt(r, keyset=keyset, request_bytes=request_bytes, response_bytes=response_bytes,
-                             require_upstream=policy.aci_require_upstream)
+                             require_upstream=policy.aci_require_upstream, upstream_expected=policy.upstream_expected)
     return Verdict(checks)

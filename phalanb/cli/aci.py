@@ -14,7 +14,8 @@ from typing import Any
 from ..errors import InputError
 from ..policy import Policy
 from ..timeutil import at_argument
-from ..verdict import Check, Status, Verdict
+from ..verdict import Verdict
+from .audit import service_args, service_policy
 
 __all__ = ["register", "print_verdict"]
 
@@ -28,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("receipt", type=Path, help="the receipt JSON (or the legacy /v1/signature answer)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--report", type=Path, help="the /v1/aci/attestation answer fetched with --nonce")
-    src.add_argument("--keyset", type=Path, help="a workload_keyset JSON (informational; establishes nothing)")
+    src.add_argument("--keyset", type=Path, help="a workload_keyset JSON: the receipt's signature and hashes are "
+                     "judged under it (a forged or edited receipt fails), but it establishes nothing (at best "
+                     "incomplete)")
     p.add_argument("--nonce", help="the 64-hex nonce you sent when fetching the report")
     p.add_argument("--request", type=Path, help="the exact request body bytes you sent")
     p.add_argument("--response", type=Path, help="the exact response bytes you received (the whole stream)")
@@ -59,6 +62,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="roots to trust: production (Intel's and NVIDIA's pinned roots, default) or simulated "
                    "(phalanb's simulator only)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    service_args(p)
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
@@ -110,31 +114,27 @@ def cmd_receipt(args: argparse.Namespace) -> int:
     from ..aci.verify import verify_aci
     from ..aci import jcs
 
-    policy = Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root))
+    policy = Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root), **service_policy(args))
     doc = jcs.loads(_read(args.receipt, "receipt"), what="receipt")
     receipt = parse_signature_wrapper(doc).receipt if is_signature_wrapper(doc) else parse_receipt(doc)
     sessions = {}
     for path in args.session:
         raw = _read(path, "session")
         sessions[parse_session(raw).id] = raw
-    extra_checks: list[Check] = []
     report = _read(args.report, "report")
+    keyset = None
     if args.keyset is not None:
+        # Judged under the given keyset (a forged or edited receipt fails), never established by it.
         keyset = jcs.loads(_read(args.keyset, "keyset"), what="keyset")
-        digest = jcs.sha256_digest(keyset)
-        same = digest == receipt.workload_keyset_digest
-        extra_checks.append(Check("aci.keyset_given", Status.SKIPPED, "a keyset given directly is not established "
-                                  "(no verified report binds it to a TEE); it hashes to "
-                                  f"{digest}, which the receipt {'cites' if same else 'does NOT cite'}",
-                                  {"recomputed": digest, "receipt": receipt.workload_keyset_digest}))
+        if not isinstance(keyset, dict):
+            raise InputError(f"{args.keyset} is not a workload_keyset JSON object")
     elif report is None:
         print("phalanb: note: no --report given: no keyset is established, so the receipt's signature cannot be "
               "trusted (verdict at best incomplete)", file=sys.stderr)
     verdict = verify_aci(None, receipt=receipt, report=report, nonce=parse_nonce(args.nonce), sessions=sessions,
                          policy=policy, collateral=_collateral(args.collateral), at=args.at,
-                         request_bytes=_read(args.request, "request"), response_bytes=_read(args.response, "response"))
-    if extra_checks:
-        verdict = Verdict(extra_checks + verdict.checks)
+                         request_bytes=_read(args.request, "request"), response_bytes=_read(args.response, "response"),
+                         keyset=keyset)
     return print_verdict(verdict, args.json, {"receipt_id": receipt.receipt_id, "shape": receipt.shape})
 
 
@@ -143,6 +143,7 @@ def cmd_session(args: argparse.Namespace) -> int:
     from ..aci.verify import verify_session
 
     session = parse_session(_read(args.file, "session"))
-    checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=Policy(trust=args.trust),
-                            at=args.at, collateral=_collateral(args.collateral))
+    policy = Policy(trust=args.trust, **service_policy(args))
+    checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=policy, at=args.at,
+                            collateral=_collateral(args.collateral))
     return print_verdict(Verdict(checks), args.json, {"session_id": session.id, "shape": session.shape})

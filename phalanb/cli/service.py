@@ -20,6 +20,7 @@ from ..session import Session, Settings
 from ..sim.config import LATENCY_DISTRIBUTIONS
 from ..errors import InputError, SignatureExpiredError
 from ..signatures import ALGOS
+from .audit import service_args
 
 __all__ = ["register"]
 
@@ -126,6 +127,7 @@ def _client_args(p: argparse.ArgumentParser) -> None:
                    help="allow sending the API key over plain http to a non-loopback host")
     p.add_argument("--trust", choices=("production", "simulated"), default=None,
                    help="roots to trust (default: simulated for the embedded simulator, production otherwise)")
+    service_args(p, compose=False)
     p.add_argument("--e2ee", action="store_true",
                    help="ACI only: verify the gateway's report first, then encrypt the prompt (E2EE v2) to an E2EE "
                    "key of the keyset it established; the reply is decrypted and the verdict adds e2ee.* checks")
@@ -146,6 +148,9 @@ def _session(args: argparse.Namespace) -> Session:
     if getattr(args, "trust", None):
         settings.trust = args.trust
     settings.protocol = getattr(args, "protocol", None) or "aci"
+    if getattr(args, "service", None):
+        settings.service = args.service
+
     if getattr(args, "offline", False):
         settings.online = False
     if getattr(args, "pccs_url", None):

@@ -149,11 +149,11 @@ def test_aggregator_receipt_without_upstream_event_fails(collateral, upstream):
     assert v["receipt.upstream"].status is Status.FAIL
 
 
-def test_direct_serving_needs_no_upstream(collateral, upstream):
+def test_direct_serving_is_the_auditors_choice_and_needs_no_upstream(collateral, upstream):
     doc = k.receipt_doc()
     doc["event_log"] = [e for e in doc["event_log"] if e["type"] != "upstream.verified"]
     v = run(report=k.sim_report(serving="direct"), receipt=k.sign_receipt(doc), collateral=collateral,
-            upstream=upstream)
+            upstream=upstream, policy=k.sim_policy(aci_serving="direct"))
     c = v["receipt.upstream"]
     assert c.status is Status.SKIPPED and not c.required and v.status == "verified"
 

@@ -84,7 +84,40 @@ def test_receipt_with_a_keyset_given_directly_is_at_best_incomplete(files, capsy
     checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["verdict"]["checks"]}
     given = checks["aci.keyset_given"]
     assert given["status"] == "skipped" and "not established" in given["reason"]
-    assert checks["receipt.signature"]["status"] == "skipped"
+    sig = checks["receipt.signature"]
+    assert sig["status"] == "pass" and "NOT established" in sig["reason"]
+    assert checks["receipt.response_hash"]["status"] == "pass" and checks["receipt.keyset"]["status"] == "pass"
+
+
+def _given(files, receipt_path, capsys):
+    code = main(["receipt", str(receipt_path), "--keyset", str(files["keyset"]), "--request", str(files["request"]),
+                 "--response", str(files["response"]), "--json"])
+    return code, {c["id"]: c["status"] for c in json.loads(capsys.readouterr().out)["verdict"]["checks"]}
+
+
+def test_a_keyset_given_directly_still_judges_the_receipt_a_forged_one_fails(files, tmp_path, capsys):
+    forged = tmp_path / "forged.json"
+    forged.write_bytes(k.sign_receipt(k.cite(k.receipt_doc(), files["sid"]), key=k.OTHER_KEY))
+    code, checks = _given(files, forged, capsys)
+    assert code == 1 and checks["receipt.signature"] == "fail" and checks["aci.keyset_given"] == "skipped"
+
+
+def test_a_keyset_given_directly_still_judges_the_receipt_an_edited_one_fails(files, tmp_path, capsys):
+    doc = json.loads(files["receipt"].read_text())
+    doc["model"] = "another-model"                                  # edited after signing
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(doc))
+    code, checks = _given(files, edited, capsys)
+    assert code == 1 and checks["receipt.signature"] == "fail"
+
+
+def test_a_keyset_given_directly_still_judges_the_hashes(files, tmp_path, capsys):
+    other = tmp_path / "other-response.bin"
+    other.write_bytes(k.RESPONSE + b" ")
+    code = main(["receipt", str(files["receipt"]), "--keyset", str(files["keyset"]), "--response", str(other),
+                 "--json"])
+    checks = {c["id"]: c["status"] for c in json.loads(capsys.readouterr().out)["verdict"]["checks"]}
+    assert code == 1 and checks["receipt.response_hash"] == "fail"
 
 
 def test_receipt_command_rejects_report_and_keyset_together(files):

@@ -265,6 +265,9 @@ BROKEN = {
                                      "from phalanb.policy import Policy\nroot = tdx_root(Policy())"),
     # forget to compare the GPUs' nonce with ours
     "05_gpu_evidence": ("expected_nonce=result.attestation.nonce)", "expected_nonce=None)"),
+    # run every fault against the model server, whatever protocol it belongs to (what the gallery once did)
+    "08_failure_gallery": ('return "ACI over HTTPS" if need.get("https") else "ACI" if need.get("protocol") == "aci" '
+                           'else "vllm-proxy"', 'return "vllm-proxy"'),
     # build the ACI statement from a nonce we did not send
     "09_aci_gateway": ("ours = att.nonce.hex()", 'ours = "00" * 32'),
     # hash the session document as Python prints it instead of its canonical (JCS) bytes
@@ -287,6 +290,30 @@ def test_teaching_assertion_fails_when_the_taught_thing_is_broken(kernel_env, na
     with pytest.raises(CellExecutionError) as info:
         execute(NOTEBOOKS / f"{name}.ipynb", kernel_env, inject=inject, edit=edit)
     assert "AssertionError" in str(info.value)
+
+
+def test_the_failure_gallery_shows_every_evidence_fault_of_both_protocols_failed(executed):
+    """Read the gallery as rendered: every fault that changes evidence ends failed, each against its own protocol;
+    only the declared rewrite and transport faults may end otherwise."""
+    from phalanb.sim import FAULTS
+
+    nb, _ = executed["08_failure_gallery"]
+    assert not isinstance(nb, Exception), nb
+    shown = "\n".join(o.get("data", {}).get("text/plain", "") for c in nb.cells for o in c.get("outputs", []))
+    table = shown[shown.index("Every fault, against its own protocol"):]
+    rows = {m.group(1): (m.group(2), m.group(3)) for m in
+            __import__("re").finditer(r"^(\w+)\s+(vllm-proxy|ACI over HTTPS|ACI)\s+(\w+)", table, flags=8)}
+    assert set(rows) == set(FAULTS)
+    transport = {"chat_500", "signature_500", "attestation_500", "cut_stream", "signature_missing", "rate_limit",
+                 "flaky_503", "hang", "truncated_json", "slow_drip"}
+    for fault, (protocol, outcome) in rows.items():
+        assert (protocol != "vllm-proxy") == fault.startswith("aci_"), (fault, protocol)
+        if fault == "aci_rewrite_request":
+            assert outcome == "verified"
+        elif fault in transport:
+            assert outcome in ("verified", "error"), (fault, outcome)
+        else:
+            assert outcome == "failed", (fault, outcome)
 
 
 def test_fixture_copy_is_exact(fixtures):

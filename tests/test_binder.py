@@ -52,8 +52,13 @@ def test_postbuild_is_executable_and_installs_the_package_with_its_lab_extra(tmp
     (fake / "python").write_text(f'#!/bin/sh\necho "$PWD|$*" >> "{log}"\n')
     (fake / "python").chmod(0o755)
     subprocess.run([str(post)], cwd=REPO, check=True, env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
-    cwd, args = log.read_text().strip().split("|")
+    cwd, args = log.read_text().strip().splitlines()[0].split("|")
     assert Path(cwd) == REPO and args.split()[:3] == ["-m", "pip", "install"] and '.[lab]' in args and "-e" in args
+    # with a fixtures source named, the real fixtures are fetched (checked by sha256) during the build
+    log.unlink()
+    subprocess.run([str(post)], cwd=REPO, check=True, env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}",
+                                                           "PHALANB_FIXTURES_URL": "http://127.0.0.1:9/"})
+    assert log.read_text().strip().splitlines()[1] == f"{REPO}|-m phalanb.fixtures"
     assert re.search(r"^lab = \[", (REPO / "pyproject.toml").read_text(), re.MULTILINE), "pyproject has no 'lab' extra"
 
 

@@ -73,9 +73,8 @@ def kernel_env(api_key, fixtures, tmp_path_factory):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHALANB_", "REDPILL_", "MPLBACKEND"))}
         env.update(PHALANB_BASE_URL=sim.base_url, PHALANB_MODEL_SERVER_URL=model_server.base_url,
                    PHALANB_TRUST="simulated", PHALANB_API_KEY=api_key,
-                   # the notebooks' own copy of the fixtures (what Binder has); test_fixture_copy_is_exact below
-                   # proves it is the real evidence, byte for byte
-                   PHALANB_FIXTURES=str(NOTEBOOKS / "data" / "fixtures"),
+                   # the real fixtures this run uses (../shared/fixtures, or the cache fetched and checked by sha256)
+                   PHALANB_FIXTURES=str(fixtures),
                    PYDEVD_DISABLE_FILE_VALIDATION="1",
                    # temporary files the notebooks write (audit folders…) land where the key-leak check looks
                    TMPDIR=str(tmp_path_factory.mktemp("kernel-tmp")))
@@ -316,27 +315,27 @@ def test_the_failure_gallery_shows_every_evidence_fault_of_both_protocols_failed
             assert outcome == "failed", (fault, outcome)
 
 
-def test_fixture_copy_is_exact(fixtures):
-    """notebooks/data/fixtures is a byte-for-byte copy of part of ../shared/fixtures, never an edited one."""
-    copy = NOTEBOOKS / "data" / "fixtures"
-    files = [p for p in copy.rglob("*") if p.is_file()]
-    assert len(files) > 50 and (copy / "README.md").is_file()
-    for p in files:
-        original = fixtures / p.relative_to(copy)
-        assert original.is_file(), f"{p} has no original in the shared fixtures"
-        assert p.read_bytes() == original.read_bytes(), f"{p} differs from {original}"
+def test_notebooks_find_the_fetched_cache_without_the_shared_folder(tmp_path, monkeypatch, fixtures):
+    """Where ../shared is absent (Binder, a fresh clone) the notebooks read the cache phalanb.fixtures filled, and
+    only once it is complete and every file matches the manifest."""
+    import shutil
 
-
-def test_fixtures_are_found_without_the_shared_folder(tmp_path, monkeypatch):
     from phalanb.lab import fixtures_path
 
-    # fixtures_path also looks beside the working directory (a notebook's cwd is notebooks/): keep that out of it.
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # fixtures_path also looks beside the working directory: keep that out of it
+    monkeypatch.setattr("phalanb.fixtures.CHECKOUT", tmp_path / "clone")
+    nb = tmp_path / "clone" / "notebooks"
+    nb.mkdir(parents=True)
+    cache = tmp_path / "cache"
+    env = {"PHALANB_FIXTURES_CACHE": str(cache)}
+    assert fixtures_path(environ=env, start=nb) is None  # nothing there: the notebook says how to fetch them
+    shutil.copytree(fixtures, cache)
+    assert fixtures_path(environ=env, start=nb) == cache.resolve()
+    (cache / "tdx" / "ground_truth.json").write_text("{}")  # one edited file: not the evidence any more
+    assert fixtures_path(environ=env, start=nb) is None
 
-    found = fixtures_path(environ={}, start=NOTEBOOKS)
-    assert found is not None
-    # Where ../../shared is absent (Binder), the notebooks' copy is used.
-    import shutil
-    nb = tmp_path / "repo" / "notebooks"
-    shutil.copytree(NOTEBOOKS / "data" / "fixtures", nb / "data" / "fixtures")
-    assert fixtures_path(environ={}, start=nb) == (nb / "data" / "fixtures").resolve()
+
+def test_no_notebook_points_at_a_folder_the_repository_does_not_have():
+    for script in sorted(SCRIPTS.glob("*.py")):
+        text = script.read_text()
+        assert "../shared" not in text and "data/fixtures" not in text, script.name

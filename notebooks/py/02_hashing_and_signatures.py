@@ -25,8 +25,9 @@
 # - ed25519, where nothing is recovered and the public key must be known;
 # - why a valid signature alone proves nothing.
 #
-# The first half uses real captured data (`PHALANB_FIXTURES`, or `../../shared/fixtures` beside the checkout); the
-# ed25519 part asks the simulator (or the service set in `PHALANB_MODEL_SERVER_URL`).
+# The first half uses real captured data — the project's fixtures, found by `phalanb.lab.fixtures_path()` (on a
+# fresh machine `python -m phalanb.fixtures` fetches them once, each file checked against the sha256 the project's
+# manifest lists); the ed25519 part asks the simulator (or the service set in `PHALANB_MODEL_SERVER_URL`).
 
 # %%
 import hashlib
@@ -38,7 +39,9 @@ from phalanb.lab import fixtures_path
 from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
-assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
+assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
+                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "PHALANB_FIXTURES to a copy")
 vector_dir = FIXTURES / "signatures" / "phala-docs-2024"
 vector = json.loads((vector_dir / "signature_vector.json").read_text())
 request_bytes = (vector_dir / "request_body.json").read_bytes()

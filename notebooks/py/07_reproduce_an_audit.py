@@ -204,7 +204,9 @@ from phalanb.lab import fixtures_path
 from phalanb.verify import verify_report
 
 FIXTURES = fixtures_path()
-assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
+assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
+                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "PHALANB_FIXTURES to a copy")
 near = FIXTURES / "reports/neardirect-qwen-2026-06"
 near_nras = json.loads((near / "nras_response.json").read_text())
 near_verdict = verify_report(json.loads((near / "attestation_report.json").read_text()),

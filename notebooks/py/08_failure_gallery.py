@@ -85,9 +85,9 @@ def attempt(faults):
     kinds = {protocol_of(f) for f in faults} or {"vllm-proxy"}
     assert len(kinds) == 1, f"these faults belong to different protocols: {sorted(kinds)}"
     sim = sims[kinds.pop()]
-    sim.set_faults(faults)
     # A short timeout: one fault makes the service hang, and waiting a minute teaches nothing more than one second.
     try:
+        sim.set_faults(faults)  # a fault this simulator cannot inject is refused here: an error, not a verdict
         with Session(Settings(base_url=sim.base_url, model=sim.model, trust="simulated", timeout=1.0,
                               ca_pem=sim.ca_pem)) as session:
             return session.chat_and_verify("Tell me something verifiable.")

@@ -348,13 +348,15 @@ assert red(v) == {"receipt.signature"} and v["receipt.request_hash"].status.valu
 # nonce `00…01` (its `SOURCE.md` gives the URL): we check the binding to *that* nonce, which shows the report
 # answered the capturer's request — for us, reading a file months later, it is a recording, not a fresh answer.
 # We read it through the notebooks' fixture helper, which finds the
-# shared fixtures or, on Binder, the notebooks' own byte-exact copy.
+# project's fixtures (fetched once on a fresh machine or Binder, each file checked by sha256).
 
 # %%
 from phalanb.lab import fixtures_path
 
 FIXTURES = fixtures_path()
-assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
+assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
+                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "PHALANB_FIXTURES to a copy")
 real_raw = (FIXTURES / "aci" / "real" / "phala-gateway-aci1-report-2026-06-28.json").read_bytes()
 real = json.loads(real_raw)
 real_nonce = "00" * 31 + "01"

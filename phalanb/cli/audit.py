@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import COMMANDS
 from .. import _json
 from .._term import verdict_table
 from ..errors import InputError, ParseError
@@ -61,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("audit", help="verify many bundles (or a JSONL batch) offline",
+    p = sub.add_parser("audit", help=COMMANDS["audit"][1],
                        description="Verify audit bundles, folders of them, or JSONL batches of replies sharing one "
                        "attestation. One row per reply. Exit 0 only if every reply is verified.")
     p.add_argument("paths", nargs="+", type=Path,

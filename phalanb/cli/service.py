@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import COMMANDS
 from .._term import verdict_table
 from ..apikey import ENV_VARS
 from ..evidence import DEFAULT_PCCS_URL
@@ -39,7 +40,7 @@ def _positive(kind):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sim", help="run the local simulated service in the foreground",
+    p = sub.add_parser("sim", help=COMMANDS["sim"][1],
                        description="Run phalanb's simulated confidential-inference service. The first stdout line "
                        "is its base URL.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
@@ -82,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inject one ': PROCESSING' keep-alive comment before each stream's first event")
     p.set_defaults(func=cmd_sim)
 
-    p = sub.add_parser("demo", help="chat once and verify everything phalanb can verify",
+    p = sub.add_parser("demo", help=COMMANDS["demo"][1],
                        description="Start the embedded simulator (unless --base-url is given), chat once, fetch "
                        "the signature and a fresh attestation, verify, and print a table of checks. Exit code 0 "
                        "only when every check passed; 1 when one failed; 3 when something could not be checked.")
@@ -100,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "incomplete: production policy requires NVIDIA's appraisal of the GPU measurements)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("chat", help="send one chat request and keep the exact bytes",
+    p = sub.add_parser("chat", help=COMMANDS["chat"][1],
                        description="Send one chat request, print the reply, fetch its signature, and optionally "
                        "save the exchange (exact bytes, base64) and signature as JSON.")
     _client_args(p)

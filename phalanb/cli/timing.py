@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from . import COMMANDS
 from ..apikey import ENV_VARS
 from ..client import Client
 from ..errors import InputError
@@ -46,8 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench-latency", help="measure time to first token, tokens/s, signature and attestation "
-                       "fetch times over N chats",
+    p = sub.add_parser("bench-latency", help=COMMANDS["bench-latency"][1],
                        description="Run N chats and print median / p90 / p99 of time to first byte and token, total "
                        "time, inter-token gaps, tokens/s and signature / attestation fetch times.")
     _common(p)
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench_latency)
 
-    p = sub.add_parser("probe-window", help="measure how long a reply's signature stays retrievable",
+    p = sub.add_parser("probe-window", help=COMMANDS["probe-window"][1],
                        description="Make a fresh chat and poll GET /signature until it answers 404 (confirmed), "
                        "then narrow the window by bisection on fresh chats. Prints the estimate with its "
                        "uncertainty; every probe goes to --csv.")

@@ -210,7 +210,7 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
         checks.append(Check("nras.result", Status.SKIPPED, "no NRAS answer: NVIDIA's remote appraisal (reference "
                             "measurements, revocation) was not consulted; phalanb verified the evidence offline"
                             + (" — your policy requires the appraisal (ask NRAS online, or accept offline GPU "
-                               "evidence with Policy(require_nras=False))" if need_nras else ""),
+                               "evidence with --no-require-nras; in Python Policy(require_nras=False))" if need_nras else ""),
                             required=need_nras))
     elif jwks is None:
         checks.append(Check("nras.result", Status.SKIPPED, "an NRAS answer is present but no JWKS to check its "

@@ -102,3 +102,40 @@ def test_phalanb_lab_is_a_cli_command():
 
     args = build_parser().parse_args(["lab", "--no-browser", "--port", "9000"])
     assert args.no_browser and args.port == 9000 and callable(args.func)
+
+
+def test_phalanb_lab_stopped_by_sigterm_leaves_no_jupyterlab_behind(tmp_path):
+    """A service manager or `kill` sends SIGTERM: phalanb lab stops its JupyterLab (here a stand-in that records its
+    pid and would run for a minute), then its simulators, and exits."""
+    import signal
+    import sys
+    import time
+
+    fake = tmp_path / "fake" / "jupyterlab"
+    fake.mkdir(parents=True)
+    pid_file = tmp_path / "jupyterlab.pid"
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                                      "time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(REPO)])}
+    lab = subprocess.Popen([sys.executable, "-m", "phalanb.cli", "lab", "--no-browser"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        lab.send_signal(signal.SIGTERM)
+        assert lab.wait(timeout=30) == 0
+        for _ in range(50):  # the stand-in is gone (reaped by phalanb lab, so no zombie either)
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"JupyterLab (pid {child}) still runs after phalanb lab got SIGTERM")
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()

@@ -592,6 +592,11 @@ async def chat_completions(request: Request) -> Response:
     if not isinstance(body, dict):
         return _error(400, "Request body must be a JSON object", "invalid_request_error")
     model = body.get("model") if isinstance(body.get("model"), str) else None
+    if model is not None and config.upstream is None and model not in config.models:
+        # The gateway routes by model: a name it serves no route for is a 404 before any upstream is verified
+        # (not an upstream verification failure, which would read as a security finding).
+        return _error(404, f"The model `{model}` does not exist. Models served here: {', '.join(config.models)}",
+                      "model_not_found")
     stream = body.get("stream") is True
     required = True  # the simulated host is TEE-only: it forces aci_verified (ACI.md §5)
     pins: list[str] | None = None

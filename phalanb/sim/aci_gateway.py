@@ -780,6 +780,10 @@ async def legacy_signature(request: Request) -> Response:
     if algo not in _ALGOS:
         return _error(400, "Invalid signing algorithm. Must be 'ecdsa' or 'ed25519'", "invalid_signing_algo")
     item = gw.find_receipt(request.path_params["ident"])
+    if item is not None and gw.clock() - item.stored_at >= gw.config.signature_ttl:
+        # The legacy signature is kept signature_ttl seconds, as the model servers keep theirs (the receipt it
+        # is cut from may live longer, receipt_ttl): each answers for its own window.
+        return _error(404, "Chat id not found or expired", "not_found")
     refused = _owned(gw, request, item)
     if refused is not None:
         return refused

@@ -38,12 +38,12 @@
 import hashlib
 import json
 
-import pandas as pd
 from IPython.display import display
 
 from phalanb.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
+from phalanb.widgets import table as show_table  # left-aligned, wrapped, nothing cut
 
 sim = Simulator(SimConfig(seed=9, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_mode="aggregator",
                           aci_shape="current", api_key="sk-notebook-09-not-a-real-key")).start()
@@ -53,10 +53,10 @@ print(sim)
 
 
 def table(checks, prefix=()):
-    """Checks as a small table (optionally only the ids starting with ``prefix``)."""
+    """Checks as a small table (optionally only the ids starting with ``prefix``): text left-aligned, every
+    reason in full, wrapped."""
     rows = [(c.id, c.status.value, c.reason) for c in checks if c.id.startswith(prefix or c.id)]
-    with pd.option_context("display.max_colwidth", 130):
-        display(pd.DataFrame(rows, columns=["check", "status", "reason"]))
+    display(show_table(rows, columns=["check", "status", "reason"]))
 
 
 # %% [markdown]
@@ -86,7 +86,7 @@ assert report["api_version"] == "aci/1" and len(att.nonce) == 32
 keyset = report["attestation"]["workload_keyset"]
 rows = [(role, k.get("key_id"), k.get("algo"), (k.get("public_key") or k.get("spki_sha256"))[:24] + "…")
         for role in ("receipt_signing_keys", "e2ee_public_keys", "tls_public_keys") for k in keyset[role]]
-display(pd.DataFrame(rows, columns=["list", "key_id", "algo", "public key"]))
+display(show_table(rows, columns=["list", "key_id", "algo", "public key"]))
 print("subject  :", keyset["subject"])
 print("not_after:", keyset["not_after"])
 assert [k["algo"] for k in keyset["receipt_signing_keys"]] == ["ed25519"]
@@ -148,7 +148,7 @@ from phalanb.tdx import parse_quote
 
 quote = parse_quote(report["attestation"]["evidence"]["quote"])
 rd = bytes.fromhex(report["attestation"]["report_data"])
-byte_map = pd.DataFrame([
+byte_map = show_table([
     ("0..48", 48, "quote header", quote.raw[:8].hex() + "…", ""),
     ("48..568", 520, "TD report: TCB, MRTD, RTMRs…", quote.raw[48:56].hex() + "…", ""),
     ("568..600", 32, "report_data[0:32] = sha256(statement)", quote.raw[568:600].hex(), quote.raw[568:600] == rd),
@@ -156,8 +156,7 @@ byte_map = pd.DataFrame([
     (f"632..{quote.end}", quote.end - 632, "signature data (signature, keys, PCK chain)",
      quote.raw[632:640].hex() + "…", ""),
 ], columns=["bytes", "size", "what", "value", "as expected"])
-with pd.option_context("display.max_colwidth", 70):
-    display(byte_map)
+display(byte_map)
 assert quote.raw[568:600] == rd and quote.raw[600:632] == bytes(32)
 assert report["attestation"]["evidence"]["quote_report_data"] == rd.hex() + "00" * 32
 
@@ -208,8 +207,7 @@ for i, event in enumerate(receipt["event_log"]):
     shown = logged[:23] + "…" if logged else ", ".join(f"{k}={str(v)[:24]}" for k, v in event.items() if k != "type")
     rows.append((i, event["type"], shown, computed[:23] + "…" if computed else "",
                  (computed == logged) if computed else ""))
-with pd.option_context("display.max_colwidth", 70):
-    display(pd.DataFrame(rows, columns=["#", "event", "logged", "sha256 of our exact bytes", "equal"]))
+display(show_table(rows, columns=["#", "event", "logged", "sha256 of our exact bytes", "equal"]))
 events = {e["type"]: e for e in receipt["event_log"]}
 assert events["request.received"]["body_hash"] == "sha256:" + hashlib.sha256(exchange.request_bytes).hexdigest()
 assert events["response.returned"]["body_hash"] == "sha256:" + hashlib.sha256(exchange.response_bytes).hexdigest()
@@ -378,7 +376,7 @@ real_stmt = canonicalize({"nonce": real_nonce, "purpose": "aci.report_data.v1", 
                           "workload_keyset_digest": real_digest})
 real_rd = hashlib.sha256(real_stmt).hexdigest()
 real_quote = parse_quote(real["attestation"]["evidence"]["quote"])
-display(pd.DataFrame([
+display(show_table([
     ("workload_keyset_digest", real_digest, real["workload_keyset_digest"]),
     ("workload_id", workload_id, real["workload_id"]),
     ("report_data = sha256(statement)", real_rd, real["attestation"]["report_data"]),

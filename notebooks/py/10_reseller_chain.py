@@ -39,13 +39,13 @@ import base64
 import hashlib
 import json
 
-import pandas as pd
 from IPython.display import display
 
 from phalanb.aci import canonicalize, parse_receipt, verify_aci, verify_aci_report
 from phalanb.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
+from phalanb.widgets import table as show_table  # left-aligned, wrapped, nothing cut
 from phalanb.tdx import fetch_collateral_sync, parse_quote
 
 API_KEY = "sk-notebook-10-not-a-real-key"
@@ -58,10 +58,10 @@ print(sim)
 
 
 def table(checks, prefix=()):
-    """Checks as a small table (optionally only the ids starting with ``prefix``)."""
+    """Checks as a small table (optionally only the ids starting with ``prefix``): text left-aligned, every
+    reason in full, wrapped."""
     rows = [(c.id, c.status.value, c.reason) for c in checks if c.id.startswith(prefix or c.id)]
-    with pd.option_context("display.max_colwidth", 130):
-        display(pd.DataFrame(rows, columns=["check", "status", "reason"]))
+    display(show_table(rows, columns=["check", "status", "reason"]))
 
 
 # %% [markdown]
@@ -137,8 +137,8 @@ assert computed == session_id
 print({k: session_doc[k] for k in ("upstream_name", "endpoint", "verifier_id", "established_at", "expires_at",
                                    "identity", "channel_binding")})
 claims = {k: v for k, v in session_doc["claims"].items() if k != "extra"}
-display(pd.DataFrame([(k, v["status"], v.get("source", ""), v.get("reason", "")) for k, v in claims.items()],
-                     columns=["claim", "status", "source", "reason"]))
+display(show_table([(k, v["status"], v.get("source", ""), v.get("reason", "")) for k, v in claims.items()],
+            columns=["claim", "status", "source", "reason"]))
 print("extra:", session_doc["claims"].get("extra"))
 assert session_doc["established_at"] <= receipt.served_at <= session_doc["expires_at"]
 assert claims["tee_attested"] == {**claims["tee_attested"], "status": "asserted", "source": "hardware_proven"}

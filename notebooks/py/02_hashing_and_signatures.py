@@ -178,6 +178,27 @@ assert parse_signed_text(ed.text).request_hash == hashlib.sha256(ex.request_byte
 # 1. In the EIP-191 prefix, why is the *length* of the text included?
 # 2. You recovered an address from a signature. What must you still check before trusting the reply?
 # 3. Change one character of `vector["text"]` and recompute: which of the three assertions in section 1 and 3 fail?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Worked answers, on the documented vector this notebook read."""
+    print("1. The prefix is '\\x19Ethereum Signed Message:\\n' + the text's length in decimal, then the text: with the",
+          "length fixed, no signed message can be read as a shorter message followed by other bytes, and no",
+          "signature over a message can pass for one over a transaction.")
+    print("2. Recovery always yields *some* address. Before trusting the reply, check that this address is the",
+          "signing key the attestation report binds (signature.bound), and that the report is fresh and its quote",
+          "verifies — otherwise anyone's key could have signed.")
+    changed = vector["text"].replace(vector["text"][0], "0" if vector["text"][0] != "0" else "1", 1)
+    halves = changed.split(":")
+    print("3. One character changed:", "request hash still equal" if halves[0] == req_hash else "request hash differs",
+          "/", "response hash still equal" if halves[-1] == resp_hash else "response hash differs",
+          "/ recovered signer", recover_signer(changed, vector["signature"]),
+          "instead of", vector["recovered_address_eip191"], "— the hash comparison of the changed half and the",
+          "signer comparison fail; the other half still matches.")
+    assert recover_signer(changed, vector["signature"]) != vector["recovered_address_eip191"]
 
 # %%
 assert hashlib.sha256(request_bytes + b" ").hexdigest() != req_hash  # one extra byte, another hash

@@ -24,15 +24,20 @@
 # and signs a **receipt** for every request whose event log hashes the exact bytes you sent and received.
 #
 # **What you will learn**
-# - the keyset, its canonical (JCS) bytes and digest — recomputed by hand;
+# - the keyset, its canonical bytes and digest — recomputed by hand (JCS, the JSON Canonicalization Scheme of
+#   RFC 8785: members sorted, no spaces, one spelling per number, so every verifier hashes the same bytes);
 # - the *statement* built from **our** nonce → sha256 → `report_data` → bytes 568..632 of the quote;
 # - a receipt's event log next to the exact request and response bytes, and its Ed25519 signature;
 # - the whole `verify_aci` verdict, and which single check goes red when one link is broken;
 # - the one real capture of Phala's gateway (June 2026): what it proves, and why it cannot be `verified` alone.
 #
 # This notebook always runs its own ACI simulator (a gateway in front of a simulated model server), whatever
-# `PHALANB_BASE_URL` says: its quotes chain to phalanb's *simulated* roots. The real capture in section 8 is checked
+# `PHALANB_BASE_URL` says: its quotes chain to phalanb's *simulated* roots. The real capture in section 11 is checked
 # against Intel's pinned root.
+#
+# ACI documents come in two *shapes*: `current`, as the protocol's specification defines them (the simulator's
+# default here), and `preview`, what the gateway's June 2026 build served (a `workload_id`, a `keyset_epoch`, a
+# keyset endorsement). phalanb reads both and names the one it saw (`aci.shape`).
 
 # %%
 import hashlib
@@ -165,7 +170,9 @@ assert report["attestation"]["evidence"]["quote_report_data"] == rd.hex() + "00"
 #
 # The link: *quote → root of trust*. phalanb verifies the quote's signature chain to the pinned root, fetches the
 # platform's collateral from the PCCS (the simulator serves one at `/pccs`) for the TCB status, replays the event
-# log, checks the measured app_compose and the keys' custody chain to an allow-listed KMS root. Only if the binding
+# log, checks the measured app_compose and the keys' *custody*: certificates showing each key was derived by the
+# dstack KMS (the key management service that hands keys only to the measured app, so no operator ever held them),
+# chained to a KMS root the auditor allow-lists. Only if the binding
 # and the quote hold is the keyset **established** — the one set of keys a receipt may be signed by.
 
 # %%
@@ -361,7 +368,8 @@ real_nonce = "00" * 31 + "01"
 assert real_nonce in (FIXTURES / "aci" / "real" / "SOURCE.md").read_text()
 real_keyset = real["attestation"]["workload_keyset"]
 print("members of the keyset:", list(real_keyset))
-print("keyset_epoch         :", real_keyset["keyset_epoch"], "(u64::MAX: never expires)")
+print("keyset_epoch         :", real_keyset["keyset_epoch"],
+      "(u64::MAX, the largest unsigned 64-bit integer: in effect 'never expires')")
 print("fetched_at           :", real["attestation"]["freshness"]["fetched_at"])
 
 # %% [markdown]
@@ -429,9 +437,33 @@ assert verify_aci_report(real_raw, nonce=bytes.fromhex(real_nonce), policy=kms, 
 # 2. The smart liar in section 10 made `aci.keyset_digest` pass. Which bytes stopped them, and who signed those?
 # 3. Flip a byte of the *request* instead (`verify(request_bytes=...)`): which check goes red? Edit the cell below.
 # 4. The real capture's quote chains to Intel's root. What exactly would you need to fetch to make it `verified`?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
 
 # %%
-v = verify(request_bytes=exchange.request_bytes.replace(b"one sentence", b"two sentences"))
-assert red(v) == {"receipt.request_hash"}
-client.close()
-sim.stop()
+# Question 3: change the request bytes below (a word, one byte…), then run this cell; red(v) lists what failed.
+edited_request = exchange.request_bytes
+v = verify(request_bytes=edited_request)
+print(red(v) or "nothing failed: these are the bytes the receipt hashes")
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Worked answers (offline: the evidence fetched above is verified again with one piece changed)."""
+    print("1. A statement read from the report would be the gateway's own claim: a replayed report carries the",
+          "digest and nonce it was made for. Rebuilt from *your* nonce and *your* recomputed digest, it can only",
+          "hash to report_data if the quote was made for this request and this keyset.")
+    print("2. The quote's report_data: the TD's hardware signed it (the quote signature, chained to Intel's root),",
+          "and it commits to sha256 of the statement, which holds the real digest — a keyset changed to match a",
+          "new digest no longer hashes into what the hardware signed.")
+    v3 = verify(request_bytes=exchange.request_bytes.replace(b"one sentence", b"two sentences"))
+    print("3.", red(v3), "— only the request hash: the receipt still verifies, but not over the bytes you sent.")
+    print("4. Intel's collateral for that quote's platform (TCB info and QE identity for its FMSPC, the PCK and root",
+          "CRLs, as of the capture time), the app_compose whose hash the event log names, and a KMS root the",
+          "auditor allow-lists; then no required check is skipped.")
+    assert red(v3) == {"receipt.request_hash"}
+
+
+# %%
+# The simulator and the client stop with the kernel; solution() above needs neither (it re-verifies offline).
+assert sim.base_url.startswith("http://127.0.0.1")

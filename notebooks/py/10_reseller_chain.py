@@ -348,10 +348,36 @@ assert red(v) == {"session.window"}
 # 2. The upstream's report passes every `upstream.*` check. What does it still *not* prove about the reply you hold?
 # 3. Which of the three faults above would a verifier that only checks the receipt's signature miss?
 # 4. Re-serialise the session (`json.dumps(session_doc, indent=1)`) before hashing in section 4: what happens, and
-#    why does the rule say *canonical* bytes? Run the cell below after editing it.
+#    why does the rule say *canonical* bytes? Edit the cell below and run it.
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
 
 # %%
-assert hashlib.sha256(json.dumps(session_doc, indent=1).encode()).hexdigest() != session_id
-assert hashlib.sha256(canonicalize(json.loads(json.dumps(session_doc, indent=1)))).hexdigest() == session_id
-client.close()
-sim.stop()
+# Question 4: replace the right-hand side with another serialisation of session_doc (e.g. json.dumps(..., indent=1)
+# encoded), then run.
+reserialised = canonicalize(session_doc)
+print("hashes to the session id:", hashlib.sha256(reserialised).hexdigest() == session_id)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Worked answers, from the session and receipt this notebook fetched (no service is asked again)."""
+    print("1. A list entry is the gateway's summary, outside any hash: nothing ties it to a session id. Only the",
+          "full document, whose canonical bytes hash to the id the signed receipt cites, is evidence.")
+    print("2. That the model server produced *this reply*: the upstream's report binds its own signing key and the",
+          "gateway's nonce; the reply is bound by the gateway's receipt. The model server's TEE is proven, the",
+          "reply's path through it only as far as the gateway says.")
+    print("3. The edited session and the expired session window: the receipt's signature stays valid in both;",
+          "only hashing the session to its id and comparing the window with served_at catch them. (The failed",
+          "upstream is written into the signed receipt itself: a verifier that reads what it verified sees it.)")
+    pretty = json.dumps(session_doc, indent=1).encode()
+    print("4. indent=1:", hashlib.sha256(pretty).hexdigest() == session_id, "— other bytes, another hash. The id is",
+          "sha256 of the JCS (canonical) bytes, which any verifier can rebuild exactly from the parsed document:",
+          hashlib.sha256(canonicalize(json.loads(pretty))).hexdigest() == session_id)
+    assert hashlib.sha256(pretty).hexdigest() != session_id
+    assert hashlib.sha256(canonicalize(json.loads(pretty))).hexdigest() == session_id
+
+
+# %%
+# The simulator and the client stop with the kernel; solution() above needs neither.
+assert sim.base_url.startswith("http://127.0.0.1")

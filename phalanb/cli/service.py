@@ -114,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-url", help="service base URL, e.g. https://api.red-pill.ai/v1 (default: the embedded "
+    p.add_argument("--base-url", help="service base URL, e.g. https://api.redpill.ai/v1 (default: the embedded "
                    f"simulator). The API key comes from ${ENV_VARS[0]} or ${ENV_VARS[1]}.")
     p.add_argument("--model", help="model id (default: the first one the service lists)")
     p.add_argument("--no-stream", action="store_true", help="ask for a non-streaming reply")

@@ -36,7 +36,7 @@ def _number(kind, *, minimum: float = 0.0, strict: bool = False):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-url", help="service base URL, e.g. https://api.red-pill.ai/v1 (default: the embedded "
+    p.add_argument("--base-url", help="service base URL, e.g. https://api.redpill.ai/v1 (default: the embedded "
                    f"simulator). The API key comes from ${ENV_VARS[0]} or ${ENV_VARS[1]}.")
     p.add_argument("--model", help="model id (default: the first one the service lists)")
     p.add_argument("--timeout", type=_number(float, strict=True), default=60.0, help="seconds (default 60)")

@@ -65,10 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("audit", help=COMMANDS["audit"][1],
-                       description="Verify audit bundles, folders of them, or JSONL batches of replies sharing one "
-                       "attestation. One row per reply. Exit 0 only if every reply is verified.")
+                       description="Verify audit bundles (ACI or model-server replies), folders of them, or batches "
+                       "of replies sharing one attestation (.jsonl, or framed .pbatch). One row per reply. Exit 0 only "
+                       "if every reply is verified.")
     p.add_argument("paths", nargs="+", type=Path,
-                   help="audit bundles, folders of them, or JSONL batches of replies")
+                   help="audit bundles, folders of them, or batches of replies (.jsonl, .pbatch)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the files' own trust settings are never used)")

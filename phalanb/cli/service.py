@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
     p.add_argument("--seed", type=int, default=None, help="derive keys and text from this seed (reproducible)")
     p.add_argument("--signature-ttl", type=_positive(float), default=1200.0, metavar="SECONDS",
-                   help="how long signatures stay retrievable (default 1200, as the real proxy)")
+                   help="how long signatures (/v1/signature, the model server's and the gateway's legacy one) stay "
+                   "retrievable (default 1200, as the real proxy)")
     p.add_argument("--max-signatures", type=int, default=1000, help="signature cache size (default 1000)")
     p.add_argument("--ttft-ms", type=_positive(float), default=200.0, help="time to first token (default 200)")
     p.add_argument("--tokens-per-second", type=_positive(float), default=50.0,
@@ -84,8 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("demo", help=COMMANDS["demo"][1],
-                       description="Start the embedded simulator (unless --base-url is given), chat once, fetch "
-                       "the signature and a fresh attestation, verify, and print a table of checks. Exit code 0 "
+                       description="Start the embedded simulator (an ACI gateway, unless --base-url is given), chat "
+                       "once, fetch the reply's receipt (ACI) or signature (a model server), a fresh attestation and "
+                       "the attested sessions the receipt cites, verify, and print a table of checks. Exit code 0 "
                        "only when every check passed; 1 when one failed; 3 when something could not be checked.")
     _client_args(p)
     p.add_argument("--prompt", default=DEMO_PROMPT, help=f"the user message to send (default: {DEMO_PROMPT!r})")
@@ -102,8 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("chat", help=COMMANDS["chat"][1],
-                       description="Send one chat request, print the reply, fetch its signature, and optionally "
-                       "save the exchange (exact bytes, base64) and signature as JSON.")
+                       description="Send one chat request, print the reply and fetch its receipt (ACI) or signature "
+                       "(a model server). With --save, verify it and write its audit bundle (the exact bytes and all "
+                       "the evidence; phalanb verify FILE re-verifies it offline).")
     _client_args(p)
     p.add_argument("prompt", help="the user message")
     p.add_argument("--save", type=Path, metavar="FILE",

@@ -33,6 +33,7 @@ def test_verify_of_a_simulator_bundle_says_the_cause_and_the_flag_first(sim_bund
     assert first.endswith(f"phalanb verify {sim_bundle} --trust simulated")
     assert len(out.stdout) < 1200 and max(len(line) for line in out.stdout.splitlines()) < 400, out.stdout
     assert "CRL" not in out.stdout and "--verbose" in out.stdout
+    assert "\n  failed: tdx.pck_chain, " in out.stdout  # the ids only; their reasons under --verbose
     full = _cli("verify", str(sim_bundle), "--verbose")
     assert full.returncode == 1 and "tdx.pck_chain" in full.stdout and "simulated root CA" in full.stdout
     assert json.loads(_cli("verify", str(sim_bundle), "--json").stdout)["verdict"]["status"] == "failed"

@@ -147,8 +147,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         v = result.verdict
         print(f"phalanb: {simulator_hint(args.bundle)}")
         print(v.tally())
-        print(f"verdict: {v.status} ({len(v.failed)} checks failed, {len(v.skipped)} not checked; --verbose lists "
-              "every check and its reason, --json everything)")
+        print(f"verdict: {v.status} ({len(v.skipped)} not checked; --verbose lists every check and its reason, "
+              "--json everything)")
+        print(f"  failed: {', '.join(c.id for c in v.failed)}")
     else:
         print(verdict_table(result.verdict))
         print(result.explain())

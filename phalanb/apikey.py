@@ -86,4 +86,4 @@ def check_key_transport(base_url: str, key: ApiKey | None, *, allow_insecure_htt
     if key is not None and parts.scheme == "http" and not is_loopback_host(parts.hostname) and not allow_insecure_http:
         raise SecretLeakError(
             f"refusing to send the API key over plain http to {parts.hostname}: anyone on the path could read it. "
-            "Use https, or pass allow_insecure_http=True if this network is yours.")
+            "Use https, or, if this network is yours, --allow-insecure-http (in Python: allow_insecure_http=True).")

@@ -207,7 +207,9 @@ def parse_bundle(raw: bytes | str | Mapping[str, Any]) -> Bundle:
                          "signature but no attestation, so it cannot be verified. Run `phalanb chat PROMPT --save "
                          "FILE` again: it now writes an audit bundle", field="kind")
     if data.get("kind") != BUNDLE_KIND:
-        raise ParseError(f"not a phalanb audit bundle (kind is {data.get('kind')!r})", field="kind")
+        said = "has no \"kind\"" if data.get("kind") is None else f"says \"kind\": {data.get('kind')!r}"
+        raise ParseError(f"not a phalanb audit bundle: it {said}, and a bundle says \"kind\": \"{BUNDLE_KIND}\" "
+                         "(phalanb chat --save FILE or phalanb demo --save FILE write one)", field="kind")
     version = data.get("schema_version")
     if version not in READABLE_SCHEMAS or isinstance(version, bool):
         raise ParseError(f"schema_version {version!r} is not supported (this phalanb reads "

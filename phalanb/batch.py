@@ -640,7 +640,9 @@ def audit(paths_or_items: Iterable[Any], *, executor: Executor | None = None, wo
             executor = own = ProcessPoolExecutor(max_workers=workers - 1)
         units = _units(list(paths_or_items), at, policy, trust, executor.map if executor is not None else map,
                        unreadable=unreadable, aci_rows=aci_rows, verdicts=verdicts)
-        df = _run(units, executor, progress, verdicts, helping=(workers - 1) if own is not None else 0)
+        # ACI bundles and unreadable files were handled while the files were read: the bar counts them too
+        df = _run(units, executor, progress, verdicts, helping=(workers - 1) if own is not None else 0,
+                  already=len(aci_rows) + len(unreadable))
     except BaseException:
         if own is not None:  # a task raised or the audit was interrupted: stop the others' work before leaving
             own.shutdown(wait=True, cancel_futures=True)
@@ -762,12 +764,12 @@ def _results(units: list[Any], executor: Executor | None, keep: bool, helping: i
             top_up()
 
 
-def _run(units: list[Any], executor: Executor | None, progress: bool, keep: bool, helping: int = 0
-         ) -> pd.DataFrame:
+def _run(units: list[Any], executor: Executor | None, progress: bool, keep: bool, helping: int = 0,
+         already: int = 0) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
-    known = None if any(isinstance(u, _Batch) for u in units) else sum(len(u.items) for u in units)
-    bar = tqdm(total=known, desc="verifying", unit="reply", disable=not progress)
+    known = None if any(isinstance(u, _Batch) for u in units) else sum(len(u.items) for u in units) + already
+    bar = tqdm(total=known, initial=already, desc="verifying", unit="reply", disable=not progress)
     rows: list[tuple] = []
     kept: list[Any] = []
     for unit, pending in _results(units, executor, keep, helping):

@@ -1,6 +1,6 @@
 """Talking to a confidential-inference service over httpx, keeping the exact bytes.
 
->>> client = Client(base_url="https://api.red-pill.ai/v1", model="phala/deepseek-v3.2")   # doctest: +SKIP
+>>> client = Client(base_url="https://api.redpill.ai/v1", model="phala/deepseek-v3.2")   # doctest: +SKIP
 >>> ex = client.chat("What is your model name?")                                         # doctest: +SKIP
 >>> sig = client.signature(ex.chat_id)                                                   # doctest: +SKIP
 >>> att = client.attestation()               # a fresh random 32-byte nonce every time     # doctest: +SKIP
@@ -44,7 +44,7 @@ from .signatures import ALGOS, SignatureRecord
 __all__ = ["Client", "AttestationFetch", "AciFetch", "AciAttestationFetch", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT",
            "new_nonce", "encode_body", "default_transport", "tls_context", "peer_spki_sha256", "read_limited"]
 
-DEFAULT_BASE_URL = "https://api.red-pill.ai/v1"
+DEFAULT_BASE_URL = "https://api.redpill.ai/v1"
 #: Connect quickly or fail; allow slow models a minute between bytes.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=10.0)
 _MAX_ERROR_BODY = 64 * 1024

@@ -28,20 +28,16 @@ def notebooks_dir() -> Path:
 
 
 def fixtures_path(environ: Mapping[str, str] | None = None, *, start: Path | None = None) -> Path | None:
-    """The real fixtures: ``$PHALANB_FIXTURES``, else ``../../shared/fixtures`` from the notebooks folder (the
-    checkout's sibling ``shared/``), else the notebooks' own copy of the part they read
-    (``notebooks/data/fixtures``, for Binder). ``None`` when none exists."""
-    env = os.environ if environ is None else environ
-    candidates = []
-    if env.get("PHALANB_FIXTURES"):
-        candidates.append(Path(env["PHALANB_FIXTURES"]))
-    base = start or notebooks_dir()
-    candidates += [base / ".." / ".." / "shared" / "fixtures", Path.cwd() / ".." / ".." / "shared" / "fixtures",
-                   base / "data" / "fixtures"]
-    for c in candidates:
-        if (c / "README.md").is_file():
-            return c.resolve()
-    return None
+    """The real fixtures, as the notebooks find them: ``$PHALANB_FIXTURES``, else ``../shared/fixtures`` beside the
+    checkout, else a complete fetched cache (:mod:`phalanb.fixtures`; Binder's ``postBuild`` fills it). ``None``
+    when none exists — the notebooks then say how to fetch them (``python -m phalanb.fixtures``)."""
+    from . import fixtures
+
+    found = fixtures.local_copy(environ, start=start or notebooks_dir())
+    if found is not None:
+        return found
+    cache = fixtures.cache_dir(environ)
+    return cache.resolve() if not fixtures.verify(cache) else None
 
 
 def lab_command(base_url: str, *, model_server_url: str | None = None, port: int | None = None,

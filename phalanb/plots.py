@@ -185,8 +185,9 @@ def signature_availability(result: "WindowResult", *, title: str | None = None) 
     ax.set_yticks([0, 0.5, 1], ["404", "error", "200"])
     ax.set_ylim(-0.25, 1.25 + 0.03 * max(0, result.chats - 1))
     ax.set_xlabel("seconds since the chat ended")
-    ax.set_title(title or f"signature availability ({result.status}, {len(result.probes)} probes, "
-                          f"{result.chats} chat{'s' if result.chats != 1 else ''})")
+    what = getattr(result, "what", "signature")
+    ax.set_title(title or f"{what} availability, {getattr(result, 'endpoint', '')} ({result.status}, "
+                          f"{len(result.probes)} probes, {result.chats} chat{'s' if result.chats != 1 else ''})")
     ax.legend(loc="center left", fontsize="small")
     return fig
 

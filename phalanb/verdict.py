@@ -3,10 +3,12 @@
 A :class:`Check` is one link of the trust chain with a stable id (``"signature.valid"``), a :class:`Status` and a
 one-line reason a person can read. A :class:`Verdict` is the list of checks plus the overall answer:
 
-- ``verified`` only when every *required* check passed;
-- ``failed`` when any check failed;
-- ``incomplete`` otherwise — something was skipped (offline, not implemented, no collateral, a format that
-  cannot bind) and the verdict lists what and why.
+- ``failed`` when any check failed, required or optional;
+- ``verified`` otherwise, when there is at least one required check and every required check passed or held with
+  a warning — an *optional* check (``required=False``: informative, such as ``channel.tls_spki`` on plain http)
+  may be skipped, and every face names it and says it does not decide the verdict;
+- ``incomplete`` otherwise — a required check was skipped (offline, not implemented, no collateral, a format that
+  cannot bind) or there was none, and the verdict lists what and why.
 
 A ``warning`` is a check that held with a caveat the policy explicitly accepts (e.g. TCB status
 SWHardeningNeeded when the user allowed it): it counts as held, and the verdict shows it.
@@ -135,13 +137,31 @@ class Verdict:
         """CLI convention: 0 verified, 1 failed, 3 incomplete (2 is reserved for usage and input errors)."""
         return {VERIFIED: 0, FAILED: 1, INCOMPLETE: 3}[self.status]
 
+    @property
+    def optional_skipped(self) -> list[Check]:
+        """Optional checks that could not be made: they do not decide the verdict, and a face must say so."""
+        return [c for c in self.checks if not c.required and c.status is Status.SKIPPED]
+
     def summary(self) -> str:
+        """The verdict in one line that never says more than the checks did.
+
+        ``verified`` names how many checks held and, when some optional check was skipped, which and why, and
+        that it does not decide the verdict (only required checks do)::
+
+            verified: 55 of 56 checks held (3 with warnings), every required one among them; skipped, optional
+            (does not decide the verdict): channel.tls_spki (no TLS key observed …)
+        """
+        optional = self.optional_skipped
+        also = f"; skipped, optional (does not decide the verdict): {_grouped(optional)}" if optional else ""
         if self.status == VERIFIED:
+            held = sum(c.status in (Status.PASS, Status.WARNING) for c in self.checks)
             warn = f" ({len(self.warnings)} with warnings)" if self.warnings else ""
-            return f"verified: all {len(self.checks)} checks held{warn}"
+            if held == len(self.checks):
+                return f"verified: all {held} checks held{warn}"
+            return f"verified: {held} of {len(self.checks)} checks held{warn}, every required one among them{also}"
         if self.status == FAILED:
             return "failed: " + _grouped(self.failed)
-        return "incomplete: not checked: " + _grouped(self.skipped)
+        return "incomplete: not checked: " + _grouped(self.skipped) + also
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "checks": [c.to_dict() for c in self.checks]}
@@ -195,7 +215,10 @@ class Verdict:
         word = paint(self.status, STATUS_COLORS.get(self.status), enabled=color)
         warn = f" ({len(self.warnings)} with warnings)" if self.status == VERIFIED and self.warnings else ""
         lines.append(f"verdict: {word}{warn}")
-        for label, checks in (("failed", self.failed), ("not checked", self.skipped)):
+        if self.status == VERIFIED and self.optional_skipped:
+            lines.append("  every required check held; the skipped ones are optional and do not decide the verdict")
+        for label, checks in (("failed", self.failed), ("not checked", self.skipped),
+                              ("skipped, optional", self.optional_skipped)):
             if checks:
                 detail = f"  {label}: {_grouped(checks)}"
                 lines.extend(wrap(detail, width, indent=4) if width else [detail])

@@ -256,9 +256,10 @@ def _nras_checks(checks: list[Check], node: NodeAttestation, result: Any, expect
     if nras_response is None:
         checks.append(Check("nras.result", Status.SKIPPED, "no NRAS answer: NVIDIA's remote appraisal (reference "
                             "measurements, revocation) was not consulted; phalanb verified the evidence offline"
-                            + (" — your policy requires the appraisal (ask NRAS online, appraise with NVIDIA's "
-                               "signed RIMs: Policy(rims=DIR) / --rims DIR, or accept offline GPU evidence with "
-                               "Policy(require_nras=False))" if need_nras else ""),
+                            + (" — your policy requires the appraisal (ask NRAS online, appraise the measurements "
+                               "with NVIDIA's signed RIMs: --rims DIR, in Python Policy(rims=DIR), or accept offline "
+                               "GPU evidence with --no-require-nras; in Python Policy(require_nras=False))"
+                               if need_nras else ""),
                             required=need_nras))
     elif jwks is None:
         checks.append(Check("nras.result", Status.SKIPPED, "an NRAS answer is present but no JWKS to check its "

@@ -1,4 +1,5 @@
-"""How long after a reply can its signature still be fetched? A probe that measures it (SPEC §2).
+"""How long after a reply can its signature — or, from an ACI gateway, its receipt — still be fetched? A probe
+that measures it (SPEC §2; ACI.md: receipts are kept ``receipt_ttl_seconds``).
 
 The documentation says 5 minutes and 30 minutes, the server code says 1200 s, and a busy node forgets sooner.
 :class:`WindowProbe` makes a fresh chat, then asks ``GET /signature/{chat_id}`` on a schedule until the answer
@@ -41,10 +42,13 @@ from .errors import InputError, PhalanbError, ServiceError, SignatureExpiredErro
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
 
-__all__ = ["Probe", "WindowResult", "WindowProbe", "SCHEDULES", "probe_window", "signature_status", "chat_maker",
-           "grid_probe_count"]
+__all__ = ["Probe", "WindowResult", "WindowProbe", "SCHEDULES", "ENDPOINTS", "probe_window", "signature_status",
+           "receipt_status", "chat_maker", "grid_probe_count"]
 
 SCHEDULES = ("exponential", "grid")
+
+#: What a probe can ask for, and where.
+ENDPOINTS = {"receipt": "GET /v1/aci/receipts/{id}", "signature": "GET /v1/signature/{chat_id}"}
 
 #: Outcomes of one probe.
 OK, MISSING, ERROR = "ok", "missing", "error"
@@ -96,6 +100,13 @@ class WindowResult:
     schedule: str = "exponential"
     horizon_s: float = 0.0
     min_interval_s: float = 0.0
+    #: what was probed: ``"receipt"`` (``GET /v1/aci/receipts/{id}``, what an ACI gateway keeps today) or
+    #: ``"signature"`` (``GET /v1/signature/{chat_id}``, a model server's)
+    what: str = "signature"
+
+    @property
+    def endpoint(self) -> str:
+        return ENDPOINTS.get(self.what, self.what)
 
     @property
     def estimate_s(self) -> float | None:
@@ -127,19 +138,22 @@ class WindowResult:
         return {"status": self.status, "lower_s": self.lower_s, "upper_s": self.upper_s,
                 "estimate_s": self.estimate_s, "uncertainty_s": self.uncertainty_s, "chats": self.chats,
                 "probes": len(self.probes), "multi_node_misses": self.multi_node_misses,
-                "schedule": self.schedule, "horizon_s": self.horizon_s, "min_interval_s": self.min_interval_s}
+                "schedule": self.schedule, "horizon_s": self.horizon_s, "min_interval_s": self.min_interval_s,
+                "what": self.what, "endpoint": self.endpoint}
 
     def __str__(self) -> str:
         tail = f"{len(self.probes)} probes on {self.chats} chat{'s' if self.chats != 1 else ''}"
         if self.multi_node_misses:
             tail += f", {self.multi_node_misses} multi-node misses (404 then 200) not counted as expiry"
+        w = self.what
+        tail += f"; probed {self.endpoint}"
         if self.status == "expired" and self.estimate_s is not None:
-            return (f"signature window {self.estimate_s:.1f} s ± {self.uncertainty_s:.1f} s (last success "
+            return (f"{w} window {self.estimate_s:.1f} s ± {self.uncertainty_s:.1f} s (last success "
                     f"{self.lower_s:.1f} s, first failure {self.upper_s:.1f} s; {tail})")
         if self.status == "alive_at_horizon":
-            return f"signature still retrievable at {self.lower_s:.1f} s (horizon {self.horizon_s:g} s; {tail})"
+            return f"{w} still retrievable at {self.lower_s:.1f} s (horizon {self.horizon_s:g} s; {tail})"
         if self.status == "never_available":
-            return ("the signature was never retrievable: the endpoint keeps none, or every lookup reached a node "
+            return (f"the {w} was never retrievable: the endpoint keeps none, or every lookup reached a node "
                     f"that never saw the chat ({tail})")
         if self.status == "inconsistent":
             return (f"inconsistent: one chat was alive at {self.lower_s:.1f} s while another was gone at "
@@ -187,7 +201,8 @@ class WindowProbe:
                  resolution: float | None = None, confirm: int = 2, max_chats: int = 6,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] | None = None,
                  wall_clock: Callable[[], float] = time.time,
-                 on_probe: Callable[[Probe], None] | None = None, stop_event: threading.Event | None = None):
+                 on_probe: Callable[[Probe], None] | None = None, stop_event: threading.Event | None = None,
+                 what: str | Callable[[], str] = "signature"):
         if schedule not in SCHEDULES:
             raise InputError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         if not (isinstance(min_interval, (int, float)) and min_interval > 0):
@@ -210,6 +225,7 @@ class WindowProbe:
             raise InputError(f"max_chats must be >= 1, got {max_chats!r}")
         self.fetch = fetch
         self.new_chat = new_chat
+        self._what = what
         self.schedule = schedule
         self.horizon = float(horizon)
         self.min_interval = float(min_interval)
@@ -237,9 +253,20 @@ class WindowProbe:
     @classmethod
     def for_client(cls, client: "Client", *, prompt: str = "Say OK.", stream: bool = True, max_tokens: int = 1,
                    **kwargs: Any) -> "WindowProbe":
-        """A probe that chats through ``client`` (short replies: the window, not the text, is measured)."""
-        return cls(signature_status(client), chat_maker(client, prompt=prompt, stream=stream,
-                                                         max_tokens=max_tokens), **kwargs)
+        """A probe that chats through ``client`` (short replies: the window, not the text, is measured).
+
+        It probes what the service keeps today: an ACI gateway (its reply carries ``X-Receipt-Id``) the reply's
+        receipt, ``GET /v1/aci/receipts/{id}``; a model server the signature, ``GET /v1/signature/{chat_id}``.
+        The first chat decides; ``.what`` (and the result's) says which.
+        """
+        seen: dict[str, str] = {}
+        return cls(_status_of_what_is_kept(client, seen),
+                   chat_maker(client, prompt=prompt, stream=stream, max_tokens=max_tokens, seen=seen),
+                   what=lambda: seen.get("what", "signature"), **kwargs)
+
+    @property
+    def what(self) -> str:
+        return self._what() if callable(self._what) else self._what
 
     # -- background use (notebooks) -------------------------------------------------------------------
     def start(self) -> "WindowProbe":
@@ -303,7 +330,7 @@ class WindowProbe:
                 status = "expired"
         self.result = WindowResult(status=status, lower_s=self.lower_s, upper_s=self.upper_s,
                                    probes=list(self.probes), chats=len(self.chats), schedule=self.schedule,
-                                   horizon_s=self.horizon, min_interval_s=self.min_interval)
+                                   horizon_s=self.horizon, min_interval_s=self.min_interval, what=self.what)
         return self.result
 
     def _grid_targets(self) -> Iterator[float]:
@@ -444,14 +471,41 @@ def signature_status(client: "Client") -> Callable[[str], int | None]:
     return fetch
 
 
+def receipt_status(client: "Client") -> Callable[[str], int | None]:
+    """``fetch`` for :class:`WindowProbe` against an ACI gateway: the HTTP status of ``client.receipt(id)``."""
+
+    def fetch(receipt_id: str) -> int | None:
+        try:
+            client.receipt(receipt_id)
+        except ServiceError as exc:
+            return exc.status
+        except TransportError:
+            return None
+        return 200
+
+    return fetch
+
+
+def _status_of_what_is_kept(client: "Client", seen: dict[str, str]) -> Callable[[str], int | None]:
+    receipts, signatures = receipt_status(client), signature_status(client)
+    return lambda ident: (receipts if seen.get("what") == "receipt" else signatures)(ident)
+
+
 def chat_maker(client: "Client", *, prompt: str = "Say OK.", stream: bool = True,
-               max_tokens: int = 1) -> Callable[[], str]:
-    """``new_chat`` for :class:`WindowProbe`: one short chat; its id once the reply has ended."""
+               max_tokens: int = 1, seen: dict[str, str] | None = None) -> Callable[[], str]:
+    """``new_chat`` for :class:`WindowProbe`: one short chat; once the reply has ended, the id to look up — its
+    receipt id when the service is an ACI gateway (recorded in ``seen["what"]``), else its chat id."""
 
     def new_chat() -> str:
         ex = client.chat(prompt, stream=stream, max_tokens=max_tokens)
+        if ex.receipt_id:
+            if seen is not None:
+                seen["what"] = "receipt"
+                return ex.receipt_id
         if not ex.chat_id:
             raise PhalanbError("the service's reply carries no chat id, so its signature cannot be looked up")
+        if seen is not None:
+            seen.setdefault("what", "signature")
         return ex.chat_id
 
     return new_chat

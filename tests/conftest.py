@@ -1,23 +1,25 @@
-"""Shared test fixtures: the real captured data in ../shared/fixtures and a running simulator.
+"""Shared test fixtures: the real captured data and a running simulator.
 
-The fixtures are required: if the folder is missing the whole run fails (never skips), because a verifier that is
-only tested against its own simulator proves little.
+The real fixtures are required: ``$PHALANB_FIXTURES``, else ``../shared/fixtures`` beside the checkout (CI: used as
+it is, nothing fetched), else the cache that :mod:`phalanb.fixtures` fills on first use from
+``$PHALANB_FIXTURES_URL``, every file checked against the manifest's sha256. Fetching is set-up, before any test:
+the tests themselves stay offline. If the fixtures are missing and cannot be fetched the whole run fails (never
+skips), because a verifier that is only tested against its own simulator proves little.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("PHALANB_FIXTURES", REPO.parent / "shared" / "fixtures"))
+from phalanb.fixtures import FixturesError, ensure
 
-if not (FIXTURES / "README.md").is_file():
-    raise pytest.UsageError(
-        f"phalanb's tests need the real fixtures at {FIXTURES} (../shared/fixtures beside the checkout, or set "
-        "PHALANB_FIXTURES). They are evidence the verifier must agree with; the tests do not run without them.")
+REPO = Path(__file__).resolve().parent.parent
+try:
+    FIXTURES = ensure(start=REPO)
+except FixturesError as exc:
+    raise pytest.UsageError(f"phalanb's tests need the real fixtures: {exc}") from None
 
 TEST_API_KEY = "sk-phalanb-test-" + "k3y" * 8  # a recognisable fake key, grepped for in everything tests write
 

@@ -52,8 +52,13 @@ def test_postbuild_is_executable_and_installs_the_package_with_its_lab_extra(tmp
     (fake / "python").write_text(f'#!/bin/sh\necho "$PWD|$*" >> "{log}"\n')
     (fake / "python").chmod(0o755)
     subprocess.run([str(post)], cwd=REPO, check=True, env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
-    cwd, args = log.read_text().strip().split("|")
+    cwd, args = log.read_text().strip().splitlines()[0].split("|")
     assert Path(cwd) == REPO and args.split()[:3] == ["-m", "pip", "install"] and '.[lab]' in args and "-e" in args
+    # with a fixtures source named, the real fixtures are fetched (checked by sha256) during the build
+    log.unlink()
+    subprocess.run([str(post)], cwd=REPO, check=True, env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}",
+                                                           "PHALANB_FIXTURES_URL": "http://127.0.0.1:9/"})
+    assert log.read_text().strip().splitlines()[1] == f"{REPO}|-m phalanb.fixtures"
     assert re.search(r"^lab = \[", (REPO / "pyproject.toml").read_text(), re.MULTILINE), "pyproject has no 'lab' extra"
 
 
@@ -97,3 +102,40 @@ def test_phalanb_lab_is_a_cli_command():
 
     args = build_parser().parse_args(["lab", "--no-browser", "--port", "9000"])
     assert args.no_browser and args.port == 9000 and callable(args.func)
+
+
+def test_phalanb_lab_stopped_by_sigterm_leaves_no_jupyterlab_behind(tmp_path):
+    """A service manager or `kill` sends SIGTERM: phalanb lab stops its JupyterLab (here a stand-in that records its
+    pid and would run for a minute), then its simulators, and exits."""
+    import signal
+    import sys
+    import time
+
+    fake = tmp_path / "fake" / "jupyterlab"
+    fake.mkdir(parents=True)
+    pid_file = tmp_path / "jupyterlab.pid"
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                                      "time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(REPO)])}
+    lab = subprocess.Popen([sys.executable, "-m", "phalanb.cli", "lab", "--no-browser"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        lab.send_signal(signal.SIGTERM)
+        assert lab.wait(timeout=30) == 0
+        for _ in range(50):  # the stand-in is gone (reaped by phalanb lab, so no zombie either)
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"JupyterLab (pid {child}) still runs after phalanb lab got SIGTERM")
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()

@@ -59,3 +59,42 @@ def test_subcommands_are_described_in_the_top_level_help():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     undescribed = [c.dest for c in sub._choices_actions if not (c.help or "").strip()]
     assert not undescribed, f"commands without a one-line help in `phalanb --help`: {undescribed}"
+
+
+# -- `phalanb --help` answers without importing the commands (issue 21, item 6) ----------------------------------
+def test_the_top_level_help_lists_exactly_what_the_commands_register():
+    from phalanb.cli import COMMANDS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {c.dest: c.help for c in sub._choices_actions} == {name: h for name, (_m, h) in COMMANDS.items()}
+
+
+def test_phalanb_help_imports_no_command_module_nor_their_libraries():
+    """Measured by what is imported, not by a clock: the commands' imports (httpx, cryptography, the simulator's web
+    stack, eth-account) are what made ``phalanb --help`` take most of a second. benchmarks/bench_cli_help.py times
+    it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\nfrom phalanb.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n    main(['--help'])\n"
+            "assert 'probe-window' in out.getvalue()\n"
+            "print(' '.join(sorted(m for m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    heavy = {"httpx", "cryptography", "uvicorn", "starlette", "eth_account", "coincurve", "phalanb.session",
+             "phalanb.sim", "phalanb.cli.service", "phalanb.cli.audit", "phalanb.cli.quote"}
+    assert not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_a_command_imports_only_its_own_module():
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\nfrom phalanb.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n        main(['lab', '--help'])\n    except SystemExit:\n        pass\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('phalanb.cli.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["phalanb.cli.lab"], (out.stdout, out.stderr)

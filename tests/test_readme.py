@@ -35,7 +35,7 @@ LEAKS = re.compile(r"Traceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exce
 
 # The real services' base URLs as the README writes them; the test points them at a local simulator instead
 # (the real services are unreachable from tests, and a test may not use the network).
-REAL_BASE_URLS = ("https://api.red-pill.ai/v1", "https://api.redpill.ai/v1")
+REAL_BASE_URLS = ("https://api.redpill.ai/v1",)
 REAL_MODEL = "phala/deepseek-v3.2"
 
 # Checks that fail — and must fail — when a simulator's evidence is judged under production trust: its roots are
@@ -187,9 +187,9 @@ BASH: dict[str, Run | Exclude | Special] = {
     # "Against a real service".
     "export PHALANB_API_KEY=sk-...": Special("export", "the key placeholder sk-... is replaced by the test key, "
                                                        "which the local simulator requires"),
-    "phalanb demo --base-url https://api.red-pill.ai/v1 --model phala/deepseek-v3.2":
+    "phalanb demo --base-url https://api.redpill.ai/v1 --model phala/deepseek-v3.2":
         Run(1, GATEWAY_SUBSTITUTION, sim_roots_only=True),
-    'phalanb chat "Hello" --base-url https://api.red-pill.ai/v1 --model phala/deepseek-v3.2 --save reply.phalanb.json':
+    'phalanb chat "Hello" --base-url https://api.redpill.ai/v1 --model phala/deepseek-v3.2 --save reply.phalanb.json':
         Run(1, GATEWAY_SUBSTITUTION, sim_roots_only=True),
     "phalanb verify reply.phalanb.json": Run(1, "the bundle the substituted chat above saved: re-verified offline "
                                                 "under production trust it fails on the simulated roots alone",
@@ -579,7 +579,7 @@ PYTHON: dict[str, PyExample] = {
         simulator_policy=('host="api.redpill.ai")', 'host="api.redpill.ai", policy=Policy.for_simulator())')),
     "import phalanb": PyExample(
         "the vllm-proxy example: the real service's URL → a local model server simulator", "model_server",
-        replace=(('base_url="https://api.red-pill.ai/v1"', 'base_url="{url}"'),),
+        replace=(('base_url="https://api.redpill.ai/v1"', 'base_url="{url}"'),),
         simulator_policy=("nonce=attestation.nonce)", "nonce=attestation.nonce, policy=Policy.for_simulator())")),
     "import openai": PyExample(
         "the OpenAI SDK example: its `...` placeholders filled (the local model server, the key from the "

@@ -149,3 +149,43 @@ def test_a_fixed_reply_is_served_word_by_word_and_signed(fresh_sim, client_for):
     ex = client.chat("anything", max_tokens=10, stream=False)
     assert ex.text == "Hello <b>world</b> again" and ex.usage["completion_tokens"] == 3
     assert set(_run(sim, client_for).values()) == {"pass"}
+
+
+# -- a fault the running protocol cannot inject is refused (issue 21, item 3) ------------------------------------
+ACI_FAULTS = sorted(f for f in FAULTS if f.startswith("aci_"))
+
+
+@pytest.mark.parametrize("fault", ACI_FAULTS)
+def test_an_aci_fault_is_refused_by_a_legacy_simulator(fault):
+    with pytest.raises(InputError, match=f"the fault {fault} cannot be injected here: it needs an ACI gateway"):
+        SimConfig(protocol="legacy", faults={fault})
+
+
+def test_faults_that_need_https_or_an_aggregator_are_refused_without_them():
+    with pytest.raises(InputError, match="needs an HTTPS listener.*--https"):
+        SimConfig(protocol="aci", faults={"aci_tls_key_not_in_keyset"})
+    for fault in ("aci_upstream_failed", "aci_session_expired", "aci_edit_session"):
+        with pytest.raises(InputError, match="needs an aggregator gateway.*--aci-mode aggregator"):
+            SimConfig(protocol="aci", aci_mode="direct", faults={fault})
+    SimConfig(protocol="aci", https=True, faults={"aci_tls_key_not_in_keyset"})  # accepted where it acts
+
+
+def test_a_refused_fault_leaves_the_running_simulator_unchanged(fresh_sim):
+    s = fresh_sim(protocol="legacy", faults={"tamper_response"})
+    with pytest.raises(InputError, match="aci_tamper_response"):
+        s.set_faults(["aci_tamper_response"])
+    assert s.config.faults == {"tamper_response"}
+    with pytest.raises(Exception, match="cannot be injected here"):
+        set_remote_faults(s.base_url, ["aci_tamper_response"])
+    assert set(httpx.get(s.base_url.removesuffix("/v1") + "/_sim/faults").json()["faults"]) == {"tamper_response"}
+
+
+def test_the_sim_command_refuses_an_aci_fault_on_the_legacy_protocol():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "phalanb.cli", "sim", "--protocol", "legacy", "--fault",
+                          "aci_tamper_response"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert "aci_tamper_response cannot be injected here" in out.stderr and "--protocol aci" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -81,9 +81,9 @@ def test_a_typed_key_leaves_the_password_field_at_once():
 def test_changing_the_endpoint_bumps_the_version_and_the_description():
     panel = SettingsPanel(environ={})
     v = panel.version
-    panel.endpoint.value = "https://api.red-pill.ai/v1"
-    assert panel.version == v + 1 and "api.red-pill.ai" in panel.status.value
-    assert panel.settings().base_url == "https://api.red-pill.ai/v1"
+    panel.endpoint.value = "https://api.redpill.ai/v1"
+    assert panel.version == v + 1 and "api.redpill.ai" in panel.status.value
+    assert panel.settings().base_url == "https://api.redpill.ai/v1"
 
 
 # -- chat ------------------------------------------------------------------------------------------------------

@@ -169,6 +169,48 @@ def test_probe_window_cli_against_the_embedded_simulator(tmp_path, capsys):
     rc = main(["probe-window", "--sim-ttl", "1", "--min-interval", "0.2", "--horizon", "5",
                "--csv", str(csv), "--plot", str(png)])
     out = capsys.readouterr()
-    assert rc == 0 and "signature window" in out.out
+    # the embedded simulator is an ACI gateway by default: what it keeps is the receipt, and the output says so
+    assert rc == 0 and "receipt window" in out.out and "probed GET /v1/aci/receipts/{id}" in out.out
+    assert "probing receipts: GET /v1/aci/receipts/{id}" in out.err
     frame = pd.read_csv(csv)
     assert set(frame["status"]) == {200, 404} and png.read_bytes()[:4] == b"\x89PNG"
+
+
+# -- what the service keeps today (issue 21, item 5) --------------------------------------------------------------
+def test_against_an_aci_gateway_the_probe_measures_the_receipts_window(fresh_sim, client_for):
+    sim = fresh_sim(protocol="aci", receipt_ttl=1.0, signature_ttl=30.0)
+    result = probe_window(client_for(sim), horizon=10, min_interval=0.2, resolution=0.3, first_probe=0.4)
+    assert result.what == "receipt" and result.endpoint == "GET /v1/aci/receipts/{id}"
+    assert result.status == "expired" and abs(result.estimate_s - 1.0) <= 0.3, str(result)
+    assert str(result).startswith("receipt window") and result.to_dict()["endpoint"] == result.endpoint
+
+
+def test_against_a_model_server_the_probe_measures_the_signatures_window(fresh_sim, client_for):
+    sim = fresh_sim(protocol="legacy", signature_ttl=1.0)
+    result = probe_window(client_for(sim), horizon=10, min_interval=0.2, resolution=0.3, first_probe=0.4)
+    assert result.what == "signature" and "probed GET /v1/signature/{chat_id}" in str(result)
+    assert abs(result.estimate_s - 1.0) <= 0.3, str(result)
+
+
+def test_the_aci_simulator_honours_the_signature_ttl_on_its_legacy_endpoint(fresh_sim, client_for):
+    import time
+
+    from phalanb.errors import SignatureExpiredError
+
+    sim = fresh_sim(protocol="aci", receipt_ttl=60.0, signature_ttl=0.5)
+    client = client_for(sim)
+    ex = client.chat("Say OK.", max_tokens=1)
+    client.signature(ex.chat_id)  # within its window
+    time.sleep(0.7)
+    with pytest.raises(SignatureExpiredError):
+        client.signature(ex.chat_id)
+    client.receipt(ex.receipt_id)  # the receipt is kept for its own, longer window
+
+
+def test_the_plot_names_what_was_probed(fresh_sim, client_for):
+    from phalanb import plots
+
+    sim = fresh_sim(protocol="aci", receipt_ttl=0.6)
+    result = probe_window(client_for(sim), horizon=5, min_interval=0.2, schedule="grid")
+    title = plots.signature_availability(result).axes[0].get_title()
+    assert title.startswith("receipt availability, GET /v1/aci/receipts/{id}")

@@ -179,6 +179,25 @@ assert captured.text == sdk_text and all(c.passed for c in checks)
 # 2. Where does a streaming reply's signed byte string end?
 # 3. Set `HASH_OVER = "rebuilt lines"` in the parameters cell and re-run: which assertion fails, and why is that the
 #    right outcome?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Worked answers, from the bytes this notebook holds (no service is asked again)."""
+    same = json.loads(b'{"a": 1, "b": 2}') == json.loads(b'{"b":2,"a":1}')
+    print("1. Same JSON, other bytes:", same, "— but the hashes differ:",
+          hashlib.sha256(b'{"a": 1, "b": 2}').hexdigest()[:12], "≠", hashlib.sha256(b'{"b":2,"a":1}').hexdigest()[:12],
+          "\n   A hash sees bytes, not meaning: spacing, key order, escapes and a final newline all change it.")
+    tail = exchange.response_bytes[-14:]
+    print("2. The streamed reply's signed bytes end with", tail, "— everything the server sent, up to and",
+          "including the blank line after data: [DONE].")
+    print("3. With HASH_OVER = 'rebuilt lines' the hash of section 3 no longer equals the signed response hash, so",
+          "its assertion fails: bytes rebuilt from parsed events are not the bytes that were signed, and a verifier",
+          "that hashed them would report a tampered reply where there was none — or miss one that was.")
+    assert same and tail.endswith(b"data: [DONE]\n\n")
+
 
 # %%
 assert exchange.stream and not plain.stream

@@ -25,8 +25,9 @@
 # - ed25519, where nothing is recovered and the public key must be known;
 # - why a valid signature alone proves nothing.
 #
-# The first half uses real captured data (`PHALANB_FIXTURES`, or `../../shared/fixtures` beside the checkout); the
-# ed25519 part asks the simulator (or the service set in `PHALANB_MODEL_SERVER_URL`).
+# The first half uses real captured data — the project's fixtures, found by `phalanb.lab.fixtures_path()` (on a
+# fresh machine `python -m phalanb.fixtures` fetches them once, each file checked against the sha256 the project's
+# manifest lists); the ed25519 part asks the simulator (or the service set in `PHALANB_MODEL_SERVER_URL`).
 
 # %%
 import hashlib
@@ -38,7 +39,9 @@ from phalanb.lab import fixtures_path
 from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
-assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
+assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
+                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "PHALANB_FIXTURES to a copy")
 vector_dir = FIXTURES / "signatures" / "phala-docs-2024"
 vector = json.loads((vector_dir / "signature_vector.json").read_text())
 request_bytes = (vector_dir / "request_body.json").read_bytes()
@@ -175,6 +178,27 @@ assert parse_signed_text(ed.text).request_hash == hashlib.sha256(ex.request_byte
 # 1. In the EIP-191 prefix, why is the *length* of the text included?
 # 2. You recovered an address from a signature. What must you still check before trusting the reply?
 # 3. Change one character of `vector["text"]` and recompute: which of the three assertions in section 1 and 3 fail?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Worked answers, on the documented vector this notebook read."""
+    print("1. The prefix is '\\x19Ethereum Signed Message:\\n' + the text's length in decimal, then the text: with the",
+          "length fixed, no signed message can be read as a shorter message followed by other bytes, and no",
+          "signature over a message can pass for one over a transaction.")
+    print("2. Recovery always yields *some* address. Before trusting the reply, check that this address is the",
+          "signing key the attestation report binds (signature.bound), and that the report is fresh and its quote",
+          "verifies — otherwise anyone's key could have signed.")
+    changed = vector["text"].replace(vector["text"][0], "0" if vector["text"][0] != "0" else "1", 1)
+    halves = changed.split(":")
+    print("3. One character changed:", "request hash still equal" if halves[0] == req_hash else "request hash differs",
+          "/", "response hash still equal" if halves[-1] == resp_hash else "response hash differs",
+          "/ recovered signer", recover_signer(changed, vector["signature"]),
+          "instead of", vector["recovered_address_eip191"], "— the hash comparison of the changed half and the",
+          "signer comparison fail; the other half still matches.")
+    assert recover_signer(changed, vector["signature"]) != vector["recovered_address_eip191"]
 
 # %%
 assert hashlib.sha256(request_bytes + b" ").hexdigest() != req_hash  # one extra byte, another hash

@@ -41,7 +41,9 @@ from phalanb.tdx import parse_quote
 from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
-assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
+assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
+                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "PHALANB_FIXTURES to a copy")
 session = Session(Settings.from_env(model_server=True))
 print(session.settings.describe())
 

@@ -206,7 +206,9 @@ from phalanb.policy import Policy
 from phalanb.verify import verify_report
 
 FIXTURES = fixtures_path()
-assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
+assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
+                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "PHALANB_FIXTURES to a copy")
 near = FIXTURES / "reports/neardirect-qwen-2026-06"
 near_nras = json.loads((near / "nras_response.json").read_text())
 near_verdict = verify_report(json.loads((near / "attestation_report.json").read_text()),
@@ -230,6 +232,24 @@ assert nano_verdict["report.nonce_fresh"].status.value == "fail" and nano_verdic
 # 2. A bundle re-verified five years later fails `tdx.pck_chain` because a certificate expired. Which clock should
 #    an auditor use, and why does `reverify` default to the original verification time?
 # 3. Add Intel collateral to the NEAR report's audit (`collateral=…`): which verdict would you then expect?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Worked answers, from the bundle and the reports above."""
+    forged = edited(edit_recorded_check)
+    print("1. Whoever wrote the bundle could write any verdict into it. reverify recomputes every check from the",
+          f"evidence and compares: the bundle whose recorded check was edited now reads {forged.verdict.status!r},",
+          "and the difference is reported:", "; ".join(forged.differences)[:160], "…")
+    print("2. The original verification time: the evidence was judged then, with the certificates valid then.",
+          "Re-verifying at that time reproduces the verdict; re-verifying 'now' (--at now) answers another question",
+          "— what has expired or been revoked since — and an auditor should ask both, knowingly.")
+    print("3. Only tdx.tcb_status was skipped:", [c.id for c in near_verdict.skipped], "— with Intel's collateral",
+          "for that date it is judged too, so the verdict would be 'verified' if the platform was up to date then,",
+          "'failed' if its TCB was revoked or out of date beyond what the policy accepts.")
+    assert forged.verdict.status == "verified" and not forged.same
 
 # %%
 assert reverify(load_bundle(shipped), trust="simulated").verdict.status == "verified"

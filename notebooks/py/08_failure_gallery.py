@@ -28,8 +28,10 @@
 #   not be checked) and an error (the service did not answer);
 # - that no fault ever ends in `verified`.
 #
-# This notebook always runs its own simulator (faults cannot be injected into a real service), whatever
-# `PHALANB_BASE_URL` says.
+# This notebook always runs its own simulators (faults cannot be injected into a real service), whatever
+# `PHALANB_BASE_URL` says: one model server speaking the vllm-proxy protocol, and one ACI gateway (plus an HTTPS
+# one for the fault that lies about the TLS key). Each fault runs against the protocol it belongs to — an `aci_*`
+# fault changes nothing on a model server, and the simulator refuses it there rather than pretend.
 
 # %%
 import logging
@@ -37,66 +39,137 @@ import logging
 import pandas as pd
 from IPython.display import display
 
-from phalanb.errors import PhalanbError
+from phalanb.errors import InputError, PhalanbError
 from phalanb.session import Session, Settings
 from phalanb.sim import FAULTS, SimConfig, Simulator
+from phalanb.sim.config import FAULT_NEEDS
 from phalanb.widgets import table
 
 # The simulator logs the connection it cuts on purpose (cut_stream); that traceback is expected, not news.
-sim = Simulator(SimConfig(seed=8, ttft_ms=0, tokens_per_second=0)).start()
 logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-print(sim)  # where it listens
-display(table(list(FAULTS.items()), columns=["fault", "what the simulator then does"],
-              title="Faults the simulator can inject"))
+quick = dict(seed=8, ttft_ms=0, tokens_per_second=0)
+sims = {"vllm-proxy": Simulator(SimConfig(protocol="legacy", **quick)).start(),
+        "ACI": Simulator(SimConfig(protocol="aci", **quick)).start(),
+        "ACI over HTTPS": Simulator(SimConfig(protocol="aci", https=True, **quick)).start()}
+
+
+def protocol_of(fault):
+    """The simulator a fault belongs to (FAULT_NEEDS says what each aci_* fault needs to have any effect)."""
+    need = FAULT_NEEDS.get(fault, {})
+    return "ACI over HTTPS" if need.get("https") else "ACI" if need.get("protocol") == "aci" else "vllm-proxy"
+
+
+display(table([(name, protocol_of(name), what) for name, what in FAULTS.items()],
+              columns=["fault", "runs against", "what the simulator then does"],
+              title="Faults the simulators can inject"))
+
+# %% [markdown]
+# A fault the running protocol cannot inject is refused with a message saying what it needs — the model server has
+# no receipts to tamper with:
+
+# %%
+try:
+    sims["vllm-proxy"].set_faults(["aci_tamper_response"])
+    raise AssertionError("an ACI fault was accepted by a model server, where it would do nothing")
+except InputError as exc:
+    print("refused:", exc)
 
 # %% [markdown]
 # ## 1. A healthy baseline
 #
-# First with no fault at all, so every difference below is the fault's doing.
+# First with no fault at all, on each simulator, so every difference below is the fault's doing.
 
 # %%
 def attempt(faults):
-    sim.set_faults(faults)
+    """Chat and verify once against the simulator the faults belong to, with those faults injected."""
+    kinds = {protocol_of(f) for f in faults} or {"vllm-proxy"}
+    assert len(kinds) == 1, f"these faults belong to different protocols: {sorted(kinds)}"
+    sim = sims[kinds.pop()]
     # A short timeout: one fault makes the service hang, and waiting a minute teaches nothing more than one second.
     try:
-        with Session(Settings(base_url=sim.base_url, model=sim.model, trust="simulated", timeout=1.0)) as session:
+        sim.set_faults(faults)  # a fault this simulator cannot inject is refused here: an error, not a verdict
+        with Session(Settings(base_url=sim.base_url, model=sim.model, trust="simulated", timeout=1.0,
+                              ca_pem=sim.ca_pem)) as session:
             return session.chat_and_verify("Tell me something verifiable.")
     except PhalanbError as exc:
         return exc
+    finally:
+        sim.set_faults([])
 
 
-baseline = attempt([])
-print(baseline.verdict.tally())
-print("verdict:", baseline.verdict.summary())
-assert baseline.verdict.status == "verified"
+baselines = {}
+for kind, sim in sims.items():
+    with Session(Settings(base_url=sim.base_url, model=sim.model, trust="simulated", ca_pem=sim.ca_pem)) as s:
+        baselines[kind] = s.chat_and_verify("Tell me something verifiable.").verdict
+    print(f"{kind}: {baselines[kind].tally()}\n    {baselines[kind].summary()}")
+    assert not baselines[kind].failed, baselines[kind].table()
+assert baselines["vllm-proxy"].status == baselines["ACI"].status == "verified"
+assert baselines["ACI over HTTPS"]["channel.tls_spki"].passed  # over HTTPS the TLS key is observed, and listed
+
+# %% [markdown]
+# Read the three summaries: over plain http the ACI verdict is `verified` with `channel.tls_spki` skipped — an
+# optional check, named, not counted as held. Over HTTPS that check passes, but the verdict is `incomplete`: the
+# session fetches Intel's collateral from the simulator's PCCS without the simulator's self-signed CA, so the TCB
+# status could not be judged — and phalanb says so instead of passing it. Only failures matter for the gallery.
 
 # %% [markdown]
 # ## 2. Every fault
 
 # %%
 outcomes = {name: attempt([name]) for name in FAULTS}
-sim.set_faults([])
+
+
+def says(name, verdict):
+    """The checks that decided: what failed, else what was not checked, else warnings the baseline did not have."""
+    usual = {c.id for c in baselines[protocol_of(name)].warnings}
+    picked = verdict.failed or verdict.skipped or [c for c in verdict.warnings if c.id not in usual]
+    return ", ".join(f"{c.id} {c.status.value}" for c in picked)
+
+
 rows = []
 for name, out in outcomes.items():
-    if isinstance(out, PhalanbError):
-        rows.append({"fault": name, "outcome": "error", "what phalanb says": str(out)})
-    else:
-        v = out.verdict
-        rows.append({"fault": name, "outcome": v.status,
-                     "what phalanb says": ", ".join(c.id for c in (v.failed or v.skipped))})
+    error = isinstance(out, PhalanbError)
+    rows.append({"fault": name, "runs against": protocol_of(name), "outcome": "error" if error else out.verdict.status,
+                 "what phalanb says": str(out) if error else says(name, out.verdict)})
 gallery = pd.DataFrame(rows).set_index("fault")
-display(table(gallery.reset_index(), title="Every fault, and the verdict it earns"))
+display(table(gallery.reset_index(), title="Every fault, against its own protocol, and the verdict it earns"))
 
-# Faults that change the evidence (bytes, keys, nonces, measurements) must never end in "verified"; faults of the
-# transport (errors, pauses, retries) leave the evidence intact and may end in a verified reply or an error — but
-# never in a failed verdict that blames evidence which was fine.
-EVIDENCE_FAULTS = {"tamper_response", "tamper_request", "wrong_signing_key", "ignore_nonce", "stale_quote",
-                   "debug_td", "wrong_compose_hash", "gpu_nonce_mismatch"}
-for name, outcome in gallery.outcome.items():
-    if name in EVIDENCE_FAULTS:
+# Faults that change the evidence (bytes, keys, nonces, measurements, receipts, sessions) must end in "failed",
+# and blame exactly the checks of the link they break — nothing else. Transport faults (errors, pauses, retries)
+# leave the evidence intact and may end in a verified reply or an error, never in a failed verdict.
+OWN_LINK = {
+    # the model server's protocol (vllm-proxy)
+    "tamper_response": {"response.hash"},
+    "tamper_request": {"request.hash"},
+    "wrong_signing_key": {"signature.bound"},
+    "ignore_nonce": {"report.nonce_fresh", "gpu.nonce", "nras.result"},  # every nonce the report carries
+    "stale_quote": {"report.nonce_fresh"},
+    "debug_td": {"tdx.debug_disabled"},
+    "wrong_compose_hash": {"app.compose_hash"},
+    "gpu_nonce_mismatch": {"gpu.nonce", "gpu.agree", "nras.result"},
+    # the gateway's protocol (ACI)
+    "aci_tamper_response": {"receipt.response_hash"},
+    "aci_tamper_receipt": {"receipt.signature"},
+    "aci_receipt_other_keyset": {"receipt.signature", "receipt.keyset"},
+    "aci_upstream_failed": {"receipt.upstream"},
+    "aci_session_expired": {"session.window"},
+    "aci_edit_session": {"session.id"},
+    "aci_expired_keyset": {"aci.keyset_expiry"},
+    "aci_ignore_nonce": {"aci.report_data", "aci.nonce_fresh"},
+    "aci_tls_key_not_in_keyset": {"channel.tls_spki"},
+}
+# A rewrite the gateway itself declares (request.forwarded != request.received) is shown, not failed.
+DISCLOSED = {"aci_rewrite_request": "receipt.rewrite"}
+for name, out in outcomes.items():
+    outcome = gallery.outcome[name]
+    if name in OWN_LINK:
         assert outcome == "failed", (name, outcome)
+        assert {c.id for c in out.verdict.failed} == OWN_LINK[name], (name, [c.id for c in out.verdict.failed])
+    elif name in DISCLOSED:
+        assert outcome == "verified" and out.verdict[DISCLOSED[name]].status.value == "warning", (name, outcome)
     else:
         assert outcome in ("verified", "error"), (name, outcome)
+assert set(OWN_LINK) | set(DISCLOSED) >= {f for f in FAULTS if f.startswith("aci_")}
 
 # %% [markdown]
 # ## 3. How to read each one
@@ -128,6 +201,22 @@ for name, outcome in gallery.outcome.items():
 #   offers them) — answers that are late, refused once, cut, or dripped in pieces. The evidence itself is intact, so
 #   the right outcome is a verified reply (phalanb retried, or reassembled the pieces byte for byte) or an error
 #   that names what went wrong — never a *failed* verdict.
+#
+# And against the ACI gateway, where the receipt — not the model server — signs the exchange:
+#
+# - **`aci_tamper_response`** — one byte of the reply changed after the gateway hashed it: `receipt.response_hash`
+#   fails, everything else holds.
+# - **`aci_tamper_receipt`**, **`aci_receipt_other_keyset`** — the receipt was edited after signing, or signed by
+#   another replica's keyset: `receipt.signature` fails (and `receipt.keyset`), so nothing the receipt says is read.
+# - **`aci_rewrite_request`** — the gateway forwarded other bytes than it received and *says so* in the receipt:
+#   `receipt.rewrite` warns with both hashes; a declared rewrite is shown, not failed.
+# - **`aci_upstream_failed`**, **`aci_session_expired`**, **`aci_edit_session`** — the gateway could not vouch for
+#   the model server, cites a session whose window had closed, or serves a session that does not hash to its id:
+#   `receipt.upstream`, `session.window`, `session.id`.
+# - **`aci_expired_keyset`**, **`aci_ignore_nonce`** — the keyset is past its `not_after`, or the statement was
+#   built from another nonce: `aci.keyset_expiry`, or `aci.report_data` and `aci.nonce_fresh`.
+# - **`aci_tls_key_not_in_keyset`** — the HTTPS certificate's key is not one the keyset lists: the connection ended
+#   somewhere the attestation does not describe. `channel.tls_spki` fails (this one needs the HTTPS simulator).
 
 # %%
 def failing(name):
@@ -177,7 +266,6 @@ assert TrustChainView(tampered).links["response"] == "fail"
 def solution():
     """Question 3 worked out (the simulator keeps running until the kernel stops, so this works after Run All)."""
     both = attempt(["tamper_response", "ignore_nonce"])
-    sim.set_faults([])
     failed = both.verdict.failed
     display(table([(c.id, c.reason) for c in failed], columns=["failed check", "reason"],
                   title="tamper_response + ignore_nonce"))
@@ -187,5 +275,5 @@ def solution():
 
 
 # %%
-# The simulator stops with the kernel (Kernel → Shut Down), so a solution can still use it after Run All.
-assert sim.base_url.startswith("http://127.0.0.1")
+# The simulators stop with the kernel (Kernel → Shut Down), so a solution can still use them after Run All.
+assert all(sim.base_url.startswith(("http://127.0.0.1", "https://127.0.0.1")) for sim in sims.values())

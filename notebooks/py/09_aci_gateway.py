@@ -24,26 +24,31 @@
 # and signs a **receipt** for every request whose event log hashes the exact bytes you sent and received.
 #
 # **What you will learn**
-# - the keyset, its canonical (JCS) bytes and digest — recomputed by hand;
+# - the keyset, its canonical bytes and digest — recomputed by hand (JCS, the JSON Canonicalization Scheme of
+#   RFC 8785: members sorted, no spaces, one spelling per number, so every verifier hashes the same bytes);
 # - the *statement* built from **our** nonce → sha256 → `report_data` → bytes 568..632 of the quote;
 # - a receipt's event log next to the exact request and response bytes, and its Ed25519 signature;
 # - the whole `verify_aci` verdict, and which single check goes red when one link is broken;
 # - the one real capture of Phala's gateway (June 2026): what it proves, and why it cannot be `verified` alone.
 #
 # This notebook always runs its own ACI simulator (a gateway in front of a simulated model server), whatever
-# `PHALANB_BASE_URL` says: its quotes chain to phalanb's *simulated* roots. The real capture in section 8 is checked
+# `PHALANB_BASE_URL` says: its quotes chain to phalanb's *simulated* roots. The real capture in section 11 is checked
 # against Intel's pinned root.
+#
+# ACI documents come in two *shapes*: `current`, as the protocol's specification defines them (the simulator's
+# default here), and `preview`, what the gateway's June 2026 build served (a `workload_id`, a `keyset_epoch`, a
+# keyset endorsement). phalanb reads both and names the one it saw (`aci.shape`).
 
 # %%
 import hashlib
 import json
 
-import pandas as pd
 from IPython.display import display
 
 from phalanb.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
+from phalanb.widgets import table as show_table  # left-aligned, wrapped, nothing cut
 
 sim = Simulator(SimConfig(seed=9, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_mode="aggregator",
                           aci_shape="current", api_key="sk-notebook-09-not-a-real-key")).start()
@@ -53,10 +58,10 @@ print(sim)
 
 
 def table(checks, prefix=()):
-    """Checks as a small table (optionally only the ids starting with ``prefix``)."""
+    """Checks as a small table (optionally only the ids starting with ``prefix``): text left-aligned, every
+    reason in full, wrapped."""
     rows = [(c.id, c.status.value, c.reason) for c in checks if c.id.startswith(prefix or c.id)]
-    with pd.option_context("display.max_colwidth", 130):
-        display(pd.DataFrame(rows, columns=["check", "status", "reason"]))
+    display(show_table(rows, columns=["check", "status", "reason"]))
 
 
 # %% [markdown]
@@ -86,7 +91,7 @@ assert report["api_version"] == "aci/1" and len(att.nonce) == 32
 keyset = report["attestation"]["workload_keyset"]
 rows = [(role, k.get("key_id"), k.get("algo"), (k.get("public_key") or k.get("spki_sha256"))[:24] + "…")
         for role in ("receipt_signing_keys", "e2ee_public_keys", "tls_public_keys") for k in keyset[role]]
-display(pd.DataFrame(rows, columns=["list", "key_id", "algo", "public key"]))
+display(show_table(rows, columns=["list", "key_id", "algo", "public key"]))
 print("subject  :", keyset["subject"])
 print("not_after:", keyset["not_after"])
 assert [k["algo"] for k in keyset["receipt_signing_keys"]] == ["ed25519"]
@@ -148,7 +153,7 @@ from phalanb.tdx import parse_quote
 
 quote = parse_quote(report["attestation"]["evidence"]["quote"])
 rd = bytes.fromhex(report["attestation"]["report_data"])
-byte_map = pd.DataFrame([
+byte_map = show_table([
     ("0..48", 48, "quote header", quote.raw[:8].hex() + "…", ""),
     ("48..568", 520, "TD report: TCB, MRTD, RTMRs…", quote.raw[48:56].hex() + "…", ""),
     ("568..600", 32, "report_data[0:32] = sha256(statement)", quote.raw[568:600].hex(), quote.raw[568:600] == rd),
@@ -156,8 +161,7 @@ byte_map = pd.DataFrame([
     (f"632..{quote.end}", quote.end - 632, "signature data (signature, keys, PCK chain)",
      quote.raw[632:640].hex() + "…", ""),
 ], columns=["bytes", "size", "what", "value", "as expected"])
-with pd.option_context("display.max_colwidth", 70):
-    display(byte_map)
+display(byte_map)
 assert quote.raw[568:600] == rd and quote.raw[600:632] == bytes(32)
 assert report["attestation"]["evidence"]["quote_report_data"] == rd.hex() + "00" * 32
 
@@ -166,7 +170,9 @@ assert report["attestation"]["evidence"]["quote_report_data"] == rd.hex() + "00"
 #
 # The link: *quote → root of trust*. phalanb verifies the quote's signature chain to the pinned root, fetches the
 # platform's collateral from the PCCS (the simulator serves one at `/pccs`) for the TCB status, replays the event
-# log, checks the measured app_compose and the keys' custody chain to an allow-listed KMS root. Only if the binding
+# log, checks the measured app_compose and the keys' *custody*: certificates showing each key was derived by the
+# dstack KMS (the key management service that hands keys only to the measured app, so no operator ever held them),
+# chained to a KMS root the auditor allow-lists. Only if the binding
 # and the quote hold is the keyset **established** — the one set of keys a receipt may be signed by.
 
 # %%
@@ -208,8 +214,7 @@ for i, event in enumerate(receipt["event_log"]):
     shown = logged[:23] + "…" if logged else ", ".join(f"{k}={str(v)[:24]}" for k, v in event.items() if k != "type")
     rows.append((i, event["type"], shown, computed[:23] + "…" if computed else "",
                  (computed == logged) if computed else ""))
-with pd.option_context("display.max_colwidth", 70):
-    display(pd.DataFrame(rows, columns=["#", "event", "logged", "sha256 of our exact bytes", "equal"]))
+display(show_table(rows, columns=["#", "event", "logged", "sha256 of our exact bytes", "equal"]))
 events = {e["type"]: e for e in receipt["event_log"]}
 assert events["request.received"]["body_hash"] == "sha256:" + hashlib.sha256(exchange.request_bytes).hexdigest()
 assert events["response.returned"]["body_hash"] == "sha256:" + hashlib.sha256(exchange.response_bytes).hexdigest()
@@ -348,20 +353,23 @@ assert red(v) == {"receipt.signature"} and v["receipt.request_hash"].status.valu
 # nonce `00…01` (its `SOURCE.md` gives the URL): we check the binding to *that* nonce, which shows the report
 # answered the capturer's request — for us, reading a file months later, it is a recording, not a fresh answer.
 # We read it through the notebooks' fixture helper, which finds the
-# shared fixtures or, on Binder, the notebooks' own byte-exact copy.
+# project's fixtures (fetched once on a fresh machine or Binder, each file checked by sha256).
 
 # %%
 from phalanb.lab import fixtures_path
 
 FIXTURES = fixtures_path()
-assert FIXTURES is not None, "the real fixtures were not found: set PHALANB_FIXTURES to the fixtures folder"
+assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
+                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "PHALANB_FIXTURES to a copy")
 real_raw = (FIXTURES / "aci" / "real" / "phala-gateway-aci1-report-2026-06-28.json").read_bytes()
 real = json.loads(real_raw)
 real_nonce = "00" * 31 + "01"
 assert real_nonce in (FIXTURES / "aci" / "real" / "SOURCE.md").read_text()
 real_keyset = real["attestation"]["workload_keyset"]
 print("members of the keyset:", list(real_keyset))
-print("keyset_epoch         :", real_keyset["keyset_epoch"], "(u64::MAX: never expires)")
+print("keyset_epoch         :", real_keyset["keyset_epoch"],
+      "(u64::MAX, the largest unsigned 64-bit integer: in effect 'never expires')")
 print("fetched_at           :", real["attestation"]["freshness"]["fetched_at"])
 
 # %% [markdown]
@@ -376,7 +384,7 @@ real_stmt = canonicalize({"nonce": real_nonce, "purpose": "aci.report_data.v1", 
                           "workload_keyset_digest": real_digest})
 real_rd = hashlib.sha256(real_stmt).hexdigest()
 real_quote = parse_quote(real["attestation"]["evidence"]["quote"])
-display(pd.DataFrame([
+display(show_table([
     ("workload_keyset_digest", real_digest, real["workload_keyset_digest"]),
     ("workload_id", workload_id, real["workload_id"]),
     ("report_data = sha256(statement)", real_rd, real["attestation"]["report_data"]),
@@ -429,9 +437,33 @@ assert verify_aci_report(real_raw, nonce=bytes.fromhex(real_nonce), policy=kms, 
 # 2. The smart liar in section 10 made `aci.keyset_digest` pass. Which bytes stopped them, and who signed those?
 # 3. Flip a byte of the *request* instead (`verify(request_bytes=...)`): which check goes red? Edit the cell below.
 # 4. The real capture's quote chains to Intel's root. What exactly would you need to fetch to make it `verified`?
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
 
 # %%
-v = verify(request_bytes=exchange.request_bytes.replace(b"one sentence", b"two sentences"))
-assert red(v) == {"receipt.request_hash"}
-client.close()
-sim.stop()
+# Question 3: change the request bytes below (a word, one byte…), then run this cell; red(v) lists what failed.
+edited_request = exchange.request_bytes
+v = verify(request_bytes=edited_request)
+print(red(v) or "nothing failed: these are the bytes the receipt hashes")
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Worked answers (offline: the evidence fetched above is verified again with one piece changed)."""
+    print("1. A statement read from the report would be the gateway's own claim: a replayed report carries the",
+          "digest and nonce it was made for. Rebuilt from *your* nonce and *your* recomputed digest, it can only",
+          "hash to report_data if the quote was made for this request and this keyset.")
+    print("2. The quote's report_data: the TD's hardware signed it (the quote signature, chained to Intel's root),",
+          "and it commits to sha256 of the statement, which holds the real digest — a keyset changed to match a",
+          "new digest no longer hashes into what the hardware signed.")
+    v3 = verify(request_bytes=exchange.request_bytes.replace(b"one sentence", b"two sentences"))
+    print("3.", red(v3), "— only the request hash: the receipt still verifies, but not over the bytes you sent.")
+    print("4. Intel's collateral for that quote's platform (TCB info and QE identity for its FMSPC, the PCK and root",
+          "CRLs, as of the capture time), the app_compose whose hash the event log names, and a KMS root the",
+          "auditor allow-lists; then no required check is skipped.")
+    assert red(v3) == {"receipt.request_hash"}
+
+
+# %%
+# The simulator and the client stop with the kernel; solution() above needs neither (it re-verifies offline).
+assert sim.base_url.startswith("http://127.0.0.1")

@@ -39,13 +39,13 @@ import base64
 import hashlib
 import json
 
-import pandas as pd
 from IPython.display import display
 
 from phalanb.aci import canonicalize, parse_receipt, verify_aci, verify_aci_report
 from phalanb.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
+from phalanb.widgets import table as show_table  # left-aligned, wrapped, nothing cut
 from phalanb.tdx import fetch_collateral_sync, parse_quote
 
 API_KEY = "sk-notebook-10-not-a-real-key"
@@ -58,10 +58,10 @@ print(sim)
 
 
 def table(checks, prefix=()):
-    """Checks as a small table (optionally only the ids starting with ``prefix``)."""
+    """Checks as a small table (optionally only the ids starting with ``prefix``): text left-aligned, every
+    reason in full, wrapped."""
     rows = [(c.id, c.status.value, c.reason) for c in checks if c.id.startswith(prefix or c.id)]
-    with pd.option_context("display.max_colwidth", 130):
-        display(pd.DataFrame(rows, columns=["check", "status", "reason"]))
+    display(show_table(rows, columns=["check", "status", "reason"]))
 
 
 # %% [markdown]
@@ -137,8 +137,8 @@ assert computed == session_id
 print({k: session_doc[k] for k in ("upstream_name", "endpoint", "verifier_id", "established_at", "expires_at",
                                    "identity", "channel_binding")})
 claims = {k: v for k, v in session_doc["claims"].items() if k != "extra"}
-display(pd.DataFrame([(k, v["status"], v.get("source", ""), v.get("reason", "")) for k, v in claims.items()],
-                     columns=["claim", "status", "source", "reason"]))
+display(show_table([(k, v["status"], v.get("source", ""), v.get("reason", "")) for k, v in claims.items()],
+            columns=["claim", "status", "source", "reason"]))
 print("extra:", session_doc["claims"].get("extra"))
 assert session_doc["established_at"] <= receipt.served_at <= session_doc["expires_at"]
 assert claims["tee_attested"] == {**claims["tee_attested"], "status": "asserted", "source": "hardware_proven"}
@@ -348,10 +348,36 @@ assert red(v) == {"session.window"}
 # 2. The upstream's report passes every `upstream.*` check. What does it still *not* prove about the reply you hold?
 # 3. Which of the three faults above would a verifier that only checks the receipt's signature miss?
 # 4. Re-serialise the session (`json.dumps(session_doc, indent=1)`) before hashing in section 4: what happens, and
-#    why does the rule say *canonical* bytes? Run the cell below after editing it.
+#    why does the rule say *canonical* bytes? Edit the cell below and run it.
+#
+# Try them first. Then, to compare with a worked answer, type `solution()` in a new cell: the collapsed cell below
+# only *defines* it, so Run All never gives the answer away.
 
 # %%
-assert hashlib.sha256(json.dumps(session_doc, indent=1).encode()).hexdigest() != session_id
-assert hashlib.sha256(canonicalize(json.loads(json.dumps(session_doc, indent=1)))).hexdigest() == session_id
-client.close()
-sim.stop()
+# Question 4: replace the right-hand side with another serialisation of session_doc (e.g. json.dumps(..., indent=1)
+# encoded), then run.
+reserialised = canonicalize(session_doc)
+print("hashes to the session id:", hashlib.sha256(reserialised).hexdigest() == session_id)
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def solution():
+    """Worked answers, from the session and receipt this notebook fetched (no service is asked again)."""
+    print("1. A list entry is the gateway's summary, outside any hash: nothing ties it to a session id. Only the",
+          "full document, whose canonical bytes hash to the id the signed receipt cites, is evidence.")
+    print("2. That the model server produced *this reply*: the upstream's report binds its own signing key and the",
+          "gateway's nonce; the reply is bound by the gateway's receipt. The model server's TEE is proven, the",
+          "reply's path through it only as far as the gateway says.")
+    print("3. The edited session and the expired session window: the receipt's signature stays valid in both;",
+          "only hashing the session to its id and comparing the window with served_at catch them. (The failed",
+          "upstream is written into the signed receipt itself: a verifier that reads what it verified sees it.)")
+    pretty = json.dumps(session_doc, indent=1).encode()
+    print("4. indent=1:", hashlib.sha256(pretty).hexdigest() == session_id, "— other bytes, another hash. The id is",
+          "sha256 of the JCS (canonical) bytes, which any verifier can rebuild exactly from the parsed document:",
+          hashlib.sha256(canonicalize(json.loads(pretty))).hexdigest() == session_id)
+    assert hashlib.sha256(pretty).hexdigest() != session_id
+    assert hashlib.sha256(canonicalize(json.loads(pretty))).hexdigest() == session_id
+
+
+# %%
+# The simulator and the client stop with the kernel; solution() above needs neither.
+assert sim.base_url.startswith("http://127.0.0.1")

@@ -46,12 +46,12 @@ import time
 from itertools import zip_longest
 
 import httpx
-import pandas as pd
 from IPython.display import display
 
 from phalanb.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
+from phalanb.widgets import table as show_table  # left-aligned, wrapped, nothing cut
 
 API_KEY = "sk-notebook-11-not-a-real-key"
 sim = Simulator(SimConfig(seed=11, ttft_ms=0, tokens_per_second=0, protocol="aci", api_key=API_KEY)).start()
@@ -61,9 +61,9 @@ PROMPT = "My bank PIN is 4417. Keep it secret."
 print(sim)
 
 
-def table(rows, columns, width=100):
-    with pd.option_context("display.max_colwidth", width):
-        display(pd.DataFrame(rows, columns=columns))
+def table(rows, columns):
+    """Rows as a table: text left-aligned, every value in full, wrapped."""
+    display(show_table(rows, columns=columns))
 
 
 # %% [markdown]
@@ -122,8 +122,7 @@ def lines(b, width=64):
 
 
 side_by_side = list(zip_longest(lines(clear.request_bytes), lines(sealed.request_bytes), fillvalue=""))
-with pd.option_context("display.max_rows", 40):
-    table(side_by_side, ["request bytes in clear", "request bytes encrypted (E2EE v2)"], width=70)
+table(side_by_side, ["request bytes in clear", "request bytes encrypted (E2EE v2)"])
 
 # %%
 def reply_field(exchange):
@@ -140,7 +139,7 @@ table([("body length", len(clear.request_bytes), len(sealed.request_bytes)),
        ("reply on the wire: choices.0.message.content", reply_field(clear)[:60] + "…",
         reply_field(sealed)[:60] + "…"),
        ("reply we read", clear.text, sealed.text)],
-      ["", "in clear", "encrypted"], width=70)
+      ["", "in clear", "encrypted"])
 
 escaped = json.dumps(PROMPT)[1:-1].encode()  # the prompt as it appears inside a JSON string
 assert PROMPT.encode() in clear.request_bytes
@@ -294,7 +293,7 @@ table([("request.received", events["request.received"]["body_hash"], "restored b
        ("", "", "JCS of the restored body", h(jcs)),
        ("", "", "the wire bytes we sent", h(sealed.request_bytes)),
        ("response.returned", events["response.returned"]["body_hash"], "the wire bytes we received",
-        h(sealed.response_bytes))], ["event", "logged", "our bytes", "sha256"], width=80)
+        h(sealed.response_bytes))], ["event", "logged", "our bytes", "sha256"])
 assert events["request.received"]["body_hash"] == h(restored)
 assert json.loads(jcs) == json.loads(restored) and h(jcs) != h(restored)  # same JSON, other bytes, other hash
 assert events["request.received"]["body_hash"] != h(sealed.request_bytes)
@@ -322,7 +321,7 @@ def verify(exchange):
 
 verdict = verify(sealed)
 table([(c.id, c.status.value, c.reason) for c in verdict.checks if c.id.startswith(("e2ee.", "receipt."))],
-      ["check", "status", "reason"], width=130)
+      ["check", "status", "reason"])
 print(verdict.summary())
 assert verdict.status == "verified"
 assert all(verdict[c].passed for c in E2EE_CHECK_IDS) and "restored" in verdict["receipt.request_hash"].reason

@@ -185,7 +185,9 @@ def parse_aci_report(data: bytes | str | Mapping[str, Any]) -> AciReport:
     doc = read_document(data, what="report", max_bytes=MAX_REPORT_BYTES)
     version = doc.get("api_version")
     if version != "aci/1":
-        raise ParseError(f"is {version!r}; phalanb reads ACI reports of version 'aci/1'", field="api_version")
+        said = "is missing" if version is None else f"is {version!r}"
+        raise ParseError(f"{said}: an ACI report (the answer of GET /v1/aci/attestation) says \"aci/1\", the only "
+                         "version phalanb reads", field="api_version")
     if is_legacy_gateway_report(doc):
         raise ParseError("this is the gateway's legacy /v1/attestation/report answer (signing_address, "
                          "intel_quote…): its quote does not bind the keyset; fetch /v1/aci/attestation instead",

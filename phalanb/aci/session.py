@@ -163,7 +163,9 @@ def parse_session(data: bytes | str | Mapping[str, Any]) -> AttestedSession:
     :class:`~phalanb.errors.ParseError` on malformed input (incl. an undecodable evidence URI)."""
     doc = read_document(data, what="session", max_bytes=MAX_SESSION_BYTES)
     if doc.get("api_version") != "aci/1":
-        raise ParseError(f"is {doc.get('api_version')!r}; an ACI session document says 'aci/1'", field="api_version")
+        said = "is missing" if doc.get("api_version") is None else f"is {doc.get('api_version')!r}"
+        raise ParseError(f"{said}: an ACI session document (GET /v1/aci/sessions/ID) says \"aci/1\"",
+                         field="api_version")
     declared = opt_str(doc, "session_id", "")
     preview = declared is not None or "provider" in doc
     if preview and "upstream_name" in doc:

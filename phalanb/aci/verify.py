@@ -592,7 +592,8 @@ def verify_receipt(receipt: Receipt | bytes | str | Mapping[str, Any], *, keyset
     checks = [_signature_check(receipt, keyset)]
     ok = receipt.api_version == "aci/1"
     checks.append(Check("receipt.api_version", Status.PASS if ok else Status.FAIL,
-                        "api_version is aci/1" if ok else f"api_version is {receipt.api_version!r}, not 'aci/1'",
+                        "api_version is aci/1" if ok else "the receipt has no api_version; an ACI receipt says aci/1"
+                        if receipt.api_version is None else f"api_version is {receipt.api_version!r}, not 'aci/1'",
                         {"api_version": receipt.api_version}))
     ev = {"receipt": receipt.workload_keyset_digest, "established": keyset.digest if keyset else None}
     if keyset is None:

@@ -32,6 +32,35 @@ _COMMAND_MODULES = (
 )
 
 
+#: Every command: the module that registers it and the one line ``phalanb --help`` shows for it. ``phalanb
+#: --help`` (and ``phalanb`` alone) is answered from this table without importing any command module — their
+#: imports (cryptography, httpx, the simulator's web stack) take most of a second; ``phalanb COMMAND`` imports
+#: only its own. tests/test_cli_help.py checks that each module registers exactly this help line.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sim": ("phalanb.cli.service", "run the local simulated service (an ACI gateway by default) in the foreground"),
+    "demo": ("phalanb.cli.service", "chat once and verify everything phalanb can verify (ACI: receipt, report, "
+             "session, the upstream's evidence)"),
+    "chat": ("phalanb.cli.service", "send one chat request and keep the exact bytes (--save: verify it and write "
+             "its audit bundle)"),
+    "quote": ("phalanb.cli.quote", "decode and verify an Intel TDX quote (offline chain, TCB status with "
+              "collateral)"),
+    "gpu": ("phalanb.cli.gpu", "decode and verify NVIDIA GPU evidence offline (SPDM, chain, FWID, NRAS tokens)"),
+    "verify": ("phalanb.cli.audit", "re-verify an audit bundle offline"),
+    "report": ("phalanb.cli.audit", "check a saved attestation report on its own"),
+    "audit": ("phalanb.cli.audit", "verify many bundles or batches (.jsonl, .pbatch) offline"),
+    "receipt": ("phalanb.cli.aci", "verify a saved ACI receipt (with its report, bytes and sessions)"),
+    "session": ("phalanb.cli.aci", "verify a saved ACI attested session"),
+    "lab": ("phalanb.cli.lab", "start the simulators and JupyterLab on the guided notebooks"),
+    "bench-latency": ("phalanb.cli.timing", "measure time to first token, tokens/s, receipt or signature and "
+                      "attestation fetch times over N chats"),
+    "probe-window": ("phalanb.cli.timing", "measure how long a reply's receipt (ACI) or signature (a model server) "
+                     "stays retrievable"),
+}
+
+_DESCRIPTION = ("Verify confidential LLM inference: exact bytes, ACI receipts and chat signatures, Intel TDX quotes "
+                "and NVIDIA GPU evidence.")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 already; keep its message short and ours
         self.print_usage(sys.stderr)
@@ -39,13 +68,16 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="phalanb", description="Verify confidential LLM inference: exact bytes, chat "
-                     "signatures, Intel TDX quotes and NVIDIA GPU evidence.")
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``only="verify"`` imports that command's module alone (the others are listed by
+    their help line, as ``phalanb --help`` shows them, and cannot be run from this parser)."""
+    parser = _Parser(prog="phalanb", description=_DESCRIPTION)
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"phalanb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in _COMMAND_MODULES:
+    wanted = _COMMAND_MODULES if only is None else (COMMANDS[only][0],) if only in COMMANDS else ()
+    registered: set[str] = set()
+    for name in wanted:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -53,7 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+        registered |= {c for c, (m, _h) in COMMANDS.items() if m == name}
+    if only is not None:
+        for command, (_module, help_line) in COMMANDS.items():
+            if command not in registered:
+                sub.add_parser(command, help=help_line)
+        # keep the listing in the table's order
+        sub._choices_actions.sort(key=lambda a: list(COMMANDS).index(a.dest) if a.dest in COMMANDS else 99)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str:
+    """The command named in ``argv`` ("" when none: ``phalanb``, ``phalanb --help``, ``phalanb --version``)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return ""
 
 
 class _QuietStdout:
@@ -101,7 +148,8 @@ def _has_fd(stream: Any) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_command_of(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

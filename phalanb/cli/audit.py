@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import COMMANDS
 from .. import _json
 from .._term import verdict_table
 from ..errors import InputError, ParseError
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="roots to trust (default production; the bundle's own trust settings are never used)")
     _policy_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--verbose", action="store_true",
+                   help="every check with its reason, even when a one-line cause explains the verdict")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report", help="check a saved attestation report on its own",
@@ -61,11 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("audit", help="verify many bundles (or a JSONL batch) offline",
-                       description="Verify audit bundles, folders of them, or JSONL batches of replies sharing one "
-                       "attestation. One row per reply. Exit 0 only if every reply is verified.")
+    p = sub.add_parser("audit", help=COMMANDS["audit"][1],
+                       description="Verify audit bundles (ACI or model-server replies), folders of them, or batches "
+                       "of replies sharing one attestation (.jsonl, or framed .pbatch). One row per reply. Exit 0 only "
+                       "if every reply is verified.")
     p.add_argument("paths", nargs="+", type=Path,
-                   help="audit bundles, folders of them, or JSONL batches of replies")
+                   help="audit bundles, folders of them, or batches of replies (.jsonl, .pbatch)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("--trust", choices=("production", "simulated"), default="production",
                    help="roots to trust (default production; the files' own trust settings are never used)")
@@ -148,6 +152,24 @@ def _read_json(path: Path | None, what: str) -> Any:
         raise ParseError(f"{path} is not JSON ({exc})", field=what) from None
 
 
+#: How a quote chained to phalanb's simulator root fails under production trust (phalanb.tdx.verify).
+_SIMULATED_CHAIN = "the chain ends at phalanb's simulated root CA"
+
+
+def simulator_evidence(verdict: Any) -> bool:
+    """Whether a verdict failed because its quotes chain to phalanb's simulator root under production trust.
+
+    Only a hint for the reader (which flag checks such evidence as what it is); it never changes a check.
+    """
+    return any(c.id.endswith("tdx.pck_chain") and c.reason.startswith(_SIMULATED_CHAIN) for c in verdict.failed)
+
+
+def simulator_hint(path: Any, command: str | None = None) -> str:
+    return (f"{path} holds evidence from phalanb's simulator: its quotes chain to the simulator's root, not "
+            f"Intel's, so under production trust it fails, as it must. To check it as simulator evidence: "
+            f"phalanb {command or f'verify {path}'} --trust simulated")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..audit import load_bundle, reverify
 
@@ -157,6 +179,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps({"bundle": str(args.bundle), "at": result.at, "recorded": result.recorded_status,
                           "same_as_recorded": result.same, "differences": result.differences,
                           "verdict": result.verdict.to_dict()}, indent=2))
+    elif args.trust == "production" and simulator_evidence(result.verdict) and not args.verbose:
+        # The cause and the one flag first; the 50 checks that follow from it only under --verbose / --json.
+        v = result.verdict
+        print(f"phalanb: {simulator_hint(args.bundle)}")
+        print(v.tally())
+        print(f"verdict: {v.status} ({len(v.skipped)} not checked; --verbose lists every check and its reason, "
+              "--json everything)")
+        print(f"  failed: {', '.join(c.id for c in v.failed)}")
     else:
         print(verdict_table(result.verdict))
         print(result.explain())
@@ -240,24 +270,50 @@ def _cmd_aci_report(args: argparse.Namespace) -> int:
     return print_verdict(att.verdict, args.json)
 
 
+def _simulator_bundle(df: Any) -> str | None:
+    """The first failed bundle file whose quotes chain to phalanb's simulator root (re-verified once, for the hint
+    only), or None. Rows of batches (``path:LINE``, ``path#RECORD``) are not re-read."""
+    from ..audit import load_bundle, reverify
+    from ..errors import PhalanbError
+
+    for source, failing in df.loc[df["verdict"] == "failed", ["source", "failing"]].itertuples(index=False):
+        if "pck_chain" in str(failing) and Path(str(source)).is_file():
+            try:
+                if simulator_evidence(reverify(load_bundle(Path(source))).verdict):
+                    return str(source)
+            except PhalanbError:
+                continue
+            return None
+    return None
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from ..batch import audit
 
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
     df = audit(args.paths, workers=args.workers, at=args.at, progress=not args.no_progress, policy=_policy(args))
+    if df.empty:
+        print(f"phalanb: found no audit bundles or batches in {', '.join(str(p) for p in args.paths)} (an audit "
+              "reads *.json bundles, *.jsonl and *.pbatch batches, and folders of them)", file=sys.stderr)
+        return 3
     if args.csv:
         df.to_csv(args.csv, index=False)
     if args.json:
         print(df.to_json(orient="records", indent=2))
     else:
         with_cols = ["source", "chat_id", "verdict", "failing", "skipped", "recorded"]
-        print(df[with_cols].to_string(index=False, max_colwidth=48))
+        shown = df[with_cols].astype(object)
+        # an unreadable file has no chat id and no recorded verdict: a dash, never Python's "None"
+        print(shown.where(shown.notna() & (shown != ""), "—").to_string(index=False, max_colwidth=48))
         counts = df["verdict"].value_counts().to_dict()
         print("\n" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + f"  ({len(df)} replies)")
         if "error" in df:
             for source, why in df.loc[df["error"].notna(), ["source", "error"]].itertuples(index=False):
                 print(f"could not read {source}: {why}")
+        hint = _simulator_bundle(df) if args.trust == "production" else None
+        if hint:
+            print(f"phalanb: {simulator_hint(hint, 'audit ' + ' '.join(str(p) for p in args.paths))}")
     if df.empty:
         return 3
     if (df["verdict"] == "failed").any():

@@ -112,6 +112,14 @@ def _root(spec: str) -> TrustRoot:
 def cmd_gpu(args: argparse.Namespace) -> int:
     if (args.nras_response is None) != (args.jwks is None):
         raise InputError("--nras-response and --jwks go together: the answer is verified with that JWKS")
+    if args.nonce is not None:
+        # A shorter nonce is a typo (or a prefix copied from a listing), not a nonce that fails to match.
+        try:
+            size = len(bytes.fromhex(args.nonce.removeprefix("0x")))
+        except ValueError:
+            raise InputError(f"--nonce must be hex, got {args.nonce!r}") from None
+        if size != 32:
+            raise InputError(f"--nonce must be the 32-byte nonce you sent (64 hex digits), got {size} bytes")
     payload = load_payload(args.file, args.chain)
     root = _root(args.root)
     if args.fetch_rims:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
+import threading
 from pathlib import Path
 
 from ..errors import InputError
@@ -37,14 +39,35 @@ def cmd_lab(args: argparse.Namespace, *, popen=subprocess.Popen) -> int:
             proc = popen(argv, env=env, cwd=str(cwd))
         except FileNotFoundError as exc:
             raise InputError(f"cannot start JupyterLab: {exc}") from None
+        previous = _stop_on_sigterm()
         try:
             return int(proc.wait() or 0)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Terminated):
             # JupyterLab would ask "Shutdown this Jupyter server?" on the first Ctrl-C; stop it for good instead,
-            # before the simulator it talks to goes away.
+            # before the simulator it talks to goes away. A SIGTERM (a service manager, `kill`) does the same:
+            # without this the default handler would end this process at once and leave JupyterLab running.
             proc.terminate()
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
             return 0
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while JupyterLab ran."""
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` (main thread only); returns the handler to restore, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def raise_terminated(_signum, _frame):
+        raise _Terminated()
+
+    return signal.signal(signal.SIGTERM, raise_terminated)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import COMMANDS
 from .._term import verdict_table
 from ..apikey import ENV_VARS
 from ..evidence import DEFAULT_PCCS_URL
@@ -40,14 +41,15 @@ def _positive(kind):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sim", help="run the local simulated service in the foreground",
+    p = sub.add_parser("sim", help=COMMANDS["sim"][1],
                        description="Run phalanb's simulated confidential-inference service. The first stdout line "
                        "is its base URL.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
     p.add_argument("--seed", type=int, default=None, help="derive keys and text from this seed (reproducible)")
     p.add_argument("--signature-ttl", type=_positive(float), default=1200.0, metavar="SECONDS",
-                   help="how long signatures stay retrievable (default 1200, as the real proxy)")
+                   help="how long signatures (/v1/signature, the model server's and the gateway's legacy one) stay "
+                   "retrievable (default 1200, as the real proxy)")
     p.add_argument("--max-signatures", type=int, default=1000, help="signature cache size (default 1000)")
     p.add_argument("--ttft-ms", type=_positive(float), default=200.0, help="time to first token (default 200)")
     p.add_argument("--tokens-per-second", type=_positive(float), default=50.0,
@@ -83,9 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inject one ': PROCESSING' keep-alive comment before each stream's first event")
     p.set_defaults(func=cmd_sim)
 
-    p = sub.add_parser("demo", help="chat once and verify everything phalanb can verify",
-                       description="Start the embedded simulator (unless --base-url is given), chat once, fetch "
-                       "the signature and a fresh attestation, verify, and print a table of checks. Exit code 0 "
+    p = sub.add_parser("demo", help=COMMANDS["demo"][1],
+                       description="Start the embedded simulator (an ACI gateway, unless --base-url is given), chat "
+                       "once, fetch the reply's receipt (ACI) or signature (a model server), a fresh attestation and "
+                       "the attested sessions the receipt cites, verify, and print a table of checks. Exit code 0 "
                        "only when every check passed; 1 when one failed; 3 when something could not be checked.")
     _client_args(p)
     p.add_argument("--prompt", default=DEMO_PROMPT, help=f"the user message to send (default: {DEMO_PROMPT!r})")
@@ -101,9 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "incomplete: production policy requires NVIDIA's appraisal of the GPU measurements)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("chat", help="send one chat request and keep the exact bytes",
-                       description="Send one chat request, print the reply, fetch its signature, and optionally "
-                       "save the exchange (exact bytes, base64) and signature as JSON.")
+    p = sub.add_parser("chat", help=COMMANDS["chat"][1],
+                       description="Send one chat request, print the reply and fetch its receipt (ACI) or signature "
+                       "(a model server). With --save, verify it and write its audit bundle (the exact bytes and all "
+                       "the evidence; phalanb verify FILE re-verifies it offline).")
     _client_args(p)
     p.add_argument("prompt", help="the user message")
     p.add_argument("--save", type=Path, metavar="FILE",
@@ -114,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-url", help="service base URL, e.g. https://api.red-pill.ai/v1 (default: the embedded "
+    p.add_argument("--base-url", help="service base URL, e.g. https://api.redpill.ai/v1 (default: the embedded "
                    f"simulator). The API key comes from ${ENV_VARS[0]} or ${ENV_VARS[1]}.")
     p.add_argument("--model", help="model id (default: the first one the service lists)")
     p.add_argument("--no-stream", action="store_true", help="ask for a non-streaming reply")

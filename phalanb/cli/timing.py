@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from . import COMMANDS
 from ..apikey import ENV_VARS
 from ..client import Client
 from ..errors import InputError
@@ -35,7 +36,7 @@ def _number(kind, *, minimum: float = 0.0, strict: bool = False):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-url", help="service base URL, e.g. https://api.red-pill.ai/v1 (default: the embedded "
+    p.add_argument("--base-url", help="service base URL, e.g. https://api.redpill.ai/v1 (default: the embedded "
                    f"simulator). The API key comes from ${ENV_VARS[0]} or ${ENV_VARS[1]}.")
     p.add_argument("--model", help="model id (default: the first one the service lists)")
     p.add_argument("--timeout", type=_number(float, strict=True), default=60.0, help="seconds (default 60)")
@@ -46,8 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench-latency", help="measure time to first token, tokens/s, signature and attestation "
-                       "fetch times over N chats",
+    p = sub.add_parser("bench-latency", help=COMMANDS["bench-latency"][1],
                        description="Run N chats and print median / p90 / p99 of time to first byte and token, total "
                        "time, inter-token gaps, tokens/s and signature / attestation fetch times.")
     _common(p)
@@ -64,8 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench_latency)
 
-    p = sub.add_parser("probe-window", help="measure how long a reply's signature stays retrievable",
-                       description="Make a fresh chat and poll GET /signature until it answers 404 (confirmed), "
+    p = sub.add_parser("probe-window", help=COMMANDS["probe-window"][1],
+                       description="Make a fresh chat and poll what the service keeps for it — an ACI gateway's receipt (GET "
+                       "/v1/aci/receipts/{id}), a model server's signature (GET /v1/signature/{chat_id}) — until "
+                       "it answers 404 (confirmed), "
                        "then narrow the window by bisection on fresh chats. Prints the estimate with its "
                        "uncertainty; every probe goes to --csv.")
     _common(p)
@@ -82,7 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="404s in a row that count as expiry (default 2; a 404 then a 200 is a multi-node miss)")
     p.add_argument("--max-chats", type=_number(int, minimum=1), default=6, help="fresh chats at most (default 6)")
     p.add_argument("--sim-ttl", type=_number(float, strict=True), default=10.0, metavar="S",
-                   help="signature TTL of the embedded simulator (default 10 s; ignored with --base-url)")
+                   help="how long the embedded simulator keeps receipts and signatures (default 10 s; ignored "
+                   "with --base-url)")
+    p.add_argument("--protocol", choices=("aci", "legacy"), default="aci",
+                   help="what the embedded simulator speaks: an ACI gateway, whose receipts are probed (default), "
+                   "or a model server alone, whose signatures are (ignored with --base-url)")
     p.set_defaults(func=cmd_probe_window)
 
 
@@ -155,15 +161,17 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_probe_window(args: argparse.Namespace) -> int:
-    from ..window import WindowProbe
+    from ..window import ENDPOINTS, WindowProbe
 
     if args.resolution is not None and args.resolution < args.min_interval:
         raise InputError(f"--resolution {args.resolution} is finer than --min-interval {args.min_interval}: "
                          "the probe cannot poll that often")
-    with _client(args, ttft_ms=0.0, tokens_per_second=0.0, signature_ttl=args.sim_ttl) as (client, simulated):
+    with _client(args, ttft_ms=0.0, tokens_per_second=0.0, signature_ttl=args.sim_ttl, receipt_ttl=args.sim_ttl,
+                 protocol=args.protocol) as (client, simulated):
         if simulated:
-            print(f"Using phalanb's embedded simulator at {client.base_url} with a {args.sim_ttl:g} s signature "
-                  "TTL.", file=sys.stderr)
+            kind, kept = ("an ACI gateway", "receipts") if args.protocol == "aci" else ("a model server", "signatures")
+            print(f"Using phalanb's embedded simulator ({kind}) at {client.base_url}, keeping {kept} "
+                  f"{args.sim_ttl:g} s.", file=sys.stderr)
 
         def show(p) -> None:
             print(f"  chat {p.chat} at {p.elapsed_s:8.2f} s: {p.status if p.status is not None else 'error'}"
@@ -172,6 +180,15 @@ def cmd_probe_window(args: argparse.Namespace) -> int:
         probe = WindowProbe.for_client(client, horizon=args.horizon, min_interval=args.min_interval,
                                        schedule=args.schedule, resolution=args.resolution, confirm=args.confirm,
                                        max_chats=args.max_chats, on_probe=show)
+        shown = []
+
+        def first(p) -> None:  # name what is probed once the first chat said which protocol answered
+            if not shown:
+                shown.append(1)
+                print(f"probing {probe.what}s: {ENDPOINTS[probe.what]}", file=sys.stderr)
+            show(p)
+
+        probe.on_probe = first
         result = probe.run()
     print(result)
     _write_csv(result.frame(), args.csv)

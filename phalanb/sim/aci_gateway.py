@@ -592,6 +592,11 @@ async def chat_completions(request: Request) -> Response:
     if not isinstance(body, dict):
         return _error(400, "Request body must be a JSON object", "invalid_request_error")
     model = body.get("model") if isinstance(body.get("model"), str) else None
+    if model is not None and config.upstream is None and model not in config.models:
+        # The gateway routes by model: a name it serves no route for is a 404 before any upstream is verified
+        # (not an upstream verification failure, which would read as a security finding).
+        return _error(404, f"The model `{model}` does not exist. Models served here: {', '.join(config.models)}",
+                      "model_not_found")
     stream = body.get("stream") is True
     required = True  # the simulated host is TEE-only: it forces aci_verified (ACI.md §5)
     pins: list[str] | None = None
@@ -775,6 +780,10 @@ async def legacy_signature(request: Request) -> Response:
     if algo not in _ALGOS:
         return _error(400, "Invalid signing algorithm. Must be 'ecdsa' or 'ed25519'", "invalid_signing_algo")
     item = gw.find_receipt(request.path_params["ident"])
+    if item is not None and gw.clock() - item.stored_at >= gw.config.signature_ttl:
+        # The legacy signature is kept signature_ttl seconds, as the model servers keep theirs (the receipt it
+        # is cut from may live longer, receipt_ttl): each answers for its own window.
+        return _error(404, "Chat id not found or expired", "not_found")
     refused = _owned(gw, request, item)
     if refused is not None:
         return refused

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from .. import _json
 from .attest import GpuProvider, TdxProvider, build_report
 from .cache import SignatureCache
-from .config import FAULTS, SimConfig
+from .config import FAULTS, SimConfig, fault_refusal
 from .generator import TextGenerator
 from .keys import SimKeys
 
@@ -368,6 +368,9 @@ async def sim_faults(request: Request) -> Response:
         unknown = set(wanted) - set(FAULTS)
         if unknown:
             return _error(400, f"Unknown faults {sorted(unknown)}; known: {sorted(FAULTS)}", "invalid_request_error")
+        refusals = [r for r in (fault_refusal(n, state.config) for n in sorted(set(wanted))) if r]
+        if refusals:
+            return _error(400, refusals[0], "invalid_request_error")
         state.config.faults = set(wanted)
     return JSONResponse({"faults": sorted(state.config.faults), "known": FAULTS})
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 
-__all__ = ["ACI_MODES", "ACI_SHAPES", "FAULTS", "LATENCY_DISTRIBUTIONS", "PROTOCOLS", "SimConfig"]
+__all__ = ["ACI_MODES", "ACI_SHAPES", "FAULTS", "FAULT_NEEDS", "fault_refusal", "LATENCY_DISTRIBUTIONS", "PROTOCOLS", "SimConfig"]
 
 #: How a jitter fraction j spreads a base delay b (the TTFT, or one token gap).
 LATENCY_DISTRIBUTIONS: dict[str, str] = {
@@ -50,6 +50,20 @@ FAULTS: dict[str, str] = {
     "aci_ignore_nonce": "the attestation statement is built from another nonce than the client's",
     "aci_tls_key_not_in_keyset": "the HTTPS listener's certificate key (SPKI) is not listed in the keyset",
 }
+
+#: What a fault needs of the simulator to have any effect (faults not named here act in both protocols: under ACI
+#: they act on the model server behind the gateway). A fault that could not be injected is refused, never accepted
+#: silently: a gallery that "injects" it would show an untouched reply as a fault survived.
+FAULT_NEEDS: dict[str, dict[str, object]] = {
+    **{name: {"protocol": "aci"} for name in FAULTS if name.startswith("aci_")},
+    "aci_tls_key_not_in_keyset": {"protocol": "aci", "https": True},
+    **{name: {"protocol": "aci", "aci_mode": "aggregator"}
+       for name in ("aci_upstream_failed", "aci_session_expired", "aci_edit_session")},
+}
+
+#: How to ask for what a fault needs, on the command line.
+_FLAGS = {("protocol", "aci"): "--protocol aci", ("https", True): "--https",
+          ("aci_mode", "aggregator"): "--aci-mode aggregator"}
 
 PROTOCOLS = ("aci", "legacy")
 ACI_MODES = ("aggregator", "direct")
@@ -139,3 +153,20 @@ class SimConfig:
         unknown = set(self.faults) - set(FAULTS)
         if unknown:
             raise InputError(f"unknown simulator faults {sorted(unknown)}; known: {sorted(FAULTS)}")
+        for name in sorted(self.faults):
+            problem = fault_refusal(name, self)
+            if problem:
+                raise InputError(problem)
+
+
+def fault_refusal(name: str, config: SimConfig) -> str | None:
+    """Why ``name`` cannot be injected into a simulator configured as ``config`` (None: it can)."""
+    missing = [(k, v) for k, v in FAULT_NEEDS.get(name, {}).items() if getattr(config, k) != v]
+    if not missing:
+        return None
+    what = {"protocol": "an ACI gateway", "https": "an HTTPS listener", "aci_mode": "an aggregator gateway"}
+    current = {"protocol": f"the {config.protocol} protocol", "https": "plain http",
+               "aci_mode": f"aci_mode {config.aci_mode}"}
+    return (f"the fault {name} cannot be injected here: it needs {' and '.join(what[k] for k, _ in missing)}, and "
+            f"this simulator runs {', '.join(current[k] for k, _ in missing)} (where the fault would change "
+            f"nothing). Start it with {' '.join(_FLAGS[m] for m in missing)}")

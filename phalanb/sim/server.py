@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -117,8 +118,9 @@ class Simulator:
     def set_faults(self, faults: Iterable[str]) -> None:
         """Inject faults (names from :data:`phalanb.sim.FAULTS`); an empty list clears them."""
         faults = set(faults)
+        # Judged before anything changes: a refused fault leaves the running simulator as it was.
+        dataclasses.replace(self.config, faults=faults)
         self.config.faults = faults
-        self.config.validate()
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def _uvicorn_config(self) -> uvicorn.Config:

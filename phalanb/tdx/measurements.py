@@ -131,8 +131,10 @@ def check_measurements(actual: Mapping[str, str], *, known: KnownMeasurements,
         names = ", ".join(f"{_LABELS.get(r, r)} {actual[r][:16]}…" for r in unknown)
         return Check("tdx.measurements", Status.SKIPPED, f"{names} is on no published list shipped with phalanb: "
                      "this proves some TD signed the quote, not that it runs the deployment you meant; pin it to "
-                     "accept (Policy(accept_measurements={" + ", ".join(f"'{r}': ['<hex>']" for r in unknown)
-                     + "})) or relax the register (Policy(relax_measurements=(…)))", ev)
+                     "accept (" + " ".join(f"--accept-measurement {r}=<hex>" for r in unknown) + "; in Python "
+                     "Policy(accept_measurements={" + ", ".join(f"'{r}': ['<hex>']" for r in unknown)
+                     + "})) or relax the register (" + " ".join(f"--relax-measurement {r}" for r in unknown)
+                     + "; Policy(relax_measurements=(…)))", ev)
     if skipped_relaxed:
         held = f" ({'; '.join(known_names)})" if known_names else ""
         return Check("tdx.measurements", Status.WARNING, f"not judged by your policy: {', '.join(skipped_relaxed)}"

@@ -12,6 +12,8 @@ COLOURS = {
     "fail": ("#cf222e", "#ffffff", "✗"),
     "warning": ("#bf8700", "#ffffff", "!"),
     "skipped": ("#8c959f", "#ffffff", "–"),
+    # a trust-chain link where some checks held and an optional one was skipped: neither green nor grey
+    "partial": ("#6e7781", "#ffffff", "◐"),
 }
 
 #: ipywidgets Button styles for the same statuses.

@@ -1,7 +1,10 @@
 """The trust chain drawn as linked boxes that light up pass / fail / skipped (SPEC §1).
 
-Each link names the checks that establish it; its colour is derived from those checks' statuses (a link with no
-check at all is *skipped*: nothing was verified there). Nothing is decided here that the verdict did not decide.
+Each link names the checks that establish it; its colour is derived from those checks' statuses and never says
+more than they do: a link whose checks were all skipped (optional ones too) is drawn "not shown", one with an
+optional check skipped beside checks that held is "partly shown", and under every box that is not a plain pass
+each check that did not pass is named with its own status and reason. Nothing is decided here that the verdict
+did not decide.
 """
 
 from __future__ import annotations
@@ -89,20 +92,30 @@ def _matches(check_id: str, patterns: Sequence[str]) -> bool:
     return any(check_id == p or (p.endswith(".*") and check_id.startswith(p[:-1])) for p in patterns)
 
 
-def link_statuses(verdict: Verdict | None) -> dict[str, str]:
-    """link key → ``pass`` / ``fail`` / ``warning`` / ``skipped``, from the verdict's checks.
+def _link_checks(verdict: Verdict | None, patterns: Sequence[str]) -> list[Any]:
+    return [c for c in (verdict or ()) if _matches(c.id, patterns)]
 
-    A failing check fails its link; a skipped *required* check (or no check at all) leaves it skipped.
+
+def link_statuses(verdict: Verdict | None) -> dict[str, str]:
+    """link key → ``pass`` / ``fail`` / ``warning`` / ``partial`` / ``skipped``, from the verdict's checks.
+
+    The link shows what its checks showed, never more: a failing check fails it; a link none of whose checks was
+    made (all skipped, required or optional, or no check at all) is ``skipped`` — drawn "not shown"; a link where
+    some checks held but an optional one was skipped is ``partial``; only a link whose every check passed (or
+    held with a warning) is ``pass`` (``warning``). An optional hop the verdict has no check for is left out.
     """
     out: dict[str, str] = {}
     for key, _label, _what, patterns in links_for(verdict):
-        checks = [c for c in (verdict or ()) if _matches(c.id, patterns)]
+        checks = _link_checks(verdict, patterns)
         if not checks and key in OPTIONAL_LINKS:
             continue
+        skipped = [c for c in checks if c.status is Status.SKIPPED]
         if any(c.status is Status.FAIL for c in checks):
             out[key] = "fail"
-        elif not checks or any(c.status is Status.SKIPPED and c.required for c in checks):
+        elif not checks or len(skipped) == len(checks) or any(c.required for c in skipped):
             out[key] = "skipped"
+        elif skipped:
+            out[key] = "partial"
         elif any(c.status is Status.WARNING for c in checks):
             out[key] = "warning"
         else:
@@ -110,22 +123,42 @@ def link_statuses(verdict: Verdict | None) -> dict[str, str]:
     return out
 
 
+#: What a box says beside its label, for each link status (so the words, not only the colour, carry it).
+_STATUS_WORDS = {"pass": "", "warning": "held with a caveat", "partial": "partly shown",
+                 "skipped": "not shown", "fail": "failed"}
+
+
 def chain_html(verdict: Verdict | None, *, title: str | None = None) -> str:
-    """The chain as an HTML diagram (a column of boxes joined by arrows), usable without a widget manager."""
+    """The chain as an HTML diagram (a column of boxes joined by arrows), usable without a widget manager.
+
+    Each box is one link; under a link that is not a plain pass, every check of it that did not pass is listed
+    with its own status and reason, so a reader sees *which* check kept the link from holding.
+    """
     statuses = link_statuses(verdict)
     parts = ['<div style="font-family:sans-serif;font-size:13px;max-width:640px">']
     if title:
         parts.append(f"<div style='font-weight:bold;margin-bottom:4px'>{esc(title)}</div>")
     simulated = verdict is not None and verdict.get("trust.simulated") is not None
-    for i, (key, label, what, _patterns) in enumerate(link for link in links_for(verdict) if link[0] in statuses):
-        bg, fg, sym = COLOURS[statuses[key]]
+    for i, (key, label, what, patterns) in enumerate(link for link in links_for(verdict) if link[0] in statuses):
+        status = statuses[key]
+        bg, fg, sym = COLOURS[status]
+        word = _STATUS_WORDS[status]
         if i:
             parts.append('<div style="text-align:center;color:#57606a;line-height:1">▼</div>')
-        parts.append(f'<div data-link="{key}" data-status="{statuses[key]}" style="background:{bg};color:{fg};'
-                     f'padding:4px 10px;border-radius:6px"><b>{sym} {esc(label)}</b> '
-                     f'<span style="opacity:.9">— {esc(what)}</span></div>')
+        notes = "".join(
+            f'<div data-check="{esc(c.id)}" data-check-status="{c.status.value}" style="font-size:12px;'
+            f'margin-left:1.2em">{COLOURS[c.status.value][2]} {esc(c.id)} <b>{c.status.value}</b>'
+            f'{"" if c.required else " (optional)"} — {esc(c.reason)}</div>'
+            for c in _link_checks(verdict, patterns) if c.status is not Status.PASS)
+        if not notes and status == "skipped":
+            notes = '<div style="font-size:12px;margin-left:1.2em">no check was made for this link</div>'
+        parts.append(f'<div data-link="{key}" data-status="{status}" style="background:{bg};color:{fg};'
+                     f'padding:4px 10px;border-radius:6px"><b>{sym} {esc(label)}</b>'
+                     + (f' <i>({word})</i>' if word else "")
+                     + f' <span style="opacity:.9">— {esc(what)}</span>{notes}</div>')
     if verdict is not None:
-        parts.append(f"<div style='margin-top:6px'>verdict: <b>{esc(verdict.status)}</b>"
+        parts.append(f"<div style='margin-top:6px'>verdict: <b>{esc(verdict.status)}</b> — "
+                     f"{esc(verdict.summary().split(': ', 1)[-1])}"
                      + (" — against SIMULATED roots: this shows the checks work, not that real hardware answered"
                         if simulated else "") + "</div>")
     parts.append("</div>")
@@ -138,7 +171,7 @@ class TrustChainView(W.HTML):
     ``links`` (a trait) maps link key → status, for code and tests to read.
     """
 
-    links = traitlets.Dict(help="link key → pass / fail / warning / skipped")
+    links = traitlets.Dict(help="link key → pass / fail / warning / partial / skipped")
 
     def __init__(self, verdict: Verdict | None = None, *, title: str | None = "The trust chain", **kwargs: Any):
         super().__init__(**kwargs)

@@ -56,7 +56,8 @@ class WindowProbePanel(W.VBox):
         self.state = "running"
         self.start_button.disabled = True
         self.stop_button.disabled = False
-        self.message.value = "<i>making a chat, then probing its signature…</i>"
+        self.message.value = ("<i>making a chat, then probing what the service keeps for it (an ACI gateway: its "
+                              "receipt; a model server: its signature)…</i>")
         self.probe.start()
         threading.Thread(target=self._finish, name="phalanb-window-panel", daemon=True).start()
 

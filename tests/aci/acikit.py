@@ -8,7 +8,6 @@ import base64
 import copy
 import hashlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_utils import keccak
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = Path(os.environ.get("PHALANB_FIXTURES", REPO.parent / "shared" / "fixtures"))
+from tests.conftest import FIXTURES  # noqa: E402  (found, or fetched and checked, once per run)
 ACI = FIXTURES / "aci"
 VECTORS = json.loads((ACI / "test_vectors.json").read_text())
 A = VECTORS["aci"]

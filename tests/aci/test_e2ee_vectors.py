@@ -4,8 +4,6 @@ spec/e2ee-v2-test-vectors.md) and the derived field example (fixed ephemeral see
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +12,7 @@ from phalanb.aci.e2ee import AttestedE2EEKey, prepare_request
 from phalanb.errors import E2EEError
 from phalanb.sim.e2ee import E2EEService, ServiceE2EEKey
 
-FIXTURES = Path(os.environ.get("PHALANB_FIXTURES", Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"))
+from tests.conftest import FIXTURES  # noqa: E402  (found, or fetched and checked, once per run)
 V = json.loads((FIXTURES / "aci" / "test_vectors.json").read_text())["e2ee_v2"]
 D = V["derived_field_example"]
 

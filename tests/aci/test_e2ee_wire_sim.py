@@ -191,14 +191,9 @@ def test_e2ee_can_be_switched_off():
 
 # -- the protocol's vector, through the gateway's HTTP path -------------------------------------------------------
 def test_the_gateway_opens_the_vector_request_and_its_receipt_hashes_the_vector_restored_body():
-    import os
-    from pathlib import Path
-
     from phalanb.sim.aci_e2ee import GatewayE2EE
     from phalanb.sim.e2ee import E2EEService, ServiceE2EEKey
-
-    fixtures = Path(os.environ.get("PHALANB_FIXTURES", Path(__file__).resolve().parents[2].parent / "shared"
-                                   / "fixtures"))
+    from tests.conftest import FIXTURES as fixtures
     v = json.loads((fixtures / "aci" / "test_vectors.json").read_text())["e2ee_v2"]
     d = v["derived_field_example"]
     suite = ec.SUITES[v["suite"]]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = Path(os.environ.get("PHALANB_FIXTURES", REPO.parent / "shared" / "fixtures"))
+from tests.conftest import FIXTURES  # noqa: E402  (found, or fetched and checked, once per run)
 TDX = FIXTURES / "tdx"
 # Read at collection time so each quote is its own test case (tests/conftest.py fails the run if absent).
 GROUND_TRUTH = json.loads((TDX / "ground_truth.json").read_text()) if (TDX / "ground_truth.json").is_file() else []

@@ -14,21 +14,14 @@ import os
 import re
 import shutil
 import sys
-import textwrap
 from typing import TYPE_CHECKING, Mapping, TextIO
+
+from ._text import STATUS_COLORS, paint, wrap  # noqa: F401  (re-exported: the CLI's imports)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .verdict import Verdict
 
 __all__ = ["use_color", "width", "paint", "wrap", "verdict_table", "plain_help", "STATUS_COLORS"]
-
-_RESET = "\033[0m"
-_CODES = {"green": "32", "red": "31", "yellow": "33", "grey": "90", "bold": "1"}
-
-#: The colour of each check status: pass green, fail red, warning yellow, skipped grey.
-STATUS_COLORS = {"pass": "green", "fail": "red", "warning": "yellow", "skipped": "grey",
-                 "verified": "green", "failed": "red", "incomplete": "yellow"}
-
 
 def use_color(stream: TextIO | None, *, environ: Mapping[str, str] | None = None) -> bool:
     """True when ``stream`` is a terminal and the user did not opt out: ``NO_COLOR`` set to anything non-empty
@@ -51,22 +44,6 @@ def width(stream: TextIO | None = None, *, default: int = 100, minimum: int = 60
         tty = False
     cols = shutil.get_terminal_size((default, 24)).columns if tty else default
     return max(minimum, cols)
-
-
-def paint(text: str, color: str | None, *, enabled: bool = True) -> str:
-    """``text`` in ``color`` (a name of :data:`STATUS_COLORS`' values or ``"bold"``) when ``enabled``."""
-    if not enabled or not color or color not in _CODES:
-        return text
-    return f"\033[{_CODES[color]}m{text}{_RESET}"
-
-
-def wrap(text: str, width: int, *, indent: int = 0) -> list[str]:
-    """``text`` cut at spaces into lines of at most ``width`` characters; lines after the first start with
-    ``indent`` spaces (the first line's indent is the caller's). Words longer than a line (hashes, URLs) are kept
-    whole rather than cut, so they can still be copied."""
-    room = max(20, width - indent)
-    lines = textwrap.wrap(text, width=room, break_long_words=False, break_on_hyphens=False) or [""]
-    return [lines[0]] + [" " * indent + line for line in lines[1:]]
 
 
 def verdict_table(verdict: "Verdict", stream: TextIO | None = None) -> str:

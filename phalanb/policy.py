@@ -11,9 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError
-from .tdx.measurements import JUDGED_REGISTERS
 
-__all__ = ["Policy", "TRUST_MODES"]
+__all__ = ["Policy", "TRUST_MODES", "JUDGED_REGISTERS", "SIMULATED_KMS_ROOT"]
+
+#: The TD measurement registers judged against published values (tdx.measurements checks them; a policy may relax
+#: them by name). Defined here, in the ground layer, so a policy is read without importing the TDX code.
+JUDGED_REGISTERS = ("mr_seam", "mr_td")
+
+#: The simulator's dstack-kms root (compressed secp256k1 key; :data:`phalanb.sim.aci_docs.SIM_KMS_ROOT` derives it
+#: from its public label and a test holds the two equal). Simulated trust accepts it; production never does.
+SIMULATED_KMS_ROOT = "02ce7f8404788b7a04fbfc54715cace5283d0dea5c533193ed17d774b988f0719d"
 
 TRUST_MODES = ("production", "simulated")
 
@@ -97,9 +104,7 @@ class Policy:
         if self.simulated and not self.aci_kms_roots:
             # Simulated trust accepts the simulator's roots — its dstack-kms root among them, as an auditor of a
             # real service lists the KMS root they accept. Production never gets it.
-            from .sim.aci_docs import SIM_KMS_ROOT
-
-            object.__setattr__(self, "aci_kms_roots", (SIM_KMS_ROOT,))
+            object.__setattr__(self, "aci_kms_roots", (SIMULATED_KMS_ROOT,))
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.expected.items()):
             raise InputError("expected measurements are name → hex string")
         object.__setattr__(self, "expected", {k: v.lower().removeprefix("0x") for k, v in self.expected.items()})

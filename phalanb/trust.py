@@ -1,17 +1,19 @@
 """Which roots a :class:`~phalanb.policy.Policy` trusts: Intel's and NVIDIA's production roots (pinned, shipped
 in the package), or — only when the policy says ``trust="simulated"`` — phalanb's simulated roots (fixed for every
-simulator, or given explicitly in the policy)."""
+simulator, or given explicitly in the policy).
+
+This module holds what is TEE-neutral (simulated trust is for loopback only); each TEE picks its own roots
+beside its code: :func:`phalanb.tdx.roots.tdx_root`, :func:`phalanb.gpu.roots.gpu_root` and
+:func:`phalanb.gpu.roots.nras_anchor`."""
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import InputError
-from .policy import Policy
 
-__all__ = ["tdx_root", "gpu_root", "rim_root", "nras_anchor", "is_loopback_url", "require_loopback_for_simulated"]
+__all__ = ["is_loopback_url", "require_loopback_for_simulated"]
 
 
 def is_loopback_url(url: str) -> bool:
@@ -46,49 +48,3 @@ def require_loopback_for_simulated(url: str | None, *, trust: str | None, what: 
         raise InputError(f"simulated trust applies only to phalanb's simulator on this machine (127.0.0.1, ::1 or "
                          f"localhost), but {what} is {url}: anyone can forge evidence under the simulated roots. "
                          "Use production trust for a real service (unset PHALANB_TRUST or pass --trust production).")
-
-
-def tdx_root(policy: Policy) -> Any:
-    from .tdx import TrustRoot
-
-    if not policy.simulated:
-        return TrustRoot.intel()
-    if policy.tdx_root_der is not None:
-        return TrustRoot.from_bytes(policy.tdx_root_der, name="simulated")
-    from .tdx.sim import simulated_root
-
-    return simulated_root()
-
-
-def gpu_root(policy: Policy) -> Any:
-    from .gpu import TrustRoot, nvidia_device_identity_ca
-
-    if not policy.simulated:
-        return nvidia_device_identity_ca()
-    if policy.gpu_root_pem is not None:
-        return TrustRoot.from_pem(policy.gpu_root_pem, simulated=True)
-    from .gpu.sim import simulated_root
-
-    return simulated_root()
-
-
-def rim_root(policy: Policy) -> Any:
-    """The root NVIDIA's RIM signing chains must reach: the pinned CoRIM signing Root CA, or the simulator's."""
-    if not policy.simulated:
-        from .gpu.rim_verify import nvidia_rim_root
-
-        return nvidia_rim_root()
-    from .gpu.rim_sim import simulated_rim_root
-
-    return simulated_rim_root()
-
-
-def nras_anchor(policy: Policy) -> Any:
-    """The certificate NRAS signing keys must chain to: NVIDIA's pinned intermediate, or the simulator's."""
-    if not policy.simulated:
-        from .gpu.nras import nvidia_nras_anchor
-
-        return nvidia_nras_anchor()
-    from .gpu.sim import simulated_nras_anchor
-
-    return simulated_nras_anchor()

@@ -25,6 +25,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from ._text import STATUS_COLORS, paint, wrap
+
 __all__ = ["Status", "Check", "Verdict"]
 
 
@@ -199,8 +201,6 @@ class Verdict:
         the CLI asks :func:`phalanb._term.use_color`, so a pipe or ``NO_COLOR`` stays plain). ``width`` wraps long
         reasons onto indented continuation lines so no line is longer (long words such as hashes stay whole).
         """
-        from ._term import STATUS_COLORS, paint, wrap
-
         idw = max([len(c.id) for c in self.checks] + [5])
         indent = idw + 2 + 8 + 1
         lines = [f"{'check':<{idw}}  {'status':<8} reason", f"{'-' * idw}  {'-' * 8} {'-' * 40}"]

@@ -29,7 +29,8 @@ from .signatures import (
 from .errors import InputError, ParseError, PhalanbError, SignatureFormatError, UnsupportedError
 from .report import NodeAttestation, binding_checks, check_signing_public_key, parse_report
 from .timeutil import parse_optional_time
-from .trust import gpu_root, nras_anchor, tdx_root
+from .gpu.roots import gpu_root, nras_anchor
+from .tdx.roots import tdx_root
 from .verdict import Check, Status, Verdict
 
 __all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
@@ -243,7 +244,7 @@ def rim_checks(payload: Any, policy: Policy, *, at: float | None = None) -> list
     if policy.rims is None:
         return []
     from .gpu.appraise import RimStore, appraise_payload
-    from .trust import rim_root
+    from .gpu.roots import rim_root
 
     store = policy.rims if isinstance(policy.rims, RimStore) else RimStore.from_dir(policy.rims)
     return appraise_payload(payload, store, root=rim_root(policy), at=at).checks

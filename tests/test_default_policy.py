@@ -268,3 +268,14 @@ def test_phalanb_report_on_a_real_capture_needs_nras_unless_told_otherwise(fixtu
     assert main(base) == 3
     assert main(base + ["--no-require-nras"]) == 0
     capsys.readouterr()
+
+
+def test_the_policy_names_the_simulators_kms_root_the_simulator_derives():
+    """The ground layer spells the simulated dstack-kms root out (policy imports no simulator); it must be the very
+    key the simulator derives from its public label, or simulated trust would reject the simulator's keysets."""
+    from phalanb.policy import SIMULATED_KMS_ROOT, Policy
+    from phalanb.sim.aci_docs import SIM_KMS_ROOT
+
+    assert SIMULATED_KMS_ROOT == SIM_KMS_ROOT
+    assert Policy(trust="simulated").aci_kms_roots == (SIM_KMS_ROOT,)
+    assert SIM_KMS_ROOT not in Policy().aci_kms_roots

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .. import _json
+from ..bodies import read_limited
 from ..errors import InputError, ParseError, ServiceError, TransportError
 from ..timeutil import parse_time
 from ..verdict import Check, Status, Verdict
@@ -535,8 +536,6 @@ MAX_NRAS_BODY = 4 * 1024 * 1024
 
 def _request_json(client: httpx.Client, method: str, url: str, *, body: Any = None, what: str) -> Any:
     """One request, its answer read within :data:`MAX_NRAS_BODY` (after decompression too) and decoded."""
-    from ..client import read_limited
-
     try:
         # Ask for identity (the answers are small); a gzip or deflate answer is still inflated within the limit.
         with client.stream(method, url, json=body, headers={"Accept-Encoding": "identity"}) as resp:

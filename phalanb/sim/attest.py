@@ -15,20 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..tdx.sim import TdxAttestation  # what a simulated TDX platform returns; defined beside it
 from .keys import SimKeys
 
 __all__ = ["TdxAttestation", "TdxProvider", "GpuProvider", "build_report"]
-
-
-@dataclass
-class TdxAttestation:
-    quote: bytes
-    event_log: list[dict[str, Any]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    vm_config: str = ""
 
 
 class TdxProvider(Protocol):

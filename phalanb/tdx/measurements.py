@@ -27,12 +27,11 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
+from ..policy import JUDGED_REGISTERS  # the registers judged by default, named once in the policy
 from ..verdict import Check, Status
 
 __all__ = ["JUDGED_REGISTERS", "KnownMeasurements", "check_measurements"]
 
-#: The registers judged by default, in the order a reader meets them in the quote.
-JUDGED_REGISTERS = ("mr_seam", "mr_td")
 _LABELS = {"mr_seam": "MRSEAM (the TDX module)", "mr_td": "MRTD (the OS image's firmware)"}
 
 

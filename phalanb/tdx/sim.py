@@ -32,6 +32,7 @@ import struct
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -41,7 +42,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from ..sim.attest import TdxAttestation
 from . import _der
 from .collateral import Collateral
 from .dstack import compose_hash as _compose_hash
@@ -50,7 +50,18 @@ from .eventlog import DSTACK_RUNTIME_EVENT, parse_dstack_log, replay, runtime_ev
 from .quote import INTEL_QE_VENDOR_ID
 from .verify import SGX_EXTENSION_OID, TrustRoot
 
-__all__ = ["SimulatedTdx", "PCCS_PREFIX", "simulated_root", "SIM_MR_SEAM", "SIM_MR_TD"]
+__all__ = ["SimulatedTdx", "TdxAttestation", "PCCS_PREFIX", "simulated_root", "SIM_MR_SEAM", "SIM_MR_TD"]
+
+
+@dataclass
+class TdxAttestation:
+    """What a simulated TDX platform returns for one ``report_data``: the quote and the event log it replays."""
+
+    quote: bytes
+    event_log: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    vm_config: str = ""
+
 
 PCCS_PREFIX = "/pccs"
 _N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 group order

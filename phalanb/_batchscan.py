@@ -86,6 +86,7 @@ _keccak256 = _raw_keccak() or _keccak256
 
 from . import _frames, _json
 from .errors import ParseError
+from .aci import e2ee_wire as _e2ee_wire  # noqa: F401  (registers the E2EE record reader Exchange.from_dict uses)
 from .exchange import Exchange, Timings
 from .signatures import ALGOS, SignatureRecord, check_signature, parse_signed_text, response_hash_candidates
 from .sse import MAX_EVENT_BYTES, ChatAssembler, SSEDecoder

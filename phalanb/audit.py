@@ -53,6 +53,7 @@ from typing import Any, Mapping
 
 from . import __version__, _json
 from .errors import InputError, ParseError
+from .aci import e2ee_wire as _e2ee_wire  # noqa: F401  (registers the E2EE record reader Exchange.from_dict uses)
 from .exchange import Exchange, redact_headers
 from .policy import Policy
 from .signatures import SignatureRecord

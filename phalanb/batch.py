@@ -43,6 +43,7 @@ import pandas as pd
 from . import _batchscan, _frames, _json
 from .audit import Bundle, load_bundle, parse_bundle
 from .errors import InputError, ParseError, PhalanbError
+from .aci import e2ee_wire as _e2ee_wire  # noqa: F401  (registers the E2EE record reader Exchange.from_dict uses)
 from .exchange import Exchange
 from .policy import Policy
 from .signatures import SignatureRecord, same_address

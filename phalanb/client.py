@@ -27,7 +27,6 @@ import httpx
 from . import _json
 from .apikey import ApiKey, check_key_transport, resolve_api_key
 from .errors import (
-    E2EEError,
     InputError,
     NotFoundError,
     ParseError,
@@ -35,9 +34,8 @@ from .errors import (
     SignatureExpiredError,
     TransportError,
 )
-from .aci.e2ee import AttestedE2EEKey, EncryptedRequest, StreamDecryptor, decrypt_response, prepare_request
-from .aci.e2ee_wire import record_e2ee, reply_field_keys
 from .bodies import _decode_content, _reason, read_limited  # noqa: F401  (read_limited: public here too)
+from .encryption import Encryption
 from .exchange import Exchange, ExchangeRecorder
 from .signatures import ALGOS, SignatureRecord
 
@@ -377,14 +375,15 @@ class Client:
     def chat(self, messages: str | Sequence[Mapping[str, Any]] | None = None, *, stream: bool = True,
              model: str | None = None, max_tokens: int | None = None, body: Mapping[str, Any] | None = None,
              raw_body: bytes | None = None, on_text: Callable[[str], None] | None = None,
-             e2ee: AttestedE2EEKey | None = None) -> Exchange:
+             e2ee: Encryption | None = None) -> Exchange:
         """Send one chat request and return the :class:`~phalanb.exchange.Exchange` with the exact bytes.
 
         ``messages`` is a prompt string or an OpenAI message list. ``body`` adds or overrides JSON fields;
         ``raw_body`` sends bytes exactly as given (for reproducing someone else's request). ``on_text`` is
         called with each piece of reply text as it streams in.
 
-        ``e2ee``: encrypt the prompt with ACI E2EE v2 (ACI.md §6) to this key, which comes from a keyset phalanb
+        ``e2ee``: an :class:`~phalanb.encryption.Encryption` the protocol provides; today ACI E2EE v2 (ACI.md §6)
+        to this key, which comes from a keyset phalanb
         verified: ``AttestedE2EEKey.from_established_keyset(verify_aci_report(...).keyset)``. The exchange then
         keeps the exact wire bytes (ciphertext both ways) in ``request_bytes``/``response_bytes``, the decrypted
         reply text in ``text``, and in ``exchange.e2ee`` (:class:`~phalanb.aci.e2ee_wire.E2EERecord`) the restored
@@ -395,7 +394,7 @@ class Client:
         >>> att = verify_aci_report(client.aci_attestation().raw, nonce=..., policy=...)   # doctest: +SKIP
         >>> ex = client.chat("hi", e2ee=AttestedE2EEKey.from_established_keyset(att.keyset))  # doctest: +SKIP
         """
-        if e2ee is not None and not isinstance(e2ee, AttestedE2EEKey):
+        if e2ee is not None and not isinstance(e2ee, Encryption):
             raise InputError("e2ee= takes an AttestedE2EEKey: AttestedE2EEKey.from_established_keyset(att.keyset) "
                              "for a keyset phalanb verified (or, knowingly, AttestedE2EEKey.UNVERIFIED_override)")
         if raw_body is not None:
@@ -423,7 +422,7 @@ class Client:
             data = encode_body(payload)
         sealed = None
         if e2ee is not None:
-            sealed = prepare_request(payload, model_key=e2ee, endpoint="/v1/chat/completions")
+            sealed = e2ee.seal(payload, endpoint="/v1/chat/completions")
             data = sealed.body
         headers = {"Content-Type": "application/json", **self._auth_headers()}
         if stream:
@@ -432,7 +431,7 @@ class Client:
             headers.update(sealed.headers)
         request = self._http.build_request("POST", self._url("chat/completions"), content=data, headers=headers)
         # Under E2EE the recorder sees ciphertext: the plaintext reaches on_text through the decryptor instead.
-        opener = _ReplyOpener(sealed, stream=stream, on_text=on_text) if sealed is not None else None
+        opener = sealed.opener(stream=stream, on_text=on_text) if sealed is not None else None
         recorder = ExchangeRecorder(url=str(request.url), request_bytes=request.content, stream=stream,
                                     request_headers=request.headers, on_text=on_text if sealed is None else None)
         recorder.mark_sent()
@@ -604,55 +603,3 @@ class Client:
             return [m["id"] for m in data["data"]]
         except (KeyError, TypeError) as exc:
             raise ParseError(f"the model list has an unexpected shape ({exc!r})", field="data") from None
-
-
-class _ReplyOpener:
-    """Opens an E2EE v2 reply for :meth:`Client.chat`: event by event while it streams (plaintext to
-    ``on_text``), or whole at the end; then records it on the exchange. A decryption failure does not stop the
-    reading — the exact bytes are still wanted for the receipt — but is raised once the reply is complete."""
-
-    def __init__(self, request: EncryptedRequest, *, stream: bool, on_text: Callable[[str], None] | None):
-        self.request = request
-        self.stream = stream
-        self.on_text = on_text
-        self.decryptor = StreamDecryptor(request) if stream else None
-        self.error: E2EEError | None = None
-
-    def feed(self, chunk: bytes) -> None:
-        if self.error is not None or self.decryptor is None:
-            return
-        try:
-            for event in self.decryptor.feed(chunk):
-                piece = event.deltas.get(0)
-                if piece and self.on_text is not None:
-                    self.on_text(piece)
-        except E2EEError as exc:
-            self.error = exc
-
-    def finish(self, exchange: Exchange) -> None:
-        reply: Any = None
-        fields: tuple[str, ...] = ()
-        keys: tuple[str, ...] = ()
-        if self.error is None:
-            try:
-                if self.decryptor is not None:
-                    self.decryptor.close()
-                    reply = [c.data for c in self.decryptor.chunks]
-                    fields = self.decryptor.fields
-                else:
-                    opened = decrypt_response(exchange.response_bytes, self.request)
-                    reply, fields = opened.body, opened.fields
-                    if opened.text and self.on_text is not None:
-                        self.on_text(opened.text)
-                keys = reply_field_keys(self.request, exchange.response_bytes, stream=self.stream)
-            except E2EEError as exc:
-                self.error = exc
-        exchange.e2ee = record_e2ee(self.request, stream=self.stream, reply=None if self.error else reply,
-                                    reply_fields=() if self.error else fields, reply_keys=() if self.error else keys,
-                                    reply_error=str(self.error) if self.error else None)
-        exchange.text = exchange.e2ee.text
-        if self.error is not None:
-            err = E2EEError(f"the encrypted reply could not be opened: {self.error} (the exact bytes are kept in "
-                            "the exception's .partial exchange)", field=self.error.field)
-            err.partial = exchange  # type: ignore[attr-defined]
-            raise err

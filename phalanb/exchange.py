@@ -13,16 +13,23 @@ import binascii
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from .apikey import REDACTED
 from .errors import ParseError
 from .sse import ChatAssembler, SSEDecoder, parse_completion
 
-if TYPE_CHECKING:
-    from .aci.e2ee_wire import E2EERecord
+#: Reads a sealed exchange's saved record (``exchange.e2ee``) back. The wire carries bytes and knows no protocol:
+#: the protocol that seals chats registers its reader (phalanb.aci.e2ee_wire does, when imported).
+_sealed_record_reader: Callable[[Any], Any] | None = None
 
-__all__ = ["Timings", "Exchange", "ExchangeRecorder", "redact_headers"]
+
+def register_sealed_record_reader(reader: Callable[[Any], Any]) -> None:
+    """Make ``reader`` read the ``e2ee`` record of a saved exchange in :meth:`Exchange.from_dict`."""
+    global _sealed_record_reader
+    _sealed_record_reader = reader
+
+__all__ = ["Timings", "Exchange", "ExchangeRecorder", "redact_headers", "register_sealed_record_reader"]
 
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
 
@@ -179,7 +186,7 @@ class Exchange:
     # ACI E2EE v2 (ACI.md §6): request_bytes/response_bytes stay the exact *wire* bytes (ciphertext); the record
     # keeps the restored request, the decrypted reply and what offline re-verification needs (no private key).
     # ``text`` is then the decrypted reply text.
-    e2ee: "E2EERecord | None" = None
+    e2ee: Any = None  # the sealing protocol's record (phalanb.aci.E2EERecord), see phalanb.encryption
 
     @property
     def request_sha256(self) -> str:
@@ -254,9 +261,11 @@ class Exchange:
             if value is not None:
                 setattr(ex, key, value)
         if d.get("e2ee") is not None:
-            from .aci.e2ee_wire import E2EERecord
-
-            ex.e2ee = E2EERecord.from_dict(d["e2ee"])
+            if _sealed_record_reader is None:
+                raise ParseError("a sealed exchange's record is read by the protocol that sealed it, and none is "
+                                 "loaded: import phalanb.aci (ACI E2EE v2) before reading this exchange",
+                                 field="exchange.e2ee")
+            ex.e2ee = _sealed_record_reader(d["e2ee"])
             # The wire reply is ciphertext: the readable text is the recorded decrypted reply (a claim until
             # verify_aci re-opens the sealed fields with the recorded field keys).
             ex.text = ex.e2ee.text

@@ -26,7 +26,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import E2EEError, InputError, UnsupportedError
 from ..sse import SSEDecoder
@@ -82,6 +82,12 @@ class AttestedE2EEKey:
     @property
     def suite(self) -> Suite:
         return self._suite
+
+    def seal(self, payload: Mapping[str, Any], *, endpoint: str) -> "EncryptedRequest":
+        """The wire's :class:`~phalanb.encryption.Encryption`: ``payload`` sealed to this key
+        (:func:`prepare_request`); the client sends ``.body`` with ``.headers`` and opens the reply with
+        ``.opener(...)``."""
+        return prepare_request(payload, model_key=self, endpoint=endpoint)
 
     @property
     def public_key_hex(self) -> str:
@@ -194,6 +200,12 @@ class EncryptedRequest:
     @property
     def body_sha256(self) -> str:
         return hashlib.sha256(self.body).hexdigest()
+
+    def opener(self, *, stream: bool, on_text: Callable[[str], None] | None = None) -> Any:
+        """The wire's :class:`~phalanb.encryption.ReplyOpener` for this request's reply."""
+        from .e2ee_wire import ReplyOpener
+
+        return ReplyOpener(self, stream=stream, on_text=on_text)
 
     def __repr__(self) -> str:
         return (f"<EncryptedRequest {self.algo} model={self.model!r} fields={list(self.encrypted_fields)} "

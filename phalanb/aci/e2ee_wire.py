@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import E2EEError, ParseError
+from ..exchange import register_sealed_record_reader
 from ..sse import SSEDecoder
 from ..verdict import Check, Status
-from .e2ee import E2EE_HEADERS, AttestedE2EEKey, EncryptedRequest, check_request_encrypted
+from .e2ee import E2EE_HEADERS, AttestedE2EEKey, EncryptedRequest, StreamDecryptor, check_request_encrypted, decrypt_response
 from .e2ee_crypto import (
     GCM_NONCE_BYTES, SUITES, _split, endpoint_kind, looks_sealed, parse_public_key, request_slots, response_aad,
     response_slots, serde_dumps, serde_loads, stream_slots,
@@ -406,3 +407,64 @@ def e2ee_checks(record: E2EERecord, *, keyset: "EstablishedKeyset | None", reque
     covers, so without a passing one ``e2ee.response_authenticated`` is skipped."""
     return [_key_check(record, keyset), _request_check(record, request_bytes),
             _response_check(record, response_bytes, response_hash)]
+
+
+class ReplyOpener:
+    """Opens an E2EE v2 reply for :meth:`~phalanb.client.Client.chat` (the wire's
+    :class:`~phalanb.encryption.ReplyOpener`): event by event while it streams (plaintext to
+    ``on_text``), or whole at the end; then records it on the exchange. A decryption failure does not stop the
+    reading — the exact bytes are still wanted for the receipt — but is raised once the reply is complete."""
+
+    def __init__(self, request: EncryptedRequest, *, stream: bool, on_text: Callable[[str], None] | None):
+        self.request = request
+        self.stream = stream
+        self.on_text = on_text
+        self.decryptor = StreamDecryptor(request) if stream else None
+        self.error: E2EEError | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self.error is not None or self.decryptor is None:
+            return
+        try:
+            for event in self.decryptor.feed(chunk):
+                piece = event.deltas.get(0)
+                if piece and self.on_text is not None:
+                    self.on_text(piece)
+        except E2EEError as exc:
+            self.error = exc
+
+    def finish(self, exchange: Any) -> None:
+        reply: Any = None
+        fields: tuple[str, ...] = ()
+        keys: tuple[str, ...] = ()
+        if self.error is None:
+            try:
+                if self.decryptor is not None:
+                    self.decryptor.close()
+                    reply = [c.data for c in self.decryptor.chunks]
+                    fields = self.decryptor.fields
+                else:
+                    opened = decrypt_response(exchange.response_bytes, self.request)
+                    reply, fields = opened.body, opened.fields
+                    if opened.text and self.on_text is not None:
+                        self.on_text(opened.text)
+                keys = reply_field_keys(self.request, exchange.response_bytes, stream=self.stream)
+            except E2EEError as exc:
+                self.error = exc
+        exchange.e2ee = record_e2ee(self.request, stream=self.stream, reply=None if self.error else reply,
+                                    reply_fields=() if self.error else fields, reply_keys=() if self.error else keys,
+                                    reply_error=str(self.error) if self.error else None)
+        exchange.text = exchange.e2ee.text
+        if self.error is not None:
+            err = E2EEError(f"the encrypted reply could not be opened: {self.error} (the exact bytes are kept in "
+                            "the exception's .partial exchange)", field=self.error.field)
+            err.partial = exchange  # type: ignore[attr-defined]
+            raise err
+
+
+def _read_record(d: Any) -> E2EERecord:
+    return E2EERecord.from_dict(d)
+
+
+# The wire stores a sealed exchange's record without knowing its protocol: reading a saved one back is ours.
+register_sealed_record_reader(_read_record)

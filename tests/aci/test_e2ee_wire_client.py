@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-import phalanb.client as client_module
+import phalanb.aci.e2ee as e2ee_module  # seals the request the client sends (AttestedE2EEKey.seal)
 from phalanb.aci import e2ee_crypto as ec
 from phalanb.aci.e2ee import AttestedE2EEKey
 from phalanb.aci.e2ee_wire import E2EE_CHECK_IDS, E2EERecord
@@ -130,13 +130,13 @@ def test_a_saved_exchange_reverifies_offline_without_any_private_key(sim, attest
 
 def test_the_client_private_key_is_never_stored(client, attested, monkeypatch):
     made = []
-    real = client_module.prepare_request
+    real = e2ee_module.prepare_request
 
     def spy(*a, **kw):
         made.append(real(*a, **kw))
         return made[-1]
 
-    monkeypatch.setattr(client_module, "prepare_request", spy)
+    monkeypatch.setattr(e2ee_module, "prepare_request", spy)
     ex = _chat(client, attested, stream=False)
     secret = made[0].to_dict(include_client_key=True)["client_private_key"]
     assert secret not in json.dumps(ex.to_dict()) and secret not in repr(ex) and secret not in repr(ex.e2ee)
@@ -190,14 +190,14 @@ def test_a_stale_timestamp_is_refused_with_the_servers_code(sim, client, atteste
 
 def test_a_replayed_nonce_is_refused_with_the_servers_code(client, attested, monkeypatch):
     sent = []
-    real = client_module.prepare_request
+    real = e2ee_module.prepare_request
 
     def replaying(*a, **kw):  # a relay that re-sends the first sealed request
         if not sent:
             sent.append(real(*a, **kw))
         return sent[0]
 
-    monkeypatch.setattr(client_module, "prepare_request", replaying)
+    monkeypatch.setattr(e2ee_module, "prepare_request", replaying)
     _chat(client, attested, stream=False)
     with pytest.raises(ServiceError, match="e2ee_replay_detected"):
         _chat(client, attested, stream=False)

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 from ..errors import InputError, ParseError, PhalanbError
 from ..policy import Policy
-from ..report import NodeAttestation
+from ..tdx.node import node_tdx_checks
 from ..verdict import Check, Status, Verdict
 from . import jcs
 from ._util import hex_bytes
@@ -143,11 +143,12 @@ def _sha(data: bytes) -> str:
 
 # -- the report -------------------------------------------------------------------------------------------------
 
-def _node(report: AciReport) -> NodeAttestation:
+def _tdx_checks(report: AciReport, *, policy: Policy, collateral: Any, at: Any) -> tuple[list[Check], Any]:
+    """The report's TDX evidence, checked as every node's is (:func:`phalanb.tdx.node.node_tdx_checks`)."""
     ev = report.evidence
-    return NodeAttestation(shape="aci", intel_quote=ev.quote, event_log=ev.event_log_text or ev.event_log,
+    return node_tdx_checks(ev.quote, event_log=ev.event_log_text or ev.event_log,
                            info={"app_compose": ev.app_compose} if ev.app_compose is not None else {},
-                           vm_config=ev.vm_config, nonce_source="client", binding=None, raw=report.raw)
+                           vm_config=ev.vm_config, policy=policy, collateral=collateral, at=at)
 
 
 def _binding_checks(report: AciReport, nonce: bytes | None, digest: str, wid: str | None
@@ -354,8 +355,6 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     ``nonce``: the 32 bytes we sent (None: none was sent). ``collateral``: Intel collateral for the TCB status
     (without it ``tdx.tcb_status`` is skipped and the verdict is at best incomplete).
     """
-    from ..verify import tdx_checks
-
     if not isinstance(report, AciReport):
         try:
             report = parse_aci_report(report)
@@ -384,7 +383,7 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
                             {"recomputed": wid, "claimed": report.workload_id}))
     rd, fresh = _binding_checks(report, nonce, digest, wid)
     checks += [rd, fresh]
-    tdx, quote = tdx_checks(_node(report), policy=policy, collateral=collateral, at=at)
+    tdx, quote = _tdx_checks(report, policy=policy, collateral=collateral, at=at)
     checks.append(_slot_check(report, quote))
     checks.append(_expiry_check(report, at))
     if report.shape == "preview":

@@ -47,6 +47,7 @@ from typing import Any
 from coincurve import PublicKey
 from eth_hash.auto import keccak
 
+from phalanb.signatures import fetch_signature
 from phalanb import _batchscan, batch
 from phalanb.batch import audit, write_batch
 from phalanb.policy import Policy
@@ -105,7 +106,7 @@ def record(distinct: int) -> tuple[object, list]:
         replies = [(first.exchange, first.signature)]
         for i in range(distinct - 1):
             ex = s.client.chat(f"benchmark {i}", max_tokens=8, stream=i % 2 == 0)
-            replies.append((ex, s.client.signature(ex.chat_id)))
+            replies.append((ex, fetch_signature(s.client, ex.chat_id)))
     return first, replies
 
 

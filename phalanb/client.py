@@ -2,7 +2,7 @@
 
 >>> client = Client(base_url="https://api.redpill.ai/v1", model="phala/deepseek-v3.2")   # doctest: +SKIP
 >>> ex = client.chat("What is your model name?")                                         # doctest: +SKIP
->>> sig = client.signature(ex.chat_id)                                                   # doctest: +SKIP
+>>> sig = fetch_signature(client, ex.chat_id)      # phalanb.signatures reads what the client fetched # doctest: +SKIP
 >>> att = client.attestation()               # a fresh random 32-byte nonce every time     # doctest: +SKIP
 
 The API key comes from ``api_key=`` or the environment (``PHALANB_API_KEY``, then ``REDPILL_API_KEY``); it is
@@ -37,12 +37,13 @@ from .errors import (
 from .bodies import _decode_content, _reason, read_limited  # noqa: F401  (read_limited: public here too)
 from .encryption import Encryption
 from .exchange import Exchange, ExchangeRecorder
-from .signatures import ALGOS, SignatureRecord
 
 __all__ = ["Client", "AttestationFetch", "AciFetch", "AciAttestationFetch", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT",
            "new_nonce", "encode_body", "default_transport", "tls_context", "peer_spki_sha256", "read_limited"]
 
 DEFAULT_BASE_URL = "https://api.redpill.ai/v1"
+#: The values the service takes for the ``signing_algo`` query parameter.
+ALGOS = ("ecdsa", "ed25519")
 #: Connect quickly or fail; allow slow models a minute between bytes.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=10.0)
 _MAX_ERROR_BODY = 64 * 1024
@@ -492,9 +493,11 @@ class Client:
             opener.finish(exchange)
         return exchange
 
-    def signature(self, chat_id: str, *, model: str | None = None, signing_algo: str | None = None
-                  ) -> SignatureRecord:
-        """``GET /signature/{chat_id}``. A 404 raises :class:`SignatureExpiredError` with the explanation."""
+    def signature_document(self, chat_id: str, *, model: str | None = None, signing_algo: str | None = None
+                           ) -> Any:
+        """``GET /signature/{chat_id}``: the decoded JSON answer, not yet read as a signature (that is
+        :func:`phalanb.signatures.fetch_signature`). A 404 raises :class:`SignatureExpiredError` with the
+        explanation."""
         if not chat_id or "/" in chat_id:
             raise InputError(f"not a chat id: {chat_id!r}")
         algo = signing_algo or self.signing_algo
@@ -511,7 +514,7 @@ class Client:
                                         f"{': ' + exc.server_message if exc.server_message else ''}): "
                                         f"{SIGNATURE_EXPIRED_HELP}", status=404,
                                         server_message=exc.server_message, url=exc.url) from None
-        return SignatureRecord.from_dict(data, chat_id=chat_id)
+        return data
 
     def attestation(self, *, nonce: bytes | str | None = None, model: str | None = None,
                     signing_algo: str | None = None, signing_address: str | None = None,
@@ -556,12 +559,10 @@ class Client:
 
     def _aci_get(self, path: str, params: Mapping[str, str], *, what: str, auth: bool = True,
                  cls: type = AciFetch, **extra: Any) -> Any:
-        from .aci.jcs import loads as aci_loads
-
         fetched_at = time.time()
         response, raw, elapsed, spki = self._get_raw(path, params, what=what, auth=auth)
         headers = {k.lower(): v for k, v in response.headers.items() if k.lower().startswith("x-aci-")}
-        document = aci_loads(raw, what=what)
+        document = _json.loads_signed(raw, what=what)
         result = cls(url=str(response.request.url), raw=raw, document=document, headers=headers,
                      tls_spki_sha256=spki, elapsed_s=elapsed, fetched_at=fetched_at, **extra)
         self._note_keyset(path.split("/")[1] if "/" in path else path, headers.get("x-aci-keyset-digest"))

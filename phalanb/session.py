@@ -39,7 +39,7 @@ from .evidence import DEFAULT_PCCS_URL, OnlineEvidence, fetch_online_evidence
 from .exchange import Exchange
 from .gpu.nras import NRAS_URL
 from .policy import Policy
-from .signatures import SignatureRecord
+from .signatures import SignatureRecord, fetch_signature
 from .trust import require_loopback_for_simulated
 from .verdict import Verdict
 from .verify import verify_exchange
@@ -259,7 +259,7 @@ class Session:
             # An ACI gateway answered (X-Receipt-Id): its legacy endpoints describe the gateway, so the reply is
             # verified through the receipt, never through /v1/signature and /v1/attestation/report.
             return self.verify_aci(exchange, attestation=attestation)
-        signature = client.signature(exchange.chat_id)
+        signature = fetch_signature(client, exchange.chat_id)
         attestation = client.attestation(signing_algo=signature.signing_algo,
                                          signing_address=signature.signing_address)
         return self.verify(exchange, signature, attestation)

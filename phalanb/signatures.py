@@ -30,6 +30,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from . import _json
+from . import client as _client
 from .ed25519 import check_public_key
 from .errors import ParseError, SignatureFormatError
 from .verdict import Check, Status
@@ -38,6 +39,7 @@ __all__ = [
     "ALGOS",
     "SignedText",
     "SignatureRecord",
+    "fetch_signature",
     "HashCandidate",
     "parse_signed_text",
     "request_hash",
@@ -51,7 +53,7 @@ __all__ = [
     "same_address",
 ]
 
-ALGOS = ("ecdsa", "ed25519")
+ALGOS = _client.ALGOS  # the signing_algo values the service takes, named once by the wire
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -348,3 +350,14 @@ def check_signature_bound(signer: str | None, attested_address: str | None, *, a
         return Check("signature.bound", Status.PASS, "the signer is the attested signing address", ev)
     return Check("signature.bound", Status.FAIL, f"the signer {signer} is not the attested signing address "
                  f"{attested_address}", ev)
+
+
+def fetch_signature(client: Any, chat_id: str, *, model: str | None = None, signing_algo: str | None = None
+                    ) -> SignatureRecord:
+    """``GET /signature/{chat_id}`` through ``client`` (a :class:`~phalanb.client.Client`), read as a
+    :class:`SignatureRecord`. A 404 raises :class:`~phalanb.errors.SignatureExpiredError` with the explanation.
+
+    >>> signature = fetch_signature(client, exchange.chat_id)       # doctest: +SKIP
+    """
+    data = client.signature_document(chat_id, model=model, signing_algo=signing_algo)
+    return SignatureRecord.from_dict(data, chat_id=chat_id)

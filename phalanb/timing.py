@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import pandas as pd
 
 from .errors import InputError, PhalanbError, ServiceError, SignatureExpiredError, TransportError
+from .signatures import fetch_signature
 from .exchange import Exchange
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -312,7 +313,7 @@ def run_latency(client: "Client", *, n: int = 20, prompts: str | Sequence[str] =
         if signature and ex.chat_id:
             t0 = time.perf_counter()
             try:
-                sig = c.signature(ex.chat_id)
+                sig = fetch_signature(c, ex.chat_id)
                 row["signature_status"] = 200
             except SignatureExpiredError:
                 row["signature_status"] = 404

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import pandas as pd
 
 from .errors import InputError, PhalanbError, ServiceError, SignatureExpiredError, TransportError
+from .signatures import fetch_signature
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -455,11 +456,11 @@ class WindowProbe:
 
 # -- adapters for phalanb's Client ---------------------------------------------------------------------
 def signature_status(client: "Client") -> Callable[[str], int | None]:
-    """``fetch`` for :class:`WindowProbe`: the HTTP status of ``client.signature(chat_id)``."""
+    """``fetch`` for :class:`WindowProbe`: the HTTP status of ``fetch_signature(client, chat_id)``."""
 
     def fetch(chat_id: str) -> int | None:
         try:
-            client.signature(chat_id)
+            fetch_signature(client, chat_id)
         except SignatureExpiredError:
             return 404
         except ServiceError as exc:

@@ -9,6 +9,7 @@ import json
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from phalanb.signatures import fetch_signature
 
 
 def flip(b64: str, at: int) -> str:
@@ -106,5 +107,5 @@ def record_replies(seed: int, prompt: str):
         replies = [(first.exchange, first.signature)]
         for i in range(3):
             ex = s.client.chat(f"{prompt} {i}", max_tokens=6, stream=i % 2 == 1)
-            replies.append((ex, s.client.signature(ex.chat_id)))
+            replies.append((ex, fetch_signature(s.client, ex.chat_id)))
     return first, replies

@@ -5,6 +5,7 @@ import socket
 import httpx
 import pytest
 
+from phalanb.signatures import fetch_signature
 from phalanb.client import Client
 from phalanb.errors import (InputError, ParseError, PhalanbError, ServiceError, SignatureFormatError,
                             TransportError)
@@ -79,7 +80,7 @@ def test_server_500_is_a_service_error_with_the_server_message(fresh_sim, client
         client.chat("x")
     assert info.value.status == 500 and "simulated fault chat_500" in info.value.server_message
     with pytest.raises(ServiceError, match="HTTP 500"):
-        client.signature("chatcmpl-" + "0" * 32)
+        fetch_signature(client, "chatcmpl-" + "0" * 32)
     with pytest.raises(ServiceError, match="attestation fetch failed: HTTP 500"):
         client.attestation()
 
@@ -114,7 +115,7 @@ def test_connection_refused_is_a_transport_error():
     with pytest.raises(TransportError, match="could not connect"):
         client.chat("x")
     with pytest.raises(TransportError):
-        client.signature("chatcmpl-1")
+        fetch_signature(client, "chatcmpl-1")
 
 
 def test_a_stream_cut_midway_is_a_transport_error_with_the_partial_bytes(fresh_sim, client_for):
@@ -176,7 +177,7 @@ def test_a_hostile_server_s_deeply_nested_json_is_a_parse_error_not_a_crash():
     deep = b"[" * 200_000 + b"]" * 200_000
     transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=httpx.ByteStream(deep)))
     client = Client(base_url="http://127.0.0.1:1/v1", model="m", transport=transport)
-    for call in (client.models, client.attestation, lambda: client.signature("chatcmpl-1")):
+    for call in (client.models, client.attestation, lambda: fetch_signature(client, "chatcmpl-1")):
         with pytest.raises(ParseError, match="not JSON"):
             call()
     error = httpx.MockTransport(lambda request: httpx.Response(500, stream=httpx.ByteStream(deep)))

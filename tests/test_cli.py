@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from phalanb.signatures import fetch_signature
 from phalanb.cli import main
 
 
@@ -24,7 +25,7 @@ def test_sim_prints_its_base_url_first_and_serves(tmp_path, api_key, client_for)
         from phalanb.client import Client
         with Client(base_url=url, model="phalanb/sim-llama-3-8b", api_key=api_key) as c:
             ex = c.chat("hi from another process", max_tokens=3)
-            assert c.signature(ex.chat_id).signing_address
+            assert fetch_signature(c, ex.chat_id).signing_address
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=20)

@@ -1,5 +1,6 @@
 """Online evidence: collateral is fetched from the simulator's PCCS once and reused only while valid."""
 
+from phalanb.signatures import fetch_signature
 from phalanb.evidence import CollateralCache, fetch_online_evidence
 from phalanb.policy import Policy
 from phalanb.verify import verify_exchange
@@ -34,7 +35,7 @@ def test_collateral_is_cached_while_valid_and_refetched_after(fresh_sim, client_
     assert later.collateral is not None and len(fetches) == 2
     # Cached or not, the collateral is verified when used: it still yields an UpToDate TCB for this quote.
     ex = client.chat("x", max_tokens=2)
-    sig = client.signature(ex.chat_id)
+    sig = fetch_signature(client, ex.chat_id)
     v = verify_exchange(ex, sig, att.report, nonce=att.nonce, policy=Policy(trust="simulated"),
                         collateral=again.collateral)
     assert v["tdx.tcb_status"].status.value == "pass"

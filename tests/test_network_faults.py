@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from phalanb.signatures import fetch_signature
 from phalanb.errors import ParseError, ServiceError, TransportError
 from phalanb.verify import chat_checks
 
@@ -40,7 +41,7 @@ def test_503_is_retried_with_backoff(fresh_sim, client_for):
     with pytest.raises(ServiceError, match="HTTP 503"):
         client.chat("x", max_tokens=2)  # a chat is not retried, even on 503
     ex = client.chat("x", max_tokens=2)
-    assert client.signature(ex.chat_id).text
+    assert fetch_signature(client, ex.chat_id).text
     assert waits == [0.25]
     assert sim.state.requests[f"/v1/signature/{ex.chat_id}"] == 2
 
@@ -77,7 +78,7 @@ def test_truncated_json_is_a_parse_error_with_the_offset(fresh_sim, client_for):
     client = client_for(sim)
     ex = client.chat("x", max_tokens=2)
     with pytest.raises(ParseError, match="not JSON") as info:
-        client.signature(ex.chat_id)
+        fetch_signature(client, ex.chat_id)
     assert info.value.offset is not None
     with pytest.raises(ParseError):
         client.attestation()
@@ -88,7 +89,7 @@ def test_a_slow_drip_stream_keeps_exact_bytes_and_verifies(fresh_sim, client_for
     client = client_for(sim)
     ex = client.chat("drip", max_tokens=3)
     assert len(ex.timings.chunks) > 5  # arrived in many small pieces
-    checks, _ = chat_checks(ex, client.signature(ex.chat_id))
+    checks, _ = chat_checks(ex, fetch_signature(client, ex.chat_id))
     assert [c.status.value for c in checks] == ["pass", "pass", "pass"]
 
 

@@ -3,6 +3,7 @@
 import openai
 import pytest
 
+from phalanb.signatures import fetch_signature
 from phalanb.capture import Recorder
 from phalanb.errors import PhalanbError
 from phalanb.verify import chat_checks
@@ -22,7 +23,7 @@ def test_sdk_capture_records_exact_bytes_that_verify(sim, api_key, client_for, s
     assert len(rec) == 1 and ex.stream is stream and ex.complete
     assert ex.text == text  # phalanb read the same bytes the SDK parsed
     assert ex.request_headers["authorization"] == "<redacted>"
-    sig = client_for(sim).signature(ex.chat_id)
+    sig = fetch_signature(client_for(sim), ex.chat_id)
     checks, signer = chat_checks(ex, sig)
     assert [c.status.value for c in checks] == ["pass", "pass", "pass"]
     assert signer == sim.signing_address

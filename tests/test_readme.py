@@ -590,9 +590,9 @@ PYTHON: dict[str, PyExample] = {
                  ("messages=[...]", 'messages=[{{"role": "user", "content": "Hi"}}]')),
         prelude="import os\n",
         epilogue=("\n" + POLICY_IMPORT + "from phalanb.client import Client\nfrom phalanb.verify import "
-                  "verify_exchange\nassert exchange.complete and exchange.text == reply\n"
+                  "verify_exchange\nfrom phalanb.signatures import fetch_signature\nassert exchange.complete and exchange.text == reply\n"
                   f'with Client(base_url="{{url}}", model="{REAL_MODEL}") as client:\n'
-                  "    signature = client.signature(exchange.chat_id)\n    attestation = client.attestation()\n"
+                  "    signature = fetch_signature(client, exchange.chat_id)\n    attestation = client.attestation()\n"
                   "verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce, "
                   "policy=Policy.for_simulator())\n" + REPORT)),
     "from phalanb.aci import AttestedE2EEKey, verify_aci, verify_aci_report": PyExample(

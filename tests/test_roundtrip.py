@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from phalanb.signatures import fetch_signature
 from phalanb.exchange import Exchange
 from phalanb.policy import Policy
 from phalanb.signatures import SignatureRecord, check_hashes, parse_signed_text
@@ -16,7 +17,7 @@ from phalanb.verify import chat_checks, verify_exchange
 def test_round_trip_hashes_and_signature_verify(sim, stream, algo, client_for):
     with client_for(sim, signing_algo=algo) as client:
         ex = client.chat("Tell me about enclaves", stream=stream, max_tokens=12)
-        sig = client.signature(ex.chat_id)
+        sig = fetch_signature(client, ex.chat_id)
         att = client.attestation(signing_algo=algo)
     assert ex.status == 200 and ex.complete and ex.chat_id.startswith("chatcmpl-")
     assert len(ex.chat_id) == len("chatcmpl-") + 32
@@ -43,7 +44,7 @@ def test_request_bytes_are_the_bytes_on_the_wire(sim, client_for):
     raw = b'{"model": "%s", "messages": [{"role": "user", "content": "x"}],   "stream": false}' % sim.model.encode()
     with client_for(sim) as client:
         ex = client.chat(raw_body=raw)
-        sig = client.signature(ex.chat_id)
+        sig = fetch_signature(client, ex.chat_id)
     assert ex.request_bytes == raw  # odd spacing kept: nothing re-serialised
     assert parse_signed_text(sig.text).request_hash == hashlib.sha256(raw).hexdigest()
 
@@ -56,7 +57,7 @@ def _flip(data: bytes, i: int) -> bytes:
 def test_every_single_byte_flip_fails_naming_the_hash(sim, stream, client_for):
     with client_for(sim) as client:
         ex = client.chat("flip me", stream=stream, max_tokens=4)
-        sig = client.signature(ex.chat_id)
+        sig = fetch_signature(client, ex.chat_id)
     signed = parse_signed_text(sig.text)
     assert all(c.status.value == "pass" for c in check_hashes(signed, request_bytes=ex.request_bytes,
                                                                response_bytes=ex.response_bytes, stream=ex.stream))
@@ -77,7 +78,7 @@ def test_every_single_byte_flip_fails_naming_the_hash(sim, stream, client_for):
 def test_mismatch_names_first_differing_offset_when_reference_given(sim, client_for):
     with client_for(sim) as client:
         ex = client.chat("offset", stream=True, max_tokens=4)
-        sig = client.signature(ex.chat_id)
+        sig = fetch_signature(client, ex.chat_id)
     bad = _flip(ex.response_bytes, 100)
     checks, _ = chat_checks(Exchange(url="", request_bytes=ex.request_bytes, response_bytes=bad, status=200,
                                      stream=True), sig, reference_response=ex.response_bytes)
@@ -88,7 +89,7 @@ def test_nonstream_json_dumps_candidate_is_recognised(fresh_sim, client_for):
     sim = fresh_sim(nonstream_hash="json_dumps")
     with client_for(sim) as client:
         ex = client.chat("older server", stream=False)
-        sig = client.signature(ex.chat_id)
+        sig = fetch_signature(client, ex.chat_id)
     checks, _ = chat_checks(ex, sig)
     assert checks[1].status.value == "pass"
     assert checks[1].evidence["matched"] == "json-dumps"
@@ -99,7 +100,7 @@ def test_three_part_text_reports_the_model(fresh_sim, client_for):
     sim = fresh_sim(text_format="3part")
     with client_for(sim) as client:
         ex = client.chat("three parts", stream=True)
-        sig = client.signature(ex.chat_id)
+        sig = fetch_signature(client, ex.chat_id)
     assert parse_signed_text(sig.text).model == sim.model
     checks, _ = chat_checks(ex, sig)
     assert all(c.status.value == "pass" for c in checks)
@@ -109,7 +110,7 @@ def test_three_part_text_reports_the_model(fresh_sim, client_for):
 def test_saved_exchange_round_trips_through_json(sim, client_for):
     with client_for(sim) as client:
         ex = client.chat("save me", stream=True)
-        sig = client.signature(ex.chat_id)
+        sig = fetch_signature(client, ex.chat_id)
     again = Exchange.from_dict(json.loads(json.dumps(ex.to_dict())))
     assert again.request_bytes == ex.request_bytes and again.response_bytes == ex.response_bytes
     assert again.chat_id == ex.chat_id and again.text == ex.text

@@ -5,6 +5,7 @@ import logging
 
 import pytest
 
+from phalanb.signatures import fetch_signature
 from phalanb.apikey import ApiKey, resolve_api_key
 from phalanb.client import Client
 from phalanb.errors import SecretLeakError, ServiceError
@@ -13,7 +14,7 @@ from phalanb.errors import SecretLeakError, ServiceError
 def test_key_is_redacted_in_every_repr(sim, api_key, client_for):
     client = client_for(sim)
     ex = client.chat("repr me", max_tokens=2)
-    for obj in (client, ex, ex.request_headers, ex.to_dict(), ApiKey(api_key), client.signature(ex.chat_id)):
+    for obj in (client, ex, ex.request_headers, ex.to_dict(), ApiKey(api_key), fetch_signature(client, ex.chat_id)):
         assert api_key not in repr(obj) and api_key not in str(obj)
     assert ex.request_headers["authorization"] == "<redacted>"
 
@@ -28,7 +29,7 @@ def test_key_never_in_logs_even_at_debug(sim, api_key, client_for, tmp_path):
     try:
         client = client_for(sim)
         ex = client.chat("log me", max_tokens=2)
-        client.signature(ex.chat_id)
+        fetch_signature(client, ex.chat_id)
         client.attestation()
     finally:
         root.removeHandler(handler)

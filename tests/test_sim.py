@@ -5,6 +5,7 @@ import json
 import httpx
 import pytest
 
+from phalanb.signatures import fetch_signature
 from phalanb.errors import InputError, SignatureExpiredError
 from phalanb.sim import FAULTS, SimConfig, Simulator
 from phalanb.sim.server import set_remote_faults
@@ -16,7 +17,7 @@ CHAT_LINKS = ("request.hash", "response.hash", "signature.valid", "signature.bou
 def _run(sim, client_for, stream=True):
     client = client_for(sim)
     ex = client.chat("fault?", stream=stream, max_tokens=4)
-    sig = client.signature(ex.chat_id)
+    sig = fetch_signature(client, ex.chat_id)
     att = client.attestation()
     v = verify_exchange(ex, sig, att.report, nonce=att.nonce)
     return {cid: v[cid].status.value for cid in CHAT_LINKS}
@@ -43,7 +44,7 @@ def test_signature_missing_fault_is_an_explained_404(fresh_sim, client_for):
     client = client_for(fresh_sim(faults={"signature_missing"}))
     ex = client.chat("x", max_tokens=1)
     with pytest.raises(SignatureExpiredError):
-        client.signature(ex.chat_id)
+        fetch_signature(client, ex.chat_id)
 
 
 def test_faults_can_be_set_remotely_and_are_validated(fresh_sim):
@@ -103,7 +104,7 @@ def test_upstream_mode_forwards_exact_bytes_and_signs_them(fresh_sim, client_for
     proxy = fresh_sim(seed=4, upstream=upstream.base_url, upstream_api_key="sk-upstream-only")
     client = client_for(proxy)
     ex = client.chat("through the proxy", stream=stream, max_tokens=4)
-    sig = client.signature(ex.chat_id)
+    sig = fetch_signature(client, ex.chat_id)
     att = client.attestation()
     v = verify_exchange(ex, sig, att.report, nonce=att.nonce)
     assert {cid: v[cid].status.value for cid in CHAT_LINKS} == dict.fromkeys(CHAT_LINKS, "pass")

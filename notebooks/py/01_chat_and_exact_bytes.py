@@ -40,7 +40,7 @@ import json
 from IPython.display import display
 
 from phalanb.session import Session, Settings
-from phalanb.signatures import parse_signed_text
+from phalanb.signatures import fetch_signature, parse_signed_text
 from phalanb.widgets import table
 
 session = Session(Settings.from_env(model_server=True))
@@ -77,7 +77,7 @@ assert events[-1].done and exchange.response_bytes.endswith(b"data: [DONE]\n\n")
 # Its `text` is `request_hash:response_hash`.
 
 # %%
-signature = client.signature(exchange.chat_id)
+signature = fetch_signature(client, exchange.chat_id)
 signed = parse_signed_text(signature.text)
 print("signed text  :", signature.text)
 print("request hash :", signed.request_hash)
@@ -137,7 +137,7 @@ assert hashlib.sha256(rebuilt).hexdigest() != signed.response_hash  # …but not
 from phalanb.signatures import response_hash_candidates
 
 plain = client.chat("Say hello.", stream=False)
-plain_signed = parse_signed_text(client.signature(plain.chat_id).text)
+plain_signed = parse_signed_text(fetch_signature(client, plain.chat_id).text)
 print(plain.response_bytes[:200].decode(), "…")
 display(table([(c.name, c.sha256, "← signed" if c.sha256 == plain_signed.response_hash else "")
                for c in response_hash_candidates(plain.response_bytes, stream=False)],
@@ -165,7 +165,7 @@ chunks = oai.chat.completions.create(model=client.model, stream=True,
                                      messages=[{"role": "user", "content": "What is an RTMR?"}])
 sdk_text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 captured = recorder.last
-checks, signer = chat_checks(captured, client.signature(captured.chat_id))
+checks, signer = chat_checks(captured, fetch_signature(client, captured.chat_id))
 display(table([("exchange", repr(captured)),
                ("authorization header, as stored", captured.request_headers.get("authorization"))],
               columns=["captured under the SDK", ""]))

@@ -36,6 +36,7 @@ import json
 from IPython.display import display
 
 from phalanb.lab import fixtures_path
+from phalanb.signatures import fetch_signature
 from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
@@ -160,7 +161,7 @@ from phalanb.session import Session, Settings
 
 with Session(Settings.from_env(model_server=True, signing_algo="ed25519")) as session:
     ex = session.client.chat("Sign this with ed25519.")
-    ed = session.client.signature(ex.chat_id, signing_algo="ed25519")
+    ed = fetch_signature(session.client, ex.chat_id, signing_algo="ed25519")
 print(ed.signing_algo, "public key:", ed.signing_address)
 pub = Ed25519PublicKey.from_public_bytes(bytes.fromhex(ed.signing_address))
 pub.verify(bytes.fromhex(ed.signature), ed.text.encode())  # raises if it does not verify

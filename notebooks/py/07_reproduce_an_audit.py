@@ -37,6 +37,7 @@ import pandas as pd
 from IPython.display import display
 
 from phalanb.audit import load_bundle, parse_bundle, reverify
+from phalanb.signatures import fetch_signature
 from phalanb.widgets import table
 
 shipped = Path("data") / "sim-reply.phalanb.json"
@@ -161,7 +162,7 @@ with Session(Settings.from_env(model_server=True)) as session:
     replies = [(first.exchange, first.signature)]
     for i in range(1, 20):
         exchange = session.client.chat(f"A batch of replies, number {i}.")
-        replies.append((exchange, session.client.signature(exchange.chat_id)))
+        replies.append((exchange, fetch_signature(session.client, exchange.chat_id)))
 batch_file = write_batch(folder.parent / f"{folder.name}-replies.pbatch", report=first.attestation.report,
                          nonce=first.attestation.nonce, policy=first.policy, verified_at=first.verified_at,
                          collateral=first.online.collateral, nras_response=first.online.nras_response,

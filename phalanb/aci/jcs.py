@@ -23,14 +23,14 @@ import hashlib
 import json
 from typing import Any
 
-from .. import _json
 from ..errors import ParseError
 
 __all__ = ["canonicalize", "sha256_digest", "loads", "MAX_DOCUMENT_BYTES"]
 
-#: No ACI document comes near this (a report with a quote and an event log is ~30 KB; sessions carry evidence of
-#: a few MB at most); anything larger is refused before parsing.
-MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+# The strict reading of a signed document (no duplicate members, integers only, bounded) is the ground's JSON
+# rule for signed documents: the wire reads fetched ACI documents with it too.
+from .._json import MAX_DOCUMENT_BYTES  # noqa: E402
+from .._json import loads_signed as loads  # noqa: E402
 
 
 def _check(value: Any, path: str) -> None:
@@ -73,57 +73,3 @@ def canonicalize(value: Any) -> bytes:
 def sha256_digest(value: Any) -> str:
     """``"sha256:" + hex(sha256(JCS(value)))``, the form ACI writes digests in."""
     return "sha256:" + hashlib.sha256(canonicalize(value)).hexdigest()
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _Duplicate(key)
-        seen[key] = value
-    return seen
-
-
-class _Duplicate(Exception):
-    def __init__(self, key: str):
-        self.key = key
-
-
-def _no_float(text: str) -> Any:
-    raise _Float(text)
-
-
-class _Float(Exception):
-    def __init__(self, text: str):
-        self.text = text
-
-
-def _no_constant(name: str) -> Any:
-    raise _Float(name)
-
-
-def loads(data: str | bytes, *, what: str = "document", max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
-    """Parse an ACI document strictly: at most ``max_bytes``, UTF-8, bounded nesting, no duplicate member
-    names, no floats, no NaN/Infinity. Every refusal is a :class:`ParseError` naming ``what`` and the offset."""
-    size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
-    if size > max_bytes:
-        raise ParseError(f"{size} bytes is more than the {max_bytes} an ACI {what} may have", field=what)
-    try:
-        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"not UTF-8 ({exc.reason})", field=what, offset=exc.start) from None
-    if _json._too_deep(text) is not None:
-        raise ParseError(f"nested deeper than {_json.MAX_DEPTH} levels", field=what, offset=_json._too_deep(text))
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float,
-                          parse_constant=_no_constant)
-    except _Duplicate as exc:
-        raise ParseError(f"member {exc.key!r} appears twice; a signed document must be unambiguous",
-                         field=what) from None
-    except _Float as exc:
-        raise ParseError(f"number {exc.text} is not an integer; ACI documents carry integers only",
-                         field=what) from None
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"not JSON ({exc.msg})", field=what, offset=exc.pos) from None
-    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits
-        raise ParseError(f"not JSON ({exc})", field=what) from None

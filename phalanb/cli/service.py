@@ -20,7 +20,7 @@ from ..evidence import DEFAULT_PCCS_URL
 from ..session import Session, Settings
 from ..sim.config import LATENCY_DISTRIBUTIONS
 from ..errors import InputError, SignatureExpiredError
-from ..signatures import ALGOS
+from ..signatures import ALGOS, fetch_signature
 from .audit import service_args
 
 __all__ = ["register"]
@@ -263,7 +263,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                         print(f"receipt {exchange.receipt_id}: {len(receipt.raw)} bytes, signed by the gateway's "
                               "attested key (phalanb chat --save FILE verifies it and keeps it)", file=sys.stderr)
                     else:
-                        client.signature(exchange.chat_id)
+                        fetch_signature(client, exchange.chat_id)
                 except SignatureExpiredError as exc:
                     print(f"phalanb: {exc}", file=sys.stderr)
     t = exchange.timings

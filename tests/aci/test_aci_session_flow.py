@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from phalanb.signatures import fetch_signature
 from phalanb.audit import load_bundle, parse_bundle, reverify
 from phalanb.session import Session, Settings
 from phalanb.sim import FAULTS, SimConfig, Simulator
@@ -118,7 +119,7 @@ def test_the_old_flow_against_the_gateway_is_never_proof_about_the_model():
     with Simulator(SimConfig(seed=5, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
         with Client(base_url=sim.base_url, model=sim.model) as c:
             ex = c.chat("the old way", max_tokens=4)
-            sig = c.signature(ex.chat_id)
+            sig = fetch_signature(c, ex.chat_id)
             att = c.attestation(signing_address=sig.signing_address)
     v = verify_exchange(ex, sig, att.report, nonce=att.nonce, policy=Policy(trust="simulated"))
     assert v.status == "incomplete"

@@ -13,6 +13,7 @@ import time
 import dcap_qvl
 import pytest
 
+from phalanb.signatures import fetch_signature
 from phalanb.evidence import CollateralCache, fetch_online_evidence
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
@@ -54,7 +55,7 @@ def _evidence(sim, cache):
     with Client(base_url=sim.base_url, model=sim.model, api_key=TEST_API_KEY) as client:
         att = client.attestation()
         ex = client.chat("x", max_tokens=2)
-        sig = client.signature(ex.chat_id)
+        sig = fetch_signature(client, ex.chat_id)
     root = sim.base_url.removesuffix("/v1")
     online = fetch_online_evidence(att.report, signing_address=att.report["signing_address"], nonce=att.nonce,
                                    pccs_url=f"{root}/pccs", nras_url=None, cache=cache)

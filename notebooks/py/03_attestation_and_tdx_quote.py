@@ -123,7 +123,7 @@ assert explorer.highlight == (568, 632)
 
 # %%
 from phalanb.tdx import verify_quote_offline
-from phalanb.trust import tdx_root
+from phalanb.tdx.roots import tdx_root
 
 root = tdx_root(session.policy)
 offline = verify_quote_offline(quote, root=root)

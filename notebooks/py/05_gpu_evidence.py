@@ -39,7 +39,7 @@ from phalanb.gpu import parse_payload, verify_payload
 from phalanb.lab import fixtures_path
 from phalanb.report import parse_report
 from phalanb.session import Session, Settings
-from phalanb.trust import gpu_root
+from phalanb.gpu.roots import gpu_root
 from phalanb.widgets import table
 
 FIXTURES = fixtures_path()

@@ -136,7 +136,7 @@ def test_a_forged_jwks_in_a_saved_bundle_does_not_pass_nras(neardirect, fresh_ke
 
 def test_simulated_nras_keys_count_only_under_simulated_trust(sim_gpus):
     from phalanb.gpu.sim import SIM_NRAS_ISSUER, simulated_nras_anchor
-    from phalanb.trust import nras_anchor
+    from phalanb.gpu.roots import nras_anchor
 
     nonce = "42" * 32
     _status, answer = sim_gpus.appraise(sim_gpus.payload(nonce))

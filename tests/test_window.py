@@ -196,14 +196,15 @@ def test_the_aci_simulator_honours_the_signature_ttl_on_its_legacy_endpoint(fres
     import time
 
     from phalanb.errors import SignatureExpiredError
+    from phalanb.signatures import fetch_signature
 
     sim = fresh_sim(protocol="aci", receipt_ttl=60.0, signature_ttl=0.5)
     client = client_for(sim)
     ex = client.chat("Say OK.", max_tokens=1)
-    client.signature(ex.chat_id)  # within its window
+    fetch_signature(client, ex.chat_id)  # within its window
     time.sleep(0.7)
     with pytest.raises(SignatureExpiredError):
-        client.signature(ex.chat_id)
+        fetch_signature(client, ex.chat_id)
     client.receipt(ex.receipt_id)  # the receipt is kept for its own, longer window
 
 

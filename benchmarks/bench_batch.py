@@ -47,9 +47,9 @@ from typing import Any
 from coincurve import PublicKey
 from eth_hash.auto import keccak
 
-from phalanb.signatures import fetch_signature
-from phalanb import _batchscan, batch
-from phalanb.batch import audit, write_batch
+from phalanb.vllm.signatures import fetch_signature
+from phalanb.audit import fastpath as _batchscan, batch
+from phalanb.audit.batch import audit, write_batch
 from phalanb.policy import Policy
 from phalanb.session import Session, Settings
 
@@ -57,7 +57,7 @@ from phalanb.session import Session, Settings
 # peak is VmHWM: ru_maxrss survives exec on Linux and would report this benchmark's size at the fork instead.
 _MEMORY_PROBE = """
 import json, multiprocessing, resource, sys, time
-from phalanb.batch import audit
+from phalanb.audit.batch import audit
 
 def peak_kb():
     try:

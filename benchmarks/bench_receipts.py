@@ -22,7 +22,7 @@ import time
 
 from phalanb.aci import verify_aci_report
 from phalanb.aci.batch import ReceiptItem, audit_receipts
-from phalanb.client import Client
+from phalanb.wire.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
 from phalanb.sim.aci_docs import sign_receipt

@@ -26,9 +26,9 @@ from typing import Callable
 
 import httpx
 
-from phalanb.client import Client, default_transport
+from phalanb.wire.client import Client, default_transport
 from phalanb.sim import SimConfig, Simulator
-from phalanb.timing import run_latency
+from phalanb.timing.latency import run_latency
 
 PROMPT = "Stream me a short answer about attestation."
 

@@ -31,18 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .apikey import ApiKey, resolve_api_key
-from .audit import Bundle, make_bundle, save_bundle
-from .client import AttestationFetch, Client
+from .wire.apikey import ApiKey, resolve_api_key
+from .audit.bundle import Bundle, make_bundle, save_bundle
+from .wire.client import AttestationFetch, Client
 from .errors import InputError, NotFoundError, ServiceError
-from .evidence import DEFAULT_PCCS_URL, OnlineEvidence, fetch_online_evidence
-from .exchange import Exchange
+from .audit.evidence import DEFAULT_PCCS_URL, OnlineEvidence, fetch_online_evidence
+from .wire.exchange import Exchange
 from .gpu.nras import NRAS_URL
 from .policy import Policy
-from .signatures import SignatureRecord, fetch_signature
+from .vllm.signatures import SignatureRecord, fetch_signature
 from .trust import require_loopback_for_simulated
 from .verdict import Verdict
-from .verify import verify_exchange
+from .vllm.verify import verify_exchange
 
 __all__ = ["Settings", "Session", "VerifiedChat", "VerifiedAciChat"]
 
@@ -138,10 +138,10 @@ class VerifiedAciChat:
     receipt, the attested sessions it cites, what was fetched online, and the verdict."""
 
     exchange: Exchange
-    attestation: Any  # phalanb.client.AciAttestationFetch
-    receipt: Any  # phalanb.client.AciFetch
+    attestation: Any  # phalanb.wire.client.AciAttestationFetch
+    receipt: Any  # phalanb.wire.client.AciFetch
     sessions: dict[str, bytes]
-    online: Any  # phalanb.evidence.AciOnlineEvidence
+    online: Any  # phalanb.audit.evidence.AciOnlineEvidence
     verdict: Verdict
     policy: Policy
     endpoint: dict[str, Any]
@@ -150,7 +150,7 @@ class VerifiedAciChat:
     protocol: str = "aci"
 
     def bundle(self) -> Bundle:
-        from .audit import make_aci_bundle
+        from .audit.bundle import make_aci_bundle
 
         return make_aci_bundle(self.exchange, attestation=self.attestation, receipt=self.receipt,
                                sessions=self.sessions, policy=self.policy, verdict=self.verdict, online=self.online,
@@ -285,7 +285,7 @@ class Session:
     def attested_e2ee_key(self) -> tuple[Any, Any]:
         """A fresh ACI report, verified now, and the E2EE key its established keyset lists (X25519 first)."""
         from .aci import AttestedE2EEKey, verify_aci_report
-        from .evidence import fetch_aci_online_evidence
+        from .audit.evidence import fetch_aci_online_evidence
 
         try:
             attestation = self.client.aci_attestation()
@@ -313,7 +313,7 @@ class Session:
         from .aci import verify_aci
         from .aci.receipt import parse_receipt
         from .errors import PhalanbError
-        from .evidence import AciOnlineEvidence, fetch_aci_online_evidence
+        from .audit.evidence import AciOnlineEvidence, fetch_aci_online_evidence
 
         client = self.client
         attestation = attestation if attestation is not None else client.aci_attestation()

@@ -9,7 +9,7 @@ import json
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from phalanb.signatures import fetch_signature
+from phalanb.vllm.signatures import fetch_signature
 
 
 def flip(b64: str, at: int) -> str:

@@ -33,7 +33,7 @@ def api_key() -> str:
 @pytest.fixture
 def client_for(api_key):
     """``client_for(sim, **kw)``: a phalanb Client pointed at a simulator, with the test key."""
-    from phalanb.client import Client
+    from phalanb.wire.client import Client
 
     made = []
 

@@ -292,7 +292,7 @@ class Corpus:
         """(document, client nonce) of every attestation shape in ``fixtures/field`` (issue 12): Tinfoil v2 and
         v3, NanoGPT wrappers, the Chutes evidence API (with its e2e keys merged), Venice, a NEAR AI Cloud gateway,
         the AMD SEV-SNP documents phalanb refuses, and an ACI gateway report's marker."""
-        from phalanb.report import merge_chutes_instances
+        from phalanb.vllm.report import merge_chutes_instances
 
         out: dict[str, tuple[dict, bytes | None]] = {}
         for folder, file in FIELD_REPORTS:
@@ -337,17 +337,17 @@ class Corpus:
 
     @cached_property
     def exchange_dict(self) -> dict:
-        from phalanb.exchange import Exchange
+        from phalanb.wire.exchange import Exchange
 
         return Exchange.from_bytes(request_bytes=self.request, response_bytes=self.sse).to_dict()
 
     @cached_property
     def bundle_text(self) -> str:
         """A real-data audit bundle: the 2024 docs exchange and signature with the nanogpt-2026-06 report."""
-        from phalanb.audit import make_bundle
-        from phalanb.exchange import Exchange
+        from phalanb.audit.bundle import make_bundle
+        from phalanb.wire.exchange import Exchange
         from phalanb.policy import Policy
-        from phalanb.signatures import SignatureRecord
+        from phalanb.vllm.signatures import SignatureRecord
 
         ex = Exchange.from_bytes(request_bytes=self.request, response_bytes=self.sse)
         sig = SignatureRecord.from_json(self.signature_record)
@@ -366,8 +366,8 @@ class Corpus:
 
 
 def framed_batch(header_text: str, metas: list[bytes], request: bytes, response: bytes) -> bytes:
-    """A framed batch (phalanb._frames): the header line, then one frame holding a record per meta."""
-    from phalanb import _frames
+    """A framed batch (phalanb.wire.frames): the header line, then one frame holding a record per meta."""
+    from phalanb.wire import frames as _frames
 
     records = [_frames.RECORD_HEAD.pack(len(m), len(request), len(response)) + m + request + response for m in metas]
     payload = b"".join(records)
@@ -895,7 +895,7 @@ def _gen_verify_report(rng: random.Random, c: Corpus) -> tuple:
 
 def _call_verify_report(args: tuple) -> Any:
     from phalanb.verdict import Verdict
-    from phalanb.verify import verify_report
+    from phalanb.vllm.verify import verify_report
 
     report, nonce = args
     verdict = verify_report(report, nonce=nonce)
@@ -913,7 +913,7 @@ def _gen_sse(rng: random.Random, c: Corpus) -> bytes:
 
 
 def _call_sse_decoder(data: bytes) -> Any:
-    from phalanb.sse import SSEDecoder
+    from phalanb.wire.sse import SSEDecoder
 
     # Feed in uneven chunks, as a network delivers them; the event boundaries must not depend on the split.
     dec = SSEDecoder()
@@ -936,7 +936,7 @@ def _gen_exchange_bytes(rng: random.Random, c: Corpus) -> tuple:
 
 
 def _call_exchange_bytes(args: tuple) -> Any:
-    from phalanb.exchange import Exchange
+    from phalanb.wire.exchange import Exchange
 
     req, resp, stream = args
     return Exchange.from_bytes(request_bytes=req, response_bytes=resp, stream=stream)
@@ -974,7 +974,7 @@ def _gen_recover(rng: random.Random, c: Corpus) -> tuple:
 
 
 def _call_recover(args: tuple) -> Any:
-    from phalanb.signatures import recover_signer
+    from phalanb.vllm.signatures import recover_signer
 
     text, sig, algo, pub = args
     return recover_signer(text, sig, algo, public_key=pub)
@@ -990,7 +990,7 @@ def _gen_bundle(rng: random.Random, c: Corpus) -> Any:
 
 
 def _call_bundle(value: Any) -> Any:
-    from phalanb.audit import parse_bundle, reverify
+    from phalanb.audit.bundle import parse_bundle, reverify
 
     # A bundle that loads must also re-verify to a verdict (that is what loading one is for).
     return reverify(parse_bundle(value), trust="simulated")
@@ -1024,7 +1024,7 @@ def _tmp() -> Path:
 
 
 def _call_jsonl(data: bytes) -> Any:
-    from phalanb.batch import load_items
+    from phalanb.audit.batch import load_items
 
     p = _tmp() / f"batch-{os.getpid()}.jsonl"
     p.write_bytes(data)
@@ -1068,8 +1068,8 @@ def _gen_framed(rng: random.Random, c: Corpus) -> bytes:
 def _call_framed(data: bytes) -> Any:
     """The loader, then the workers' fast reader over the same file: once the loader has read it, the fast reader
     must read every record too (it hands what it does not read itself to the loader's rules)."""
-    from phalanb import _batchscan
-    from phalanb.batch import load_items
+    from phalanb.audit import fastpath as _batchscan
+    from phalanb.audit.batch import load_items
 
     p = _tmp() / f"batch-{os.getpid()}.pbatch"
     p.write_bytes(data)
@@ -1136,7 +1136,7 @@ def _gen_compressed(rng: random.Random, c: Corpus) -> tuple:
 
 
 def _call_compressed(args: tuple) -> Any:
-    from phalanb.client import _decode_content
+    from phalanb.wire.client import _decode_content
 
     body, encoding, limit = args
     return _decode_content(body, encoding, limit=limit, what="fuzz")
@@ -1192,13 +1192,13 @@ def _call_verify_aci(args: tuple) -> Any:
 
 def _targets() -> list[Target]:
     from phalanb.aci import parse_aci_report, parse_receipt, parse_session
-    from phalanb.audit import parse_bundle  # noqa: F401  (imported early so import cost is not an input's time)
-    from phalanb.exchange import Exchange
+    from phalanb.audit.bundle import parse_bundle  # noqa: F401  (imported early so import cost is not an input's time)
+    from phalanb.wire.exchange import Exchange
     from phalanb.gpu import parse_cert_chain, parse_evidence, parse_payload
     from phalanb.gpu.nras import decode_jwt, parse_nras_response
-    from phalanb.report import parse_report
-    from phalanb.signatures import SignatureRecord, parse_signed_text
-    from phalanb.sse import parse_sse
+    from phalanb.vllm.report import parse_report
+    from phalanb.vllm.signatures import SignatureRecord, parse_signed_text
+    from phalanb.wire.sse import parse_sse
     from phalanb.tdx import load_collateral, parse_ccel_log, parse_dstack_log, parse_quote
 
     return [
@@ -1478,7 +1478,7 @@ class ReportFieldJudge:
         assert self._verdict(self.report) != "failed", self.name
 
     def _verdict(self, report: dict) -> str:
-        from phalanb.verify import verify_report
+        from phalanb.vllm.verify import verify_report
 
         # The report has several nodes when the shape lists several: the first is checked, as the field's is there.
         return verify_report(report, nonce=self.nonce, node=0).status
@@ -1519,13 +1519,13 @@ class Recorded:
 
     @cached_property
     def parsed(self) -> Any:
-        from phalanb.audit import parse_bundle
+        from phalanb.audit.bundle import parse_bundle
 
         return parse_bundle(self.bundle)
 
     @cached_property
     def attested(self) -> Any:
-        from phalanb.verify import attest_report
+        from phalanb.vllm.verify import attest_report
 
         b = self.parsed
         return attest_report(b.report, nonce=b.nonce, signer=b.signature.signing_address, policy=b.policy,
@@ -1542,8 +1542,8 @@ class Recorded:
     def judge(self, region: str, data: bytes) -> str:
         """Verdict of the reply with ``region`` replaced by ``data``: the reply's own links checked again and put
         together with the (unchanged, verified once) attestation — what the batch auditor does, and the same
-        verdict :func:`phalanb.verify.verify_exchange` gives (the tests check both on a sample)."""
-        from phalanb.verify import assemble, chat_checks
+        verdict :func:`phalanb.vllm.verify.verify_exchange` gives (the tests check both on a sample)."""
+        from phalanb.vllm.verify import assemble, chat_checks
 
         try:
             ex, sig = self.mutated(region, data)
@@ -1556,7 +1556,7 @@ class Recorded:
         return "failed" if verdict.status == "failed" else "passed"
 
     def mutated(self, region: str, data: bytes) -> tuple[Any, Any]:
-        from phalanb.signatures import SignatureRecord
+        from phalanb.vllm.signatures import SignatureRecord
 
         b = self.parsed
         ex, sig = b.exchange, b.signature

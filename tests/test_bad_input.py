@@ -5,12 +5,12 @@ import socket
 import httpx
 import pytest
 
-from phalanb.signatures import fetch_signature
-from phalanb.client import Client
+from phalanb.vllm.signatures import fetch_signature
+from phalanb.wire.client import Client
 from phalanb.errors import (InputError, ParseError, PhalanbError, ServiceError, SignatureFormatError,
                             TransportError)
-from phalanb.signatures import SignatureRecord, check_signature, parse_signed_text, recover_signer
-from phalanb.sse import parse_sse
+from phalanb.vllm.signatures import SignatureRecord, check_signature, parse_signed_text, recover_signer
+from phalanb.wire.sse import parse_sse
 
 TEXT = "a" * 64 + ":" + "b" * 64
 GOOD_SIG = "0x" + "11" * 64 + "1b"
@@ -163,7 +163,7 @@ def test_broken_sse_is_a_parse_error_with_offset(data, field):
             e.json()
     assert info.value.field == field and info.value.offset is not None
     # An exchange keeps such bytes as received (they can still be hashed) and says why they are unreadable.
-    from phalanb.exchange import Exchange
+    from phalanb.wire.exchange import Exchange
     ex = Exchange.from_bytes(request_bytes=b"{}", response_bytes=data, stream=True)
     assert ex.response_bytes == data and ex.complete is False
 

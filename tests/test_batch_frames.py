@@ -18,11 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=import
 
 import batchkit  # noqa: E402
 import fuzzkit as fk  # noqa: E402
-from phalanb import _batchscan, _frames  # noqa: E402
-from phalanb.batch import audit, load_items, write_batch  # noqa: E402
+from phalanb.audit import fastpath as _batchscan
+from phalanb.wire import frames as _frames  # noqa: E402
+from phalanb.audit.batch import audit, load_items, write_batch  # noqa: E402
 from phalanb.errors import ParseError  # noqa: E402
-from phalanb.exchange import Exchange  # noqa: E402
-from phalanb.verify import verify_exchange  # noqa: E402
+from phalanb.wire.exchange import Exchange  # noqa: E402
+from phalanb.vllm.verify import verify_exchange  # noqa: E402
 
 
 def _record(row: dict) -> tuple[dict, bytes, bytes]:
@@ -141,7 +142,7 @@ def test_framed_rows_on_two_workers_and_in_small_spans_equal_single_verification
     path, singles = framed["path"], framed["singles"]
     batchkit.same_rows(audit([path], workers=2, progress=False, trust="simulated"), singles)
     monkeypatch.setattr(_batchscan, "SPAN_BYTES", 1)  # one frame per span
-    monkeypatch.setattr("phalanb.batch.EARLY_SPAN_BYTES", 1)
+    monkeypatch.setattr("phalanb.audit.batch.EARLY_SPAN_BYTES", 1)
     batchkit.same_rows(audit([path], workers=2, progress=False, trust="simulated"), singles)
 
 
@@ -163,7 +164,7 @@ def test_the_variants_are_read_by_the_exact_reader(framed):
 def _fast_or_exact(meta: bytes, request: bytes, response: bytes) -> tuple:
     """What the batch makes of a record: (kind, value) — the compact row of the fast reader, or of the exact one,
     or the exact reader's error."""
-    from phalanb.batch import _own
+    from phalanb.audit.batch import _own
 
     row = _batchscan.quick_record(meta, request, response, 0, None)
     try:
@@ -362,7 +363,7 @@ def test_a_file_that_changes_after_it_was_cut_into_spans_is_named_so(framed, tmp
 
 
 def test_reframe_batch_rewrites_either_way_and_the_rows_stay_the_same(framed, tmp_path):
-    from phalanb.batch import reframe_batch
+    from phalanb.audit.batch import reframe_batch
     from phalanb.errors import InputError
 
     lines = framed["lines"]

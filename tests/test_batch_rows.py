@@ -12,10 +12,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: make batchkit importable
 
 import batchkit  # noqa: E402
-from phalanb.batch import audit, write_batch  # noqa: E402
-from phalanb.exchange import Exchange  # noqa: E402
-from phalanb.signatures import SignatureRecord  # noqa: E402
-from phalanb.verify import verify_exchange  # noqa: E402
+from phalanb.audit.batch import audit, write_batch  # noqa: E402
+from phalanb.wire.exchange import Exchange  # noqa: E402
+from phalanb.vllm.signatures import SignatureRecord  # noqa: E402
+from phalanb.vllm.verify import verify_exchange  # noqa: E402
 
 
 #: Lines whose reading depends on a rule of the fast reader: (the line's text after json.dumps, what to change).
@@ -75,7 +75,7 @@ def test_batch_whole_verdicts_equal_single_verdicts_check_by_check(batch):
 
 def test_a_batch_is_read_in_spans_of_whole_lines(batch, monkeypatch):
     """Cutting the file into many small spans (one worker's share each) changes no row."""
-    import phalanb._batchscan as scan
+    import phalanb.audit.fastpath as scan
 
     path, singles = batch
     monkeypatch.setattr(scan, "SPAN_BYTES", 700)
@@ -92,8 +92,8 @@ def test_a_batch_is_read_in_spans_of_whole_lines(batch, monkeypatch):
 def test_a_bad_line_in_a_later_span_is_the_loaders_parse_error(batch, monkeypatch, tmp_path):
     """The workers read the lines, but a line that is not an exchange record is reported exactly as
     load_items reports it: same words, same line number, same offset."""
-    import phalanb._batchscan as scan
-    from phalanb.batch import load_items
+    import phalanb.audit.fastpath as scan
+    from phalanb.audit.batch import load_items
     from phalanb.errors import ParseError
 
     path, _ = batch
@@ -141,7 +141,7 @@ def _receipt_not_a_string(line: bytes) -> bytes:
 def test_a_line_the_fast_reader_would_read_otherwise_is_the_loaders_parse_error(batch, tmp_path, make):
     """orjson nests deeper than the exact reader allows and refuses what that reader words: such lines, and
     fields only the exact reader looks at, are read the exact way — same words, field and offset as load_items."""
-    from phalanb.batch import load_items
+    from phalanb.audit.batch import load_items
     from phalanb.errors import ParseError
 
     path, _ = batch
@@ -158,7 +158,7 @@ def test_a_line_the_fast_reader_would_read_otherwise_is_the_loaders_parse_error(
 
 def test_the_fast_reader_reads_a_line_as_the_exact_reader_does():
     """Where orjson and the exact reader could differ, the fast reader declines (the exact one then reads)."""
-    import phalanb._batchscan as scan
+    import phalanb.audit.fastpath as scan
 
     assert scan._fast_json(b'{"a": NaN}') is None                          # orjson refuses NaN
     assert scan._fast_json(b'"\\ud800"') is None                           # and lone surrogates
@@ -174,7 +174,7 @@ def test_the_fast_reader_reads_a_line_as_the_exact_reader_does():
 
 
 def _outcome(read, line: bytes) -> tuple:
-    import phalanb._batchscan as scan
+    import phalanb.audit.fastpath as scan
 
     try:
         r = read(line)
@@ -193,7 +193,7 @@ def test_the_fast_reader_agrees_with_the_exact_reader_on_mutated_lines(batch):
     import sys
     from pathlib import Path
 
-    import phalanb._batchscan as scan
+    import phalanb.audit.fastpath as scan
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import fuzzkit as fk

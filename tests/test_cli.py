@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from phalanb.signatures import fetch_signature
+from phalanb.vllm.signatures import fetch_signature
 from phalanb.cli import main
 
 
@@ -22,7 +22,7 @@ def test_sim_prints_its_base_url_first_and_serves(tmp_path, api_key, client_for)
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
-        from phalanb.client import Client
+        from phalanb.wire.client import Client
         with Client(base_url=url, model="phalanb/sim-llama-3-8b", api_key=api_key) as c:
             ex = c.chat("hi from another process", max_tokens=3)
             assert fetch_signature(c, ex.chat_id).signing_address

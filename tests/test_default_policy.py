@@ -14,7 +14,7 @@ from phalanb.gpu.nras import NRAS_URL, parse_nras_response
 from phalanb.policy import Policy
 from phalanb.tdx import parse_quote
 from phalanb.tdx.measurements import JUDGED_REGISTERS, KnownMeasurements, check_measurements
-from phalanb.verify import measurement_check, verify_report
+from phalanb.vllm.verify import measurement_check, verify_report
 
 # Every real capture of a dstack (or Chutes sek8s) deployment, with the node's MRSEAM / MRTD as decoded.
 REAL_REPORTS = ["reports/nanogpt-gemma-2026-03", "reports/nanogpt-gemma-2026-06", "reports/neardirect-qwen-2026-04",
@@ -130,7 +130,7 @@ def test_the_new_knobs_travel_in_to_dict_and_back():
 
 def test_a_bundles_own_relaxations_and_pins_are_not_the_auditors(tmp_path):
     """Whoever wrote a bundle could write any policy into it; re-verification judges with the auditor's."""
-    from phalanb.audit import parse_bundle, reverify
+    from phalanb.audit.bundle import parse_bundle, reverify
     from phalanb.session import Session, Settings
 
     with Session(Settings(protocol="legacy", sim_options={"seed": 5, "ttft_ms": 0, "tokens_per_second": 0})) as s:
@@ -180,7 +180,7 @@ def test_without_nvidias_appraisal_the_default_policy_says_incomplete(fixtures, 
 
 
 def test_an_unreachable_nras_leaves_the_verdict_incomplete(fixtures):
-    from phalanb.evidence import fetch_online_evidence
+    from phalanb.audit.evidence import fetch_online_evidence
 
     kw = _capture(fixtures, "venice-qwen35-2026-06")
     online = fetch_online_evidence(kw["report"], signing_address=None, nonce=kw["nonce"], pccs_url=None,
@@ -192,7 +192,7 @@ def test_an_unreachable_nras_leaves_the_verdict_incomplete(fixtures):
 
 
 def test_a_production_session_asks_nvidias_nras_by_default_with_an_explicit_opt_out():
-    from phalanb.evidence import DEFAULT_PCCS_URL
+    from phalanb.audit.evidence import DEFAULT_PCCS_URL
     from phalanb.session import Session, Settings
 
     with Session(Settings(base_url="https://api.example.invalid/v1", model="m")) as s:

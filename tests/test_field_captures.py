@@ -15,11 +15,11 @@ import pytest
 
 from phalanb.cli import main
 from phalanb.errors import UnsupportedError
-from phalanb.exchange import Exchange
-from phalanb.report import merge_chutes_instances, parse_report
+from phalanb.wire.exchange import Exchange
+from phalanb.vllm.report import merge_chutes_instances, parse_report
 from phalanb.policy import Policy
-from phalanb.signatures import SignatureRecord
-from phalanb.verify import verify_exchange, verify_report
+from phalanb.vllm.signatures import SignatureRecord
+from phalanb.vllm.verify import verify_exchange, verify_report
 
 @pytest.fixture(scope="module")
 def field(fixtures) -> Path:

@@ -153,7 +153,7 @@ def test_deeply_nested_json_inside_a_jwt_and_an_sse_event():
     import base64
 
     from phalanb.gpu.nras import decode_jwt
-    from phalanb.sse import parse_completion
+    from phalanb.wire.sse import parse_completion
 
     part = base64.urlsafe_b64encode(DEEP.encode()).rstrip(b"=").decode()
     with pytest.raises(ParseError, match="not JSON"):
@@ -177,8 +177,8 @@ def test_a_deeply_nested_nras_or_jwks_answer_is_a_service_error():
 
 def test_integer_literals_beyond_4300_digits_are_parse_errors():
     # Python refuses them with a plain ValueError (not JSONDecodeError), which every caller let through.
-    from phalanb.report import parse_report
-    from phalanb.signatures import response_hash_candidates
+    from phalanb.vllm.report import parse_report
+    from phalanb.vllm.signatures import response_hash_candidates
 
     with pytest.raises(ParseError):
         parse_report('{"request_nonce": ' + "1" * 5000 + "}")
@@ -208,7 +208,7 @@ def test_certificate_chain_scan_is_linear_in_the_input():
 def test_a_long_event_dripped_byte_by_byte_is_decoded_in_linear_time():
     # The decoder searched the whole buffer for a blank line on every chunk: 200 kB dripped 1 byte at a time took
     # 54 s. The events must not depend on how the bytes were split.
-    from phalanb.sse import SSEDecoder, parse_sse
+    from phalanb.wire.sse import SSEDecoder, parse_sse
 
     data = b"data: " + b"x" * 200_000 + b"\r\n\r\n" + b": keep-alive\n\ndata: [DONE]\r\r"
     dec = SSEDecoder()
@@ -223,7 +223,7 @@ def test_a_long_event_dripped_byte_by_byte_is_decoded_in_linear_time():
        cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=8))
 def test_sse_events_do_not_depend_on_how_the_stream_is_split(data, cuts):
     from phalanb.errors import ParseError as PE
-    from phalanb.sse import SSEDecoder
+    from phalanb.wire.sse import SSEDecoder
 
     def events(chunks):
         dec = SSEDecoder()
@@ -293,7 +293,7 @@ def test_a_jwks_key_with_non_string_coordinates_is_skipped():
                                           ("timings", {"chunks": [[1, "2"]]}), ("timings", {"done_ns": "soon"}),
                                           ("timings", [1])])
 def test_a_saved_exchange_with_malformed_fields_is_a_parse_error(corpus, field, value):
-    from phalanb.exchange import Exchange
+    from phalanb.wire.exchange import Exchange
 
     d = dict(corpus.exchange_dict)
     d[field] = value
@@ -304,7 +304,7 @@ def test_a_saved_exchange_with_malformed_fields_is_a_parse_error(corpus, field, 
 def test_a_bundle_cannot_name_a_collateral_file(corpus):
     # A string collateral is a *path* to load_collateral: a bundle from elsewhere must not make the verifier read
     # local files (/dev/zero would never end).
-    from phalanb.audit import parse_bundle
+    from phalanb.audit.bundle import parse_bundle
 
     d = json.loads(corpus.bundle_text)
     d["collateral"] = "/dev/zero"
@@ -319,7 +319,7 @@ def test_a_bundle_cannot_name_a_collateral_file(corpus):
                                           ("policy", {"trust": "simulated", "tdx_root_der": "zz"}),
                                           ("policy", {"accepted_tcb": [{"a": 1}]})])
 def test_a_bundle_with_malformed_fields_is_a_parse_error(corpus, field, value):
-    from phalanb.audit import parse_bundle
+    from phalanb.audit.bundle import parse_bundle
 
     d = json.loads(corpus.bundle_text)
     d[field] = value

@@ -16,8 +16,8 @@ import pytest
 from phalanb.cli import main
 from phalanb.errors import ParseError, UnsupportedError
 from phalanb.policy import Policy
-from phalanb.report import merge_chutes_instances, parse_report
-from phalanb.verify import verify_report
+from phalanb.vllm.report import merge_chutes_instances, parse_report
+from phalanb.vllm.verify import verify_report
 
 
 def _json(path):
@@ -345,7 +345,7 @@ def test_nvswitch_evidence_in_a_report_is_never_verified_gpu_evidence(fixtures, 
 # -- the gateway's own collateral travels with the evidence ------------------------------------------------------
 
 def test_online_evidence_fetches_the_gateway_collateral_too(nearcloud, monkeypatch):
-    import phalanb.evidence as evidence
+    import phalanb.audit.evidence as evidence
     from phalanb.tdx.verify import pck_extension
 
     asked = []
@@ -369,8 +369,8 @@ def test_online_evidence_fetches_the_gateway_collateral_too(nearcloud, monkeypat
 
 
 def test_a_bundle_keeps_the_gateway_collateral_and_never_a_path(fixtures, nearcloud):
-    from phalanb.audit import make_bundle, parse_bundle, reverify
-    from phalanb.signatures import SignatureRecord
+    from phalanb.audit.bundle import make_bundle, parse_bundle, reverify
+    from phalanb.vllm.signatures import SignatureRecord
 
     report, nonce = nearcloud
     vec = _json(fixtures / "field" / "near-docs-sig-qwen35-2026-06" / "signature_vector.json")
@@ -387,9 +387,9 @@ def test_a_bundle_keeps_the_gateway_collateral_and_never_a_path(fixtures, nearcl
 
 
 def test_a_batch_shares_the_gateway_collateral_with_every_reply(fixtures, nearcloud, tmp_path):
-    from phalanb.batch import _attest, load_items, write_batch
-    from phalanb.exchange import Exchange
-    from phalanb.signatures import SignatureRecord
+    from phalanb.audit.batch import _attest, load_items, write_batch
+    from phalanb.wire.exchange import Exchange
+    from phalanb.vllm.signatures import SignatureRecord
 
     report, nonce = nearcloud
     d = fixtures / "field" / "near-docs-sig-qwen35-2026-06"

@@ -206,9 +206,9 @@ def test_the_shortcut_judge_agrees_with_verify_exchange_and_reverify(recorded):
     here the full pipelines give the same answer on a sample."""
     import json
 
-    from phalanb.audit import parse_bundle, reverify
-    from phalanb.exchange import Exchange
-    from phalanb.verify import verify_exchange
+    from phalanb.audit.bundle import parse_bundle, reverify
+    from phalanb.wire.exchange import Exchange
+    from phalanb.vllm.verify import verify_exchange
 
     rng = random.Random(7)
     for rec in recorded:

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from phalanb.signatures import fetch_signature
+from phalanb.vllm.signatures import fetch_signature
 from phalanb.errors import ParseError, ServiceError, TransportError
-from phalanb.verify import chat_checks
+from phalanb.vllm.verify import chat_checks
 
 
 def test_429_on_idempotent_fetches_is_retried_after_the_server_s_delay(fresh_sim, client_for):

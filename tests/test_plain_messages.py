@@ -73,9 +73,9 @@ def test_a_short_nonce_is_a_usage_error(fixtures):
 
 
 def test_hints_name_the_cli_flags(fixtures):
-    from phalanb.apikey import ApiKey, check_key_transport
+    from phalanb.wire.apikey import ApiKey, check_key_transport
     from phalanb.errors import SecretLeakError
-    from phalanb.verify import verify_report
+    from phalanb.vllm.verify import verify_report
     from tests.test_default_policy import UNLISTED_MRTD_QUOTE, _capture
 
     with pytest.raises(SecretLeakError, match="--allow-insecure-http"):

@@ -589,8 +589,8 @@ PYTHON: dict[str, PyExample] = {
                  ("model=...", f'model="{REAL_MODEL}"'),
                  ("messages=[...]", 'messages=[{{"role": "user", "content": "Hi"}}]')),
         prelude="import os\n",
-        epilogue=("\n" + POLICY_IMPORT + "from phalanb.client import Client\nfrom phalanb.verify import "
-                  "verify_exchange\nfrom phalanb.signatures import fetch_signature\nassert exchange.complete and exchange.text == reply\n"
+        epilogue=("\n" + POLICY_IMPORT + "from phalanb.wire.client import Client\nfrom phalanb.vllm.verify import "
+                  "verify_exchange\nfrom phalanb.vllm.signatures import fetch_signature\nassert exchange.complete and exchange.text == reply\n"
                   f'with Client(base_url="{{url}}", model="{REAL_MODEL}") as client:\n'
                   "    signature = fetch_signature(client, exchange.chat_id)\n    attestation = client.attestation()\n"
                   "verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce, "
@@ -598,7 +598,7 @@ PYTHON: dict[str, PyExample] = {
     "from phalanb.aci import AttestedE2EEKey, verify_aci, verify_aci_report": PyExample(
         "the E2EE fragment: the prelude gives it the `client` (a local ACI gateway) and `policy` (the simulator's) "
         "it takes as given", "gateway",
-        prelude=(POLICY_IMPORT + "from phalanb.client import Client\n"
+        prelude=(POLICY_IMPORT + "from phalanb.wire.client import Client\n"
                  f'client = Client(base_url="{{url}}", model="{REAL_MODEL}")\npolicy = Policy.for_simulator()\n')),
 }
 
@@ -711,7 +711,7 @@ PROSE: dict[str, list[Variant] | Mention] = {
 def prose_context(table_context, gateway, tmp_path_factory):
     """Files a user saves from an ACI gateway for ``phalanb receipt``/``session``, byte-exact as fetched."""
     from phalanb.aci.receipt import parse_receipt
-    from phalanb.client import Client
+    from phalanb.wire.client import Client
 
     d = tmp_path_factory.mktemp("aci")
     with Client(base_url=gateway.base_url, model=REAL_MODEL, api_key=TEST_API_KEY) as client:

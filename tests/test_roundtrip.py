@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from phalanb.signatures import fetch_signature
-from phalanb.exchange import Exchange
+from phalanb.vllm.signatures import fetch_signature
+from phalanb.wire.exchange import Exchange
 from phalanb.policy import Policy
-from phalanb.signatures import SignatureRecord, check_hashes, parse_signed_text
-from phalanb.verify import chat_checks, verify_exchange
+from phalanb.vllm.signatures import SignatureRecord, check_hashes, parse_signed_text
+from phalanb.vllm.verify import chat_checks, verify_exchange
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from phalanb.signatures import fetch_signature
-from phalanb.apikey import ApiKey, resolve_api_key
-from phalanb.client import Client
+from phalanb.vllm.signatures import fetch_signature
+from phalanb.wire.apikey import ApiKey, resolve_api_key
+from phalanb.wire.client import Client
 from phalanb.errors import SecretLeakError, ServiceError
 
 

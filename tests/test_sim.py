@@ -5,11 +5,11 @@ import json
 import httpx
 import pytest
 
-from phalanb.signatures import fetch_signature
+from phalanb.vllm.signatures import fetch_signature
 from phalanb.errors import InputError, SignatureExpiredError
 from phalanb.sim import FAULTS, SimConfig, Simulator
 from phalanb.sim.server import set_remote_faults
-from phalanb.verify import verify_exchange
+from phalanb.vllm.verify import verify_exchange
 
 CHAT_LINKS = ("request.hash", "response.hash", "signature.valid", "signature.bound", "report.nonce_fresh")
 

@@ -40,7 +40,7 @@ def test_simulated_trust_is_refused_for_remote_pccs_or_nras():
 
 
 def test_simulated_trust_online_evidence_only_from_loopback():
-    from phalanb.evidence import fetch_online_evidence
+    from phalanb.audit.evidence import fetch_online_evidence
 
     with pytest.raises(InputError):
         fetch_online_evidence({}, signing_address=None, nonce=None, pccs_url=None,
@@ -64,8 +64,8 @@ def test_simulated_trust_lab_refuses_a_remote_base_url(tmp_path):
 
 
 def test_simulated_trust_latency_verify_refuses_a_remote_client():
-    from phalanb.client import Client
-    from phalanb.timing import run_latency
+    from phalanb.wire.client import Client
+    from phalanb.timing.latency import run_latency
 
     with Client(base_url=REMOTE, model="m", api_key=None, api_key_env=False) as client:
         with pytest.raises(InputError):

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from phalanb.cli import main
 from phalanb.ed25519 import SMALL_ORDER_POINTS, check_public_key, is_small_order
 from phalanb.errors import ParseError, SignatureFormatError
-from phalanb.signatures import SignatureRecord, check_signature, recover_signer
+from phalanb.vllm.signatures import SignatureRecord, check_signature, recover_signer
 from phalanb.verdict import Status
-from phalanb.verify import verify_exchange
+from phalanb.vllm.verify import verify_exchange
 
 _P = 2**255 - 19
 

@@ -3,8 +3,8 @@
 import pytest
 
 from phalanb.errors import ParseError
-from phalanb.exchange import Exchange
-from phalanb.sse import MAX_EVENT_BYTES, SSEDecoder, parse_completion, parse_sse
+from phalanb.wire.exchange import Exchange
+from phalanb.wire.sse import MAX_EVENT_BYTES, SSEDecoder, parse_completion, parse_sse
 from phalanb.verdict import Check, Status, Verdict
 
 

@@ -10,14 +10,14 @@ import zlib
 import httpx
 import pytest
 
-from phalanb import client as client_module
-from phalanb.audit import parse_bundle, reverify
-from phalanb.batch import audit
+from phalanb.wire import client as client_module
+from phalanb.audit.bundle import parse_bundle, reverify
+from phalanb.audit.batch import audit
 from phalanb.cli import main
-from phalanb.client import Client
+from phalanb.wire.client import Client
 from phalanb.errors import ParseError, PhalanbError
 from phalanb.timeutil import MAX_TIME, parse_time
-from phalanb.verify import verify_report
+from phalanb.vllm.verify import verify_report
 
 BAD_TIMES = [float("nan"), float("inf"), float("-inf"), -1, MAX_TIME + 1, 1e300, "NaN", "Infinity", "-5", "soon",
              True, None, [1]]

@@ -201,7 +201,7 @@ def test_badge_details_escape_reasons_and_evidence():
 
 
 def test_the_chain_relights_when_one_byte_changes(verified):
-    from phalanb.verify import verify_exchange
+    from phalanb.vllm.verify import verify_exchange
 
     result, policy = verified
     chain = TrustChainView(result.verdict)
@@ -235,7 +235,7 @@ def test_the_gateway_link_appears_only_for_reports_with_a_gateway_and_shows_its_
 
 # -- byte maps --------------------------------------------------------------------------------------------------
 def test_quote_explorer_highlights_exactly_the_picked_field(verified):
-    from phalanb.report import parse_report
+    from phalanb.vllm.report import parse_report
     from phalanb.tdx import parse_quote
 
     result, _ = verified

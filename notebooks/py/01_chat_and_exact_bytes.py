@@ -40,7 +40,7 @@ import json
 from IPython.display import display
 
 from phalanb.session import Session, Settings
-from phalanb.signatures import fetch_signature, parse_signed_text
+from phalanb.vllm.signatures import fetch_signature, parse_signed_text
 from phalanb.widgets import table
 
 session = Session(Settings.from_env(model_server=True))
@@ -63,7 +63,7 @@ print("…")
 print("last 60 bytes:", exchange.response_bytes[-60:])
 
 # %%
-from phalanb.sse import parse_sse
+from phalanb.wire.sse import parse_sse
 
 events = parse_sse(exchange.response_bytes)
 print(f"{len(events)} events; the last one is [DONE]: {events[-1].done}")
@@ -115,7 +115,7 @@ assert ours == signed.response_hash, f"hashing {HASH_OVER!r} does not give the s
 # The rebuilt stream carries the same events with the same content — yet one different space is enough.
 
 # %%
-from phalanb.signatures import first_difference
+from phalanb.vllm.signatures import first_difference
 
 rebuilt = rebuilt_lines(exchange.response_bytes)
 at = first_difference(exchange.response_bytes, rebuilt)
@@ -134,7 +134,7 @@ assert hashlib.sha256(rebuilt).hexdigest() != signed.response_hash  # …but not
 # accepts either, and reports which one matched.
 
 # %%
-from phalanb.signatures import response_hash_candidates
+from phalanb.vllm.signatures import response_hash_candidates
 
 plain = client.chat("Say hello.", stream=False)
 plain_signed = parse_signed_text(fetch_signature(client, plain.chat_id).text)
@@ -154,8 +154,8 @@ assert plain_signed.response_hash in {c.sha256 for c in response_hash_candidates
 # %%
 import openai
 
-from phalanb.capture import Recorder
-from phalanb.verify import chat_checks
+from phalanb.wire.capture import Recorder
+from phalanb.vllm.verify import chat_checks
 
 recorder = Recorder()
 key = session.settings.api_key

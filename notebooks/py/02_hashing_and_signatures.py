@@ -36,7 +36,7 @@ import json
 from IPython.display import display
 
 from phalanb.lab import fixtures_path
-from phalanb.signatures import fetch_signature
+from phalanb.vllm.signatures import fetch_signature
 from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
@@ -70,7 +70,7 @@ assert vector["text"] == f"{req_hash}:{resp_hash}"
 # `model:req_hash:resp_hash`. phalanb accepts both and reports the model part.
 
 # %%
-from phalanb.signatures import parse_signed_text
+from phalanb.vllm.signatures import parse_signed_text
 
 two = parse_signed_text(vector["text"])
 three = parse_signed_text("phala/deepseek-v3.2:" + vector["text"])
@@ -111,7 +111,7 @@ print("address   :", by_hand, "= keccak256(public key)[-20:] =", "0x" + keccak(p
 # README records (computed independently of this project).
 
 # %%
-from phalanb.signatures import recover_signer
+from phalanb.vllm.signatures import recover_signer
 
 assert by_hand == recover_signer(vector["text"], vector["signature"]) == vector["recovered_address_eip191"]
 

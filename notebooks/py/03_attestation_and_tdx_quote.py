@@ -35,7 +35,7 @@ import pandas as pd
 from IPython.display import display
 
 from phalanb.lab import fixtures_path
-from phalanb.report import parse_report
+from phalanb.vllm.report import parse_report
 from phalanb.session import Session, Settings
 from phalanb.tdx import parse_quote
 from phalanb.widgets import table
@@ -70,7 +70,7 @@ assert node.request_nonce == nonce.hex()
 # address (right-padded to 32 bytes) in the first half and our nonce in the second.
 
 # %%
-from phalanb.report import expected_report_data
+from phalanb.vllm.report import expected_report_data
 
 quote = parse_quote(node.intel_quote)
 rd = quote.body.report_data
@@ -88,7 +88,7 @@ assert result.verdict["report.report_data"].passed and result.verdict["report.no
 # certificate chain). Everything before the signature data is what the attestation key signs.
 
 # %%
-from phalanb import plots
+from phalanb.timing import plots
 
 rows = list(quote.fields())
 # phalanb's figure: the quote's regions, then every field of the TD report and of the signature data.

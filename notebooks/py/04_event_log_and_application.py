@@ -36,7 +36,7 @@ import pandas as pd
 from IPython.display import display
 
 from phalanb.lab import fixtures_path
-from phalanb.report import parse_report
+from phalanb.vllm.report import parse_report
 from phalanb.session import Session, Settings
 from phalanb.tdx import derive, parse_event_log, parse_quote, replay
 from phalanb.widgets import table

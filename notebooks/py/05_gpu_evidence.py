@@ -37,7 +37,7 @@ from IPython.display import display
 
 from phalanb.gpu import parse_payload, verify_payload
 from phalanb.lab import fixtures_path
-from phalanb.report import parse_report
+from phalanb.vllm.report import parse_report
 from phalanb.session import Session, Settings
 from phalanb.gpu.roots import gpu_root
 from phalanb.widgets import table

@@ -32,9 +32,9 @@
 # %%
 from IPython.display import display
 
-from phalanb import plots
+from phalanb.timing import plots
 from phalanb.session import Session, Settings
-from phalanb.timing import run_latency
+from phalanb.timing.latency import run_latency
 from phalanb.widgets import table
 
 session = Session(Settings.from_env(model_server=True))
@@ -92,7 +92,7 @@ assert dashboard.rows == 20
 # never less). If phalanb's clock were started late, or stopped at the wrong chunk, this would fail.
 
 # %%
-from phalanb.client import Client
+from phalanb.wire.client import Client
 from phalanb.sim import SimConfig, Simulator
 
 with (Simulator(SimConfig(seed=6, ttft_ms=120, tokens_per_second=100)) as slow,
@@ -114,7 +114,7 @@ assert 120 <= ttft_ms < 400
 # 1.5 seconds, probing every 0.1 s.
 
 # %%
-from phalanb.window import probe_window
+from phalanb.timing.window import probe_window
 
 with (Simulator(SimConfig(seed=6, ttft_ms=0, tokens_per_second=0, signature_ttl=1.5)) as short,
       Client(base_url=short.base_url, model=short.model) as short_client):

@@ -36,8 +36,8 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from phalanb.audit import load_bundle, parse_bundle, reverify
-from phalanb.signatures import fetch_signature
+from phalanb.audit.bundle import load_bundle, parse_bundle, reverify
+from phalanb.vllm.signatures import fetch_signature
 from phalanb.widgets import table
 
 shipped = Path("data") / "sim-reply.phalanb.json"
@@ -113,7 +113,7 @@ assert tampered["recorded verdict edited"].verdict.status == "verified"  # …an
 # ## 3. Audit a folder
 #
 # Replies signed by one node share one attestation, and checking it costs far more than checking a signature, so
-# `phalanb.batch.audit` verifies each distinct attestation once and each reply's own links in parallel. Let us make
+# `phalanb.audit.batch.audit` verifies each distinct attestation once and each reply's own links in parallel. Let us make
 # a folder: the shipped bundle, a few fresh replies from the live service (simulator by default), and one tampered
 # copy.
 
@@ -135,7 +135,7 @@ display(table([(p.name, p.stat().st_size) for p in sorted(folder.iterdir())], co
               title=f"The folder to audit: {folder}"))
 
 # %%
-from phalanb.batch import audit
+from phalanb.audit.batch import audit
 
 audited = audit([folder], workers=1, progress=True, trust="simulated")
 display(table(audited[["source", "verdict", "failing", "recorded"]].assign(
@@ -155,7 +155,7 @@ assert audited.loc[audited.source.str.endswith("99-tampered.json"), "failing"].i
 # in it is checked against what holds it.
 
 # %%
-from phalanb.batch import write_batch
+from phalanb.audit.batch import write_batch
 
 with Session(Settings.from_env(model_server=True)) as session:
     first = session.chat_and_verify("A batch of replies, number 0.")
@@ -204,7 +204,7 @@ except PhalanbError as exc:
 from phalanb.gpu import parse_nras_response
 from phalanb.lab import fixtures_path
 from phalanb.policy import Policy
-from phalanb.verify import verify_report
+from phalanb.vllm.verify import verify_report
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "

@@ -45,7 +45,7 @@ import json
 
 from IPython.display import display
 
-from phalanb.client import Client
+from phalanb.wire.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
 from phalanb.widgets import table as show_table  # left-aligned, wrapped, nothing cut

@@ -42,7 +42,7 @@ import json
 from IPython.display import display
 
 from phalanb.aci import canonicalize, parse_receipt, verify_aci, verify_aci_report
-from phalanb.client import Client
+from phalanb.wire.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
 from phalanb.widgets import table as show_table  # left-aligned, wrapped, nothing cut
@@ -182,7 +182,7 @@ assert parsed_session.id == session_id and parsed_session.evidence_sha256 == ses
 # and a nonce, an event log, NVIDIA GPU evidence. The nonce is the **gateway's**, not ours: the gateway asked.
 
 # %%
-from phalanb.report import parse_report
+from phalanb.vllm.report import parse_report
 
 upstream_report = json.loads(evidence)
 node = parse_report(upstream_report).nodes[0]
@@ -208,7 +208,7 @@ assert node.signing_address.lower() == session_doc["identity"]["signing_address"
 
 # %%
 from phalanb.aci import verify_session
-from phalanb.evidence import fetch_online_evidence
+from phalanb.audit.evidence import fetch_online_evidence
 
 
 def online_evidence(session_bytes):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import E2EEError, InputError, UnsupportedError
-from ..sse import SSEDecoder
+from ..wire.sse import SSEDecoder
 from ..verdict import Check, Status
 from .e2ee_crypto import (
     CHAT, COMPLETIONS, E2EE_VERSION, EMBEDDINGS, SECP256K1, SUITES, X25519, Rng, Suite, endpoint_kind,
@@ -84,7 +84,7 @@ class AttestedE2EEKey:
         return self._suite
 
     def seal(self, payload: Mapping[str, Any], *, endpoint: str) -> "EncryptedRequest":
-        """The wire's :class:`~phalanb.encryption.Encryption`: ``payload`` sealed to this key
+        """The wire's :class:`~phalanb.wire.encryption.Encryption`: ``payload`` sealed to this key
         (:func:`prepare_request`); the client sends ``.body`` with ``.headers`` and opens the reply with
         ``.opener(...)``."""
         return prepare_request(payload, model_key=self, endpoint=endpoint)
@@ -202,7 +202,7 @@ class EncryptedRequest:
         return hashlib.sha256(self.body).hexdigest()
 
     def opener(self, *, stream: bool, on_text: Callable[[str], None] | None = None) -> Any:
-        """The wire's :class:`~phalanb.encryption.ReplyOpener` for this request's reply."""
+        """The wire's :class:`~phalanb.wire.encryption.ReplyOpener` for this request's reply."""
         from .e2ee_wire import ReplyOpener
 
         return ReplyOpener(self, stream=stream, on_text=on_text)

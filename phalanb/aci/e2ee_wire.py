@@ -1,6 +1,6 @@
 """An E2EE v2 chat as it travelled, recorded so it can be re-verified offline without any private key (ACI.md §6).
 
-:class:`E2EERecord` rides on an :class:`~phalanb.exchange.Exchange` (``exchange.e2ee``) next to the exact wire
+:class:`E2EERecord` rides on an :class:`~phalanb.wire.exchange.Exchange` (``exchange.e2ee``) next to the exact wire
 bytes (``request_bytes`` = the sealed request, ``response_bytes`` = the sealed reply). It keeps:
 
 - the five request headers (all public: the client *public* key, the attested model key, nonce, timestamp);
@@ -29,8 +29,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import E2EEError, ParseError
-from ..exchange import register_sealed_record_reader
-from ..sse import SSEDecoder
+from ..wire.exchange import register_sealed_record_reader
+from ..wire.sse import SSEDecoder
 from ..verdict import Check, Status
 from .e2ee import E2EE_HEADERS, AttestedE2EEKey, EncryptedRequest, StreamDecryptor, check_request_encrypted, decrypt_response
 from .e2ee_crypto import (
@@ -410,8 +410,8 @@ def e2ee_checks(record: E2EERecord, *, keyset: "EstablishedKeyset | None", reque
 
 
 class ReplyOpener:
-    """Opens an E2EE v2 reply for :meth:`~phalanb.client.Client.chat` (the wire's
-    :class:`~phalanb.encryption.ReplyOpener`): event by event while it streams (plaintext to
+    """Opens an E2EE v2 reply for :meth:`~phalanb.wire.client.Client.chat` (the wire's
+    :class:`~phalanb.wire.encryption.ReplyOpener`): event by event while it streams (plaintext to
     ``on_text``), or whole at the end; then records it on the exchange. A decryption failure does not stop the
     reading — the exact bytes are still wanted for the receipt — but is raised once the reply is complete."""
 

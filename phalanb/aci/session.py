@@ -217,7 +217,7 @@ class UpstreamReport:
     (the one the *gateway* chose when it verified the upstream)."""
 
     document: Any
-    parsed: Any  # phalanb.report.AttestationReport
+    parsed: Any  # phalanb.vllm.report.AttestationReport
     signer: str | None
     nonce: bytes | None
 
@@ -227,7 +227,7 @@ def upstream_report(session: AttestedSession) -> UpstreamReport | None:
     session carries none (e.g. Chutes sessions: ``evidence: {}``) or only evidence of other kinds."""
     from .. import _json
     from ..errors import PhalanbError
-    from ..report import parse_report
+    from ..vllm.report import parse_report
 
     for part in session.evidence_parts:
         try:

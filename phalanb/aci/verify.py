@@ -646,7 +646,7 @@ def _claims_check(session: AttestedSession, policy: Policy) -> Check:
 def _deep_audit(session: AttestedSession, policy: Policy, *, at: Any, collateral: Any, nras_response: Any,
                 jwks: Any) -> list[Check]:
     """Re-verify the session's evidence with phalanb's own report verifier, as ``upstream.*`` checks."""
-    from ..verify import attest_report
+    from ..vllm.verify import attest_report
     from .session import upstream_report
 
     if not session.evidence_parts:
@@ -775,7 +775,7 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                keyset: Mapping[str, Any] | None = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
-    ``exchange_or_bytes``: an :class:`~phalanb.exchange.Exchange` (its exact request/response bytes), a
+    ``exchange_or_bytes``: an :class:`~phalanb.wire.exchange.Exchange` (its exact request/response bytes), a
     ``(request_bytes, response_bytes)`` pair, or None;
     ``request_bytes``/``response_bytes`` override it. ``receipt``: bytes, text, mapping or a legacy signature
     wrapper (its receipt is used). ``report``: the ``/v1/aci/attestation`` answer fetched with ``nonce``.
@@ -881,7 +881,7 @@ def verify_legacy_gateway(report: Mapping[str, Any] | bytes | str | None, signat
     The legacy signer is tied only to the secp256k1 E2EE key of a keyset that a *verified ACI report* (``aci``)
     established — never to the keyset printed in the legacy body, which its quote does not bind.
     """
-    from ..signatures import recover_signer
+    from ..vllm.signatures import recover_signer
     from .report import is_legacy_gateway_report
 
     policy = policy or Policy()

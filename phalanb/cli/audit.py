@@ -171,7 +171,7 @@ def simulator_hint(path: Any, command: str | None = None) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..audit import load_bundle, reverify
+    from ..audit.bundle import load_bundle, reverify
 
     bundle = load_bundle(args.bundle)
     result = reverify(bundle, at=args.at, policy=_policy(args))
@@ -206,12 +206,12 @@ def _not_gpu_evidence(doc: Any, path: Path) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..aci.report import is_aci_report, is_legacy_gateway_report
-    from ..verify import verify_report
+    from ..vllm.verify import verify_report
 
     report = _read_json(args.file, "report")
     _not_gpu_evidence(report, args.file)
     if args.e2e_instances:
-        from ..report import merge_chutes_instances
+        from ..vllm.report import merge_chutes_instances
 
         report = merge_chutes_instances(report, _read_json(args.e2e_instances, "e2e_instances"))
     if is_aci_report(report):
@@ -273,7 +273,7 @@ def _cmd_aci_report(args: argparse.Namespace) -> int:
 def _simulator_bundle(df: Any) -> str | None:
     """The first failed bundle file whose quotes chain to phalanb's simulator root (re-verified once, for the hint
     only), or None. Rows of batches (``path:LINE``, ``path#RECORD``) are not re-read."""
-    from ..audit import load_bundle, reverify
+    from ..audit.bundle import load_bundle, reverify
     from ..errors import PhalanbError
 
     for source, failing in df.loc[df["verdict"] == "failed", ["source", "failing"]].itertuples(index=False):
@@ -288,7 +288,7 @@ def _simulator_bundle(df: Any) -> str | None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from ..batch import audit
+    from ..audit.batch import audit
 
     if args.workers < 1:
         raise InputError("--workers must be at least 1")

@@ -154,7 +154,7 @@ def cmd_gpu(args: argparse.Namespace) -> int:
     appraisal = None
     if args.rims is not None:
         from ..gpu.appraise import RimStore, appraise_payload
-        from ..verify import combine_appraisals
+        from ..vllm.verify import combine_appraisals
 
         from ..gpu.rim_sim import simulated_rim_root
         from ..gpu.rim_verify import nvidia_rim_root

@@ -15,12 +15,12 @@ from typing import Any
 
 from . import COMMANDS
 from .._term import verdict_table
-from ..apikey import ENV_VARS
-from ..evidence import DEFAULT_PCCS_URL
+from ..wire.apikey import ENV_VARS
+from ..audit.evidence import DEFAULT_PCCS_URL
 from ..session import Session, Settings
 from ..sim.config import LATENCY_DISTRIBUTIONS
 from ..errors import InputError, SignatureExpiredError
-from ..signatures import ALGOS, fetch_signature
+from ..vllm.signatures import ALGOS, fetch_signature
 from .audit import service_args
 
 __all__ = ["register"]

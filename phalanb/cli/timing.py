@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 from . import COMMANDS
-from ..apikey import ENV_VARS
-from ..client import Client
+from ..wire.apikey import ENV_VARS
+from ..wire.client import Client
 from ..errors import InputError
 
 __all__ = ["register"]
@@ -127,7 +127,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ..policy import Policy
-    from ..timing import DEFAULT_PROMPTS, run_latency
+    from ..timing.latency import DEFAULT_PROMPTS, run_latency
 
     attestation = args.attestation or args.verify
     with _client(args, ttft_ms=SIM_TTFT_MS, ttft_jitter=0.25, ttft_distribution="lognormal",
@@ -153,7 +153,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         print("verdicts: " + ", ".join(f"{k} {v}" for k, v in run.frame["verdict"].value_counts().items()))
     _write_csv(run.frame, args.csv)
     if args.plot:
-        from ..plots import latency_distributions, save
+        from ..timing.plots import latency_distributions, save
 
         save(latency_distributions(run, title=f"{client.model} at {client.base_url}"), args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
@@ -161,7 +161,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_probe_window(args: argparse.Namespace) -> int:
-    from ..window import ENDPOINTS, WindowProbe
+    from ..timing.window import ENDPOINTS, WindowProbe
 
     if args.resolution is not None and args.resolution < args.min_interval:
         raise InputError(f"--resolution {args.resolution} is finer than --min-interval {args.min_interval}: "
@@ -193,7 +193,7 @@ def cmd_probe_window(args: argparse.Namespace) -> int:
     print(result)
     _write_csv(result.frame(), args.csv)
     if args.plot:
-        from ..plots import save, signature_availability
+        from ..timing.plots import save, signature_availability
 
         save(signature_availability(result), args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

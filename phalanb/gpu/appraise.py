@@ -456,8 +456,8 @@ def appraise_payload(payload: GpuPayload, store: RimStore, *, root: TrustRoot | 
 def needed_rims(store: RimStore, report: Any) -> RimStore:
     """The part of ``store`` a report's GPUs need (their RIM ids) and every OCSP answer: what a bundle keeps.
     A report whose GPUs cannot be read keeps the whole store (the appraisal will say what is wrong)."""
-    from ..gpu.payload import parse_payload
-    from ..report import parse_report
+    from .payload import parse_payload
+    from ..vllm.report import parse_report
 
     try:
         ids: set[str] = set()

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .. import _json
-from ..bodies import read_limited
+from ..wire.bodies import read_limited
 from ..errors import InputError, ParseError, ServiceError, TransportError
 from ..timeutil import parse_time
 from ..verdict import Check, Status, Verdict

@@ -48,7 +48,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 
 def _limited(resp: httpx.Response, limit: int, what: str) -> bytes:
-    from ..client import read_limited
+    from ..wire.client import read_limited
 
     return read_limited(resp, limit, what=what)
 

@@ -1,6 +1,6 @@
 """What both protocols check of a node's TDX evidence: the quote, the event log and the measurements, in one function.
 
-A model server's report (:mod:`phalanb.verify`) and an ACI report (:mod:`phalanb.aci.verify`) carry the same
+A model server's report (:mod:`phalanb.vllm.verify`) and an ACI report (:mod:`phalanb.aci.verify`) carry the same
 TDX evidence in different shapes; each protocol reads its shape and hands the pieces to :func:`node_tdx_checks`.
 """
 

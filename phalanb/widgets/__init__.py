@@ -1,7 +1,7 @@
 """Jupyter widgets for phalanb (ipywidgets 8; plain widgets and HTML, so JupyterLab 4 and Voila both show them).
 
 The widgets only *show* what phalanb's public functions return: every check is computed by
-:class:`~phalanb.session.Session` / :func:`~phalanb.verify.verify_exchange` and the parsers, never here.
+:class:`~phalanb.session.Session` / :func:`~phalanb.vllm.verify.verify_exchange` and the parsers, never here.
 
 >>> from phalanb.widgets import SettingsPanel, ChatPanel          # doctest: +SKIP
 >>> settings = SettingsPanel()                                    # endpoint, model, key (a Password field)

@@ -1,6 +1,6 @@
 """Where to connect: endpoint, model and API key, in one panel. Empty endpoint = phalanb's embedded simulator.
 
-The key field is an ipywidgets ``Password``. Its text is moved into an :class:`~phalanb.apikey.ApiKey` (whose repr
+The key field is an ipywidgets ``Password``. Its text is moved into an :class:`~phalanb.wire.apikey.ApiKey` (whose repr
 is redacted) as soon as it is entered, and the field is cleared, so the key is never kept in a widget value that a
 saved notebook or a Voila page could echo. A key from ``$PHALANB_API_KEY`` / ``$REDPILL_API_KEY`` is never copied
 into the panel at all: the panel only says that one is set.
@@ -15,7 +15,7 @@ from typing import Any
 import ipywidgets as W
 import traitlets
 
-from ..apikey import ApiKey
+from ..wire.apikey import ApiKey
 from ..errors import PhalanbError
 from ..session import Settings
 from ._style import esc

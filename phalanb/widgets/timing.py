@@ -1,6 +1,6 @@
 """A timing dashboard: run N chats (or show a run already made), the median / p90 / p99 table and the plots.
 
-Measurement is :func:`phalanb.timing.run_latency`'s and the figures are :mod:`phalanb.plots`'; this module lays
+Measurement is :func:`phalanb.timing.latency.run_latency`'s and the figures are :mod:`phalanb.timing.plots`'; this module lays
 them out.
 """
 
@@ -19,7 +19,7 @@ __all__ = ["TimingDashboard"]
 
 
 class TimingDashboard(W.VBox):
-    """``TimingDashboard(run)`` for a :class:`~phalanb.timing.LatencyRun`, or ``TimingDashboard(client=client)``
+    """``TimingDashboard(run)`` for a :class:`~phalanb.timing.latency.LatencyRun`, or ``TimingDashboard(client=client)``
     with a *Run* button. ``rows`` (a trait) is the number of exchanges shown."""
 
     rows = traitlets.Int(0)
@@ -41,7 +41,7 @@ class TimingDashboard(W.VBox):
             self.show(run)
 
     def measure(self) -> Any:
-        from ..timing import run_latency
+        from ..timing.latency import run_latency
 
         self.go.disabled = True
         self.message.value = f"<i>running {self.n.value} chats…</i>"
@@ -56,14 +56,14 @@ class TimingDashboard(W.VBox):
         return run
 
     def show(self, run: Any) -> None:
-        from .. import plots
+        from ..timing import plots
 
         self.run = run
         frame = run.frame if hasattr(run, "frame") else run
         self.rows = len(frame)
         summary = run.summary() if hasattr(run, "summary") else None
         if summary is None:
-            from ..timing import summarize
+            from ..timing.latency import summarize
 
             summary = summarize(frame)
         failed = int(frame["error"].notna().sum()) if "error" in frame else 0

@@ -1,7 +1,7 @@
 """The signature-window probe in a notebook: Start, a live plot as probes arrive, Stop at any time.
 
-The measurement is :class:`phalanb.window.WindowProbe`'s (it runs in its own thread); this panel only starts it,
-redraws :func:`phalanb.plots.signature_availability` as probes come in (at most every ``min_redraw`` seconds), and
+The measurement is :class:`phalanb.timing.window.WindowProbe`'s (it runs in its own thread); this panel only starts it,
+redraws :func:`phalanb.timing.plots.signature_availability` as probes come in (at most every ``min_redraw`` seconds), and
 asks it to stop.
 """
 
@@ -22,10 +22,10 @@ __all__ = ["WindowProbePanel"]
 
 class WindowProbePanel(W.VBox):
     """``WindowProbePanel(client, horizon=1800, min_interval=1.0, ...)``; keyword arguments go to
-    :meth:`phalanb.window.WindowProbe.for_client`.
+    :meth:`phalanb.timing.window.WindowProbe.for_client`.
 
     Traits: ``state`` (``idle``, ``running``, ``stopping``, then the result's status, or ``error``) and
-    ``probes`` (how many probes so far). ``probe`` is the running :class:`~phalanb.window.WindowProbe`.
+    ``probes`` (how many probes so far). ``probe`` is the running :class:`~phalanb.timing.window.WindowProbe`.
     """
 
     state = traitlets.Unicode("idle")
@@ -47,7 +47,7 @@ class WindowProbePanel(W.VBox):
         super().__init__([W.HBox([self.start_button, self.stop_button]), self.message, self.plot])
 
     def start(self) -> None:
-        from ..window import WindowProbe
+        from ..timing.window import WindowProbe
 
         if self.probe is not None and self.probe.running:
             return
@@ -80,7 +80,7 @@ class WindowProbePanel(W.VBox):
 
     # -- drawing ---------------------------------------------------------------------------------------
     def _snapshot(self) -> Any:
-        from ..window import WindowResult
+        from ..timing.window import WindowResult
 
         p = self.probe
         return WindowResult(status="running", lower_s=p.lower_s, upper_s=p.upper_s, probes=list(p.probes),
@@ -88,7 +88,7 @@ class WindowProbePanel(W.VBox):
                             min_interval_s=p.min_interval)
 
     def _draw(self, result: Any) -> None:
-        from .. import plots
+        from ..timing import plots
 
         buf = io.BytesIO()
         plots.signature_availability(result).savefig(buf, format="png", dpi=80)

@@ -9,7 +9,7 @@ import pytest
 
 from phalanb.aci import verify_aci_report, verify_receipt
 from phalanb.aci.batch import ReceiptItem, _Fast, audit_receipts
-from phalanb.client import Client
+from phalanb.wire.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
 from phalanb.sim.aci_docs import sign_receipt

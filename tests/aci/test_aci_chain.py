@@ -10,7 +10,7 @@ import pytest
 
 import acikit as k
 from phalanb.aci import EstablishedKeyset, verify_aci, verify_aci_report, verify_receipt, verify_session
-from phalanb.exchange import Exchange
+from phalanb.wire.exchange import Exchange
 from phalanb.verdict import Status
 
 

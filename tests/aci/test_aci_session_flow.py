@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from phalanb.signatures import fetch_signature
-from phalanb.audit import load_bundle, parse_bundle, reverify
+from phalanb.vllm.signatures import fetch_signature
+from phalanb.audit.bundle import load_bundle, parse_bundle, reverify
 from phalanb.session import Session, Settings
 from phalanb.sim import FAULTS, SimConfig, Simulator
 
@@ -112,9 +112,9 @@ def test_an_old_chat_record_gets_a_sentence_not_a_crash():
 def test_the_old_flow_against_the_gateway_is_never_proof_about_the_model():
     # What an older phalanb (or a user of verify_exchange) does against today's Redpill: /v1/signature and
     # /v1/attestation/report. Both now describe the gateway; the verdict says so and cannot be "verified".
-    from phalanb.client import Client
+    from phalanb.wire.client import Client
     from phalanb.policy import Policy
-    from phalanb.verify import verify_exchange
+    from phalanb.vllm.verify import verify_exchange
 
     with Simulator(SimConfig(seed=5, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
         with Client(base_url=sim.base_url, model=sim.model) as c:
@@ -150,7 +150,7 @@ def test_a_broken_link_lights_up_in_the_chain():
 
 
 def test_a_batch_audit_verifies_aci_bundles_beside_the_old_ones(clean, tmp_path):
-    from phalanb.batch import audit
+    from phalanb.audit.batch import audit
 
     clean.save(tmp_path / "aci.phalanb.json")
     data = clean.bundle().to_dict()

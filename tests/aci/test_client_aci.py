@@ -10,10 +10,10 @@ import warnings
 import httpx
 import pytest
 
-from phalanb.capture import Recorder
-from phalanb.client import AciAttestationFetch, AciFetch, Client
+from phalanb.wire.capture import Recorder
+from phalanb.wire.client import AciAttestationFetch, AciFetch, Client
 from phalanb.errors import InputError, NotFoundError, ServiceError, TransportError
-from phalanb.exchange import Exchange
+from phalanb.wire.exchange import Exchange
 from phalanb.sim import SimConfig, Simulator
 
 

@@ -18,9 +18,9 @@ from phalanb.aci import e2ee_crypto as ec
 from phalanb.aci.e2ee import AttestedE2EEKey
 from phalanb.aci.e2ee_wire import E2EE_CHECK_IDS, E2EERecord
 from phalanb.aci.verify import verify_aci, verify_aci_report
-from phalanb.client import Client
+from phalanb.wire.client import Client
 from phalanb.errors import E2EEError, InputError, ParseError, ServiceError
-from phalanb.exchange import Exchange
+from phalanb.wire.exchange import Exchange
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
 from phalanb.verdict import Status

@@ -11,7 +11,7 @@ from phalanb.cli import main
 from phalanb.errors import InputError
 from phalanb.policy import Policy
 from phalanb.verdict import Check, Status, Verdict
-from phalanb.verify import combine_appraisals, verify_report
+from phalanb.vllm.verify import combine_appraisals, verify_report
 
 NONCE = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
 IN_WINDOW = 1761307200  # 2025-10-24 12:00 UTC: inside the 550.90.07 RIMs' validity and OCSP window
@@ -137,8 +137,8 @@ def test_a_failed_rim_appraisal_fails_even_when_nras_passed():
 # --- bundles -------------------------------------------------------------------------------------------------------
 
 def test_a_bundle_keeps_the_rims_it_needs_and_reappraises_offline(fixtures, rims):
-    from phalanb.audit import make_bundle, parse_bundle, reverify
-    from phalanb.signatures import SignatureRecord
+    from phalanb.audit.bundle import make_bundle, parse_bundle, reverify
+    from phalanb.vllm.signatures import SignatureRecord
 
     d = fixtures / "field" / "tinfoil-direct-gemma4-2026-06"
     report = json.loads((d / "tinfoil_attestation.json").read_text())
@@ -164,10 +164,10 @@ def test_a_bundle_keeps_the_rims_it_needs_and_reappraises_offline(fixtures, rims
 def test_a_batch_audit_of_the_bundle_reaches_the_same_rim_verdict_as_verify(fixtures, rims, tmp_path):
     import pickle
 
-    from phalanb.audit import make_bundle, parse_bundle, reverify, save_bundle
-    from phalanb.batch import audit
+    from phalanb.audit.bundle import make_bundle, parse_bundle, reverify, save_bundle
+    from phalanb.audit.batch import audit
     from phalanb.gpu.appraise import RimStore
-    from phalanb.signatures import SignatureRecord
+    from phalanb.vllm.signatures import SignatureRecord
 
     d = fixtures / "field" / "tinfoil-direct-gemma4-2026-06"
     report = json.loads((d / "tinfoil_attestation.json").read_text())

@@ -13,7 +13,7 @@ from phalanb.gpu.rim_sim import SimulatedRims, simulated_rim_root
 from phalanb.gpu.rim_verify import nvidia_rim_root
 from phalanb.gpu.sim import SimulatedGpus
 from phalanb.policy import Policy
-from phalanb.verify import rim_checks
+from phalanb.vllm.verify import rim_checks
 
 
 def _fetch(sim, tmp_path, **kw):

@@ -18,7 +18,7 @@ from phalanb.gpu.rim import MAX_RIM_BYTES, parse_rim, rim_ids
 from phalanb.gpu.rim_verify import (NVIDIA_RIM_ROOT_SHA256, nvidia_rim_root, rim_certificates, verify_rim_binding,
                                     verify_rim_chain, verify_rim_signature)
 from phalanb.gpu.spdm import parse_evidence
-from phalanb.report import merge_chutes_instances, parse_report
+from phalanb.vllm.report import merge_chutes_instances, parse_report
 
 UTC = dt.timezone.utc
 #: Inside the 550.90.07 / 96.00.9F.00.01 RIMs' validity and their saved OCSP answers' window (2025-10-24 11:32 →

@@ -21,7 +21,7 @@ from phalanb.gpu.nras import (CLOCK_SKEW, NVIDIA_NRAS_INTERMEDIATE_SPKI_SHA256, 
                               nvidia_nras_anchor, parse_nras_response, sign_es384, verify_nras)
 from phalanb.policy import Policy
 from phalanb.verdict import Status
-from phalanb.verify import verify_report
+from phalanb.vllm.verify import verify_report
 
 
 def _iat(answer):

@@ -13,13 +13,13 @@ import time
 import dcap_qvl
 import pytest
 
-from phalanb.signatures import fetch_signature
-from phalanb.evidence import CollateralCache, fetch_online_evidence
+from phalanb.vllm.signatures import fetch_signature
+from phalanb.audit.evidence import CollateralCache, fetch_online_evidence
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
 from phalanb.tdx import Collateral, parse_quote, verify_with_collateral
 from phalanb.tdx.sim import SimulatedTdx, simulated_root
-from phalanb.verify import verify_exchange
+from phalanb.vllm.verify import verify_exchange
 
 from tests.conftest import TEST_API_KEY
 
@@ -50,7 +50,7 @@ def test_platform_drops_only_the_machines_chain():
 
 
 def _evidence(sim, cache):
-    from phalanb.client import Client
+    from phalanb.wire.client import Client
 
     with Client(base_url=sim.base_url, model=sim.model, api_key=TEST_API_KEY) as client:
         att = client.attestation()

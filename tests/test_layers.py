@@ -178,3 +178,11 @@ def test_no_import_circle_runs_between_layers():
         return False
 
     assert not any(visit(n, []) for n in sorted(graph) if state.get(n) is None), f"import circle: {loop}"
+
+
+def test_the_wire_and_the_model_servers_name_the_same_signing_algorithms():
+    """The client checks ``signing_algo`` without importing the protocol; both spell the same pair."""
+    from phalanb.vllm.signatures import ALGOS
+    from phalanb.wire.client import ALGOS as WIRE_ALGOS
+
+    assert WIRE_ALGOS == ALGOS

@@ -34,7 +34,6 @@ from typing import Any, Mapping
 
 from ..errors import InputError, ParseError, PhalanbError
 from ..policy import Policy
-from ..tdx.node import node_tdx_checks
 from ..verdict import Check, Status, Verdict
 from . import jcs
 from ._util import hex_bytes
@@ -145,6 +144,8 @@ def _sha(data: bytes) -> str:
 
 def _tdx_checks(report: AciReport, *, policy: Policy, collateral: Any, at: Any) -> tuple[list[Check], Any]:
     """The report's TDX evidence, checked as every node's is (:func:`phalanb.tdx.node.node_tdx_checks`)."""
+    from ..tdx.node import node_tdx_checks  # on first use, as the TDX code always was here
+
     ev = report.evidence
     return node_tdx_checks(ev.quote, event_log=ev.event_log_text or ev.event_log,
                            info={"app_compose": ev.app_compose} if ev.app_compose is not None else {},

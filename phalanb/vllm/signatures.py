@@ -30,7 +30,6 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from .. import _json
-from ..wire import client as _client
 from ..ed25519 import check_public_key
 from ..errors import ParseError, SignatureFormatError
 from ..verdict import Check, Status
@@ -53,7 +52,7 @@ __all__ = [
     "same_address",
 ]
 
-ALGOS = _client.ALGOS  # the signing_algo values the service takes, named once by the wire
+ALGOS = ("ecdsa", "ed25519")  # the wire checks the signing_algo parameter against the same pair
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -29,8 +29,6 @@ from .signatures import (
 from ..errors import InputError, ParseError, PhalanbError, SignatureFormatError, UnsupportedError
 from .report import NodeAttestation, binding_checks, check_signing_public_key, parse_report
 from ..timeutil import parse_optional_time
-from ..gpu.roots import gpu_root, nras_anchor
-from ..tdx.node import measurement_check, node_tdx_checks
 from ..verdict import Check, Status, Verdict
 
 __all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
@@ -85,8 +83,17 @@ def tdx_checks(node: NodeAttestation, *, policy: Policy, collateral: Any = None,
                ) -> tuple[list[Check], Any]:
     """The TDX links of one node of a model server's report (:func:`phalanb.tdx.node.node_tdx_checks` on the
     node's quote, event log, info and VM config). Returns the checks and the parsed quote (None when absent)."""
+    from ..tdx.node import node_tdx_checks  # on first use: reading a batch's rows never loads the TDX code
+
     return node_tdx_checks(node.intel_quote, event_log=node.effective_event_log, info=node.info,
                            vm_config=node.vm_config, policy=policy, collateral=collateral, at=at)
+
+
+def measurement_check(quote: Any, policy: Policy) -> Check:
+    """``tdx.measurements`` for a parsed quote (:func:`phalanb.tdx.node.measurement_check`)."""
+    from ..tdx.node import measurement_check as check
+
+    return check(quote, policy)
 
 
 def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nras_response: Any = None,
@@ -99,6 +106,7 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
     are weighed).
     """
     from ..gpu import chutes_gpu_nonce, parse_payload, verify_payload
+    from ..gpu.roots import gpu_root, nras_anchor
 
     need_nras = policy.require_nras
     chutes = node.binding in ("chutes", "chutes-client")

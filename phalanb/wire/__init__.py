@@ -8,9 +8,17 @@ the protocol's folder (:func:`phalanb.vllm.fetch_signature`, :mod:`phalanb.aci`)
 <phalanb.Client http://127.0.0.1:1/v1 model=None api_key=set>
 """
 
-from .capture import Recorder
-from .client import Client
-from .encryption import Encryption
-from .exchange import Exchange
+from typing import Any
 
 __all__ = ["Client", "Exchange", "Recorder", "Encryption"]
+
+_HOMES = {"Client": "client", "Exchange": "exchange", "Recorder": "capture", "Encryption": "encryption"}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: reading saved exchanges (audits, batch workers) never loads httpx.
+    if name in _HOMES:
+        from importlib import import_module
+
+        return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,7 +42,8 @@ __all__ = ["Client", "AttestationFetch", "AciFetch", "AciAttestationFetch", "DEF
            "new_nonce", "encode_body", "default_transport", "tls_context", "peer_spki_sha256", "read_limited"]
 
 DEFAULT_BASE_URL = "https://api.redpill.ai/v1"
-#: The values the service takes for the ``signing_algo`` query parameter.
+#: The values the service takes for the ``signing_algo`` query parameter (the wire knows no protocol, so the
+#: pair is spelled here too; tests/test_layers.py holds it equal to phalanb.vllm.signatures.ALGOS).
 ALGOS = ("ecdsa", "ed25519")
 #: Connect quickly or fail; allow slow models a minute between bytes.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=10.0)

@@ -882,7 +882,7 @@ def verify_legacy_gateway(report: Mapping[str, Any] | bytes | str | None, signat
     The legacy signer is tied only to the secp256k1 E2EE key of a keyset that a *verified ACI report* (``aci``)
     established — never to the keyset printed in the legacy body, which its quote does not bind.
     """
-    from ..vllm.signatures import recover_signer
+    from ..signers import recover_signer
     from .report import is_legacy_gateway_report
 
     policy = policy or Policy()

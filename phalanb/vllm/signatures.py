@@ -24,14 +24,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from eth_account import Account
-from eth_account.messages import encode_defunct
-
 from .. import _json
-from ..ed25519 import check_public_key
-from ..errors import ParseError, SignatureFormatError
+from ..errors import SignatureFormatError
+from ..signers import ALGOS, recover_signer  # who signed a text: both protocols ask the ground
 from ..verdict import Check, Status
 
 __all__ = [
@@ -52,7 +47,6 @@ __all__ = [
     "same_address",
 ]
 
-ALGOS = ("ecdsa", "ed25519")  # the wire checks the signing_algo parameter against the same pair
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -143,60 +137,6 @@ class SignatureRecord:
         if self.chat_id is not None:
             d.setdefault("chat_id", self.chat_id)
         return d
-
-
-def _hex_bytes(value: str, *, field_name: str, expected_len: int) -> bytes:
-    if not isinstance(value, str):
-        raise SignatureFormatError("must be a hex string", field=field_name)
-    body = value[2:] if value[:2] in ("0x", "0X") else value
-    if len(body) % 2:
-        raise SignatureFormatError(f"odd number of hex digits ({len(body)})", field=field_name)
-    try:
-        raw = bytes.fromhex(body)
-    except ValueError:
-        bad = next(i for i, c in enumerate(body) if c not in "0123456789abcdefABCDEF")
-        raise SignatureFormatError(f"not hex: character {body[bad]!r} at position {bad}", field=field_name,
-                                   offset=bad) from None
-    if len(raw) != expected_len:
-        raise SignatureFormatError(f"{len(raw)} bytes; expected {expected_len}", field=field_name)
-    return raw
-
-
-def recover_signer(text: str, signature: str, algo: str = "ecdsa", *, public_key: str | None = None) -> str:
-    """The signer of ``text``.
-
-    ecdsa: the checksummed address recovered by EIP-191 (``0x`` optional, v must be 27 or 28).
-    ed25519: there is no recovery, so the public key (32-byte hex, the report's ``signing_address``) must be given;
-    returns it (lowercase hex) when the signature verifies and raises :class:`SignatureFormatError` otherwise.
-    """
-    if algo == "ecdsa":
-        sig = _hex_bytes(signature, field_name="signature", expected_len=65)
-        if sig[64] not in (27, 28):
-            raise SignatureFormatError(f"recovery byte v is {sig[64]}; EIP-191 signatures use 27 or 28",
-                                       field="signature", offset=64)
-        try:
-            return Account.recover_message(encode_defunct(text=text), signature=sig)
-        except Exception as exc:  # eth-keys raises its own types for r/s out of range
-            raise SignatureFormatError(f"no public key recovers from this signature ({exc})",
-                                       field="signature") from None
-    if algo == "ed25519":
-        sig = _hex_bytes(signature, field_name="signature", expected_len=64)
-        if public_key is None:
-            raise SignatureFormatError("ed25519 signatures cannot be recovered: give the public key "
-                                       "(the report's signing_address)", field="signing_address")
-        pub = _hex_bytes(public_key, field_name="signing_address", expected_len=32)
-        try:
-            check_public_key(pub, field="signing_address")
-        except ParseError as exc:
-            raise SignatureFormatError(exc.reason, field="signing_address") from None
-        try:
-            Ed25519PublicKey.from_public_bytes(pub).verify(sig, text.encode("utf-8", "surrogatepass"))
-        except InvalidSignature:
-            raise SignatureFormatError("the ed25519 signature does not verify under this public key",
-                                       field="signature") from None
-        return pub.hex()
-    raise SignatureFormatError(f"unknown signing algorithm {algo!r}; expected one of {', '.join(ALGOS)}",
-                               field="signing_algo")
 
 
 def same_address(a: str | None, b: str | None) -> bool:

@@ -28,14 +28,14 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import InputError
 from .verdict import Check, Status
 
 __all__ = ["ServiceProfile", "profiles", "profile", "profile_for_url", "profile_of_app", "profile_check",
-           "attested_ids", "PROTOCOLS"]
+           "PROTOCOLS"]
 
 PROTOCOLS = ("aci", "vllm-proxy")
 
@@ -136,23 +136,6 @@ def profile_of_app(app_id: str | None) -> ServiceProfile | None:
         return None
     app_id = app_id.lower()
     return next((p for p in profiles().values() if app_id in p.app_ids), None)
-
-
-def attested_ids(event_log: Any, checks: Iterable[Check]) -> tuple[str | None, str | None]:
-    """(app id, compose hash) read from RTMR3 events of ``event_log`` — only when ``tdx.event_log`` passed among
-    ``checks`` (the log replays into the quote), since otherwise they are the log's own word."""
-    from .errors import PhalanbError
-    from .tdx import parse_event_log
-
-    if not any(c.id == "tdx.event_log" and c.status is Status.PASS for c in checks):
-        return None, None
-    try:
-        log = parse_event_log(event_log)
-    except PhalanbError:
-        return None, None
-    app, compose = log.runtime("app-id"), log.runtime("compose-hash")
-    return (app.event_payload.hex() if app is not None else None,
-            compose.event_payload.hex() if compose is not None else None)
 
 
 def _names() -> str:

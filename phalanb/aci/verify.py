@@ -392,7 +392,8 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     checks.append(_provenance_check(report, tdx))
     log_ok = any(c.id == "tdx.event_log" and c.status is Status.PASS for c in tdx)
     checks.append(_custody_check(report, policy, log_ok))
-    from ..services import attested_ids, profile_check
+    from ..services import profile_check
+    from ..tdx.node import attested_ids
 
     app_id, compose_hash = attested_ids(report.evidence.event_log, tdx)
     checks.append(profile_check(policy, protocol="aci", shape=report.shape, app_id=app_id, compose_hash=compose_hash))

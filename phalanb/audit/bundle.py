@@ -158,8 +158,21 @@ def _bundle_rims(rims: Any, policy: Policy, report: Any) -> dict[str, Any] | Non
 
     if rims is None and policy.rims is not None and not policy.simulated:
         rims = policy.rims if isinstance(policy.rims, RimStore) else RimStore.from_dir(policy.rims)
-        rims = needed_rims(rims, report)
+        payloads = _gpu_payloads(report)
+        rims = needed_rims(rims, payloads) if payloads is not None else rims
     return rims.to_dict() if rims is not None else None
+
+
+def _gpu_payloads(report: Any) -> list[Any] | None:
+    """The GPU evidence of every node of a model server's report; None when it cannot be read (the bundle then
+    keeps every RIM rather than guess, and the appraisal says what is wrong)."""
+    from ..errors import PhalanbError
+    from ..vllm.report import parse_report
+
+    try:
+        return [node.gpu_evidence or node.nvidia_payload for node in parse_report(report).nodes]
+    except PhalanbError:
+        return None
 
 
 def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:

@@ -32,7 +32,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from cryptography import x509
 
@@ -453,21 +453,20 @@ def appraise_payload(payload: GpuPayload, store: RimStore, *, root: TrustRoot | 
     return MeasurementAppraisal(gpus, checks)
 
 
-def needed_rims(store: RimStore, report: Any) -> RimStore:
-    """The part of ``store`` a report's GPUs need (their RIM ids) and every OCSP answer: what a bundle keeps.
-    A report whose GPUs cannot be read keeps the whole store (the appraisal will say what is wrong)."""
+def needed_rims(store: RimStore, payloads: Iterable[Any]) -> RimStore:
+    """The part of ``store`` the GPUs of ``payloads`` (NVIDIA payloads or Chutes GPU evidence, as a report carries
+    them) need — their RIM ids — and every OCSP answer: what a bundle keeps. Payloads that cannot be read keep the
+    whole store (the appraisal will say what is wrong)."""
     from .payload import parse_payload
-    from ..vllm.report import parse_report
 
     try:
         ids: set[str] = set()
-        for node in parse_report(report).nodes:
-            source = node.gpu_evidence or node.nvidia_payload
+        for source in payloads:
             if source in (None, "", []):
                 continue
             for g in parse_payload(source).gpus:
                 ids.update(rim_ids(g.spdm, g.arch).values())
-    except PhalanbError:  # an unreadable report: keep everything rather than guess
+    except PhalanbError:  # an unreadable payload: keep everything rather than guess
         return store
     out = RimStore(ocsp=list(store.ocsp), ocsp_raw=list(store.ocsp_raw))
     for rim_id in sorted(ids):

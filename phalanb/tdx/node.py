@@ -6,7 +6,7 @@ TDX evidence in different shapes; each protocol reads its shape and hands the pi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import InputError, ParseError, PhalanbError, UnsupportedError
 from ..policy import JUDGED_REGISTERS, Policy
@@ -14,7 +14,7 @@ from ..verdict import Check, Status
 from .measurements import KnownMeasurements, check_measurements
 from .roots import tdx_root
 
-__all__ = ["node_tdx_checks", "measurement_check", "TDX_CHECK_IDS"]
+__all__ = ["node_tdx_checks", "measurement_check", "attested_ids", "TDX_CHECK_IDS"]
 
 #: The checks :func:`node_tdx_checks` always returns (skipped with a reason when they cannot run).
 TDX_CHECK_IDS = ("tdx.quote_signature", "tdx.qe_report", "tdx.pck_chain", "tdx.tcb_status", "tdx.debug_disabled",
@@ -119,3 +119,19 @@ def _expectation_checks(quote: Any, info: Any, vm_config: Any, log: Any, policy:
         return [Check("policy.measurements", Status.SKIPPED, f"cannot compare {', '.join(missing)}: not in this "
                       "report", ev)]
     return [Check("policy.measurements", Status.PASS, f"{', '.join(policy.expected)} as expected", ev)]
+
+
+def attested_ids(event_log: Any, checks: Iterable[Check]) -> tuple[str | None, str | None]:
+    """(app id, compose hash) read from RTMR3 events of ``event_log`` — only when ``tdx.event_log`` passed among
+    ``checks`` (the log replays into the quote), since otherwise they are the log's own word."""
+    from . import parse_event_log
+
+    if not any(c.id == "tdx.event_log" and c.status is Status.PASS for c in checks):
+        return None, None
+    try:
+        log = parse_event_log(event_log)
+    except PhalanbError:
+        return None, None
+    app, compose = log.runtime("app-id"), log.runtime("compose-hash")
+    return (app.event_payload.hex() if app is not None else None,
+            compose.event_payload.hex() if compose is not None else None)

@@ -106,7 +106,7 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
     are weighed).
     """
     from ..gpu import chutes_gpu_nonce, parse_payload, verify_payload
-    from ..gpu.roots import gpu_root, nras_anchor
+    from ..gpu.roots import gpu_root
 
     need_nras = policy.require_nras
     chutes = node.binding in ("chutes", "chutes-client")
@@ -178,6 +178,7 @@ def rim_checks(payload: Any, policy: Policy, *, at: float | None = None) -> list
 def _nras_checks(checks: list[Check], node: NodeAttestation, result: Any, expected: Any, policy: Policy,
                  need_nras: bool, nras_response: Any, jwks: Any, at: float | None) -> None:
     from ..gpu.nras import verify_nras
+    from ..gpu.roots import nras_anchor
 
     if nras_response is None:
         checks.append(Check("nras.result", Status.SKIPPED, "no NRAS answer: NVIDIA's remote appraisal (reference "
@@ -393,7 +394,8 @@ def attest_report(report: Mapping[str, Any], *, nonce: bytes | None, signer: str
 def _profile_check(node: NodeAttestation, shape: str, tdx: list[Check], policy: Policy) -> Check:
     """``service.profile`` for a model server's report: the shape and the attested app id must fit the service the
     auditor expects (:mod:`phalanb.services`)."""
-    from ..services import attested_ids, profile_check
+    from ..services import profile_check
+    from ..tdx.node import attested_ids
 
     app_id, compose_hash = attested_ids(node.effective_event_log, tdx)
     return profile_check(policy, protocol="vllm-proxy", shape=shape, app_id=app_id, compose_hash=compose_hash)

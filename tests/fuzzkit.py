@@ -1261,6 +1261,7 @@ def _call_e2ee_reply(stream: bool) -> Callable[[Any], Any]:
 def _targets() -> list[Target]:
     from phalanb.aci import parse_aci_report, parse_receipt, parse_session
     from phalanb.audit import parse_bundle  # noqa: F401  (imported early so import cost is not an input's time)
+    from phalanb.batch import load_items  # noqa: F401  (likewise: pandas takes ~2 s to import on a busy machine)
     from phalanb.exchange import Exchange
     from phalanb.gpu import parse_cert_chain, parse_evidence, parse_payload
     from phalanb.gpu.nras import decode_jwt, parse_nras_response

@@ -34,8 +34,8 @@ from .trust import gpu_root, nras_anchor, tdx_root
 from .verdict import Check, Status, Verdict
 
 __all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
-           "chat_checks", "signer_choice", "takes_preflight", "tdx_checks", "gpu_checks", "gateway_checks", "REQUIRED_CHECKS",
-           "measurement_check", "gpu_count_check"]
+           "chat_checks", "signer_choice", "takes_preflight", "tdx_checks", "gpu_checks", "gateway_checks",
+           "REQUIRED_CHECKS", "measurement_check", "gpu_count_check"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
 REQUIRED_CHECKS = (
@@ -307,7 +307,7 @@ def signer_choice(report: Any) -> Callable[[str | None], str | None]:
     """For a batch: a map from the signer a reply's signature recovers to (or its record names) to a signer that
     :func:`attest_report` treats exactly alike, so a batch verifies each node's attestation once however many
     addresses its signatures recover to. attest_report reads its signer only to pick the node
-    (:meth:`~phalanb.report.ParsedReport.select`): the node's own address picks that node; with one node every
+    (:meth:`~phalanb.report.AttestationReport.select`): the node's own address picks that node; with one node every
     signer picks it; None and an address no node of several holds are kept as they are."""
     try:
         nodes = parse_report(report).nodes if report is not None else []

@@ -8,8 +8,9 @@
 2. Mutation matrix: every byte of every region of every real quote in ``tdx/ground_truth.json`` and of the field
    shapes' quotes (Tinfoil, Chutes evidence API, a NEAR AI Cloud gateway), of every GPU report of the nvidia table
    (evidence and certificate chain), of the report fields those shapes bind (``fuzzkit.BOUND_FIELDS``: a gateway's
-   key, nonce and TLS fingerprint, Tinfoil v3's report_data inputs, a Chutes e2e key) and of a few recorded
-   simulator exchanges, flipped
+   key, nonce and TLS fingerprint, Tinfoil v3's report_data inputs, a Chutes e2e key), of a few recorded
+   simulator exchanges and of ACI's bound artefacts (a receipt and its signature, a session, the real report's
+   workload keyset, the sealed values of an E2EE reply, buffered and streamed), flipped
    with each mask of ``--masks``. A flip inside a signed region must turn the result to failed; flips outside
    (quote padding, bytes between PEM certificates, SPDM trailing bytes) are counted and allowed to pass.
 
@@ -129,6 +130,8 @@ def _judge(kind: str, key: str):
             source, path, encoding, _cap = fk.BOUND_FIELDS[int(key)]
             j = fk.ReportFieldJudge(_CORPUS, source, path, encoding)
             _JUDGES[kind, key] = (j.data, j)
+        elif kind == "aci":
+            _JUDGES[kind, key] = fk.aci_artefact(_CORPUS, key)
         else:
             rec = next(r for r in _RECORDED if r.name == key)
             region = kind.split(":", 1)[1]
@@ -195,6 +198,10 @@ def mutation_tasks(corpus: fk.Corpus, recorded: list[fk.Recorded], masks: tuple[
             value = value[key]
         size = len(bytes.fromhex(value.removeprefix("0x"))) if encoding == "hex" else len(base64.b64decode(value))
         add("report", str(i), [fk.Region(".".join(map(str, path)), 0, min(size, cap or size))])
+    # Issue 19: ACI receipts (document and signature), sessions, the real report's keyset and E2EE replies (the
+    # sealed values, buffered and streamed): every byte is bound by a signature, a digest or an AEAD tag.
+    for name in fk.ACI_ARTEFACTS:
+        add("aci", name, fk.aci_regions(corpus, name))
     return tasks
 
 
@@ -292,10 +299,11 @@ def main(argv: list[str] | None = None) -> int:
             peak = max(peak, r["rss"])
         mut_s = time.time() - t0
         n_artefacts = (len(corpus.quotes) if not args.quick else 2, len(corpus.gpus) if not args.quick else 2,
-                       len(recorded), len(fk.BOUND_FIELDS) if not args.quick else 3)
+                       len(recorded), len(fk.BOUND_FIELDS) if not args.quick else 3, len(fk.ACI_ARTEFACTS))
         print(f"\n== MUTATION MATRIX: {sum(a['tried'] for a in agg.values()):,} single-byte flips in {mut_s:.0f} s "
               f"({n_artefacts[0]} quotes, {n_artefacts[1]} GPU reports with their chains, {n_artefacts[2]} "
-              f"exchanges, {n_artefacts[3]} bound report fields; every byte x {len(masks)} masks) ==")
+              f"exchanges, {n_artefacts[3]} bound report fields, {n_artefacts[4]} ACI artefacts (receipt, its "
+              f"signature, session, report keyset, E2EE replies); every byte x {len(masks)} masks) ==")
         print(f"{'artefact':<14} {'region':<9} {'flips':>9} {'failed':>9} {'passed':>8}")
         for (kind, signed), a in sorted(agg.items()):
             print(f"{kind:<14} {'signed' if signed else 'unsigned':<9} {a['tried']:>9,} {a['failed']:>9,} "

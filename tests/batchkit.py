@@ -70,15 +70,27 @@ def mutations(rows: list[dict]) -> list[dict]:
     r = take(1); r["exchange"]["response_b64"] = base64.b64encode(b"[1, 2]").decode()     # JSON, not an object
     r = take(1); r["exchange"]["timings"]["done_ns"] = None                               # no total time
     r = take(1); r["exchange"]["timings"]["token_ns"] = [None]                            # stamps the slow reader takes
-    # Lines orjson reads otherwise than the exact reader (or refuses): the exact reader reads them.
-    r = take(1); r["exchange"]["usage"] = {"cost": float("nan")}                          # NaN (orjson refuses)
+    # Lines orjson reads otherwise than the exact reader (or refuses): the exact reader reads them. (NaN, lone
+    # surrogates and duplicate members are refused by both: see refused_lines.)
     r = take(0); r["exchange"]["timings"]["done_ns"] += 2 ** 64                           # > 64 bits: a float to orjson
     r = take(1); r["exchange"]["status"] = 2 ** 64 + 200                                  # > 64 bits, as a status
     r = take(2); r["exchange"] = None; r["signature"]["chat_id"] = 2 ** 70               # > 64 bits, as a chat id
-    r = take(3); r["exchange"]["text"] = "\ud800 lone"                                     # a lone surrogate escape
     r = take(1); r["exchange"]["usage"] = {"deep": json.loads("[" * 300 + "]" * 300)}     # deep, but not too deep
     r = take(1); r["exchange"]["usage"] = {"brackets": "[" * 600}                         # brackets inside a string
     return out
+
+
+def refused_lines(line: bytes) -> dict[str, bytes]:
+    """What phalanb's one JSON rule refuses, written into a recorded line (``json.dumps`` spacing): every reader —
+    the exact one, the fast one, a single verification — refuses it, naming the line."""
+    assert line.startswith(b'{"exchange": {') and b'"signature": {' in line
+    return {
+        "duplicate-member": line.replace(b'"signature": {', b'"signature": {"text": "a:b", ', 1),
+        "duplicate-response": line.replace(b'"response_b64": "', b'"response_b64": "AAAA", "response_b64": "', 1),
+        "nan": line.replace(b'"exchange": {', b'"exchange": {"usage": {"cost": NaN}, ', 1),
+        "infinite": line.replace(b'"exchange": {', b'"exchange": {"usage": {"cost": 1e400}, ', 1),
+        "lone-surrogate": line.replace(b'"exchange": {', b'"exchange": {"text": "\\ud800 lone", ', 1),
+    }
 
 
 def same_rows(df, singles) -> None:

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -1190,9 +1190,78 @@ def _call_verify_aci(args: tuple) -> Any:
                       policy=Policy(), at=1782664738)
 
 
+# -- E2EE replies: a sealed reply (buffered and streamed) to a request phalanb prepared ------------------------------
+
+_E2EE_NOW = 1_800_000_000
+_E2EE_ANSWER = "the sealed answer: forty-two, and nothing else"
+
+
+@lru_cache(maxsize=1)
+def e2ee_exchange() -> tuple[Any, bytes, bytes]:
+    """(the prepared request, its buffered sealed reply, its streamed sealed reply), reproducible (seeded)."""
+    from phalanb.aci import e2ee_crypto as ec
+    from phalanb.aci.e2ee import AttestedE2EEKey, prepare_request
+    from phalanb.aci.verify import EstablishedKeyset
+    from phalanb.sim.e2ee import E2EEService
+
+    service = E2EEService.from_seed("fuzz", clock=lambda: _E2EE_NOW, rng=ec.deterministic_rng(b"fuzz-service"))
+    keyset = EstablishedKeyset(digest="sha256:" + "ab" * 32, keyset={"e2ee_public_keys": service.keyset_entries()})
+    key = AttestedE2EEKey.from_established_keyset(keyset, algo=ec.X25519)
+    req = prepare_request({"model": "demo-model", "messages": [{"role": "user", "content": "tell me"}]},
+                          model_key=key, now=_E2EE_NOW, rng=ec.deterministic_rng(b"fuzz-client"))
+    opened = service.open_request(req.headers, req.body, "/v1/chat/completions")
+    body = json.dumps({"id": "chatcmpl-f", "object": "chat.completion",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": _E2EE_ANSWER}}]})
+    buffered = service.seal_response(body.encode(), opened.context)
+    sealer = service.stream_sealer(opened.context)
+    events = b"".join(b"data: " + json.dumps({"id": "chatcmpl-s", "object": "chat.completion.chunk",
+                                              "choices": [{"index": 0, "delta": {"content": part}}]}).encode()
+                      + b"\n\n" for part in ("the sealed ", "answer, ", "streamed"))
+    streamed = sealer.push(events + b"data: [DONE]\n\n") + sealer.finish()
+    return req, buffered, streamed
+
+
+def _e2ee_outcome(wire: bytes, stream: bool) -> str:
+    """"passed" when every sealed field opened and the reply check passed; "failed" when the reader refused it
+    (E2EEError) or the check failed."""
+    from phalanb.aci.e2ee import check_response_authenticated, decrypt_response, decrypt_stream
+
+    req = e2ee_exchange()[0]
+    try:
+        out = (decrypt_stream if stream else decrypt_response)(wire, req)
+    except PhalanbError:
+        return "failed"
+    status = check_response_authenticated(out).status.value
+    return "failed" if status == "fail" else "passed"
+
+
+def _gen_e2ee_reply(stream: bool) -> Callable[[random.Random, Corpus], Any]:
+    def gen(rng: random.Random, c: Corpus) -> Any:
+        seed = e2ee_exchange()[2 if stream else 1]
+        clear = b'"content":"' + _E2EE_ANSWER.encode() + b'",'
+        return _pick(rng,
+                     (1, lambda: random_bytes(rng)),
+                     (4, lambda: mutate_bytes(rng, seed)),
+                     (1, lambda: seed[:rng.randrange(len(seed))]),
+                     (1, lambda: seed.replace(b'"content":', clear + b'"content":', 1)),  # the answer in clear
+                     (1, lambda: seed.replace(b'"id":', b'"id":NaN,"id":', 1)),
+                     (1, lambda: seed.replace(b'"index":0', b'"index":1e400', 1)))
+    return gen
+
+
+def _call_e2ee_reply(stream: bool) -> Callable[[Any], Any]:
+    def call(wire: Any) -> Any:
+        from phalanb.aci.e2ee import check_response_authenticated, decrypt_response, decrypt_stream
+
+        return check_response_authenticated((decrypt_stream if stream else decrypt_response)(wire,
+                                                                                          e2ee_exchange()[0]))
+    return call
+
+
 def _targets() -> list[Target]:
     from phalanb.aci import parse_aci_report, parse_receipt, parse_session
     from phalanb.audit.bundle import parse_bundle  # noqa: F401  (imported early so import cost is not an input's time)
+    from phalanb.audit.batch import load_items  # noqa: F401  (likewise: pandas takes ~2 s to import on a busy machine)
     from phalanb.wire.exchange import Exchange
     from phalanb.gpu import parse_cert_chain, parse_evidence, parse_payload
     from phalanb.gpu.nras import decode_jwt, parse_nras_response
@@ -1233,6 +1302,8 @@ def _targets() -> list[Target]:
         Target("aci.parse_receipt", parse_receipt, _gen_aci_doc("receipt"), 1),
         Target("aci.parse_session", parse_session, _gen_aci_doc("session"), 1),
         Target("aci.verify_aci", _call_verify_aci, _gen_verify_aci, 0.3),
+        Target("aci.e2ee.decrypt_response", _call_e2ee_reply(False), _gen_e2ee_reply(False), 0.5),
+        Target("aci.e2ee.decrypt_stream", _call_e2ee_reply(True), _gen_e2ee_reply(True), 0.5),
     ]
 
 
@@ -1574,6 +1645,99 @@ class Recorded:
         return ex, sig
 
 
+# --------------------------------------------------------------------------------------------------------------
+# ACI artefacts in the mutation matrix: every byte of each is bound (a signature, a digest or an AEAD tag covers it)
+
+#: name -> what is flipped. Signatures and ciphertexts are flipped as the bytes they encode (their hex digits' case
+#: is spelling, not content).
+ACI_ARTEFACTS = ("receipt.document", "receipt.signature", "session.document", "report.workload_keyset",
+                 "e2ee.reply.sealed", "e2ee.stream.sealed")
+
+
+def aci_regions(c: Corpus, name: str) -> list[Region]:
+    """The regions of an ACI artefact: all bound, but for the receipt's signature written in hex inside the
+    document, whose digits' case is spelling (its bytes are flipped as ``receipt.signature``)."""
+    data, _ = aci_artefact(c, name)
+    if name != "receipt.document":
+        return [Region(name, 0, len(data))]
+    sig = json.loads(data)["signature"].encode()
+    a = data.index(b'"signature":"' + sig) + len(b'"signature":"')
+    return [Region(name, 0, a), Region("receipt.signature-hex", a, a + len(sig), signed=False),
+            Region(name, a + len(sig), len(data))]
+
+
+def aci_artefact(c: Corpus, name: str) -> tuple[bytes, Callable[[bytes], str]]:
+    """(the bytes to flip, the judge of flipped bytes: "failed", "passed" or "unexpected:…")."""
+    v = c._json("aci/test_vectors.json")["aci"]
+
+    def guarded(judge: Callable[[bytes], str]) -> Callable[[bytes], str]:
+        def run(data: bytes) -> str:
+            try:
+                return judge(data)
+            except PhalanbError:
+                return "failed"
+            except Exception as exc:  # noqa: BLE001 — reported, never hidden
+                return f"unexpected:{type(exc).__name__}: {exc!s:.200}"
+        return run
+
+    if name.startswith("receipt."):
+        from phalanb.aci import EstablishedKeyset, verify_receipt
+
+        keyset = EstablishedKeyset(digest=v["keyset"]["workload_keyset_digest"], keyset=v["keyset"]["object"],
+                                   shape="current")
+        doc = v["receipt"]["document_jcs"].encode()
+        sig_hex = json.loads(doc)["signature"]
+        request, response = v["receipt"]["request_body"].encode(), v["receipt"]["response_body"].encode()
+
+        def receipt_outcome(receipt: bytes) -> str:
+            checks = verify_receipt(receipt, keyset=keyset, request_bytes=request, response_bytes=response)
+            return "failed" if any(ch.status.value == "fail" for ch in checks) else "passed"
+
+        if name == "receipt.document":
+            return doc, guarded(receipt_outcome)
+        return bytes.fromhex(sig_hex), guarded(lambda d: receipt_outcome(doc.replace(sig_hex.encode(),
+                                                                                     d.hex().encode(), 1)))
+    if name == "session.document":
+        from phalanb.aci import verify_session
+        from phalanb.policy import Policy
+
+        def session_outcome(data: bytes) -> str:
+            checks = verify_session(data, expected_id=v["session"]["session_id"], served_at=None, policy=Policy(),
+                                    deep=False)
+            return "failed" if any(ch.status.value == "fail" for ch in checks) else "passed"
+
+        return v["session"]["document_jcs"].encode(), guarded(session_outcome)
+    if name == "report.workload_keyset":
+        from phalanb.aci import verify_aci_report
+        from phalanb.policy import Policy
+
+        raw = (c.root / "aci" / "real" / "phala-gateway-aci1-report-2026-06-28.json").read_bytes()
+        vectors = c._json("aci/test_vectors.json")
+        nonce = bytes.fromhex(vectors["real_capture_phala_2026_06_28"]["nonce"])
+        text = raw.decode()
+        key = text.index('"workload_keyset"')
+        start = text.index("{", key)
+        end = json.JSONDecoder().raw_decode(text, start)[1]
+        start_b, end_b = len(text[:start].encode()), len(text[:end].encode())
+
+        def report_outcome(data: bytes) -> str:
+            att = verify_aci_report(raw[:start_b] + data + raw[end_b:], nonce=nonce, policy=Policy(),
+                                    at=1782664738)
+            return "failed" if att.verdict.status == "failed" else "passed"
+
+        return raw[start_b:end_b], guarded(report_outcome)
+    if name.startswith("e2ee."):
+        stream = name.startswith("e2ee.stream")
+        wire = e2ee_exchange()[2 if stream else 1]
+        # The first sealed value: the hex string after the first "content":" (buffered) or delta content (stream).
+        at = wire.index(b'"content":"') + len(b'"content":"')
+        end = wire.index(b'"', at)
+        sealed = wire[at:end]
+        return bytes.fromhex(sealed.decode()), guarded(
+            lambda d: _e2ee_outcome(wire[:at] + d.hex().encode() + wire[end:], stream))
+    raise KeyError(name)
+
+
 def record_exchanges(n_stream: int = 2, n_json: int = 1, *, ed25519: bool = True) -> list[Recorded]:
     """Chat with phalanb's embedded simulator (no latency) and keep each reply's audit bundle."""
     from phalanb.session import Session, Settings
@@ -1600,4 +1764,5 @@ def now_utc() -> str:
 __all__ = ["Hang", "time_bound", "run_one", "Outcome", "Corpus", "QuoteSeed", "GpuSeed", "targets", "Target",
            "truncations", "truncated_input", "Region", "quote_regions", "spdm_regions", "chain_regions", "flip",
            "FLIP_MASKS", "QuoteJudge", "GpuJudge", "ReportFieldJudge", "BOUND_FIELDS", "Recorded",
-           "record_exchanges", "mutate_bytes", "mutate_json"]
+           "record_exchanges", "mutate_bytes", "mutate_json", "ACI_ARTEFACTS", "aci_artefact", "aci_regions",
+           "e2ee_exchange"]

@@ -34,8 +34,11 @@ def test_malformed_ed25519_signature_and_key():
         recover_signer(TEXT, "11" * 65, "ed25519", public_key="22" * 32)
     with pytest.raises(SignatureFormatError, match="expected 32"):
         recover_signer(TEXT, "11" * 64, "ed25519", public_key="22" * 31)
+    key = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
     with pytest.raises(SignatureFormatError, match="does not verify"):
-        recover_signer(TEXT, "11" * 64, "ed25519", public_key="3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
+        recover_signer(TEXT, "11" * 32 + "01" + "00" * 31, "ed25519", public_key=key)
+    with pytest.raises(SignatureFormatError, match="not below the group order"):  # S ≥ L: malleable, refused
+        recover_signer(TEXT, "11" * 64, "ed25519", public_key=key)
 
 
 def test_unknown_algo():

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple
 
 import orjson
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..errors import PhalanbError
+from .. import ed25519
+from ..errors import ParseError, PhalanbError
 from ..verdict import Status
 from .receipt import parse_receipt
 from .verify import EstablishedKeyset, verify_receipt
@@ -84,12 +84,10 @@ class _Fast:
             for key_id, entry in keyset.receipt_keys.items():
                 if entry.get("algo") != "ed25519":
                     continue
-                try:
-                    raw = bytes.fromhex(str(entry.get("public_key")))
-                    if len(raw) == 32:
-                        self.keys[key_id] = Ed25519PublicKey.from_public_bytes(raw)
-                except ValueError:
-                    continue  # the single verifier says why this key cannot verify anything
+                try:  # the one strict helper: a weak key is never taken here (the single verifier words why)
+                    self.keys[key_id] = ed25519.public_key(bytes.fromhex(str(entry.get("public_key"))))
+                except (ValueError, ParseError):
+                    continue
 
     def row(self, item: ReceiptItem) -> ReceiptRow | None:
         """The row when every check holds on the common path; None to ask the single verifier."""
@@ -119,8 +117,8 @@ class _Fast:
         if raw.replace(member, b"", 1) != signed:
             return None  # not the served canonical form (pretty-printed, re-ordered, duplicate members…)
         try:
-            key.verify(bytes.fromhex(sig), signed)
-        except (InvalidSignature, ValueError):
+            ed25519.verify(key, bytes.fromhex(sig), signed)  # strict: S < L, R canonical and not of small order
+        except (ParseError, ValueError):
             return None
         if doc.get("api_version") != "aci/1" or doc.get("workload_keyset_digest") != self.digest:
             return None

@@ -10,21 +10,17 @@ import coincurve
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from eth_utils import keccak
+
+from .. import ed25519
 
 __all__ = ["ed25519_ok", "secp256k1_rs_ok", "recover_secp256k1", "compressed", "eth_address", "keccak"]
 
 
 def ed25519_ok(public_key: bytes, signature: bytes, message: bytes) -> bool:
-    if len(public_key) != 32 or len(signature) != 64:
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-        return True
-    except (InvalidSignature, ValueError):
-        return False
+    """Strict Ed25519 (:func:`phalanb.ed25519.verifies`): weak keys and malleable signatures never verify."""
+    return ed25519.verifies(public_key, signature, message)
 
 
 def secp256k1_rs_ok(public_key: bytes, signature: bytes, message: bytes) -> bool:

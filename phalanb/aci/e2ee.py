@@ -399,6 +399,7 @@ class DecryptedResponse:
     fields: tuple[str, ...]
     id: str
     key_attested: bool
+    plaintexts: tuple[tuple[str, str], ...] = ()  # (path, decrypted text) per opened field, for the leak search
 
     @property
     def text(self) -> str:
@@ -417,7 +418,8 @@ def _response_id(body: Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _open_slots(slots: Iterable[Any], request: EncryptedRequest, response_id: str) -> list[str]:
+def _open_slots(slots: Iterable[Any], request: EncryptedRequest, response_id: str,
+                plaintexts: list[tuple[str, str]]) -> list[str]:
     opened: list[str] = []
     suite = request.model_key.suite
     for slot in slots:
@@ -440,6 +442,7 @@ def _open_slots(slots: Iterable[Any], request: EncryptedRequest, response_id: st
             raise E2EEError(f"{slot.path} decrypted to bytes that are not UTF-8", field=slot.path) from None
         slot.container[slot.key] = serde_loads(text, what=slot.path) if slot.json_value else text
         opened.append(slot.path)
+        plaintexts.append((slot.path, text))
     return opened
 
 
@@ -450,9 +453,10 @@ def decrypt_response(body: bytes, request: EncryptedRequest) -> DecryptedRespons
     if not isinstance(parsed, dict):
         raise E2EEError("the response body is not a JSON object", field="response body")
     rid = _response_id(parsed)
-    opened = _open_slots(list(response_slots(parsed, request.endpoint)), request, rid)
+    plaintexts: list[tuple[str, str]] = []
+    opened = _open_slots(list(response_slots(parsed, request.endpoint)), request, rid, plaintexts)
     return DecryptedResponse(body=parsed, wire=bytes(body), fields=tuple(opened), id=rid,
-                             key_attested=request.key_attested)
+                             key_attested=request.key_attested, plaintexts=tuple(plaintexts))
 
 
 @dataclass(frozen=True)
@@ -462,6 +466,7 @@ class DecryptedChunk:
     data: dict[str, Any]
     fields: tuple[str, ...]
     id: str
+    plaintexts: tuple[tuple[str, str], ...] = ()
 
     @property
     def deltas(self) -> dict[int, str]:
@@ -485,8 +490,9 @@ def decrypt_chunk(data: str | bytes | Mapping[str, Any], request: EncryptedReque
     if not isinstance(parsed, dict):
         raise E2EEError("a stream event is not a JSON object", field="stream event")
     rid = _response_id(parsed)
-    opened = _open_slots(list(stream_slots(parsed, request.endpoint)), request, rid)
-    return DecryptedChunk(data=parsed, fields=tuple(opened), id=rid)
+    plaintexts: list[tuple[str, str]] = []
+    opened = _open_slots(list(stream_slots(parsed, request.endpoint)), request, rid, plaintexts)
+    return DecryptedChunk(data=parsed, fields=tuple(opened), id=rid, plaintexts=tuple(plaintexts))
 
 
 class StreamDecryptor:
@@ -548,6 +554,7 @@ class DecryptedStream:
     done: bool
     text: str
     key_attested: bool
+    plaintexts: tuple[tuple[str, str], ...] = ()
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -560,7 +567,8 @@ def decrypt_stream(body: bytes, request: EncryptedRequest) -> DecryptedStream:
     dec.feed(bytes(body))
     dec.close()
     return DecryptedStream(chunks=tuple(dec.chunks), wire=bytes(body), fields=dec.fields, done=dec.done,
-                           text=dec.text(0), key_attested=request.key_attested)
+                           text=dec.text(0), key_attested=request.key_attested,
+                           plaintexts=tuple(p for c in dec.chunks for p in c.plaintexts))
 
 
 # ---- checks -----------------------------------------------------------------------------------------------------
@@ -608,14 +616,8 @@ def check_request_encrypted(request: EncryptedRequest) -> Check:
             request.headers.get("X-E2EE-Version") != E2EE_VERSION:
         return Check(cid, Status.FAIL, "the E2EE headers do not name the key the fields were sealed to", evidence)
     restored = serde_loads(request.restored_body, what="restored body")
-    leaked = []
-    for slot in request_slots(_reseal_shape(restored, request), request.endpoint):
-        value = slot.container[slot.key]
-        text = value if isinstance(value, str) else serde_dumps(value).decode()
-        if len(text.encode()) >= _MIN_LEAK_SEARCH:
-            escaped = serde_dumps(text)[1:-1]
-            if escaped in request.body or text.encode() in request.body:
-                leaked.append(slot.path)
+    leaked = leaked_plaintext(((slot.path, slot.container[slot.key]) for slot in
+                               request_slots(_reseal_shape(restored, request), request.endpoint)), request.body)
     if leaked:
         return Check(cid, Status.FAIL, f"the plaintext of {', '.join(leaked)} appears in the sent bytes",
                      {**evidence, "leaked": leaked})
@@ -624,6 +626,19 @@ def check_request_encrypted(request: EncryptedRequest) -> Check:
     note = f"; not covered by E2EE v2 and sent in the clear: {', '.join(not_covered)}" if not_covered else ""
     return Check(cid, Status.PASS, f"all {len(found)} prompt field(s) left encrypted to the {request.algo} key{note}",
                  evidence)
+
+
+def leaked_plaintext(plaintexts: Iterable[tuple[str, Any]], wire: bytes) -> list[str]:
+    """The paths whose plaintext (of at least 8 bytes: shorter ones occur by chance) appears in ``wire`` as it would
+    be written there, raw or JSON-escaped: the text crossed the wire in clear beside (or instead of) its sealed
+    copy. Used for the request and the reply alike."""
+    leaked = []
+    for path, value in plaintexts:
+        text = value if isinstance(value, str) else serde_dumps(value).decode()
+        raw = text.encode("utf-8", "surrogatepass")
+        if len(raw) >= _MIN_LEAK_SEARCH and (raw in wire or serde_dumps(text)[1:-1] in wire):
+            leaked.append(path)
+    return leaked
 
 
 def _reseal_shape(restored: Any, request: EncryptedRequest) -> Any:
@@ -666,6 +681,13 @@ def check_response_authenticated(outcome: DecryptedResponse | DecryptedStream | 
                                 "response_sha256": hashlib.sha256(outcome.wire).hexdigest()}
     if not outcome.fields:
         return Check(cid, Status.SKIPPED, "the reply carried no generated content field to authenticate", evidence)
+    texts = list(outcome.plaintexts)
+    if isinstance(outcome, DecryptedStream):
+        texts.append(("the assembled text", outcome.text))
+    leaked = leaked_plaintext(texts, outcome.wire)
+    if leaked:
+        return Check(cid, Status.FAIL, f"the decrypted text of {', '.join(dict.fromkeys(leaked))} also appears in "
+                     "the reply bytes: the answer crossed the wire in clear", {**evidence, "leaked": leaked})
     kind = "field(s)"
     if isinstance(outcome, DecryptedStream):
         kind = "streamed chunk field(s)"

@@ -430,44 +430,19 @@ def _serde_float(text: str) -> float:
     return value
 
 
-def _serde_constant(name: str) -> Any:
-    raise _Reject(f"{name} is not JSON")
-
-
-def _no_surrogates(value: Any) -> None:
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            if any("\ud800" <= ch <= "\udfff" for ch in v):
-                raise _Reject("a string holds an unpaired UTF-16 surrogate escape")
-        elif isinstance(v, list):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-
-
 def serde_loads(data: bytes | str, *, what: str = "body") -> Any:
-    """Parse JSON as the gateway's ``serde_json`` (with ``preserve_order``) does: member order kept, a repeated
-    member keeps its first position and last value, integers stay integers (u64/i64 range), ``-0`` and wider
-    integers become floats, NaN/Infinity and unpaired surrogate escapes are refused. Raises :class:`E2EEError`."""
+    """Parse JSON as the gateway's ``serde_json`` (with ``preserve_order``) does — member order kept, integers stay
+    integers (u64/i64 range), ``-0`` and wider integers become floats — under phalanb's one reading rule
+    (:func:`phalanb._json.loads`): a repeated member (serde_json would keep its last value, so a reply could carry
+    the answer in clear beside a sealed copy), NaN/Infinity and unpaired surrogate escapes are refused.
+    Raises :class:`E2EEError` naming ``what`` and the offset."""
     try:
-        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    except UnicodeDecodeError as exc:
-        raise E2EEError(f"the {what} is not UTF-8 (byte {exc.start})", field=what) from None
-    if _json._too_deep(text) is not None:
-        raise E2EEError(f"the {what} nests deeper than {_json.MAX_DEPTH} levels", field=what)
-    try:
-        value = json.loads(text, parse_int=_serde_int, parse_float=_serde_float, parse_constant=_serde_constant)
-        _no_surrogates(value)
+        return _json.loads(data, field=what, parse_int=_serde_int, parse_float=_serde_float)
     except _Reject as exc:
         raise E2EEError(f"the {what} is not JSON the gateway accepts: {exc.why}", field=what) from None
-    except json.JSONDecodeError as exc:
-        raise E2EEError(f"the {what} is not JSON ({exc.msg} at offset {exc.pos})", field=what) from None
-    except (ValueError, RecursionError) as exc:
-        raise E2EEError(f"the {what} is not JSON ({exc})", field=what) from None
-    return value
+    except _json.JSONRefused as exc:
+        raise E2EEError(f"the {what} is not JSON phalanb reads ({exc.msg} at offset {exc.pos})",
+                        field=what) from None
 
 
 def _ryu(value: float) -> str:

@@ -32,7 +32,8 @@ from ..errors import E2EEError, ParseError
 from ..wire.exchange import register_sealed_record_reader
 from ..wire.sse import SSEDecoder
 from ..verdict import Check, Status
-from .e2ee import E2EE_HEADERS, AttestedE2EEKey, EncryptedRequest, StreamDecryptor, check_request_encrypted, decrypt_response
+from .e2ee import (E2EE_HEADERS, AttestedE2EEKey, EncryptedRequest, StreamDecryptor, check_request_encrypted,
+                   decrypt_response, leaked_plaintext)
 from .e2ee_crypto import (
     GCM_NONCE_BYTES, SUITES, _split, endpoint_kind, looks_sealed, parse_public_key, request_slots, response_aad,
     response_slots, serde_dumps, serde_loads, stream_slots,
@@ -224,11 +225,13 @@ def reply_field_keys(request: EncryptedRequest, wire: bytes, *, stream: bool) ->
     return tuple(keys)
 
 
-def open_reply_with_keys(record: E2EERecord, wire: bytes) -> tuple[Any, tuple[str, ...]]:
+def open_reply_with_keys(record: E2EERecord, wire: bytes, plaintexts: list[tuple[str, str]] | None = None
+                         ) -> tuple[Any, tuple[str, ...]]:
     """Open every sealed reply value of ``wire`` with the record's field keys, each under its own AAD (request
     model, nonce and timestamp, response id, field path). Returns the decrypted reply (same form as
     ``record.reply``) and the paths opened. Any value that is unsealed, does not authenticate, or has no key
-    raises :class:`E2EEError` naming its path."""
+    raises :class:`E2EEError` naming its path. ``plaintexts``, when given, receives (path, decrypted text) per
+    value opened."""
     suite = SUITES[record.algo]
     units = _reply_units(wire, stream=record.stream, endpoint=record.endpoint)
     keys = list(record.reply_keys)
@@ -265,6 +268,8 @@ def open_reply_with_keys(record: E2EERecord, wire: bytes) -> tuple[Any, tuple[st
                 raise E2EEError(f"{slot.path} decrypted to bytes that are not UTF-8", field=slot.path) from None
             slot.container[slot.key] = serde_loads(text, what=slot.path) if slot.json_value else text
             opened.append(slot.path)
+            if plaintexts is not None:
+                plaintexts.append((slot.path, text))
     if used != len(keys):
         raise E2EEError(f"the record holds {len(keys)} field keys but the reply has {used} sealed values")
     reply = units[0][0] if not record.stream else [obj for obj, _ in units]
@@ -376,13 +381,20 @@ def _response_check(record: E2EERecord, response_bytes: bytes | None, response_h
         return Check(cid, Status.FAIL, f"the reply did not decrypt when it arrived: {record.reply_error}", ev)
     if response_bytes is None:
         return Check(cid, Status.SKIPPED, "the exact reply bytes were not given", ev)
+    plaintexts: list[tuple[str, str]] = []
     try:
-        reply, opened = open_reply_with_keys(record, response_bytes)
+        reply, opened = open_reply_with_keys(record, response_bytes, plaintexts)
     except E2EEError as exc:
         return Check(cid, Status.FAIL, str(exc), {**ev, "field": exc.field})
     ev.update(fields=len(opened), paths=sorted(set(opened)))
     if not opened:
         return Check(cid, Status.SKIPPED, "the reply carried no generated content field to authenticate", ev)
+    if record.stream:
+        plaintexts.append(("the assembled text", reply_text(reply, stream=True)))
+    leaked = leaked_plaintext(plaintexts, response_bytes)
+    if leaked:
+        return Check(cid, Status.FAIL, f"the decrypted text of {', '.join(dict.fromkeys(leaked))} also appears in "
+                     "the reply bytes: the answer crossed the wire in clear", {**ev, "leaked": leaked})
     if record.reply is None or serde_dumps(reply) != serde_dumps(record.reply):
         return Check(cid, Status.FAIL, "the recorded decrypted reply is not what the sealed reply bytes open to", ev)
     if response_hash is None or response_hash.status is not Status.PASS:

@@ -5,6 +5,10 @@ costs far more than checking one signature. So the work is split: each distinct 
 (:func:`~phalanb.vllm.verify.attest_report`), each reply's own links (hashes, signature) are checked in parallel, and
 the two are put together as :func:`~phalanb.vllm.verify.assemble` puts them for
 :func:`~phalanb.vllm.verify.verify_exchange` — a batch verdict is the same verdict, computed with less repetition.
+A reply that verify_exchange decides before its ordinary path (:func:`~phalanb.vllm.verify.takes_preflight`: a
+signature record carrying an ACI receipt, a report that is an ACI gateway's legacy answer) is verified by
+:func:`~phalanb.vllm.verify.verify_exchange` itself, whole; and each reply is put together with the attestation verified
+for the signer its signature recovers to (the record's claimed address when none does), as verify_exchange does.
 
 A JSONL batch is streamed: the workers read their own spans of the file (no reply is pickled to them) and send
 back one compact row per reply (the statuses of its own links and its signer); memory holds rows, never the
@@ -33,10 +37,10 @@ import json
 import os
 from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import pandas as pd
 
@@ -50,7 +54,9 @@ from ..wire.exchange import Exchange
 from ..policy import Policy
 from ..vllm.signatures import SignatureRecord, same_address
 from ..verdict import FAILED, INCOMPLETE, VERIFIED, Status
-from ..vllm.verify import AttestedReport, assemble, attest_report, chat_checks, unattested
+from ..vllm.verify import (
+    AttestedReport, assemble, attest_report, chat_checks, signer_choice, takes_preflight, unattested, verify_exchange,
+)
 from ..timeutil import parse_optional_time
 
 __all__ = ["BATCH_KIND", "AuditItem", "audit", "load_items", "reframe_batch", "write_batch"]
@@ -291,10 +297,23 @@ class _Reply:
 _Compact = tuple
 
 
+class _Exact(NamedTuple):
+    """In a compact row's last cell: the reply is verify_exchange's to decide whole (takes_preflight), with what
+    verify_exchange reads of the exchange (its exact bytes and whether it streamed) and the record."""
+
+    exchange: Exchange | None
+    signature: SignatureRecord
+
+
 def _own(source: Any, chat_id: str | None, request: bytes | None, response: bytes | None, stream: bool,
          sig: SignatureRecord, recorded: str | None, timings: Any, keep: bool) -> _Compact:
     ttft = timings.ttft_s if timings is not None else None
     total = timings.total_s if timings is not None else None
+    if takes_preflight(sig.raw, None):  # the report's side of the question is asked where the report is
+        ex = None if request is None else Exchange(url="", request_bytes=request, response_bytes=response,
+                                                   status=200, stream=stream)
+        return (source, chat_id, None, None, None, None, sig.signing_address, sig.signing_algo, recorded, ttft,
+                total, _Exact(ex, sig))
     if keep:
         ex = None if request is None else Exchange(url="", request_bytes=request, response_bytes=response,
                                                    status=200, stream=stream)
@@ -337,14 +356,23 @@ def _scan_span(path: str, start: int, end: int, keep: bool, sides: dict[str | No
             continue
         chat_id = r.chat_id if r.request_bytes is not None else r.signature.chat_id
         c = _own(n, chat_id, r.request_bytes, r.response_bytes, r.stream, r.signature, None, r.timings, keep)
+        if type(c[11]) is _Exact:
+            out.append(c)  # verify_exchange's to decide, where the attestation inputs are
+            continue
         claimed = c[6]
         tail = clean.get(claimed) if clean else None
         if tail is not None and c[2] is c[3] is c[4] is Status.PASS and c[5] == claimed:
             out.append((n, chat_id, *tail, c[9], c[10]))  # what cells() gives such a row
             continue
-        cells = None if keep else sides.get(claimed)
+        cells = None if keep else sides.get(_side_key(c))
         out.append(c if cells is None else (n, *cells.cells(c)))
     return count, out
+
+
+def _side_key(c: _Compact) -> str | None:
+    """The address whose attestation a compact row is put together with: the signer its signature recovers to,
+    else the one its record names — what verify_exchange hands attest_report (``signer or signing_address``)."""
+    return c[5] if c[5] is not None else c[6]
 
 
 def _clean_cells(cells: _Cells) -> tuple:
@@ -406,6 +434,11 @@ class _Cells:
         return (chat_id, status, ",".join(failed), ",".join(skipped), ",".join(warnings), recorded, ttft, total)
 
 
+def _verdict_row(source: str, chat_id: str | None, v: Any, recorded: str | None, ttft: Any, total: Any) -> tuple:
+    return (source, chat_id, v.status, ",".join(x.id for x in v.failed), ",".join(x.id for x in v.skipped),
+            ",".join(x.id for x in v.warnings), recorded, ttft, total)
+
+
 class _Side:
     """One verified attestation (computed once per attestation) and its row cells."""
 
@@ -418,8 +451,7 @@ class _Side:
         if checks is not None:  # whole verdicts asked for: the very assemble() of a single verification
             _, chat_id, _, _, _, signer, _, algo, recorded, ttft, total, _ = c
             v = assemble(checks, signer, algo, self.attested)
-            return (source, chat_id, v.status, ",".join(x.id for x in v.failed), ",".join(x.id for x in v.skipped),
-                    ",".join(x.id for x in v.warnings), recorded, ttft, total), v
+            return _verdict_row(source, chat_id, v, recorded, ttft, total), v
         return (source, *self.cells.cells(c)), None
 
 
@@ -434,7 +466,9 @@ class _Batch:
         self.first, self.mark = (1, "#") if self.framed else (2, ":")
         self.at = self.shared.verified_at if at is None else at
         self.policy = policy
-        self._sides: dict[str | None, _Side] = {}
+        self._sides: dict[str | None, _Side] = {}  # by every address asked for
+        self._by_node: dict[str | None, _Side] = {}  # by signer_choice's representative: one per node
+        self._choose: Any = None
 
     def item(self, address: str | None) -> AuditItem:
         s = self.shared
@@ -445,7 +479,13 @@ class _Batch:
     def side(self, address: str | None) -> _Side:
         side = self._sides.get(address)
         if side is None:
-            side = self._sides[address] = _Side(_attest(self.item(address)))
+            if self._choose is None:
+                self._choose = signer_choice(self.shared.report)
+            chosen = self._choose(address)
+            side = self._by_node.get(chosen)
+            if side is None:
+                side = self._by_node[chosen] = _Side(_attest(self.item(chosen)))
+            self._sides[address] = side
         return side
 
     def tasks(self, keep: bool, early: bool = True) -> Iterator[tuple]:
@@ -486,7 +526,13 @@ class _Batch:
         source = f"{self.path}{self.mark}{self.line + c[0]}"
         if len(c) == 9:  # finished by the worker
             return (source, *c[1:]), None
-        return self.side(c[6]).row(source, c)
+        if type(c[11]) is _Exact:
+            s = self.shared
+            v = verify_exchange(c[11].exchange, c[11].signature, s.report, nonce=s.nonce, policy=self.policy,
+                                collateral=s.collateral, nras_response=s.nras_response, jwks=s.jwks, at=self.at,
+                                gateway_collateral=s.gateway_collateral)
+            return _verdict_row(source, c[1], v, c[8], c[9], c[10]), v
+        return self.side(_side_key(c)).row(source, c)
 
     def done(self, lines: int) -> None:
         self.line += lines
@@ -498,10 +544,14 @@ class _Items:
     def __init__(self, items: list[AuditItem], mapper: Any):
         self.items = items
         self.keys = _attestation_keys(items)
+        # verify_exchange's own preflight decides these whole (a legacy gateway's report, a receipt wrapper)
+        self.exact = [takes_preflight(i.signature.raw, i.report) for i in items]
         first: dict[str, AuditItem] = {}
-        for k, item in zip(self.keys, items):
-            first.setdefault(k, item)
+        for k, item, exact in zip(self.keys, items, self.exact):
+            if not exact:
+                first.setdefault(k, item)
         self.sides = {k: _Side(a) for k, a in zip(first, mapper(_attest, first.values()))}
+        self.choices: dict[int, Any] = {}
         self.next = 0
 
     def tasks(self, keep: bool, early: bool = True) -> Iterator[tuple]:
@@ -510,9 +560,26 @@ class _Items:
                              for i in self.items[n:n + CHUNK]], keep)
 
     def finish(self, c: _Compact) -> tuple[tuple, Any]:
-        side = self.sides[self.keys[self.next]]
+        n = self.next
         self.next += 1
-        return side.row(c[0], c)
+        item = self.items[n]
+        if self.exact[n] or type(c[11]) is _Exact:
+            v = verify_exchange(item.exchange, item.signature, item.report, nonce=item.nonce, policy=item.policy,
+                                collateral=item.collateral, nras_response=item.nras_response, jwks=item.jwks,
+                                at=item.at, gateway_collateral=item.gateway_collateral)
+            return _verdict_row(c[0], c[1], v, c[8], c[9], c[10]), v
+        key = _side_key(c)
+        if key != item.signature.signing_address:  # signed by another address than the record names
+            choose = self.choices.get(id(item.report))
+            if choose is None:
+                choose = self.choices[id(item.report)] = signer_choice(item.report)
+            memo = (self.keys[n], choose(key))
+            side = self.sides.get(memo)  # type: ignore[call-overload]
+            if side is None:
+                side = self.sides[memo] = _Side(_attest(replace(item, signature=SignatureRecord(
+                    "", "", signing_address=memo[1]))))
+            return side.row(c[0], c)
+        return self.sides[self.keys[n]].row(c[0], c)
 
     def done(self, lines: int) -> None:
         pass
@@ -602,7 +669,11 @@ def _units(given: list[Any], at: float | None, policy: Policy | None, trust: str
             if bundles:
                 units.append(_Items(bundles, mapper))
                 bundles = []
-            units.append(batch)
+            if takes_preflight(None, batch.shared.report):
+                # A legacy gateway's report: verify_exchange decides every reply whole (read the exact way).
+                units.append(_Items(list(_batch_items(p, at, policy)), mapper))
+            else:
+                units.append(batch)
         elif bundle.aci is not None:
             if aci_rows is None:
                 raise InputError(f"{p} is an ACI bundle: audit it with phalanb.audit.batch.audit")

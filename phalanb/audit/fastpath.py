@@ -220,7 +220,10 @@ def _fast_json(data: bytes | str) -> Any:
     """``orjson``'s reading of ``data`` (about three times faster than :func:`phalanb._json.loads`), or None when
     it may differ from that exact reader's.
 
-    The two agree on every document orjson accepts, with two exceptions, both handled: orjson nests up to 1024
+    The two agree on every document orjson accepts, with three exceptions, all handled: orjson keeps the last of
+    duplicate members where the exact reader refuses the document (:func:`phalanb._json.has_duplicates` tells from
+    the bytes and the parse whether any member was dropped; a document it cannot judge, one with a backslash, is
+    left to the exact reader), orjson nests up to 1024
     levels where the exact reader refuses more than 512 (a document with more brackets than that, as
     :func:`_brackets` counts them, is left to the exact reader), and orjson reads an integer beyond 64 bits as a float (callers
     accept only the value types the exact reader would give, so such a field sends the line the exact way).
@@ -229,9 +232,13 @@ def _fast_json(data: bytes | str) -> Any:
     if len(data) > 2 * _json.MAX_DEPTH and _brackets(data) > _json.MAX_DEPTH:  # fewer bytes cannot nest so deep
         return None
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
+    if type(value) is dict or type(value) is list:
+        if _json.has_duplicates(data, value) is not False:
+            return None
+    return value
 
 
 _RESPONSE_B64 = b'"response_b64": "'
@@ -276,11 +283,6 @@ def response_chat_id(body: bytes, stream: bool, status: int) -> str | None:
     if status >= 400:
         return None
     if not stream:  # parse_completion's id: the body's top-level "id" when the body is a JSON object
-        if len(body) < _SMALL and body.isascii():
-            try:
-                return _decode_id(body).id
-            except _DecodeError:
-                pass  # e.g. an id that is not a string, NaN somewhere: the readers below decide
         obj = _fast_json(body)  # its strings and keys are the exact reader's: the id is the same
         if obj is None:
             try:
@@ -315,26 +317,6 @@ def response_chat_id(body: bytes, stream: bool, status: int) -> str | None:
 _LINE_BREAK = re.compile(rb"[\n\r\v\f\x1c\x1d\x1e]")  # what str.splitlines splits ASCII at
 
 
-# The id of a small ASCII JSON object, read by msgspec without building the rest of it. msgspec skips the other
-# members checking their syntax as Python's json does, but not their UTF-8 (ASCII has none to check), nor the
-# 4,300-digit limit on integers or the nesting limit of the exact reader (a document of fewer than _SMALL bytes
-# reaches neither): so on these inputs it accepts exactly the documents the exact reader accepts, and reads the
-# same last "id". What it refuses (NaN, an id that is not a string) goes to the exact readers.
-_SMALL = 2 * _json.MAX_DEPTH
-
-
-class _IdOnly(msgspec.Struct):
-    id: str | None = None
-
-
-class _FirstEvent(msgspec.Struct):
-    id: str | None = None
-    error: msgspec.Raw = msgspec.UNSET
-    choices: msgspec.Raw = msgspec.UNSET
-
-
-_decode_id = msgspec.json.Decoder(_IdOnly).decode
-_decode_event = msgspec.json.Decoder(_FirstEvent).decode
 _DecodeError = msgspec.DecodeError
 
 
@@ -351,22 +333,9 @@ def _first_event_id(body: bytes) -> str | None:
         return None
     if _LINE_BREAK.search(data):
         return None
-    if len(data) < _SMALL:
-        try:
-            event = _decode_event(data)
-        except _DecodeError:
-            pass  # the readers below decide
-        else:
-            if event.error is not msgspec.UNSET and event.choices is msgspec.UNSET:
-                return None
-            return event.id
-    text = data.decode("ascii")
-    obj = _fast_json(text)
-    if obj is None:
-        try:
-            obj = _json.loads(text)
-        except json.JSONDecodeError:
-            return None
+    obj = _fast_json(data)
+    if obj is None:  # refused, or a duplicate member the exact reader refuses: the SSE decoder decides
+        return None
     if not isinstance(obj, dict) or ("error" in obj and "choices" not in obj):
         return None
     chat_id = obj.get("id")
@@ -571,6 +540,8 @@ def _quick(row: dict, sig: Any, ex: dict, request: bytes, response: bytes, n: in
     address, text, value = sig.get("signing_address"), sig.get("text"), sig.get("signature")
     if type(address) is not str or type(text) is not str or type(value) is not str:
         return None
+    if "receipt" in sig:  # perhaps an ACI receipt wrapper: verify_exchange's preflight decides (takes_preflight)
+        return None
     if type(sig.get("chat_id")) not in _STR:
         return None
     status = ex.get("status", 200)
@@ -656,8 +627,9 @@ def quick_line(line: bytes, n: int, clean: dict | None) -> tuple | None:
 # A framed record's meta, typed: msgspec decodes and type-checks it in one C pass. Every field a record may hold
 # is named, with the narrowest type the exact reader accepts for it, and any other field is refused; so a meta
 # decoded here is one Exchange.from_dict and SignatureRecord.from_dict accept, read to the same values (msgspec
-# agrees with Python's json wherever it accepts a document: the last duplicate key wins, integers are exact; it
-# refuses NaN, lone surrogates, invalid UTF-8 and numbers out of range). A meta it refuses — an unknown field, a
+# agrees with the exact reader wherever it accepts a document, once _fast_json has ruled out duplicate members —
+# which msgspec would read as the last one where the exact reader refuses them: integers are exact; it refuses
+# NaN, lone surrogates, invalid UTF-8 and numbers out of range). A meta it refuses — an unknown field, a
 # "status" of 200.0 — is read the exact way. Being fully typed, the document cannot nest deeper than six levels,
 # so no depth guard is needed.
 
@@ -704,6 +676,8 @@ _decode_record = msgspec.json.Decoder(_Record).decode
 
 def quick_record(meta: bytes, request: bytes, response: bytes, n: int, clean: dict | None) -> tuple | None:
     """:func:`_quick` for a framed record, its meta decoded and typed by msgspec."""
+    if _fast_json(meta) is None:  # msgspec keeps the last duplicate too: a meta the exact reader refuses
+        return None
     try:
         record = _decode_record(meta)
     except _DecodeError:

@@ -14,7 +14,7 @@ carries the same nonce. Anything that cannot be checked is *skipped with a reaso
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..wire.exchange import Exchange
 from ..policy import Policy
@@ -25,6 +25,7 @@ from .signatures import (
     check_signature,
     check_signature_bound,
     parse_signed_text,
+    same_address,
 )
 from ..errors import InputError, ParseError, PhalanbError, SignatureFormatError, UnsupportedError
 from .report import NodeAttestation, binding_checks, check_signing_public_key, parse_report
@@ -32,8 +33,8 @@ from ..timeutil import parse_optional_time
 from ..verdict import Check, Status, Verdict
 
 __all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
-           "chat_checks", "tdx_checks", "gpu_checks", "gateway_checks", "REQUIRED_CHECKS", "measurement_check",
-           "gpu_count_check", "rim_checks", "combine_appraisals"]
+           "chat_checks", "signer_choice", "takes_preflight", "tdx_checks", "gpu_checks", "gateway_checks",
+           "REQUIRED_CHECKS", "measurement_check", "gpu_count_check", "rim_checks", "combine_appraisals"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
 REQUIRED_CHECKS = (
@@ -265,6 +266,43 @@ def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, repor
     return assemble(chat, signer, signature.signing_algo, attested)
 
 
+def takes_preflight(signature_raw: Any, report: Any) -> bool:
+    """Whether :func:`verify_exchange` decides a reply before (and instead of) its ordinary path: a signature
+    record carrying an ACI ``receipt`` or a report that is an ACI gateway's legacy answer (ACI.md §4). Looks at
+    shapes only, so it is cheap. Every other path to a verdict (the batch, its fast readers, bundles) asks this
+    same question and hands such a reply to :func:`verify_exchange` whole: no road to a verdict skips the
+    legacy-gateway refusal."""
+    from ..aci.receipt import is_signature_wrapper
+    from ..aci.report import is_legacy_gateway_report
+
+    return is_signature_wrapper(signature_raw) or (isinstance(report, Mapping) and is_legacy_gateway_report(report))
+
+
+def signer_choice(report: Any) -> Callable[[str | None], str | None]:
+    """For a batch: a map from the signer a reply's signature recovers to (or its record names) to a signer that
+    :func:`attest_report` treats exactly alike, so a batch verifies each node's attestation once however many
+    addresses its signatures recover to. attest_report reads its signer only to pick the node
+    (:meth:`~phalanb.vllm.report.AttestationReport.select`): the node's own address picks that node; with one node every
+    signer picks it; None and an address no node of several holds are kept as they are."""
+    try:
+        nodes = parse_report(report).nodes if report is not None else []
+    except PhalanbError:
+        nodes = []  # attest_report refuses the report whatever the signer
+    if not nodes:
+        return lambda signer: None
+
+    def choose(signer: str | None) -> str | None:
+        if signer:
+            for node in nodes:
+                if same_address(node.signing_address, signer):
+                    return node.signing_address
+        if len(nodes) == 1:
+            return nodes[0].signing_address
+        return signer
+
+    return choose
+
+
 def _legacy_gateway(exchange: Exchange | None, signature: SignatureRecord, report: Any, policy: Policy
                     ) -> list[Check] | None:
     """An ACI gateway answering on its legacy endpoints (ACI.md §4): its report describes the *gateway* and its
@@ -272,16 +310,14 @@ def _legacy_gateway(exchange: Exchange | None, signature: SignatureRecord, repor
     signer can be tied to the gateway only through a verified ACI report (:func:`phalanb.aci.verify_aci`), which
     this path does not have: the verdict is at best incomplete, and says why."""
     from ..aci.receipt import is_signature_wrapper
-    from ..aci.report import is_legacy_gateway_report
     from ..aci.verify import verify_legacy_gateway
     from ..services import profile_check
 
-    wrapper = signature.raw if is_signature_wrapper(signature.raw) else None
-    gateway_report = isinstance(report, Mapping) and is_legacy_gateway_report(report)
-    if wrapper is None and not gateway_report:
+    if not takes_preflight(signature.raw, report):
         return None
     # The ACI gateway answering on the model servers' endpoints: a profile that expects a model server fails it.
     prof = profile_check(policy, protocol="aci", shape="aci-legacy-gateway")
+    wrapper = signature.raw if is_signature_wrapper(signature.raw) else None
     how = ("fetch /v1/aci/attestation with your nonce and verify the reply's receipt (phalanb demo, phalanb chat "
            "--save, phalanb.aci.verify_aci): that establishes the keyset the signer belongs to")
     if wrapper is None:

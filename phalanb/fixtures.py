@@ -186,6 +186,11 @@ def json_member(read: Read, *, source: str, member: str) -> bytes:
     return json.dumps(_member(read, source, member)).encode()
 
 
+def json_text_member(read: Read, *, source: str, member: str) -> bytes:
+    """A member holding JSON *text* (an event log shipped as a string), parsed and written with a one-space indent."""
+    return json.dumps(json.loads(str(_member(read, source, member))), indent=1).encode()
+
+
 def base64_file(read: Read, *, source: str) -> bytes:
     """A whole file of base64 text, decoded (OCSP answers kept as ``.dat``, a RIM kept as ``.b64``)."""
     return base64.b64decode(b"".join(read(source).split()), validate=True)
@@ -226,7 +231,8 @@ def dcap_collateral(read: Read, *, tcb_info: str, tcb_info_chain: str, qe_identi
 
 #: The derivations a manifest may name: a name outside this table is never run (a manifest is data, not code).
 DERIVATIONS: dict[str, Callable[..., bytes]] = {
-    f.__name__: f for f in (base64_member, gzip_base64_member, text_member, json_member, base64_file, dcap_collateral)}
+    f.__name__: f for f in (base64_member, gzip_base64_member, text_member, json_member, json_text_member,
+                             base64_file, dcap_collateral)}
 
 
 # --- fetching ------------------------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ def derived(function: str, **args) -> dict:
 def extracted(repo: str, commit: str | None, path: str | None) -> dict:
     """Cut out of an upstream file by a rule written in prose that phalanb does not implement."""
     src = {"repository": repo, **({"commit": commit} if commit else {}), **({"path": path} if path else {})}
+    src = dict(src)  # each entry its own copy: commits are expanded in place
     return {"origin": "derived", "derivation": None, "upstream_inputs": [src],
             "unrecorded": ["a function in phalanb that re-derives it from its upstream input"]}
 
@@ -269,7 +270,39 @@ def _rules() -> list[tuple[str, object]]:
            unknown("Atlas-Authorization/pca", "6e4ef4add5217be2d487844103369bce1b0a54e0", None, "the upstream path")),
           (rims + "NV_GPU_DRIVER_GH100_550.144.03.xml", unknown(NVSDK, None, None, "the commit", "the upstream path"))]
 
-    # README.md (of the tree): the older folders name their upstream folder only, never a file's path
+    # README.md (of the tree) and tdx/ground_truth.json (whose "source" names each quote's upstream file): the older
+    # folders mostly name their upstream folder only; a file is given a path only where one of them names it
+    qvl = ("Phala-Network/dcap-qvl", "9bffe30b4da5")
+    tdxg = ("google/go-tdx-guest", "91f9a52f36c7")
+    dstack = ("Dstack-TEE/dstack", "312dc605ebaaf93372534ffb135ea011533d28e9")
+    r += [("tdx/dcap-qvl/TrustedRootCA.der", up(*qvl, "src/TrustedRootCA.der")),
+          *[(f"tdx/dcap-qvl/{n}", up(*qvl, f"sample/{n}"))
+            for n in ("tdx_quote", "tdx_quote_outdated", "tdx-quote.hex", "quote-from-tappd.hex")],
+          ("tdx/go-tdx-guest/quote_v5_sample.dat", up(*tdxg, "testing/testdata/quote_v5_sample.dat")),
+          ("tdx/go-tdx-guest/tdx_prod_quote_SPR_E4.dat", up(*tdxg, "testing/testdata/tdx_prod_quote_SPR_E4.dat")),
+          ("tdx/go-tdx-guest/ccel_cos-113-tdx-quote.dat", up(*tdxg, "testing/testdata/ccel/cos-113-tdx-quote.dat")),
+          ("tdx/go-tdx-guest/*_issuer_chain*.pem",
+           extracted(*tdxg, "testing/test_cases.go")),
+          ("tdx/dstack/quote-report.json", up(*dstack, "dstack/verifier/fixtures/quote-report.json")),
+          ("tdx/dstack/tdx-lite-getquote.json", up(*dstack, "dstack/verifier/fixtures/tdx-lite-getquote.json")),
+          *[(f"tdx/dstack/{b}.quote.hex", derived("text_member", source=f"tdx/dstack/{b}.json", member="quote"))
+            for b in ("quote-report", "tdx-lite-getquote")],
+          *[(f"tdx/dstack/{b}.event_log.json", derived("json_text_member", source=f"tdx/dstack/{b}.json",
+                                                       member="event_log"))
+            for b in ("quote-report", "tdx-lite-getquote")],
+          ("tdx/private-ml-sdk/*", extracted("nearai/private-ml-sdk", "25c25025c556",
+                                             "vllm-proxy/tests/app/sample_dstack_data.py")),
+          ("reports/private-ml-sdk-2025-01/*", extracted("Phala-Network/private-ml-sdk", "fa11d12bb55f", "e2e/README.md")),
+          ("reports/private-ml-sdk-dstack-sample/*", extracted("Phala-Network/private-ml-sdk", "fa11d12bb55f",
+                                                              "vllm-proxy/tests/app/sample_dstack_data.py")),
+          ("signatures/phala-docs-2024/*", extracted("Phala-Network/phala-docs", "60383323fdd6",
+                                                     "confidential-ai/confidential-AI-API.md")),
+          ("signatures/phala-docs-2025/*", extracted("Phala-Network/phala-docs", "7371a89a50db", "gpu-tee/inference-api.md")),
+          ("nvidia/chutes_api/evidence.json", up("rayonlabs/chutes-api", "7e17afca1e95",
+                                                 "nv-attest/tests/assets/evidence.json")),
+          ("nvidia/teep_venice_eat/nvidia_eat_hopper.json",
+           up(TEEP, TEEP_0630, "internal/attestation/testdata/nvidia_eat_hopper.json"))]
+    # everything else under the README's folders: the folder only, never a file's path
     for prefix, (repo, commit, folder) in README_SOURCES.items():
         r.append((prefix + "*", unknown(repo, commit, folder, "the upstream path of this file (the README names "
                                         "the folder only)")))
@@ -324,9 +357,12 @@ def origin(root: Path, rel: str, rules, full) -> dict:
     for pattern, what in rules:
         if fnmatch.fnmatchcase(rel, pattern):
             d = dict(what(rel) if callable(what) else what)
-            c = d.get("commit")
-            if c and len(c) < 40 and (d.get("repository"), c[:12]) in full:
-                d["commit"] = full[(d["repository"], c[:12])]
+            for ref in [d, *d.get("upstream_inputs", [])]:
+                c = ref.get("commit")
+                if c and len(c) < 40 and (ref.get("repository"), c[:12]) in full:
+                    ref["commit"] = full[(ref["repository"], c[:12])]
+            if d["origin"] == "upstream" and len(d["commit"]) < 40:
+                d["commit_abbreviated"] = True  # as the notes give it: GitHub resolves it, or the fetch names it
             return d
     raise SystemExit(f"no origin is recorded for {rel}: add a rule")
 

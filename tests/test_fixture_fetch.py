@@ -91,13 +91,26 @@ def test_the_manifest_lists_every_fixture_file_with_its_sha256_and_origin(fixtur
         assert len(e.sha256) == 64 and e.source["recorded_in"] and e.origin in fx.ORIGINS, e.path
         if e.origin == "upstream":  # all a fetch needs, the commit in full
             assert re.fullmatch(r"[\w.-]+/[\w.-]+", e.source["repository"]), e.path
-            assert re.fullmatch(r"[0-9a-f]{40}", e.source["commit"]) and e.source["upstream_path"], e.path
+            # in full, or abbreviated as the notes give it (and marked so) where no note gives it in full
+            assert re.fullmatch(r"[0-9a-f]{40}" if not e.source.get("commit_abbreviated") else r"[0-9a-f]{12}",
+                                e.source["commit"]) and e.source["upstream_path"], e.path
             assert e.why_not_fetchable() is None, e.path
         elif e.origin == "derived" and e.derivation:
             assert e.derivation["function"] in fx.DERIVATIONS and e.source["inputs"], e.path
             assert all(i in BY_PATH for i in e.source["inputs"]), e.path
         else:  # unknown, project, or a derivation phalanb lacks: it says what is missing
             assert e.why_not_fetchable(), e.path
+
+
+def test_the_readme_counts_the_origins_as_the_manifest_does():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    n = {o: sum(e.origin == o for e in MANIFEST) for o in fx.ORIGINS}
+    by_function = sum(e.origin == "derived" and e.derivation is not None for e in MANIFEST)
+    blocked = sum(fx._blocked(e, BY_PATH, Path("/nonexistent")) is not None for e in MANIFEST)
+    assert f"`upstream` ({n['upstream']} files)" in readme and f"`unknown` ({n['unknown']})" in readme
+    assert f"`derived` ({n['derived']}): made from other files of the tree — {by_function} by a function" in readme
+    assert f"{n['derived'] - by_function} by a prose rule" in readme and f"`project` ({n['project']})" in readme
+    assert f"today {blocked} of {len(MANIFEST)}" in readme
 
 
 @pytest.mark.parametrize("path", [e.path for e in MANIFEST if e.origin == "derived" and e.derivation])

@@ -296,6 +296,15 @@ def fetch(dest: Path, sources: str = DEFAULT_SOURCES, *, entries: Iterable[Entry
     entries = list(load_manifest() if entries is None else entries)
     by_path = {e.path: e for e in (load_manifest() if mirror is None else [])}
     by_path.update({e.path: e for e in entries})
+    if mirror is None:  # a derived file brings its inputs along (and theirs)
+        wanted = {e.path: e for e in entries}
+        stack = list(entries)
+        while stack:
+            for rel in _inputs(stack.pop()):
+                if rel not in wanted and rel in by_path:
+                    wanted[rel] = by_path[rel]
+                    stack.append(by_path[rel])
+        entries = list(wanted.values())
     todo = [e for e in entries if not _good(dest / e.path, e)]
     if not todo:
         return 0
@@ -322,7 +331,7 @@ def fetch(dest: Path, sources: str = DEFAULT_SOURCES, *, entries: Iterable[Entry
             d = e.derivation or {}
             fn = DERIVATIONS[str(d["function"])]
             try:
-                data = fn(lambda rel: (dest / rel).read_bytes(), **dict(d.get("args") or {}))
+                data = fn(_reader(dest, e), **dict(d.get("args") or {}))
             except FixturesError:
                 raise
             except (ValueError, KeyError, IndexError, TypeError, OSError) as exc:
@@ -334,6 +343,18 @@ def fetch(dest: Path, sources: str = DEFAULT_SOURCES, *, entries: Iterable[Entry
                 progress(e.path)
         pending = [e for e in pending if e not in ready]
     return made
+
+
+def _reader(dest: Path, e: Entry) -> Read:
+    """A derivation reads the inputs its entry lists, and nothing else."""
+    allowed = set(_inputs(e))
+
+    def read(rel: str) -> bytes:
+        if rel not in allowed:
+            raise FixturesError(f"fixture {e.path}: its derivation asks for {rel}, which is not among its inputs")
+        return (dest / rel).read_bytes()
+
+    return read
 
 
 def _inputs(e: Entry) -> list[str]:

@@ -175,6 +175,12 @@ def test_a_derived_file_is_re_derived_from_its_fetched_inputs_and_checked(server
     assert fx.verify(tmp_path, wanted) == []
 
 
+def test_a_derived_file_asked_for_alone_brings_its_inputs_along(server, tmp_path):
+    base, handler = server
+    assert fx.fetch(tmp_path, base, entries=[BY_PATH[DERIVED]]) == len(_with_inputs(DERIVED))
+    assert fx.verify(tmp_path, _with_inputs(DERIVED)) == []
+
+
 def test_a_derivation_that_does_not_give_the_manifests_bytes_is_refused(server, tmp_path):
     base, _ = server
     wanted = _with_inputs(DERIVED)
@@ -203,8 +209,10 @@ def test_a_derived_file_whose_input_cannot_be_fetched_is_refused_naming_that_inp
     e = BY_PATH["field/tinfoil-direct-gemma4-2026-06/quote.bin"]  # cut out of a capture whose file name is elided
     with pytest.raises(fx.FixturesError, match=r"1 derived from such a file: .*/quote.bin") as err:
         fx.fetch(tmp_path, base, entries=[e])
-    assert err.value.unfetchable == [(e.path, "derived from field/tinfoil-direct-gemma4-2026-06/"
-                                              "tinfoil_attestation.json, which cannot be fetched")]
+    why = dict(err.value.unfetchable)
+    assert why[e.path] == "derived from field/tinfoil-direct-gemma4-2026-06/tinfoil_attestation.json, which cannot " \
+                          "be fetched"
+    assert why["field/tinfoil-direct-gemma4-2026-06/tinfoil_attestation.json"].startswith("its source does not record")
 
 
 def test_a_fresh_clone_names_every_file_no_public_source_holds_before_fetching_any(server, tmp_path, monkeypatch):

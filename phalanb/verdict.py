@@ -45,7 +45,10 @@ class Check:
     """One link of the chain.
 
     ``evidence`` holds the values the check used (hashes, addresses, offsets) so a reader can redo it by hand.
-    ``required`` checks decide the verdict; optional ones only inform.
+    ``required`` checks decide the verdict; optional ones only inform. ``optional_because`` says, for an optional
+    check, which rule or policy made it optional ("under this policy (require_nras=False) …"), so a summary can
+    tell a reader why its skipping still allows ``verified``; it is written by the verifier that made the check,
+    and never changes the verdict.
     """
 
     id: str
@@ -53,6 +56,7 @@ class Check:
     reason: str
     evidence: dict[str, Any] = field(default_factory=dict)
     required: bool = True
+    optional_because: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -68,6 +72,7 @@ class Check:
             "reason": self.reason,
             "required": self.required,
             "evidence": _jsonable(self.evidence),
+            **({"optional_because": self.optional_because} if self.optional_because and not self.required else {}),
         }
 
     @classmethod
@@ -78,6 +83,7 @@ class Check:
             reason=data["reason"],
             evidence=dict(data.get("evidence") or {}),
             required=bool(data.get("required", True)),
+            optional_because=str(data.get("optional_because") or ""),
         )
 
 
@@ -147,14 +153,16 @@ class Verdict:
     def summary(self) -> str:
         """The verdict in one line that never says more than the checks did.
 
-        ``verified`` names how many checks held and, when some optional check was skipped, which and why, and
-        that it does not decide the verdict (only required checks do)::
+        ``verified`` names how many checks held and, when some optional check was skipped, which and why, that
+        it does not decide the verdict (only required checks do), and which rule or policy made it optional::
 
             verified: 55 of 56 checks held (3 with warnings), every required one among them; skipped, optional
-            (does not decide the verdict): channel.tls_spki (no TLS key observed …)
+            (does not decide the verdict): channel.tls_spki (no TLS key observed …); channel.tls_spki is optional
+            under every policy: …
         """
         optional = self.optional_skipped
-        also = f"; skipped, optional (does not decide the verdict): {_grouped(optional)}" if optional else ""
+        also = (f"; skipped, optional (does not decide the verdict): {_grouped(optional)}{_why_optional(optional)}"
+                if optional else "")
         if self.status == VERIFIED:
             held = sum(c.status in (Status.PASS, Status.WARNING) for c in self.checks)
             warn = f" ({len(self.warnings)} with warnings)" if self.warnings else ""
@@ -235,6 +243,20 @@ def _grouped(checks: list[Check]) -> str:
     for c in checks:
         by_reason.setdefault(c.reason, []).append(c.id)
     return "; ".join(f"{', '.join(ids)} ({reason})" for reason, ids in by_reason.items())
+
+
+def _why_optional(checks: list[Check]) -> str:
+    """``; a, b is optional <why>``: what made each skipped check optional, as the verifier that made it recorded.
+    A check whose maker recorded nothing is said to be so, rather than given a reason it was not."""
+    by_why: dict[str, list[str]] = {}
+    for c in checks:
+        by_why.setdefault(c.optional_because, []).append(c.id)
+    parts = []
+    for why, ids in by_why.items():
+        verb = "is" if len(ids) == 1 else "are"
+        parts.append(f"{', '.join(ids)} {verb} optional {why}" if why
+                     else f"{', '.join(ids)} {verb} optional (the check does not record which policy made it so)")
+    return "".join(f"; {p}" for p in parts)
 
 
 def _jsonable(value: Any) -> Any:

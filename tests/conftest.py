@@ -1,10 +1,11 @@
 """Shared test fixtures: the real captured data and a running simulator.
 
 The real fixtures are required: ``$PHALANB_FIXTURES``, else ``../shared/fixtures`` beside the checkout (CI: used as
-it is, nothing fetched), else the cache that :mod:`phalanb.fixtures` fills on first use from
-``$PHALANB_FIXTURES_URL``, every file checked against the manifest's sha256. Fetching is set-up, before any test:
-the tests themselves stay offline. If the fixtures are missing and cannot be fetched the whole run fails (never
-skips), because a verifier that is only tested against its own simulator proves little.
+it is, nothing fetched), else the cache that :mod:`phalanb.fixtures` fills on first use from each file's original
+public source (or a mirror, ``$PHALANB_FIXTURES_URL``), every file checked against the manifest's sha256. Fetching
+is set-up, before any test: the tests themselves stay offline. If the fixtures are missing and cannot be fetched —
+files with no public source are named — the whole run fails (never skips), because a verifier that is only tested
+against its own simulator proves little.
 """
 
 from __future__ import annotations

@@ -103,7 +103,35 @@ def test_a_verdict_with_every_check_held_may_say_all_held():
 def test_incomplete_also_names_skipped_optional_checks():
     v = Verdict([Check("a", Status.PASS, ""), Check("tdx.tcb_status", Status.SKIPPED, "offline"), TLS_SKIPPED])
     assert v.summary() == ("incomplete: not checked: tdx.tcb_status (offline); skipped, optional (does not decide "
-                           "the verdict): channel.tls_spki (no TLS key observed (plain http or not captured))")
+                           "the verdict): channel.tls_spki (no TLS key observed (plain http or not captured)); "
+                           "channel.tls_spki is optional (the check does not record which policy made it so)")
+
+
+def test_the_summary_says_which_policy_made_a_skipped_check_optional(fixtures):
+    """Issue 21, item 2: beside what was skipped, the line says why that still allows `verified` — the rule or
+    policy the verifier recorded when it made the check optional (ACI's TLS link; NRAS under require_nras=False)."""
+    from phalanb.aci.verify import TLS_OPTIONAL
+    from phalanb.policy import Policy
+    from phalanb.vllm.verify import gpu_checks
+    from phalanb.vllm.report import parse_report
+
+    tls = Check("channel.tls_spki", Status.SKIPPED, "no TLS key observed", required=False,
+                optional_because=TLS_OPTIONAL)
+    s = Verdict([Check("receipt.signature", Status.PASS, "ok"), tls]).summary()
+    assert s.startswith("verified: 1 of 2 checks held, every required one among them")
+    assert "; channel.tls_spki is optional under every policy: the receipt's signature" in s
+    # NRAS left out under a policy that does not require it: the line names that policy
+    node = parse_report((fixtures / "reports" / "neardirect-qwen-2026-04" / "attestation_report.json").read_bytes()
+                        ).nodes[0]
+    loose = [c for c in gpu_checks(node, nonce=None, policy=Policy(require_nras=False)) if c.id == "nras.result"]
+    strict = [c for c in gpu_checks(node, nonce=None, policy=Policy()) if c.id == "nras.result"]
+    assert loose[0].status is Status.SKIPPED and not loose[0].required
+    line = Verdict([Check("a", Status.PASS, ""), *loose]).summary()
+    assert "nras.result is optional under this policy (require_nras=False, trust='production'" in line
+    assert strict[0].required and strict[0].optional_because == ""
+    # the reason survives a bundle's round trip, and a required check carries none
+    assert Check.from_dict(tls.to_dict()).optional_because == TLS_OPTIONAL
+    assert "optional_because" not in Check("x", Status.PASS, "", optional_because="ignored").to_dict()
 
 
 def test_badges_summary_reads_the_same_truthful_line():

@@ -41,7 +41,7 @@ from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
-                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "(it fetches what their public sources hold, each checked by sha256, and names the rest), or set "
                               "PHALANB_FIXTURES to a copy")
 vector_dir = FIXTURES / "signatures" / "phala-docs-2024"
 vector = json.loads((vector_dir / "signature_vector.json").read_text())

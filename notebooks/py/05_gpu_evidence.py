@@ -44,7 +44,7 @@ from phalanb.widgets import table
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
-                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "(it fetches what their public sources hold, each checked by sha256, and names the rest), or set "
                               "PHALANB_FIXTURES to a copy")
 with Session(Settings.from_env(model_server=True)) as session:
     print(session.settings.describe())

@@ -208,7 +208,7 @@ from phalanb.vllm.verify import verify_report
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
-                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "(it fetches what their public sources hold, each checked by sha256, and names the rest), or set "
                               "PHALANB_FIXTURES to a copy")
 near = FIXTURES / "reports/neardirect-qwen-2026-06"
 near_nras = json.loads((near / "nras_response.json").read_text())

@@ -360,7 +360,7 @@ from phalanb.lab import fixtures_path
 
 FIXTURES = fixtures_path()
 assert FIXTURES is not None, ("the real fixtures were not found: run `python -m phalanb.fixtures` in a terminal "
-                              "(it fetches them from $PHALANB_FIXTURES_URL, each checked by sha256), or set "
+                              "(it fetches what their public sources hold, each checked by sha256, and names the rest), or set "
                               "PHALANB_FIXTURES to a copy")
 real_raw = (FIXTURES / "aci" / "real" / "phala-gateway-aci1-report-2026-06-28.json").read_bytes()
 real = json.loads(real_raw)

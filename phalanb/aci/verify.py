@@ -331,13 +331,18 @@ def _custody_check(report: AciReport, policy: Policy, event_log_ok: bool) -> Che
                  f"allow-listed KMS root via app {ev['app_id']}{note}", ev)
 
 
+#: Why no policy requires the TLS link: the reply is bound by the receipt's signature, not by the channel.
+TLS_OPTIONAL = ("under every policy: the receipt's signature by a key of the attested keyset binds the reply; the "
+                "TLS key would only add that the connection itself ended inside the gateway")
+
+
 def _tls_check(report: AciReport, spki: str | None, host: str | None) -> Check:
     entries = report.tls_public_keys
     ev: dict[str, Any] = {"observed_spki_sha256": spki, "host": host, "tls_public_keys": entries}
     if spki is None:
         return Check("channel.tls_spki", Status.SKIPPED, "no TLS key observed (plain http or not captured): that the "
                      "connection ended inside the attested gateway is not shown; the receipt still binds the "
-                     "reply", ev, required=False)
+                     "reply", ev, required=False, optional_because=TLS_OPTIONAL)
     spki = spki.lower().removeprefix("sha256:")
     listed = [e for e in entries if isinstance(e, Mapping) and (e.get("domain") in (None, host))]
     if any(str(e.get("spki_sha256", "")).lower().removeprefix("sha256:") == spki for e in listed):

@@ -114,7 +114,7 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
     source = node.gpu_evidence if chutes else node.nvidia_payload
     if source in (None, "", []):
         return (_skipped(_GPU_IDS, "the report carries no GPU evidence")
-                + [Check("nras.result", Status.SKIPPED, "no GPU evidence to appraise", required=need_nras)])
+                + [Check("nras.result", Status.SKIPPED, "no GPU evidence to appraise", required=need_nras, optional_because=_nras_optional(policy))])
     if chutes:
         expected = (chutes_gpu_nonce(node.request_nonce, node.e2e_pubkey)
                     if node.request_nonce and node.e2e_pubkey else None)
@@ -124,11 +124,11 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
         payload = parse_payload(source)
     except UnsupportedError as exc:  # e.g. NVSwitch evidence: named, never verified as a GPU's
         return (_skipped(_GPU_IDS, f"the GPU evidence is not verifiable by phalanb: {exc}")
-                + [Check("nras.result", Status.SKIPPED, "no GPU evidence phalanb can appraise", required=need_nras)])
+                + [Check("nras.result", Status.SKIPPED, "no GPU evidence phalanb can appraise", required=need_nras, optional_because=_nras_optional(policy))])
     except ParseError as exc:
         return ([Check("gpu.evidence_signature", Status.FAIL, f"the GPU evidence cannot be decoded: {exc}")]
                 + _skipped(("gpu.nonce", "gpu.cert_chain"), "the GPU evidence cannot be decoded")
-                + [Check("nras.result", Status.SKIPPED, "the GPU evidence cannot be decoded", required=need_nras)])
+                + [Check("nras.result", Status.SKIPPED, "the GPU evidence cannot be decoded", required=need_nras, optional_because=_nras_optional(policy))])
     result = verify_payload(payload, root=gpu_root(policy), expected_nonce=expected, at=at)
     checks = list(result.checks)
     count = gpu_count_check(node, len(payload.gpus))
@@ -137,6 +137,15 @@ def gpu_checks(node: NodeAttestation, *, nonce: bytes | None, policy: Policy, nr
     nras: list[Check] = []
     _nras_checks(nras, node, result, expected, policy, need_nras, nras_response, jwks, at)
     return checks + combine_appraisals(rim_checks(payload, policy, at=at), nras)
+
+
+def _nras_optional(policy: Policy) -> str:
+    """Why ``nras.result`` is optional when it is (empty when the policy requires it)."""
+    if policy.require_nras:
+        return ""
+    return (f"under this policy (require_nras=False, trust={policy.trust!r}: --no-require-nras, or the simulated "
+            "trust's default): GPU evidence verified offline (signatures, chain, nonce) is accepted without NVIDIA's "
+            "remote appraisal")
 
 
 def combine_appraisals(appraised: list[Check], nras: list[Check]) -> list[Check]:
@@ -150,10 +159,15 @@ def combine_appraisals(appraised: list[Check], nras: list[Check]) -> list[Check]
     measured, revoked = appraised[0], appraised[1]
     nras_result = next((c for c in nras if c.id == "nras.result"), None)
     nras_passed = nras_result is not None and nras_result.status is Status.PASS
-    out = [replace(c, required=False) if measured.status is Status.PASS and c.status is Status.SKIPPED else c
+    out = [replace(c, required=False, optional_because="because phalanb's own appraisal of the GPU measurements "
+                   "against NVIDIA's signed RIMs (policy rims) held: NRAS would be a second opinion")
+           if measured.status is Status.PASS and c.status is Status.SKIPPED else c
            for c in nras]
-    out.append(replace(measured, required=measured.required and not nras_passed))
-    out.append(replace(revoked, required=revoked.required and not nras_passed))
+    by_nras = "because NVIDIA's NRAS appraisal of the same measurements passed" if nras_passed else ""
+    out.append(replace(measured, required=measured.required and not nras_passed,
+                       optional_because=measured.optional_because or by_nras))
+    out.append(replace(revoked, required=revoked.required and not nras_passed,
+                       optional_because=revoked.optional_because or by_nras))
     verdicts = {Status.PASS: "passed", Status.FAIL: "failed"}
     if nras_result is not None and nras_result.status in verdicts and measured.status in verdicts \
             and nras_result.status is not measured.status:
@@ -188,10 +202,10 @@ def _nras_checks(checks: list[Check], node: NodeAttestation, result: Any, expect
                                "with NVIDIA's signed RIMs: --rims DIR, in Python Policy(rims=DIR), or accept offline "
                                "GPU evidence with --no-require-nras; in Python Policy(require_nras=False))"
                                if need_nras else ""),
-                            required=need_nras))
+                            required=need_nras, optional_because=_nras_optional(policy)))
     elif jwks is None:
         checks.append(Check("nras.result", Status.SKIPPED, "an NRAS answer is present but no JWKS to check its "
-                            "signatures", required=need_nras))
+                            "signatures", required=need_nras, optional_because=_nras_optional(policy)))
     else:
         try:
             issuer = {"issuer": policy.nras_issuer} if policy.nras_issuer else {}

@@ -49,6 +49,8 @@ SHAPES = {
     "dstack-v1": "dstack vllm-proxy (2025-10 →): client nonce echoed as request_nonce",
     "dstack-v1.1": "dstack vllm-proxy (2025-12 →): adds signing_public_key and vm_config",
     "near-model-node": "NEAR AI model node: report_data commits to the signing key and the TLS certificate",
+    "dstack-tls": "dstack model server with a TLS-bound report_data (Phala direct ?version=2; the layout NEAR's "
+                  "model nodes use too): report_data commits to the signing key and the TLS certificate",
     "near-cloud-gateway": "NEAR AI Cloud gateway: a gateway attestation plus model attestations",
     "chutes": "Chutes behind api.redpill.ai: the server chooses the nonce (not fresh)",
     "chutes-evidence": "Chutes evidence API (api.chutes.ai/chutes/<id>/evidence): per-instance quotes whose "
@@ -206,8 +208,12 @@ def _node(d: Mapping[str, Any], shape: str, where: str) -> NodeAttestation:
 
 
 def _classify(d: Mapping[str, Any]) -> str:
-    if d.get("tls_cert_fingerprint") or d.get("model_name"):
+    # NEAR's model nodes name their model; Phala's direct servers (?version=2) use the same TLS-bound layout
+    # without it. The label follows the explicit field, never the operator phalanb guesses it to be.
+    if d.get("model_name"):
         return "near-model-node"
+    if d.get("tls_cert_fingerprint"):
+        return "dstack-tls"
     if "signing_public_key" in d or "vm_config" in d:
         return "dstack-v1.1"
     if "request_nonce" in d:

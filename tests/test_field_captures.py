@@ -19,7 +19,8 @@ from phalanb.wire.exchange import Exchange
 from phalanb.vllm.report import merge_chutes_instances, parse_report
 from phalanb.policy import Policy
 from phalanb.vllm.signatures import SignatureRecord
-from phalanb.vllm.verify import verify_exchange, verify_report
+from phalanb.gateway import verify_exchange
+from phalanb.vllm.verify import verify_report
 
 @pytest.fixture(scope="module")
 def field(fixtures) -> Path:

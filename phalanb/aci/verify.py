@@ -665,19 +665,24 @@ def _refuted_check(session: AttestedSession) -> Check | None:
                  required=False)
 
 
-def _clock_check(session: AttestedSession, at: float | None) -> Check | None:
+def _clock_check(session: AttestedSession, at: float | None, served_at: int | None) -> Check | None:
     """``session.clock``: a clock pinned with ``at`` outside the session's window judges the upstream evidence (its
-    certificates, collateral, tokens) at a time the session did not exist — a passing TCB there says nothing about
-    the session. Only an explicitly pinned clock is compared (an audit long after the session is normal)."""
+    certificates, collateral, tokens) at a time the session did not exist — a TCB that passes there (old collateral,
+    a clock set back) says nothing about the session. It fails when the receipt was served inside the window (only
+    the clock is off); when ``served_at`` is itself outside, ``session.window`` already fails and this warns."""
     if at is None or session.established_at is None or session.expires_at is None:
         return None
-    ev = {"at": int(at), "established_at": session.established_at, "expires_at": session.expires_at}
+    ev = {"at": int(at), "served_at": served_at, "established_at": session.established_at,
+          "expires_at": session.expires_at}
     if session.established_at <= at <= session.expires_at:
         return Check("session.clock", Status.PASS, "the clock the evidence is judged at lies within the session's "
                      "window", ev)
-    return Check("session.clock", Status.FAIL, f"the clock the evidence is judged at ({int(at)}) is outside the "
-                 f"session's window [{session.established_at}, {session.expires_at}]: certificates, collateral and "
-                 "tokens would be judged at a time the session did not exist", ev)
+    served_inside = served_at is not None and session.established_at <= served_at <= session.expires_at
+    return Check("session.clock", Status.FAIL if served_inside else Status.WARNING,
+                 f"the clock the evidence is judged at ({int(at)}) is outside the session's window "
+                 f"[{session.established_at}, {session.expires_at}]: certificates, collateral and tokens are judged "
+                 "at a time the session did not exist, so what passes there says nothing about the session", ev,
+                 required=served_inside)
 
 
 def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *, expected_id: str | None,
@@ -745,7 +750,7 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
             Check(c.id, Status.SKIPPED, f"{c.reason} — but the document is not shown to be the cited session, so "
                   "this is only its own claim", c.evidence, c.required) if c.status is Status.PASS else c
             for c in checks[1:]]
-    clock = _clock_check(session, at)
+    clock = _clock_check(session, at, served_at)
     if clock is not None:
         checks.append(clock)
     if deep:

@@ -86,7 +86,14 @@ def _names_snp(doc: Mapping[str, Any]) -> bool:
     if isinstance(fmt, str) and fmt.startswith(_TINFOIL) and "snp" in fmt[len(_TINFOIL):].split("/")[0]:
         return True
     platform = _at(doc, "cpu.platform")
-    return isinstance(platform, str) and "snp" in platform.lower()
+    if isinstance(platform, str) and "snp" in platform.lower():
+        return True
+    att = doc.get("attestation")
+    if isinstance(att, str) and set(doc) <= {"attestation", "vm_config", "nonce"}:
+        from ..vllm.report import names_amd  # dstack's versioned attestation: AMD's ARK/ASK/VCEK certificates
+
+        return names_amd(att)
+    return False
 
 
 _LEGACY = ("signing_address", "intel_quote")
@@ -123,7 +130,8 @@ _GPU = "gpu.* (SPDM signature, chain, nonce, count), nras.result"
 #: Every shape, most specific first. The first entry whose markers all hold is the shape.
 REGISTRY: tuple[Shape, ...] = (
     Shape("sev-snp", "refused", "AMD SEV-SNP attestation (dstack, Tinfoil v3 SNP)",
-          (Marker("`tee_hardware`/`tee_type`/`platform` names SEV-SNP, or a Tinfoil SNP `format`/`cpu.platform`",
+          (Marker("`tee_hardware`/`tee_type`/`platform` names SEV-SNP, a Tinfoil SNP `format`/`cpu.platform`, or a "
+                  "dstack `attestation` whose certificates AMD issued",
                   _names_snp),),
           "phalanb.vllm.report.parse_report", (), "fixtures field/tinfoil-cloud-sevsnp-2026-06, dstack-sevsnp-2026",
           verifies=False),

@@ -42,6 +42,7 @@ __all__ = [
     "merge_chutes_instances",
     "inflate_bounded",
     "WRAPPERS",
+    "names_amd",
 ]
 
 #: Shapes phalanb recognises, with what they can prove.
@@ -252,12 +253,12 @@ def _refuse_foreign(d: Mapping[str, Any]) -> None:
         if isinstance(value, str) and value.lower().replace("_", "-") in ("amd-sev-snp", "sev-snp", "snp"):
             raise UnsupportedError(f"an AMD SEV-SNP attestation; phalanb verifies Intel TDX ({key} is {value!r})")
     att = d.get("attestation")
-    if isinstance(att, str) and set(d) <= {"attestation", "vm_config", "nonce"} and _names_amd(att):
+    if isinstance(att, str) and set(d) <= {"attestation", "vm_config", "nonce"} and names_amd(att):
         raise UnsupportedError("an AMD SEV-SNP attestation; phalanb verifies Intel TDX (a dstack attestation whose "
                                "certificates are AMD's ARK/ASK/VCEK chain)")
 
 
-def _names_amd(text: str) -> bool:
+def names_amd(text: str) -> bool:
     """Whether a hex blob (dstack's versioned attestation) carries AMD's SEV certificates. Bounded: only the first
     megabyte is looked at, and only for PEM blocks whose issuer is AMD."""
     from cryptography import x509

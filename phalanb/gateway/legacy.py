@@ -227,12 +227,30 @@ def verify_legacy_gateway_report(report: Mapping[str, Any] | bytes | str, *, non
     if claims is not None:
         checks.append(claims)
     app_id, compose_hash = attested_ids(node.event_log, tdx)
-    checks.append(profile_check(policy, protocol="aci", shape="aci-legacy-gateway", app_id=app_id,
-                                compose_hash=compose_hash))
+    checks.append(_profile(policy, reseller, app_id, compose_hash))
     if policy.simulated:
         checks.append(Check("trust.simulated", Status.WARNING, "verified against phalanb's SIMULATED roots",
                             required=False))
     return Verdict(checks)
+
+
+def _profile(policy: Policy, reseller: bool, app_id: str | None, compose_hash: str | None) -> Check:
+    """``service.profile``. A reseller's profile that says it relays the gateway's legacy answer (its shapes list
+    ``aci-legacy-gateway``, as Venice's does) is judged by the profile that owns the attested app id: the reseller
+    relays, the gateway's own deployment is what must fit."""
+    from dataclasses import replace
+
+    from ..services import profile_check, profile_of_app
+
+    prof = getattr(policy, "service", None)
+    owner = profile_of_app(app_id)
+    if (reseller and prof is not None and owner is not None and owner.name != prof.name
+            and "aci-legacy-gateway" in prof.shapes):
+        c = profile_check(replace(policy, service=owner), protocol="aci", shape="aci-legacy-gateway", app_id=app_id,
+                          compose_hash=compose_hash)
+        return Check(c.id, c.status, f"{prof.title} relays {owner.title}: {c.reason}",
+                     {**c.evidence, "relayed_by": prof.name}, c.required)
+    return profile_check(policy, protocol="aci", shape="aci-legacy-gateway", app_id=app_id, compose_hash=compose_hash)
 
 
 # -- the model servers' verify_exchange, with the gateway's legacy answers recognised ------------------------------

@@ -14,8 +14,9 @@ The chain, link by link:
    aggregator, citing a successful upstream verification (``receipt.upstream``). Under E2EE v2 also: the prompt
    went to a key of the established keyset (``e2ee.key_attested``), left encrypted (``e2ee.request_encrypted``),
    and the reply authenticates under its AAD (``e2ee.response_authenticated``).
-3. the session the receipt cites: its id, evidence digest, claims and window (``session.*``), and — when its
-   evidence is a report phalanb knows — that report re-verified by phalanb itself (``upstream.*``).
+3. the session the receipt cites: its id, evidence digest, claims, refuted claims and window (``session.*``),
+   and its evidence re-verified by the ``auditor`` handed in (``upstream.*``): the upstream's report is another
+   protocol's, so the deep audit lives above both protocols (:func:`phalanb.gateway.verify_aci` passes it).
 
 Nothing passes on a document's own word; anything that cannot be checked is skipped with its reason.
 

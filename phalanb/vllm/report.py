@@ -245,9 +245,10 @@ def _unknown(d: Mapping[str, Any]) -> UnsupportedError:
 def _refuse_foreign(d: Mapping[str, Any]) -> None:
     """Well-formed attestations of other kinds: named for what they are, never read as a TDX report."""
     if d.get("api_version") == "aci/1":
-        raise UnsupportedError("an ACI gateway report: use phalanb report (ACI) / verify_aci_report (api_version "
-                               "aci/1 follows the ACI protocol: a keyset bound into the gateway's quote, signed "
-                               "receipts)")
+        raise UnsupportedError("an ACI gateway document (api_version aci/1), not a model server's report: `phalanb "
+                               "report FILE` and phalanb.gateway.verify_any_report verify it by its shape (an ACI "
+                               "report; the gateway's legacy report, bare or in a reseller's wrapper), "
+                               "phalanb.gateway.verify_exchange a reply signed through its legacy endpoints")
     for key in ("tee_hardware", "tee_type", "platform"):
         value = d.get(key)
         if isinstance(value, str) and value.lower().replace("_", "-") in ("amd-sev-snp", "sev-snp", "snp"):

@@ -239,7 +239,12 @@ def cmd_report(args: argparse.Namespace) -> int:
               "(pass --at to verify as of another time)", file=sys.stderr)
     if bool(args.nras_response) != bool(args.jwks):
         raise InputError("--nras-response and --jwks go together")
-    if legacy_gateway:
+    if shape.name == "near-gateway-evidence":
+        from ..gateway import verify_any_report
+
+        verdict = verify_any_report(report, nonce=nonce, policy=_policy(args), at=args.at,
+                                    collateral=_read_json(args.collateral, "collateral"))
+    elif legacy_gateway:
         verdict = verify_legacy_gateway_report(report, nonce=nonce, policy=_policy(args),
                                                collateral=_read_json(args.collateral, "collateral"), at=args.at)
     else:

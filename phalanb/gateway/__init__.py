@@ -22,7 +22,7 @@ from typing import Any
 from ..verdict import Verdict
 from .deep import UpstreamReport, deep_audit, upstream_report
 from .legacy import legacy_gateway_checks, verify_exchange, verify_legacy_gateway_report
-from .shapes import REGISTRY, WRAPPERS, Shape, identify, shape_table
+from .shapes import REGISTRY, WRAPPERS, Shape, identify, read_document, shape_table
 
 __all__ = ["verify_aci", "verify_session", "verify_exchange", "verify_legacy_gateway_report", "verify_any_report",
            "deep_audit", "upstream_report", "UpstreamReport", "legacy_gateway_checks",
@@ -53,18 +53,26 @@ def verify_any_report(report: Any, *, nonce: bytes | None = None, policy: Any = 
     wrapper (:func:`verify_legacy_gateway_report`), a model server's report (:func:`phalanb.vllm.verify_report`;
     ``kw``: its ``signing_address``, ``node``, ``nras_response``, ``jwks``, ``gateway_collateral``). A document of
     no known shape raises :class:`~phalanb.errors.UnsupportedError` naming its fields."""
-    from .. import _json
     from ..errors import UnsupportedError
     from ..policy import Policy
 
     policy = policy or Policy()
-    doc = _json.loads(report) if isinstance(report, (bytes, str)) else report
+    doc = read_document(report)
     shape = identify(doc)
     if not shape.verifies:
         shape.parse(doc)  # raises the kind's own UnsupportedError, naming it
         raise UnsupportedError(f"a {shape.title}: phalanb does not verify it")
     if shape.name in ("aci-legacy-gateway", "reseller-aci-gateway"):
         return verify_legacy_gateway_report(doc, nonce=nonce, policy=policy, collateral=collateral, at=at)
+    if shape.name == "near-gateway-evidence":
+        # A session's record of the NEAR AI gateway: its TD verified on its own (the nonce is the verifier's).
+        from ..verdict import Check, Status
+        from .deep import near_gateway_checks, parse_near_gateway_evidence
+
+        node = parse_near_gateway_evidence(doc).nodes[0]
+        return Verdict([Check("report.shape", Status.PASS, f"{shape.name}: {shape.title}", {"shape": shape.name},
+                              required=False)]
+                       + near_gateway_checks(node, nonce=nonce, policy=policy, collateral=collateral, at=at))
     if shape.protocol == "aci":
         from ..aci.verify import verify_aci_report
 

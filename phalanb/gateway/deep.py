@@ -22,7 +22,7 @@ from ..policy import Policy
 from ..verdict import Check, Status
 from .shapes import found_fields, identify
 
-__all__ = ["UpstreamReport", "upstream_report", "deep_audit", "parse_near_gateway_evidence"]
+__all__ = ["UpstreamReport", "upstream_report", "deep_audit", "parse_near_gateway_evidence", "near_gateway_checks"]
 
 
 @dataclass
@@ -57,6 +57,22 @@ def parse_near_gateway_evidence(doc: Mapping[str, Any]) -> Any:
     node = parsed.nodes[0]
     node.shape = "near-gateway-evidence"
     return AttestationReport("dstack-tls", [node], raw=dict(doc))
+
+
+def near_gateway_checks(node: Any, *, nonce: bytes | None, policy: Policy, collateral: Any = None,
+                        at: Any = None) -> list[Check]:
+    """The NEAR AI Cloud gateway's TD on its own: signing key, report_data binding (TLS layout) and nonce, quote,
+    TCB, event log, compose, measurements. ``nonce``: the one the verifier asked with."""
+    from ..vllm.report import binding_checks, check_signing_public_key
+    from ..vllm.verify import tdx_checks
+
+    checks: list[Check] = []
+    key = check_signing_public_key(node)
+    if key is not None:
+        checks.append(key)
+    tdx, quote = tdx_checks(node, policy=policy, collateral=collateral, at=at)
+    checks += binding_checks(node, quote.body.report_data if quote is not None else None, nonce)
+    return checks + tdx
 
 
 def _nonce_of(node: Any) -> bytes | None:
@@ -129,8 +145,7 @@ def deep_audit(session: Any, policy: Policy, *, at: Any = None, collateral: Any 
                jwks: Any = None) -> list[Check]:
     """Re-verify ``session``'s evidence (an :class:`~phalanb.aci.session.AttestedSession`) as ``upstream.*``
     checks; the :data:`~phalanb.aci.verify.EvidenceAuditor` :func:`phalanb.gateway.verify_aci` hands to ACI."""
-    from ..vllm.verify import attest_report, tdx_checks
-    from ..vllm.report import binding_checks, check_signing_public_key
+    from ..vllm.verify import attest_report
 
     if not session.evidence_parts:
         return [_unverifiable(session)]
@@ -148,14 +163,8 @@ def deep_audit(session: Any, policy: Policy, *, at: Any = None, collateral: Any 
                      "binding of its signing address, TLS key and the verifier's nonce) — nothing here attests a "
                      "model node or a GPU", {"shape": found.shape, "signing_address": node.signing_address},
                      required=False)]
-        checks: list[Check] = []
-        key = check_signing_public_key(node)
-        if key is not None:
-            checks.append(key)
-        tdx, quote = tdx_checks(node, policy=policy, collateral=collateral, at=at)
-        checks += binding_checks(node, quote.body.report_data if quote is not None else None, nonce)
-        checks += tdx
-        out += [_upstream(c) for c in checks]
+        out += [_upstream(c) for c in near_gateway_checks(node, nonce=nonce, policy=policy, collateral=collateral,
+                                                          at=at)]
         channel = _channel_check(session, node)
         return out + ([channel] if channel else [])
     att = attest_report(found.document, nonce=nonce, signer=signer, policy=policy, collateral=collateral,

@@ -190,11 +190,11 @@ def verify_legacy_gateway_report(report: Mapping[str, Any] | bytes | str, *, non
     from ..tdx.node import attested_ids, node_tdx_checks
     from ..timeutil import parse_optional_time
     from ..vllm.report import check_signing_public_key
-    from .shapes import identify
+    from .shapes import identify, read_document
 
     policy = policy or Policy()
     at = parse_optional_time(at, field="at")
-    doc = _json.loads(report) if isinstance(report, (bytes, str)) else report
+    doc = read_document(report)
     shape = identify(doc)
     if shape.name not in ("aci-legacy-gateway", "reseller-aci-gateway"):
         raise ParseError(f"this is a {shape.name} document, not an ACI gateway's legacy report", field="report")

@@ -220,6 +220,24 @@ WRAPPERS: tuple[Shape, ...] = (
 )
 
 
+def read_document(data: Any, what: str = "report") -> Any:
+    """A document given as bytes/text parsed as JSON (a :class:`~phalanb.errors.ParseError` naming ``what`` and the
+    offset when it is not), or the parsed object itself."""
+    import json
+
+    from .. import _json
+    from ..errors import ParseError
+
+    if not isinstance(data, (bytes, str)):
+        return data
+    try:
+        return _json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not UTF-8 ({exc.reason})", field=what, offset=exc.start) from None
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"not JSON ({exc.msg})", field=what, offset=exc.pos) from None
+
+
 def refuse(doc: Any) -> None:
     raise UnsupportedError("a verifier's result summary, not evidence: phalanb cannot re-verify it")
 

@@ -150,3 +150,16 @@ def test_under_the_resellers_profile_the_relayed_gateway_is_placed_by_its_own(ve
     # Another reseller's profile that does not say it relays the gateway: the app id is another service's.
     other = verify_legacy_gateway_report(doc, nonce=nonce, at=AT, policy=Policy(service="phala-direct"))
     assert other["service.profile"].status.value == "fail"
+
+
+@pytest.mark.parametrize("junk", [b"", b"{", b"[]", "{\"api_version\":\"aci/1\",\"signing_address\":1,"
+                                  "\"intel_quote\":2,\"tee_provider\":3}".encode()])
+def test_bad_input_gives_phalanb_errors_or_failed_checks_never_a_crash(junk):
+    from phalanb.errors import PhalanbError
+
+    try:
+        v = verify_any_report(junk)
+    except PhalanbError as exc:
+        assert str(exc)
+    else:
+        assert v.status == "failed"

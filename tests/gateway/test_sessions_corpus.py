@@ -161,3 +161,13 @@ def test_phalanb_session_reaches_the_same_verdict(fixtures, capsys):
     code = main(["session", str(path), "--id", hashlib.sha256(raw).hexdigest(), "--served-at", t, "--at", t])
     out = capsys.readouterr().out
     assert code == 3 and "session.refuted_claims" in out and "upstream.tdx.event_log" in out
+
+
+def test_the_near_gateway_evidence_alone_verifies_the_same_through_phalanb_report(fixtures, tmp_path, capsys):
+    s = parse_session(_session(fixtures, "near-ai-a"))
+    path = tmp_path / "near_gateway_evidence.json"
+    path.write_bytes(s.evidence_bytes)
+    nonce = json.loads(s.evidence_bytes)["request_nonce"]
+    assert main(["report", str(path), "--nonce", nonce, "--at", str(s.established_at + 60)]) == 3
+    out = capsys.readouterr().out
+    assert "near-gateway-evidence" in out and "report.report_data" in out and "tdx.event_log" in out

@@ -42,7 +42,7 @@ from .policy import Policy
 from .vllm.signatures import SignatureRecord, fetch_signature
 from .trust import require_loopback_for_simulated
 from .verdict import Verdict
-from .vllm.verify import verify_exchange
+from .gateway import verify_exchange
 
 __all__ = ["Settings", "Session", "VerifiedChat", "VerifiedAciChat"]
 
@@ -310,7 +310,7 @@ class Session:
         with this session's policy."""
         from urllib.parse import urlsplit
 
-        from .aci import verify_aci
+        from .gateway import verify_aci
         from .aci.receipt import parse_receipt
         from .errors import PhalanbError
         from .audit.evidence import AciOnlineEvidence, fetch_aci_online_evidence

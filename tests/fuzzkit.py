@@ -1181,7 +1181,7 @@ def _gen_verify_aci(rng: random.Random, c: Corpus) -> tuple:
 
 
 def _call_verify_aci(args: tuple) -> Any:
-    from phalanb.aci import verify_aci
+    from phalanb.gateway import verify_aci
     from phalanb.policy import Policy
 
     report, receipt, session = args

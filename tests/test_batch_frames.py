@@ -23,7 +23,7 @@ from phalanb.wire import frames as _frames  # noqa: E402
 from phalanb.audit.batch import audit, load_items, write_batch  # noqa: E402
 from phalanb.errors import ParseError  # noqa: E402
 from phalanb.wire.exchange import Exchange  # noqa: E402
-from phalanb.vllm.verify import verify_exchange  # noqa: E402
+from phalanb.gateway import verify_exchange  # noqa: E402  (the single path a user runs)
 
 
 def _record(row: dict) -> tuple[dict, bytes, bytes]:

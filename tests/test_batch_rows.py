@@ -15,7 +15,7 @@ import batchkit  # noqa: E402
 from phalanb.audit.batch import audit, write_batch  # noqa: E402
 from phalanb.wire.exchange import Exchange  # noqa: E402
 from phalanb.vllm.signatures import SignatureRecord  # noqa: E402
-from phalanb.vllm.verify import verify_exchange  # noqa: E402
+from phalanb.gateway import verify_exchange  # noqa: E402  (the single path a user runs)
 
 
 

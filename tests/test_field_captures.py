@@ -19,7 +19,8 @@ from phalanb.wire.exchange import Exchange
 from phalanb.vllm.report import merge_chutes_instances, parse_report
 from phalanb.policy import Policy
 from phalanb.vllm.signatures import SignatureRecord
-from phalanb.vllm.verify import verify_exchange, verify_report
+from phalanb.gateway import verify_exchange
+from phalanb.vllm.verify import verify_report
 
 @pytest.fixture(scope="module")
 def field(fixtures) -> Path:
@@ -352,3 +353,41 @@ def test_phala_gateway_aci_aug_2026_08_28(field):
     assert checks["aci.keyset_digest"].status.value == "pass" and checks["aci.report_data"].status.value == "pass"
     assert checks["service.profile"].status.value == "skipped" and "event log" in checks["service.profile"].reason
     assert att.keyset is None and att.verdict.status != "verified"
+
+
+# -- ACI wire vectors of the gateway project (synthetic, Aug-spec shape) ----------------------------------------
+
+def test_pag_desktop_wire_vectors(field, fixtures):
+    """Both receipts verify under the vector keyset (seed 0x02×32, key receipt-1) through the public path
+    (``phalanb.gateway.verify_aci`` with the keyset given and the cited session): the plain one holds end to end for
+    its documented bodies; the rewritten one is validly signed AND its rewrite (request.forwarded ≠
+    request.received) is reported; the session hashes to the id both receipts cite."""
+    from phalanb.gateway import verify_aci
+
+    vec = _json(field / "pag-desktop-wire-vectors" / "aci_wire_fixtures.json")
+    keyset = _json(fixtures / "aci" / "test_vectors.json")["aci"]["keyset"]["object"]
+    session = json.dumps(vec["session"], sort_keys=True, separators=(",", ":")).encode()
+    sid = "95ad1cb4dd25445808c2e9d116caf420b05703730b506395e8fc1ca6faeae28f"
+    request = b'{"messages":[{"content":"hi","role":"user"}],"model":"demo-model"}'
+    response = b'{"choices":[],"id":"chatcmpl-123"}'
+    for name in ("receipt", "rewritten_receipt"):
+        v = verify_aci((request, response), receipt=vec[name], report=None, keyset=keyset, nonce=None,
+                       sessions={sid: session}, policy=Policy(aci_require_upstream=False), at=1750000000)
+        assert st(v, "receipt.signature") == "pass", (name, v["receipt.signature"].reason)
+        assert st(v, "receipt.request_hash") == "pass" and st(v, "receipt.response_hash") == "pass"
+        assert st(v, "session.id") == "pass" and st(v, "aci.keyset_given") == "skipped"
+        assert v.status != "verified"  # a keyset given directly is never established
+        if name == "receipt":
+            assert st(v, "receipt.rewrite") == "pass"
+        else:
+            rw = v["receipt.rewrite"]
+            assert rw.status.value == "warning" and "rewritten request" in rw.reason
+            assert rw.evidence["forwarded"] != rw.evidence["received"]
+            assert vec[name]["signature"].startswith("67d70836")
+    # An edit of the rewrite's forwarded hash (to hide it) breaks the signature: the rewrite cannot be laundered.
+    laundered = json.loads(json.dumps(vec["rewritten_receipt"]))
+    fwd = next(e for e in laundered["event_log"] if e["type"] == "request.forwarded")
+    fwd["body_hash"] = next(e for e in laundered["event_log"] if e["type"] == "request.received")["body_hash"]
+    v = verify_aci((request, response), receipt=laundered, report=None, keyset=keyset, nonce=None,
+                   sessions={sid: session}, at=1750000000)
+    assert st(v, "receipt.signature") == "fail"

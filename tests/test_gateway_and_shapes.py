@@ -178,7 +178,8 @@ def test_the_legacy_boot_time_report_is_recognised_by_its_quote(fixtures):
 
 def test_an_aci_gateway_report_points_to_the_aci_verifier():
     with pytest.raises(UnsupportedError,
-                       match=r"^an ACI gateway report: use phalanb report \(ACI\) / verify_aci_report"):
+                       match=r"^an ACI gateway document \(api_version aci/1\), not a model server's report: "
+                             r"`phalanb report FILE` and phalanb.gateway.verify_any_report"):
         parse_report({"api_version": "aci/1", "keyset": {}})
 
 

@@ -31,7 +31,7 @@ from phalanb.wire.exchange import Exchange  # noqa: E402
 from phalanb.policy import Policy  # noqa: E402
 from phalanb.vllm.signatures import SignatureRecord  # noqa: E402
 from phalanb.sim.keys import _derive  # noqa: E402
-from phalanb.vllm.verify import verify_exchange  # noqa: E402
+from phalanb.gateway import verify_exchange  # noqa: E402  (the single path a user runs)
 
 SEED = 7
 GENERATED = 10_000

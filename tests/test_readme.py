@@ -573,7 +573,7 @@ class PyExample:
 
 
 PYTHON: dict[str, PyExample] = {
-    "from phalanb.aci import verify_aci": PyExample(
+    "from phalanb.gateway import verify_aci       # ACI with the deep audit of the upstream's evidence": PyExample(
         "the ACI example: the real gateway's URL → a local ACI gateway simulator", "gateway",
         replace=(('base_url="https://api.redpill.ai/v1"', 'base_url="{url}"'),),
         simulator_policy=('host="api.redpill.ai")', 'host="api.redpill.ai", policy=Policy.for_simulator())')),
@@ -595,7 +595,7 @@ PYTHON: dict[str, PyExample] = {
                   "    signature = fetch_signature(client, exchange.chat_id)\n    attestation = client.attestation()\n"
                   "verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce, "
                   "policy=Policy.for_simulator())\n" + REPORT)),
-    "from phalanb.aci import AttestedE2EEKey, verify_aci, verify_aci_report": PyExample(
+    "from phalanb.aci import AttestedE2EEKey, verify_aci_report": PyExample(
         "the E2EE fragment: the prelude gives it the `client` (a local ACI gateway) and `policy` (the simulator's) "
         "it takes as given", "gateway",
         prelude=(POLICY_IMPORT + "from phalanb.wire.client import Client\n"

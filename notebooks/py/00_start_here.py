@@ -157,7 +157,7 @@ assert not_shown <= {"channel"} and (("channel" in not_shown) == ("channel.tls_s
 # %%
 import dataclasses
 
-from phalanb.aci import verify_aci
+from phalanb.gateway import verify_aci
 
 
 def verify_again(exchange):

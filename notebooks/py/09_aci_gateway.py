@@ -260,7 +260,8 @@ assert all(c.status.value == "pass" for c in receipt_checks)
 # required check held.
 
 # %%
-from phalanb.aci import parse_receipt, verify_aci
+from phalanb.aci import parse_receipt
+from phalanb.gateway import verify_aci
 
 session_id = parse_receipt(fetched.raw).cited_session_ids[0]
 sessions = {session_id: client.session(session_id).raw}

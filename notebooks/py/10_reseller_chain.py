@@ -41,7 +41,8 @@ import json
 
 from IPython.display import display
 
-from phalanb.aci import canonicalize, parse_receipt, verify_aci, verify_aci_report
+from phalanb.aci import canonicalize, parse_receipt, verify_aci_report
+from phalanb.gateway import verify_aci
 from phalanb.wire.client import Client
 from phalanb.policy import Policy
 from phalanb.sim import SimConfig, Simulator
@@ -207,7 +208,7 @@ assert node.signing_address.lower() == session_doc["identity"]["signing_address"
 # (the simulator serves both) for *this session's* evidence, as phalanb does for a model server.
 
 # %%
-from phalanb.aci import verify_session
+from phalanb.gateway import verify_session
 from phalanb.audit.evidence import fetch_online_evidence
 
 

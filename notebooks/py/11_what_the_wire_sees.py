@@ -308,7 +308,8 @@ assert events["response.returned"]["body_hash"] == h(sealed.response_bytes)
 # `e2ee.response_authenticated` (every reply field opened under its AAD).
 
 # %%
-from phalanb.aci import E2EE_CHECK_IDS, parse_receipt, verify_aci
+from phalanb.aci import E2EE_CHECK_IDS, parse_receipt
+from phalanb.gateway import verify_aci
 
 
 def verify(exchange):

@@ -175,12 +175,15 @@ def _evidence(att: Mapping[str, Any]) -> AciEvidence:
         downstream_tls_binding=obj(ev, "downstream_tls_binding", w, required=False))
 
 
-def parse_aci_report(data: bytes | str | Mapping[str, Any]) -> AciReport:
+def parse_aci_report(data: bytes | str | Mapping[str, Any], *, legacy_body: bool = False) -> AciReport:
     """Parse an ``aci/1`` report (bytes, text or a parsed object) and name its shape.
 
     Raises :class:`~phalanb.errors.ParseError` for anything malformed: not aci/1, oversized, duplicate member
     names, floats, non-ASCII member names, missing or mistyped fields, a mixture of the two shapes, or the legacy
     gateway answer (which must not be read as an ACI report).
+
+    ``legacy_body=True`` reads the ACI fields *printed inside* that legacy answer (to recompute its keyset digest
+    and check its endorsement); its quote binds the legacy report_data, so such a report never establishes a keyset.
     """
     doc = read_document(data, what="report", max_bytes=MAX_REPORT_BYTES)
     version = doc.get("api_version")
@@ -188,7 +191,7 @@ def parse_aci_report(data: bytes | str | Mapping[str, Any]) -> AciReport:
         said = "is missing" if version is None else f"is {version!r}"
         raise ParseError(f"{said}: an ACI report (the answer of GET /v1/aci/attestation) says \"aci/1\", the only "
                          "version phalanb reads", field="api_version")
-    if is_legacy_gateway_report(doc):
+    if is_legacy_gateway_report(doc) and not legacy_body:
         raise ParseError("this is the gateway's legacy /v1/attestation/report answer (signing_address, "
                          "intel_quote…): its quote does not bind the keyset; fetch /v1/aci/attestation instead",
                          field="report")

@@ -29,8 +29,8 @@ from ..errors import ParseError
 from . import jcs
 from ._util import obj, opt_int, opt_str, read_document
 
-__all__ = ["AttestedSession", "Claim", "EvidencePart", "SessionListEntry", "UpstreamReport", "parse_session",
-           "parse_session_list", "decode_data_uri", "upstream_report", "CLAIM_NAMES", "CLAIM_STATUSES",
+__all__ = ["AttestedSession", "Claim", "EvidencePart", "SessionListEntry", "parse_session",
+           "parse_session_list", "decode_data_uri", "CLAIM_NAMES", "CLAIM_STATUSES",
            "CLAIM_SOURCES", "MAX_SESSION_BYTES"]
 
 #: Sessions carry the upstream's evidence (a report with GPU evidence: a few MB at most).
@@ -208,40 +208,3 @@ def parse_session_list(data: bytes | str | Mapping[str, Any]) -> list[SessionLis
             raise ParseError("must be an object", field=f"sessions[{i}]")
         out.append(SessionListEntry(opt_str(s, "session_id", f"sessions[{i}]."), dict(s)))
     return out
-
-
-@dataclass
-class UpstreamReport:
-    """The upstream model server's own attestation report found in a session's evidence: the JSON document, its
-    parsed shape, the signing address the session names (``identity.signing_address``) and the report's own nonce
-    (the one the *gateway* chose when it verified the upstream)."""
-
-    document: Any
-    parsed: Any  # phalanb.vllm.report.AttestationReport
-    signer: str | None
-    nonce: bytes | None
-
-
-def upstream_report(session: AttestedSession) -> UpstreamReport | None:
-    """The first evidence part that is a report phalanb knows (dstack vllm-proxy, NEAR, Chutes…); None when the
-    session carries none (e.g. Chutes sessions: ``evidence: {}``) or only evidence of other kinds."""
-    from .. import _json
-    from ..errors import PhalanbError
-    from ..vllm.report import parse_report
-
-    for part in session.evidence_parts:
-        try:
-            doc = _json.loads(part.data)
-            parsed = parse_report(doc)
-        except (ValueError, PhalanbError):
-            continue
-        node = parsed.nodes[0] if parsed.nodes else None
-        nonce = None
-        if node is not None and node.request_nonce:
-            try:
-                nonce = bytes.fromhex(node.request_nonce)
-            except ValueError:
-                nonce = None
-        signer = (session.identity or {}).get("signing_address")
-        return UpstreamReport(doc, parsed, signer if isinstance(signer, str) else None, nonce)
-    return None

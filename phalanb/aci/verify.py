@@ -14,8 +14,9 @@ The chain, link by link:
    aggregator, citing a successful upstream verification (``receipt.upstream``). Under E2EE v2 also: the prompt
    went to a key of the established keyset (``e2ee.key_attested``), left encrypted (``e2ee.request_encrypted``),
    and the reply authenticates under its AAD (``e2ee.response_authenticated``).
-3. the session the receipt cites: its id, evidence digest, claims and window (``session.*``), and — when its
-   evidence is a report phalanb knows — that report re-verified by phalanb itself (``upstream.*``).
+3. the session the receipt cites: its id, evidence digest, claims, refuted claims and window (``session.*``),
+   and its evidence re-verified by the ``auditor`` handed in (``upstream.*``): the upstream's report is another
+   protocol's, so the deep audit lives above both protocols (:func:`phalanb.gateway.verify_aci` passes it).
 
 Nothing passes on a document's own word; anything that cannot be checked is skipped with its reason.
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import InputError, ParseError, PhalanbError
 from ..policy import Policy
@@ -45,7 +46,7 @@ from .session import AttestedSession, parse_session
 
 __all__ = ["EstablishedKeyset", "AciAttestation", "verify_aci_report", "verify_receipt", "verify_session",
            "verify_aci", "verify_legacy_gateway", "statement", "report_data_for", "workload_id_of",
-           "MAX_KEYSET_LIFETIME_S"]
+           "MAX_KEYSET_LIFETIME_S", "EvidenceAuditor", "keyset_endorsement_check"]
 
 #: A keyset valid for more than this is implausible (the live preview keyset says u64::MAX: never expires).
 MAX_KEYSET_LIFETIME_S = 10 * 365 * 24 * 3600
@@ -224,7 +225,8 @@ def _expiry_check(report: AciReport, at: float) -> Check:
     return Check("aci.keyset_expiry", Status.PASS, f"the keyset is valid until {na}", ev)
 
 
-def _endorsement_check(report: AciReport, digest: str) -> Check:
+def keyset_endorsement_check(report: AciReport, digest: str) -> Check:
+    """``aci.keyset_endorsement`` (preview shape): the workload identity key signed the recomputed keyset digest."""
     e = report.keyset_endorsement
     pk = report.identity_public_key or {}
     payload = jcs.canonicalize({"purpose": _ENDORSEMENT_PURPOSE, "workload_keyset_digest": digest})
@@ -393,7 +395,7 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     checks.append(_slot_check(report, quote))
     checks.append(_expiry_check(report, at))
     if report.shape == "preview":
-        checks.append(_endorsement_check(report, digest))
+        checks.append(keyset_endorsement_check(report, digest))
     checks.append(_provenance_check(report, tdx))
     log_ok = any(c.id == "tdx.event_log" and c.status is Status.PASS for c in tdx)
     checks.append(_custody_check(report, policy, log_ok))
@@ -650,50 +652,52 @@ def _claims_check(session: AttestedSession, policy: Policy) -> Check:
                  f"({' or '.join(policy.aci_claim_sources)})", ev)
 
 
-def _deep_audit(session: AttestedSession, policy: Policy, *, at: Any, collateral: Any, nras_response: Any,
-                jwks: Any) -> list[Check]:
-    """Re-verify the session's evidence with phalanb's own report verifier, as ``upstream.*`` checks."""
-    from ..vllm.verify import attest_report
-    from .session import upstream_report
+#: ``auditor(session, policy, *, at, collateral, nras_response, jwks) -> list[Check]``: re-verifies a session's
+#: evidence. ACI cannot read the upstream's reports itself (they are another protocol's); the composition above both
+#: protocols supplies it (:func:`phalanb.gateway.deep_audit`, used by :func:`phalanb.gateway.verify_aci`).
+EvidenceAuditor = Callable[..., list[Check]]
 
-    if not session.evidence_parts:
-        return [Check("upstream.evidence", Status.SKIPPED, "the session carries no evidence (e.g. Chutes sessions: "
-                      "evidence {}): the upstream's TEE rests on the gateway's claims only")]
-    if session.evidence_digest is None or session.evidence_sha256 != session.evidence_digest:
-        return [Check("upstream.evidence", Status.SKIPPED, "the evidence does not match its digest, so it is not "
-                      "audited")]
-    found = upstream_report(session)
-    if found is None:
-        kinds = ", ".join(p.media_type for p in session.evidence_parts)
-        return [Check("upstream.evidence", Status.SKIPPED, f"the evidence ({kinds}) is not a report phalanb knows: "
-                      "the upstream's TEE rests on the gateway's claims only")]
-    doc, parsed, signer, nonce = found.document, found.parsed, found.signer, found.nonce
-    att = attest_report(doc, nonce=nonce, signer=signer, policy=policy, collateral=collateral,
-                        nras_response=nras_response, jwks=jwks, at=at)
-    out = [Check("upstream.evidence", Status.PASS, f"the evidence is a {parsed.shape} report; re-verified below by "
-                 "phalanb (what binds: the upstream's quote to its own signing key and the gateway's nonce; what "
-                 "cannot: the reply itself — the gateway's receipt, not the model server, signs it)",
-                 {"shape": parsed.shape}, required=False)]
-    for c in att.checks:
-        if c.id == "report.nonce_fresh" and c.status is Status.PASS:
-            c = Check(c.id, Status.WARNING, "the upstream report answers the nonce the gateway chose, not ours: it "
-                      "shows the report was made for the gateway's request, not when", c.evidence, c.required)
-        if c.id == "trust.simulated":
-            continue
-        out.append(Check("upstream." + c.id, c.status, c.reason, c.evidence, c.required))
-    if signer:
-        bound = att.node is not None and (att.node.signing_address or "").lower() == signer.lower()
-        out.append(Check("upstream.identity", Status.PASS if bound else Status.FAIL,
-                         "the session's identity is the attested node's signing address" if bound else
-                         "the session's identity is not the signing address the upstream report attests",
-                         {"session": signer, "report": att.node.signing_address if att.node else None}))
-    return out
+
+def _refuted_check(session: AttestedSession) -> Check | None:
+    """``session.refuted_claims``: a claim the gateway itself *refutes* is news the auditor must see, whatever the
+    policy requires (a refuted ``tcb_up_to_date`` means the upstream runs on an out-of-date platform)."""
+    refuted = {name: c for name, c in session.claims.items() if c.status == "refuted"}
+    if not refuted:
+        return None
+    names = "; ".join(f"{name} refuted ({c.source or 'no source'}: {c.reason or 'no reason given'})"
+                      for name, c in refuted.items())
+    return Check("session.refuted_claims", Status.WARNING, f"the gateway's own session refutes: {names}",
+                 {"refuted": {k: vars(v) for k, v in refuted.items()}, "extra": session.extra_claims},
+                 required=False)
+
+
+def _clock_check(session: AttestedSession, at: float | None, served_at: int | None) -> Check | None:
+    """``session.clock``: a clock pinned with ``at`` outside the session's window judges the upstream evidence (its
+    certificates, collateral, tokens) at a time the session did not exist — a TCB that passes there (old collateral,
+    a clock set back) says nothing about the session. It fails when the receipt was served inside the window (only
+    the clock is off); when ``served_at`` is itself outside, ``session.window`` already fails and this warns."""
+    if at is None or session.established_at is None or session.expires_at is None:
+        return None
+    ev = {"at": int(at), "served_at": served_at, "established_at": session.established_at,
+          "expires_at": session.expires_at}
+    if session.established_at <= at <= session.expires_at:
+        return Check("session.clock", Status.PASS, "the clock the evidence is judged at lies within the session's "
+                     "window", ev)
+    served_inside = served_at is not None and session.established_at <= served_at <= session.expires_at
+    return Check("session.clock", Status.FAIL if served_inside else Status.WARNING,
+                 f"the clock the evidence is judged at ({int(at)}) is outside the session's window "
+                 f"[{session.established_at}, {session.expires_at}]: certificates, collateral and tokens are judged "
+                 "at a time the session did not exist, so what passes there says nothing about the session", ev,
+                 required=served_inside)
 
 
 def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *, expected_id: str | None,
                    served_at: int | None, policy: Policy, deep: bool = True, at: float | None = None,
-                   collateral: Any = None, nras_response: Any = None, jwks: Any = None) -> list[Check]:
-    """A cited session's checks: its id, evidence digest, claims (by policy), window, and the deep audit."""
+                   collateral: Any = None, nras_response: Any = None, jwks: Any = None,
+                   auditor: EvidenceAuditor | None = None) -> list[Check]:
+    """A cited session's checks: its id, evidence digest, claims (by policy), refuted claims, window, the clock,
+    and the deep audit of its evidence by ``auditor`` (without one, ``upstream.evidence`` is skipped and says
+    where the deep audit lives: :func:`phalanb.gateway.verify_session`)."""
     if not isinstance(session, AttestedSession):
         try:
             session = parse_session(session)
@@ -726,6 +730,9 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
         checks.append(Check("session.evidence_digest", Status.FAIL, "the decoded evidence does not hash to "
                             "evidence.digest", dev))
     checks.append(_claims_check(session, policy))
+    refuted = _refuted_check(session)
+    if refuted is not None:
+        checks.append(refuted)
     wev = {"served_at": served_at, "established_at": session.established_at, "expires_at": session.expires_at}
     if served_at is None:
         checks.append(Check("session.window", Status.SKIPPED, "no served_at to place in the session's window", wev))
@@ -749,8 +756,17 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
             Check(c.id, Status.SKIPPED, f"{c.reason} — but the document is not shown to be the cited session, so "
                   "this is only its own claim", c.evidence, c.required) if c.status is Status.PASS else c
             for c in checks[1:]]
+    clock = _clock_check(session, at, served_at)
+    if clock is not None:
+        checks.append(clock)
     if deep:
-        upstream = _deep_audit(session, policy, at=at, collateral=collateral, nras_response=nras_response, jwks=jwks)
+        if auditor is None:
+            upstream = [Check("upstream.evidence", Status.SKIPPED, "the session's evidence was not audited here: "
+                              "phalanb.gateway.verify_session / verify_aci re-verify it (the upstream's report is "
+                              "another protocol's)")]
+        else:
+            upstream = auditor(session, policy, at=at, collateral=collateral, nras_response=nras_response,
+                               jwks=jwks)
         if checks[0].status is not Status.PASS:
             # The same holds for the evidence inside it: a genuine upstream report in an edited (or uncited)
             # document proves nothing about the session the receipt cites.
@@ -779,7 +795,7 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                host: str | None = None, request_bytes: bytes | None = None, response_bytes: bytes | None = None,
                nras_response: Any = None, jwks: Any = None,
                upstream: Mapping[str, Mapping[str, Any]] | None = None, e2ee: Any = None,
-               keyset: Mapping[str, Any] | None = None) -> Verdict:
+               keyset: Mapping[str, Any] | None = None, auditor: EvidenceAuditor | None = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
     ``exchange_or_bytes``: an :class:`~phalanb.wire.exchange.Exchange` (its exact request/response bytes), a
@@ -800,6 +816,9 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     ``keyset``: a ``workload_keyset`` given directly instead of a report. The receipt is judged under it (a forged
     or edited receipt fails), but nothing establishes it: ``aci.keyset_given`` is skipped and the verdict is at
     best incomplete.
+
+    ``auditor``: re-verifies each cited session's evidence (:data:`EvidenceAuditor`); the full chain, with the
+    deep audit, is :func:`phalanb.gateway.verify_aci`.
     """
     from .e2ee_wire import E2EERecord, e2ee_checks
 
@@ -873,7 +892,7 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
             checks += _unique(verify_session(data, expected_id=sid, served_at=parsed.served_at, policy=policy,
                                              at=at, collateral=ev.get("collateral", collateral),
                                              nras_response=ev.get("nras_response", nras_response),
-                                             jwks=ev.get("jwks", jwks)),
+                                             jwks=ev.get("jwks", jwks), auditor=auditor),
                               suffix)
     return Verdict(checks)
 

@@ -5,9 +5,9 @@ costs far more than checking one signature. So the work is split: each distinct 
 (:func:`~phalanb.vllm.verify.attest_report`), each reply's own links (hashes, signature) are checked in parallel, and
 the two are put together as :func:`~phalanb.vllm.verify.assemble` puts them for
 :func:`~phalanb.vllm.verify.verify_exchange` — a batch verdict is the same verdict, computed with less repetition.
-A reply that verify_exchange decides before its ordinary path (:func:`~phalanb.vllm.verify.takes_preflight`: a
-signature record carrying an ACI receipt, a report that is an ACI gateway's legacy answer) is verified by
-:func:`~phalanb.vllm.verify.verify_exchange` itself, whole; and each reply is put together with the attestation verified
+A reply that the single path decides before the model servers' ordinary path (:func:`~phalanb.gateway.takes_preflight`:
+a signature record carrying an ACI receipt, a report that is an ACI gateway's legacy answer) is verified by
+:func:`~phalanb.gateway.verify_exchange` itself, whole; and each reply is put together with the attestation verified
 for the signer its signature recovers to (the record's claimed address when none does), as verify_exchange does.
 
 A JSONL batch is streamed: the workers read their own spans of the file (no reply is pickled to them) and send
@@ -54,9 +54,8 @@ from ..wire.exchange import Exchange
 from ..policy import Policy
 from ..vllm.signatures import SignatureRecord, same_address
 from ..verdict import FAILED, INCOMPLETE, VERIFIED, Status
-from ..vllm.verify import (
-    AttestedReport, assemble, attest_report, chat_checks, signer_choice, takes_preflight, unattested, verify_exchange,
-)
+from ..vllm.verify import AttestedReport, assemble, attest_report, chat_checks, signer_choice, unattested
+from ..gateway import takes_preflight, verify_exchange  # the single path's own preflight and verdict
 from ..timeutil import parse_optional_time
 
 __all__ = ["BATCH_KIND", "AuditItem", "audit", "load_items", "reframe_batch", "write_batch"]

@@ -378,10 +378,10 @@ def make_aci_bundle(exchange: Exchange | None, *, attestation: Any, receipt: Any
 
 
 def verify_bundle(bundle: Bundle, *, policy: Policy, at: float) -> Verdict:
-    """The verdict a bundle's evidence gives now: :func:`phalanb.aci.verify_aci` for ACI bundles,
-    :func:`phalanb.vllm.verify.verify_exchange` for the model servers' protocol."""
+    """The verdict a bundle's evidence gives now: :func:`phalanb.gateway.verify_aci` for ACI bundles,
+    :func:`phalanb.gateway.verify_exchange` for the model servers' protocol."""
     if bundle.aci is not None:
-        from ..aci import verify_aci
+        from ..gateway import verify_aci
 
         a = bundle.aci
         nonce = bytes.fromhex(a["nonce"]) if a.get("nonce") else None
@@ -391,7 +391,7 @@ def verify_bundle(bundle: Bundle, *, policy: Policy, at: float) -> Verdict:
                           policy=policy, collateral=a.get("collateral"), at=at, upstream=a.get("upstream") or {},
                           tls_spki_sha256=a.get("tls_spki_sha256"), keyset_digest_header=a.get("keyset_digest_header"),
                           host=a.get("host"))
-    from ..vllm.verify import verify_exchange
+    from ..gateway import verify_exchange
 
     if bundle.rims is not None and policy.rims is None:
         # RIMs and OCSP answers are signed evidence: the ones the bundle kept are used (and verified against the

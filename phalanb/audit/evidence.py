@@ -163,8 +163,9 @@ def fetch_aci_online_evidence(report: Mapping[str, Any], sessions: Mapping[str, 
                               timeout: float = 60.0, cache: CollateralCache | None = COLLATERAL_CACHE
                               ) -> AciOnlineEvidence:
     """Collateral for an ACI report's gateway quote, and for every session's upstream report what
-    :func:`fetch_online_evidence` fetches. Only downloads: :func:`phalanb.aci.verify_aci` judges."""
-    from ..aci.session import parse_session, upstream_report
+    :func:`fetch_online_evidence` fetches. Only downloads: :func:`phalanb.gateway.verify_aci` judges."""
+    from ..aci.session import parse_session
+    from ..gateway.deep import upstream_report
     from ..tdx import parse_quote
 
     out = AciOnlineEvidence()

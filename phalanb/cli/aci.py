@@ -111,7 +111,7 @@ def print_verdict(verdict: Verdict, as_json: bool, extra: dict[str, Any] | None 
 def cmd_receipt(args: argparse.Namespace) -> int:
     from ..aci.receipt import is_signature_wrapper, parse_receipt, parse_signature_wrapper
     from ..aci.session import parse_session
-    from ..aci.verify import verify_aci
+    from ..gateway import verify_aci
     from ..aci import jcs
 
     policy = Policy(trust=args.trust, aci_kms_roots=tuple(args.kms_root), **service_policy(args))
@@ -140,7 +140,7 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 
 def cmd_session(args: argparse.Namespace) -> int:
     from ..aci.session import parse_session
-    from ..aci.verify import verify_session
+    from ..gateway import verify_session
 
     session = parse_session(_read(args.file, "session"))
     policy = Policy(trust=args.trust, **service_policy(args))

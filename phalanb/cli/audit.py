@@ -205,7 +205,7 @@ def _not_gpu_evidence(doc: Any, path: Path) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..aci.report import is_aci_report, is_legacy_gateway_report
+    from ..gateway import identify, verify_legacy_gateway_report
     from ..vllm.verify import verify_report
 
     report = _read_json(args.file, "report")
@@ -214,12 +214,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         from ..vllm.report import merge_chutes_instances
 
         report = merge_chutes_instances(report, _read_json(args.e2e_instances, "e2e_instances"))
-    if is_aci_report(report):
+    shape = identify(report)  # explicit fields only; no known shape: exit 2, naming the fields found
+    if shape.protocol == "aci" and shape.name != "aci-legacy-gateway":
         return _cmd_aci_report(args)
-    if is_legacy_gateway_report(report):
-        print("phalanb: note: this is the ACI gateway's legacy /v1/attestation/report answer: it attests the "
+    legacy_gateway = shape.name in ("aci-legacy-gateway", "reseller-aci-gateway")
+    if legacy_gateway:
+        print("phalanb: note: this is the ACI gateway's legacy /v1/attestation/report answer"
+              + (" served by a reseller" if shape.name == "reseller-aci-gateway" else "") + ": it attests the "
               "GATEWAY (not the model) and its quote does not bind the keyset printed in it; fetch "
               "/v1/aci/attestation for the ACI keyset", file=sys.stderr)
+        if args.signing_address or args.node is not None or args.nras_response or args.jwks:
+            raise InputError("--signing-address, --node, --nras-response and --jwks do not apply to an ACI "
+                             "gateway's legacy report")
     nonce = None
     if args.nonce:
         try:
@@ -233,11 +239,20 @@ def cmd_report(args: argparse.Namespace) -> int:
               "(pass --at to verify as of another time)", file=sys.stderr)
     if bool(args.nras_response) != bool(args.jwks):
         raise InputError("--nras-response and --jwks go together")
-    verdict = verify_report(report, nonce=nonce, signing_address=args.signing_address, node=args.node,
-                            policy=_policy(args), collateral=_read_json(args.collateral, "collateral"),
-                            nras_response=_read_json(args.nras_response, "nras_response"),
-                            jwks=_read_json(args.jwks, "jwks"), at=args.at,
-                            gateway_collateral=_read_json(args.gateway_collateral, "gateway_collateral"))
+    if shape.name == "near-gateway-evidence":
+        from ..gateway import verify_any_report
+
+        verdict = verify_any_report(report, nonce=nonce, policy=_policy(args), at=args.at,
+                                    collateral=_read_json(args.collateral, "collateral"))
+    elif legacy_gateway:
+        verdict = verify_legacy_gateway_report(report, nonce=nonce, policy=_policy(args),
+                                               collateral=_read_json(args.collateral, "collateral"), at=args.at)
+    else:
+        verdict = verify_report(report, nonce=nonce, signing_address=args.signing_address, node=args.node,
+                                policy=_policy(args), collateral=_read_json(args.collateral, "collateral"),
+                                nras_response=_read_json(args.nras_response, "nras_response"),
+                                jwks=_read_json(args.jwks, "jwks"), at=args.at,
+                                gateway_collateral=_read_json(args.gateway_collateral, "gateway_collateral"))
     if nonce is None:
         print("phalanb: note: no --nonce given, so freshness cannot be shown", file=sys.stderr)
     if args.json:

@@ -334,7 +334,7 @@ def run_latency(client: "Client", *, n: int = 20, prompts: str | Sequence[str] =
             if sig is None or att is None:
                 row["verdict"] = "incomplete"
             else:
-                from ..vllm.verify import verify_exchange
+                from ..gateway import verify_exchange
 
                 t0 = time.perf_counter()
                 try:

@@ -42,6 +42,7 @@ __all__ = [
     "merge_chutes_instances",
     "inflate_bounded",
     "WRAPPERS",
+    "names_amd",
 ]
 
 #: Shapes phalanb recognises, with what they can prove.
@@ -49,6 +50,8 @@ SHAPES = {
     "dstack-v1": "dstack vllm-proxy (2025-10 →): client nonce echoed as request_nonce",
     "dstack-v1.1": "dstack vllm-proxy (2025-12 →): adds signing_public_key and vm_config",
     "near-model-node": "NEAR AI model node: report_data commits to the signing key and the TLS certificate",
+    "dstack-tls": "dstack model server with a TLS-bound report_data (Phala direct ?version=2; the layout NEAR's "
+                  "model nodes use too): report_data commits to the signing key and the TLS certificate",
     "near-cloud-gateway": "NEAR AI Cloud gateway: a gateway attestation plus model attestations",
     "chutes": "Chutes behind api.redpill.ai: the server chooses the nonce (not fresh)",
     "chutes-evidence": "Chutes evidence API (api.chutes.ai/chutes/<id>/evidence): per-instance quotes whose "
@@ -206,8 +209,12 @@ def _node(d: Mapping[str, Any], shape: str, where: str) -> NodeAttestation:
 
 
 def _classify(d: Mapping[str, Any]) -> str:
-    if d.get("tls_cert_fingerprint") or d.get("model_name"):
+    # NEAR's model nodes name their model; Phala's direct servers (?version=2) use the same TLS-bound layout
+    # without it. The label follows the explicit field, never the operator phalanb guesses it to be.
+    if d.get("model_name"):
         return "near-model-node"
+    if d.get("tls_cert_fingerprint"):
+        return "dstack-tls"
     if "signing_public_key" in d or "vm_config" in d:
         return "dstack-v1.1"
     if "request_nonce" in d:
@@ -238,20 +245,21 @@ def _unknown(d: Mapping[str, Any]) -> UnsupportedError:
 def _refuse_foreign(d: Mapping[str, Any]) -> None:
     """Well-formed attestations of other kinds: named for what they are, never read as a TDX report."""
     if d.get("api_version") == "aci/1":
-        raise UnsupportedError("an ACI gateway report: use phalanb report (ACI) / verify_aci_report (api_version "
-                               "aci/1 follows the ACI protocol: a keyset bound into the gateway's quote, signed "
-                               "receipts)")
+        raise UnsupportedError("an ACI gateway document (api_version aci/1), not a model server's report: `phalanb "
+                               "report FILE` and phalanb.gateway.verify_any_report verify it by its shape (an ACI "
+                               "report; the gateway's legacy report, bare or in a reseller's wrapper), "
+                               "phalanb.gateway.verify_exchange a reply signed through its legacy endpoints")
     for key in ("tee_hardware", "tee_type", "platform"):
         value = d.get(key)
         if isinstance(value, str) and value.lower().replace("_", "-") in ("amd-sev-snp", "sev-snp", "snp"):
             raise UnsupportedError(f"an AMD SEV-SNP attestation; phalanb verifies Intel TDX ({key} is {value!r})")
     att = d.get("attestation")
-    if isinstance(att, str) and set(d) <= {"attestation", "vm_config", "nonce"} and _names_amd(att):
+    if isinstance(att, str) and set(d) <= {"attestation", "vm_config", "nonce"} and names_amd(att):
         raise UnsupportedError("an AMD SEV-SNP attestation; phalanb verifies Intel TDX (a dstack attestation whose "
                                "certificates are AMD's ARK/ASK/VCEK chain)")
 
 
-def _names_amd(text: str) -> bool:
+def names_amd(text: str) -> bool:
     """Whether a hex blob (dstack's versioned attestation) carries AMD's SEV certificates. Bounded: only the first
     megabyte is looked at, and only for PEM blocks whose issuer is AMD."""
     from cryptography import x509

@@ -33,7 +33,7 @@ from ..timeutil import parse_optional_time
 from ..verdict import Check, Status, Verdict
 
 __all__ = ["verify_exchange", "verify_report", "attest_report", "assemble", "AttestedReport", "unattested",
-           "chat_checks", "signer_choice", "takes_preflight", "tdx_checks", "gpu_checks", "gateway_checks",
+           "chat_checks", "signer_choice", "tdx_checks", "gpu_checks", "gateway_checks",
            "REQUIRED_CHECKS", "measurement_check", "gpu_count_check", "rim_checks", "combine_appraisals"]
 
 #: The checks every full verification reports (more may be added; none may be missing).
@@ -265,31 +265,19 @@ def verify_exchange(exchange: Exchange | None, signature: SignatureRecord, repor
     for the TCB status; ``nras_response`` + ``jwks``: a saved NRAS answer; ``at``: the clock for certificate,
     collateral and token validity (Unix seconds; default now); ``gateway_collateral``: Intel collateral for a NEAR
     AI Cloud gateway's quote (default ``collateral``).
+
+    An ACI gateway's legacy answers are another protocol's: :func:`phalanb.gateway.verify_exchange` recognises them
+    (here such a report fails ``report.shape``, naming what it is).
     """
     at = parse_optional_time(at, field="at")  # NaN, ±inf, negative or past 9999: a clear error, never a crash
     chat, signer = chat_checks(exchange, signature, reference_request=reference_request,
                                reference_response=reference_response)
-    legacy = _legacy_gateway(exchange, signature, report, policy or Policy())
-    if legacy is not None:
-        return Verdict(chat + legacy)
     if report is None:
         return assemble(chat, signer, signature.signing_algo, unattested("no attestation report was given"))
     attested = attest_report(report, nonce=nonce, signer=signer or signature.signing_address,
                              policy=policy or Policy(), collateral=collateral, nras_response=nras_response,
                              jwks=jwks, at=at, gateway_collateral=gateway_collateral)
     return assemble(chat, signer, signature.signing_algo, attested)
-
-
-def takes_preflight(signature_raw: Any, report: Any) -> bool:
-    """Whether :func:`verify_exchange` decides a reply before (and instead of) its ordinary path: a signature
-    record carrying an ACI ``receipt`` or a report that is an ACI gateway's legacy answer (ACI.md §4). Looks at
-    shapes only, so it is cheap. Every other path to a verdict (the batch, its fast readers, bundles) asks this
-    same question and hands such a reply to :func:`verify_exchange` whole: no road to a verdict skips the
-    legacy-gateway refusal."""
-    from ..aci.receipt import is_signature_wrapper
-    from ..aci.report import is_legacy_gateway_report
-
-    return is_signature_wrapper(signature_raw) or (isinstance(report, Mapping) and is_legacy_gateway_report(report))
 
 
 def signer_choice(report: Any) -> Callable[[str | None], str | None]:
@@ -315,34 +303,6 @@ def signer_choice(report: Any) -> Callable[[str | None], str | None]:
         return signer
 
     return choose
-
-
-def _legacy_gateway(exchange: Exchange | None, signature: SignatureRecord, report: Any, policy: Policy
-                    ) -> list[Check] | None:
-    """An ACI gateway answering on its legacy endpoints (ACI.md §4): its report describes the *gateway* and its
-    quote does not bind the keyset printed beside it, so it is never taken as proof about the model's TEE. The
-    signer can be tied to the gateway only through a verified ACI report (:func:`phalanb.aci.verify_aci`), which
-    this path does not have: the verdict is at best incomplete, and says why."""
-    from ..aci.receipt import is_signature_wrapper
-    from ..aci.verify import verify_legacy_gateway
-    from ..services import profile_check
-
-    if not takes_preflight(signature.raw, report):
-        return None
-    # The ACI gateway answering on the model servers' endpoints: a profile that expects a model server fails it.
-    prof = profile_check(policy, protocol="aci", shape="aci-legacy-gateway")
-    wrapper = signature.raw if is_signature_wrapper(signature.raw) else None
-    how = ("fetch /v1/aci/attestation with your nonce and verify the reply's receipt (phalanb demo, phalanb chat "
-           "--save, phalanb.aci.verify_aci): that establishes the keyset the signer belongs to")
-    if wrapper is None:
-        return [Check("legacy.gateway", Status.WARNING, "the report is an ACI gateway's legacy answer: it attests the "
-                      "GATEWAY, not the model, and its quote does not bind the keyset printed in it", required=False),
-                Check("legacy.signer_bound", Status.SKIPPED, f"the signer cannot be tied to the gateway this way: "
-                      f"{how}"), prof]
-    verdict = verify_legacy_gateway(report, wrapper, request_bytes=exchange.request_bytes if exchange else None,
-                                    response_bytes=exchange.response_bytes if exchange else None, policy=policy)
-    return [c if c.id != "legacy.signer_bound" or c.status is not Status.SKIPPED else
-            Check(c.id, c.status, f"{c.reason}: {how}", c.evidence, c.required) for c in verdict.checks] + [prof]
 
 
 def verify_report(report: Mapping[str, Any], *, nonce: bytes | None = None, signing_address: str | None = None,

@@ -9,7 +9,8 @@ import json
 import pytest
 
 import acikit as k
-from phalanb.aci import EstablishedKeyset, verify_aci, verify_aci_report, verify_receipt, verify_session
+from phalanb.aci import EstablishedKeyset, verify_aci_report, verify_receipt
+from phalanb.gateway import verify_aci, verify_session
 from phalanb.wire.exchange import Exchange
 from phalanb.verdict import Status
 

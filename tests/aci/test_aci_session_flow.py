@@ -114,7 +114,7 @@ def test_the_old_flow_against_the_gateway_is_never_proof_about_the_model():
     # /v1/attestation/report. Both now describe the gateway; the verdict says so and cannot be "verified".
     from phalanb.wire.client import Client
     from phalanb.policy import Policy
-    from phalanb.vllm.verify import verify_exchange
+    from phalanb.gateway import verify_exchange
 
     with Simulator(SimConfig(seed=5, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
         with Client(base_url=sim.base_url, model=sim.model) as c:

@@ -17,7 +17,8 @@ import phalanb.aci.e2ee as e2ee_module  # seals the request the client sends (At
 from phalanb.aci import e2ee_crypto as ec
 from phalanb.aci.e2ee import AttestedE2EEKey
 from phalanb.aci.e2ee_wire import E2EE_CHECK_IDS, E2EERecord
-from phalanb.aci.verify import verify_aci, verify_aci_report
+from phalanb.aci.verify import verify_aci_report
+from phalanb.gateway import verify_aci
 from phalanb.wire.client import Client
 from phalanb.errors import E2EEError, InputError, ParseError, ServiceError
 from phalanb.wire.exchange import Exchange

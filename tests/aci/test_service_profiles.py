@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 import acikit as k
-from phalanb.aci import verify_aci, verify_aci_report
+from phalanb.aci import verify_aci_report
+from phalanb.gateway import verify_aci
 from phalanb.errors import InputError
 from phalanb.policy import Policy
 from phalanb.services import ServiceProfile, profile, profile_for_url, profiles

@@ -12,7 +12,7 @@ import json
 import pytest
 
 import acikit as k
-from phalanb.aci import verify_aci, verify_session
+from phalanb.gateway import verify_aci, verify_session
 from phalanb.aci.session import parse_session
 from phalanb.verdict import Status
 

@@ -12,7 +12,8 @@ import json
 import pytest
 
 import acikit as k
-from phalanb.aci import verify_aci, verify_aci_report
+from phalanb.aci import verify_aci_report
+from phalanb.gateway import verify_aci
 from phalanb.aci.batch import ReceiptItem, audit_receipts
 from phalanb.verdict import Status
 

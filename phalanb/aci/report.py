@@ -30,8 +30,9 @@ __all__ = ["AciReport", "AciEvidence", "parse_aci_report", "is_aci_report", "is_
 MAX_REPORT_BYTES = 4 * 1024 * 1024
 
 SHAPES = {
-    "current": "aci/1 as the spec defines it (keyset not_after, no workload_id)",
-    "preview": "aci/1 preview build (workload_id, keyset_epoch, keyset endorsement)",
+    "v3": "aci/1 v3, the served-bytes revision (workload_keyset_b64 hashed as served; receipt envelopes; E2EE v3)",
+    "current": "aci/1 of August 2026 (aug-2026: keyset object hashed as JCS, not_after, no workload_id)",
+    "preview": "aci/1 preview build of June 2026 (preview-2026-06: workload_id, keyset_epoch, keyset endorsement)",
 }
 
 _LEGACY_MARKERS = ("signing_address", "intel_quote", "nvidia_payload")
@@ -70,6 +71,7 @@ class AciReport:
     workload_id: str | None = None             # preview
     keyset_endorsement: dict[str, Any] | None = None   # preview
     freshness: dict[str, Any] | None = None    # preview (advisory, not bound)
+    keyset_bytes: bytes | None = field(default=None, repr=False)   # v3: the decoded workload_keyset_b64, as served
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -192,6 +194,10 @@ def parse_aci_report(data: bytes | str | Mapping[str, Any]) -> AciReport:
         raise ParseError("this is the gateway's legacy /v1/attestation/report answer (signing_address, "
                          "intel_quote…): its quote does not bind the keyset; fetch /v1/aci/attestation instead",
                          field="report")
+    from . import v3
+
+    if v3.report_shape(doc) == v3.SHAPE:
+        return _parse_v3(doc)
     att = obj(doc, "attestation", "")
     keyset = obj(att, "workload_keyset", "attestation.")
     preview, current = _markers(doc, att, keyset)
@@ -238,3 +244,39 @@ def parse_aci_report(data: bytes | str | Mapping[str, Any]) -> AciReport:
         serving=serving, serving_raw=serving_raw,
         supported_e2ee_versions=list(versions) if isinstance(versions, list) else [],
         workload_id=workload_id, keyset_endorsement=endorsement, freshness=freshness, raw=doc)
+
+
+def parse_v3_keyset(data: bytes, *, field_name: str = "attestation.workload_keyset_b64") -> dict[str, Any]:
+    """The v3 keyset from its exact bytes (ACI-v3.md §3): strict JSON (a duplicate member would let the digest
+    cover content nobody read), ``not_after`` an integer, the key lists well formed."""
+    keyset = jcs.loads(data, what=f"{field_name} (decoded keyset)")
+    if not isinstance(keyset, Mapping):
+        raise ParseError(f"decodes to a {type(keyset).__name__}, not a keyset object", field=field_name)
+    keyset = dict(keyset)
+    kw = f"{field_name}→"
+    req_int(keyset, "not_after", kw)
+    if keyset.get("subject") is not None:
+        opt_str(keyset, "subject", kw)
+    _keys_list(keyset, "receipt_signing_keys", kw, ("key_id", "algo", "public_key"))
+    _keys_list(keyset, "e2ee_public_keys", kw, ("key_id", "algo", "public_key"))
+    _keys_list(keyset, "tls_public_keys", kw, ("spki_sha256",))
+    return keyset
+
+
+def _parse_v3(doc: dict[str, Any]) -> AciReport:
+    """A v3 report (ACI-v3.md §5). The keyset is read from ``workload_keyset_b64``'s exact bytes, kept for the
+    digest; ``service_capabilities.serving`` no longer exists (an old one is ignored, never used)."""
+    from . import v3
+
+    att = obj(doc, "attestation", "")
+    raw = v3.strict_b64decode(att.get("workload_keyset_b64"), field="attestation.workload_keyset_b64")
+    keyset = parse_v3_keyset(raw)
+    caps = obj(doc, "service_capabilities", "", required=False) or {}
+    versions = caps.get("supported_e2ee_versions")
+    return AciReport(
+        shape=v3.SHAPE, api_version="aci/1", claimed_keyset_digest=req_str(doc, "workload_keyset_digest", ""),
+        keyset=keyset, report_data=req_str(att, "report_data", "attestation."), evidence=_evidence(att),
+        tee_type=opt_str(att, "tee_type", "attestation."),
+        source_provenance=obj(att, "source_provenance", "attestation.", required=False),
+        serving="not stated", serving_raw=None,
+        supported_e2ee_versions=list(versions) if isinstance(versions, list) else [], keyset_bytes=raw, raw=doc)

@@ -81,6 +81,7 @@ class EstablishedKeyset:
         the verdict carries ``aci.keyset_given`` skipped."""
         if not isinstance(keyset, Mapping):
             raise InputError("a keyset given directly must be a workload_keyset JSON object")
+        # A keyset object is hashed as JCS: the current/preview rule. (A v3 keyset is bytes: see report.keyset_bytes.)
         shape = "preview" if ("keyset_epoch" in keyset or "workload_identity" in keyset) else "current"
         return cls(digest=jcs.sha256_digest(keyset), keyset=keyset, shape=shape, serving="unknown",
                    established=False)
@@ -124,7 +125,13 @@ def workload_id_of(report: AciReport) -> str | None:
 
 def statement(keyset_digest: str, nonce_hex: str | None, *, shape: str = "current",
               workload_id: str | None = None) -> bytes:
-    """The exact statement bytes whose sha256 is ``report_data`` (ACI.md §2.1/§2.2)."""
+    """The exact statement bytes whose sha256 is ``report_data`` (ACI.md §2.1/§2.2; v3: ACI-v3.md §4, the same
+    template as current, with a nonce of 1-128 characters of ``[0-9A-Za-z_-]`` — anything else is refused here,
+    before any statement is built)."""
+    if shape == "v3" and nonce_hex is not None:
+        from .v3 import check_nonce
+
+        check_nonce(nonce_hex)
     if shape == "preview":
         return jcs.canonicalize({"nonce": nonce_hex, "purpose": _PURPOSE, "workload_id": workload_id,
                                  "workload_keyset_digest": keyset_digest})
@@ -156,11 +163,18 @@ def _binding_checks(report: AciReport, nonce: bytes | None, digest: str, wid: st
                     ) -> tuple[Check, Check]:
     """``aci.report_data`` and ``aci.nonce_fresh``."""
     claimed = report.report_data.lower()
-    ours = nonce.hex() if nonce is not None else None
+    ours = _nonce_text(nonce)
     kw = {"shape": report.shape, "workload_id": wid}
     null_rd = report_data_for(digest, None, **kw)
     ev: dict[str, Any] = {"report_data": claimed, "keyset_digest": digest, "workload_id": wid, "nonce": ours,
                           "null_nonce_report_data": null_rd}
+    if ours is not None and report.shape == "v3":
+        from .v3 import NONCE_RULE, nonce_ok
+
+        if not nonce_ok(ours):
+            why = (f"the nonce {ours[:40]!r}{'…' if len(ours) > 40 else ''} is not {NONCE_RULE}: no v3 statement is "
+                   "built from it (the service must have refused it too)")
+            return Check("aci.report_data", Status.FAIL, why, ev), Check("aci.nonce_fresh", Status.FAIL, why, ev)
     if ours is not None:
         st = statement(digest, ours, **kw)
         want = hashlib.sha256(st).hexdigest()
@@ -188,11 +202,37 @@ def _binding_checks(report: AciReport, nonce: bytes | None, digest: str, wid: st
             Check("aci.nonce_fresh", Status.SKIPPED, "no nonce given, so freshness cannot be shown", ev))
 
 
+def _nonce_text(nonce: bytes | str | None) -> str | None:
+    """The nonce as the statement carries it: bytes we sent travel as lowercase hex; a v3 nonce may be given as the
+    exact string sent (1-128 characters of [0-9A-Za-z_-])."""
+    if nonce is None or isinstance(nonce, str):
+        return nonce
+    return bytes(nonce).hex()
+
+
+def _tee_type_check(report: AciReport) -> Check:
+    """``aci.tee_type`` (v3): ``tdx`` is verified as a TDX quote; ``sev_snp`` is a type v3 defines that phalanb
+    cannot verify yet (named, never passed); anything else needs a published verifier extension."""
+    from .v3 import UNVERIFIABLE_TEE_TYPES
+
+    tee = report.tee_type
+    ev = {"tee_type": tee}
+    if tee == "tdx":
+        return Check("aci.tee_type", Status.PASS, "tee_type tdx: the evidence is checked as an Intel TDX quote", ev)
+    if tee in UNVERIFIABLE_TEE_TYPES:
+        return Check("aci.tee_type", Status.SKIPPED, f"tee_type {tee}: {UNVERIFIABLE_TEE_TYPES[tee]}", ev)
+    return Check("aci.tee_type", Status.FAIL, f"tee_type {tee!r} is not one v3 defines (tdx, sev_snp): it needs a "
+                 "published verifier extension, and phalanb has none", ev)
+
+
 def _slot_check(report: AciReport, quote: Any) -> Check:
     """``aci.quote_slot``: quote report_data == evidence.quote_report_data == report_data ‖ 32 zero bytes."""
     want = report.report_data.lower() + "00" * 32
     served = (report.evidence.quote_report_data or "").lower()
     ev: dict[str, Any] = {"expected_slot": want, "quote_report_data": served or None}
+    if report.shape == "v3" and report.tee_type == "sev_snp":
+        return Check("aci.quote_slot", Status.SKIPPED, "tee_type sev_snp: phalanb cannot read an SEV-SNP report's "
+                     "report_data yet", ev)
     if quote is None:
         return Check("aci.quote_slot", Status.FAIL if report.evidence.quote else Status.SKIPPED,
                      "the quote cannot be decoded, so its report_data cannot be read" if report.evidence.quote
@@ -202,7 +242,9 @@ def _slot_check(report: AciReport, quote: Any) -> Check:
     problems = []
     if in_quote != want:
         problems.append("the quote's report_data is not report_data ‖ 32 zero bytes")
-    if served != want:
+    if served != want and report.shape != "v3":
+        # v3 (ACI-v3.md §5, trap 9): quote_report_data's length varies (the reference fixture: 32 bytes); the slot
+        # is read from the quote itself, as the reference CLI does.
         problems.append("evidence.quote_report_data is not report_data ‖ 32 zero bytes")
     if problems:
         return Check("aci.quote_slot", Status.FAIL, "; ".join(problems), ev)
@@ -348,12 +390,13 @@ def _tls_check(report: AciReport, spki: str | None, host: str | None) -> Check:
                  ev)
 
 
-def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, nonce: bytes | None, policy: Policy,
+def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, nonce: bytes | str | None,
+                      policy: Policy,
                       collateral: Any = None, at: float | None = None, keyset_digest_header: str | None = None,
                       tls_spki_sha256: str | None = None, host: str | None = None) -> AciAttestation:
     """Every check of an ACI report; ``.keyset`` is set only when the binding and the quote verified.
 
-    ``nonce``: the 32 bytes we sent (None: none was sent). ``collateral``: Intel collateral for the TCB status
+    ``nonce``: the 32 bytes we sent (None: none was sent); for a v3 report also the exact nonce string sent. ``collateral``: Intel collateral for the TCB status
     (without it ``tdx.tcb_status`` is skipped and the verdict is at best incomplete).
     """
     if not isinstance(report, AciReport):
@@ -368,12 +411,24 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     checks = [Check("aci.shape", Status.PASS, f"{report.shape}: {report.description}",
                     {"shape": report.shape, "serving": report.serving, "serving_raw": report.serving_raw},
                     required=False)]
-    digest = jcs.sha256_digest(report.keyset)
+    if report.shape == "v3":
+        # ACI-v3.md §3: the digest covers the decoded bytes exactly as served, never a re-canonicalisation.
+        from .v3 import served_sha256
+
+        raw = report.keyset_bytes or b""
+        checks.append(Check("aci.keyset_b64", Status.PASS, f"workload_keyset_b64 is canonical base64 of {len(raw)} "
+                            "bytes that parse as a keyset (strict JSON: no duplicate members)",
+                            {"bytes": len(raw)}))
+        digest = served_sha256(raw)
+        rule = "sha256(decoded workload_keyset_b64, as served)"
+    else:
+        digest = jcs.sha256_digest(report.keyset)
+        rule = "sha256(JCS(workload_keyset))"
     ok_digest = digest == report.claimed_keyset_digest
     checks.append(Check("aci.keyset_digest", Status.PASS if ok_digest else Status.FAIL,
-                        "sha256(JCS(workload_keyset)) equals workload_keyset_digest" if ok_digest else
-                        "the keyset does not hash to the digest the report claims: it was altered",
-                        {"recomputed": digest, "claimed": report.claimed_keyset_digest}))
+                        f"{rule} equals workload_keyset_digest" if ok_digest else
+                        f"the keyset does not hash to the digest the report claims ({rule}): it was altered",
+                        {"recomputed": digest, "claimed": report.claimed_keyset_digest, "rule": rule}))
     wid = None
     if report.shape == "preview":
         wid = workload_id_of(report)
@@ -384,7 +439,14 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
                             {"recomputed": wid, "claimed": report.workload_id}))
     rd, fresh = _binding_checks(report, nonce, digest, wid)
     checks += [rd, fresh]
-    tdx, quote = _tdx_checks(report, policy=policy, collateral=collateral, at=at)
+    if report.shape == "v3":
+        checks.append(_tee_type_check(report))
+    if report.shape == "v3" and report.tee_type != "tdx":
+        tdx, quote = [Check(i, Status.SKIPPED, f"tee_type {report.tee_type!r}: no Intel TDX quote to verify"
+                            + (" (SEV-SNP verification comes later)" if report.tee_type == "sev_snp" else ""))
+                      for i in _QUOTE_CHECKS], None
+    else:
+        tdx, quote = _tdx_checks(report, policy=policy, collateral=collateral, at=at)
     checks.append(_slot_check(report, quote))
     checks.append(_expiry_check(report, at))
     if report.shape == "preview":
@@ -412,6 +474,8 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     needed = ["aci.keyset_digest", "aci.report_data", "aci.quote_slot", *_QUOTE_CHECKS]
     if report.shape == "preview":
         needed += ["aci.workload_id", "aci.keyset_endorsement"]
+    if report.shape == "v3":
+        needed += ["aci.keyset_b64", "aci.tee_type"]
     missing = [i for i in needed if status.get(i) is not Status.PASS]
     # A key that expired, a debug TD, a revoked TCB or keys from an unaccepted KMS: the quote may verify, but the
     # keys it vouches for are not trusted to sign receipts.
@@ -444,7 +508,7 @@ def _signature_check(receipt: Receipt, keyset: EstablishedKeyset | None) -> Chec
     if receipt.signature_algo is not None and receipt.signature_algo != algo:
         return Check("receipt.signature", Status.FAIL, f"the receipt says algo {receipt.signature_algo!r} but the "
                      f"keyset lists {receipt.key_id!r} as {algo!r}", ev)
-    allowed = ("ed25519",) if receipt.shape == "current" else ("ed25519", "ecdsa-secp256k1")
+    allowed = ("ed25519",) if receipt.shape in ("current", "v3") else ("ed25519", "ecdsa-secp256k1")
     if algo not in allowed:
         return Check("receipt.signature", Status.FAIL, f"refused: algo {algo!r} is not a receipt algorithm of the "
                      f"{receipt.shape} shape ({', '.join(allowed)})", ev)
@@ -456,9 +520,16 @@ def _signature_check(receipt: Receipt, keyset: EstablishedKeyset | None) -> Chec
     except ParseError as exc:
         return Check("receipt.signature", Status.FAIL, str(exc), ev)
     if algo == "ed25519":
+        from ..ed25519 import check_public_key
+
+        try:
+            check_public_key(key, field=f"receipt_signing_keys[{receipt.key_id}].public_key")
+        except ParseError as exc:
+            return Check("receipt.signature", Status.FAIL, f"refused before any signature math: {exc}", ev)
         ok = ed25519_ok(key, sig, message)
-        what = "Ed25519 over JCS(receipt minus signature)" if receipt.shape == "current" else \
-            "Ed25519 over JCS(receipt minus signature.value)"
+        what = {"current": "Ed25519 over JCS(receipt minus signature)",
+                "v3": "Ed25519 over the decoded payload_b64 bytes, as served"}.get(
+            receipt.shape, "Ed25519 over JCS(receipt minus signature.value)")
     else:
         if len(sig) != 65:
             return Check("receipt.signature", Status.FAIL, f"an ecdsa-secp256k1 receipt signature is 65 bytes "
@@ -691,7 +762,8 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
     """A cited session's checks: its id, evidence digest, claims (by policy), window, and the deep audit."""
     if not isinstance(session, AttestedSession):
         try:
-            session = parse_session(session)
+            v3_cited = expected_id is not None and _cited_form(expected_id) == "v3"
+            session = parse_session(session, cited=expected_id if v3_cited else None)
         except ParseError as exc:
             reason = f"the session cannot be read: {exc}"
             return [Check("session.id", Status.FAIL, reason)] + [
@@ -700,11 +772,13 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
     checks = []
     ev: dict[str, Any] = {"computed": session.id, "expected": expected_id, "declared": session.declared_id,
                           "shape": session.shape}
-    rule = "sha256(JCS(document))" if session.shape == "current" else "the preview as_ id rule"
+    rule = {"current": "sha256(JCS(document))", "v3": "sha256(the exact bytes served)"}.get(
+        session.shape, "the preview as_ id rule")
     if expected_id is None:
         checks.append(Check("session.id", Status.SKIPPED, f"no expected id given; the document hashes to "
                             f"{session.id} ({rule})", ev))
-    elif session.id != expected_id.lower() or (session.declared_id not in (None, session.id)):
+    elif (session.id != (expected_id if session.shape == "v3" else expected_id.lower())
+          or (session.declared_id not in (None, session.id))):
         checks.append(Check("session.id", Status.FAIL, f"the document hashes to {session.id} by {rule}, not the "
                             f"cited {expected_id}: it was edited or is another session", ev))
     else:
@@ -712,8 +786,10 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
     dev = {"claimed": session.evidence_digest, "computed": session.evidence_sha256,
            "media_type": session.evidence_media_type}
     if session.evidence_bytes is None:
-        checks.append(Check("session.evidence_digest", Status.SKIPPED, "the session carries no evidence data",
-                            dev))
+        # v3 (ACI-v3.md §10, U.2): missing evidence is a failure, not a skip.
+        checks.append(Check("session.evidence_digest", Status.FAIL if session.shape == "v3" else Status.SKIPPED,
+                            "the session carries no evidence data" + (" (v3 requires it: U.2)"
+                                                                      if session.shape == "v3" else ""), dev))
     elif session.evidence_sha256 == session.evidence_digest:
         checks.append(Check("session.evidence_digest", Status.PASS, "sha256 of the decoded evidence equals "
                             "evidence.digest", dev))
@@ -757,6 +833,15 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
 
 
 # -- one call ---------------------------------------------------------------------------------------------------
+
+def _cited_form(sid: Any) -> str | None:
+    from .v3 import session_id_shape
+
+    try:
+        return session_id_shape(sid)
+    except ParseError:
+        return None
+
 
 @dataclass
 class _Bytes:
@@ -857,9 +942,19 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
         cited = parsed.cited_session_ids
         for i, sid in enumerate(cited):
             suffix = "" if i == 0 else f"#{i + 1}"
+            form = _cited_form(sid)
+            if form != parsed.shape:
+                reason = (f"the {parsed.shape}-shape receipt cites {str(sid)[:80]!r}, " +
+                          (f"an id of the {form} shape" if form else "which is no session id of any shape") +
+                          ": one receipt and its sessions are always of one shape")
+                checks += _unique([Check("session.id", Status.FAIL, reason)] + [
+                    Check(x, Status.SKIPPED, reason) for x in ("session.evidence_digest", "session.claims",
+                                                               "session.window", "upstream.evidence")], suffix)
+                continue
             data = sessions.get(sid)
             if data is None:
-                reason = f"session {sid} was not given: fetch GET /v1/aci/sessions/{sid}"
+                fetch = sid[7:] if form == "v3" else sid
+                reason = f"session {sid} was not given: fetch GET /v1/aci/sessions/{fetch}"
                 checks += _unique([Check(x, Status.SKIPPED, reason) for x in
                                    ("session.id", "session.evidence_digest", "session.claims", "session.window",
                                     "upstream.evidence")], suffix)

@@ -888,8 +888,10 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
         e2ee = getattr(exchange_or_bytes, "e2ee", None)
     if e2ee is False:
         e2ee = None
-    if e2ee is not None and not isinstance(e2ee, E2EERecord):
-        raise InputError("e2ee= takes the E2EERecord of an E2EE exchange (exchange.e2ee), or False")
+    from .e2ee_v3 import E2EEv3Record, e2ee_v3_checks
+
+    if e2ee is not None and not isinstance(e2ee, (E2EERecord, E2EEv3Record)):
+        raise InputError("e2ee= takes the E2EE record of an E2EE exchange (exchange.e2ee), or False")
     if isinstance(exchange_or_bytes, tuple) and len(exchange_or_bytes) == 2:
         exchange_or_bytes = _Bytes(*exchange_or_bytes)
     if exchange_or_bytes is not None:
@@ -934,9 +936,9 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     checks = rchecks + att.checks
     if e2ee is not None:
         response_hash = next((c for c in rchecks if c.id == "receipt.response_hash"), None)
-        checks += e2ee_checks(e2ee, keyset=att.keyset if att.keyset is None or att.keyset.established else None,
-                              request_bytes=request_bytes, response_bytes=response_bytes,
-                              response_hash=response_hash)
+        judge = e2ee_v3_checks if isinstance(e2ee, E2EEv3Record) else e2ee_checks
+        checks += judge(e2ee, keyset=att.keyset if att.keyset is None or att.keyset.established else None,
+                        request_bytes=request_bytes, response_bytes=response_bytes, response_hash=response_hash)
     if parsed is not None:  # every cited session is judged, whatever the report says about its serving mode
         sessions = dict(sessions or {})
         cited = parsed.cited_session_ids

@@ -368,7 +368,7 @@ def _custody_check(report: AciReport, policy: Policy, event_log_ok: bool) -> Che
     if problems:
         return Check("aci.key_custody", Status.FAIL, "; ".join(dict.fromkeys(problems)), ev)
     note = (" (the chain covers the KMS-derived secp256k1 key; its Ed25519/X25519 form rests on the measured code)"
-            if report.shape == "current" else "")
+            if report.shape in ("current", "v3") else "")
     return Check("aci.key_custody", Status.PASS, f"{', '.join(roles_needed(report.shape))} key(s) descend from an "
                  f"allow-listed KMS root via app {ev['app_id']}{note}", ev)
 

@@ -104,8 +104,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: the simulator's NRAS, or https://nras.attestation.nvidia.com for a real service)")
     p.add_argument("--no-nras", action="store_true", help="do not ask NRAS (a real service's verdict is then "
                    "incomplete: production policy requires NVIDIA's appraisal of the GPU measurements)")
-    p.add_argument("--aci-shape", choices=("v3", "aug-2026", "preview-2026-06", "current", "preview"), default=None,
-                   help="the ACI shape the embedded simulator serves (default v3; see phalanb sim --aci-shape)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("chat", help=COMMANDS["chat"][1],
@@ -122,6 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--aci-shape", choices=("v3", "aug-2026", "preview-2026-06", "current", "preview"), default=None,
+                   help="the ACI shape the embedded simulator serves (default v3; see phalanb sim --aci-shape)")
     p.add_argument("--base-url", help="service base URL, e.g. https://api.redpill.ai/v1 (default: the embedded "
                    f"simulator). The API key comes from ${ENV_VARS[0]} or ${ENV_VARS[1]}.")
     p.add_argument("--model", help="model id (default: the first one the service lists)")

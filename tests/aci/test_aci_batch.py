@@ -18,7 +18,7 @@ from phalanb.verdict import Status
 
 @pytest.fixture(scope="module")
 def gateway():
-    with Simulator(SimConfig(seed=11, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
+    with Simulator(SimConfig(seed=11, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026")) as sim:
         with Client(base_url=sim.base_url, model=sim.model) as c:
             exchanges = [c.chat(f"audit me {i}", max_tokens=6, stream=i % 2 == 0) for i in range(4)]
             receipts = [c.receipt(e.receipt_id).raw for e in exchanges]

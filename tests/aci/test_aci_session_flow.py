@@ -35,7 +35,7 @@ OWN_LINK = {
 
 def _verify(**config):
     https = config.pop("https", False)
-    with Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=0, protocol="aci", https=https, **config)) as sim:
+    with Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026", https=https, **config)) as sim:
         settings = Settings(base_url=sim.base_url, model=sim.model, trust="simulated",
                             ca_pem=sim.ca_pem if https else None)
         with Session(settings) as session:
@@ -44,7 +44,7 @@ def _verify(**config):
 
 @pytest.fixture(scope="module")
 def clean():
-    with Session(Settings(protocol="aci")) as session:
+    with Session(Settings(protocol="aci", sim_options={"aci_shape": "aug-2026"})) as session:
         yield session.chat_and_verify("Verify me through the gateway.", max_tokens=8)
 
 
@@ -116,7 +116,7 @@ def test_the_old_flow_against_the_gateway_is_never_proof_about_the_model():
     from phalanb.policy import Policy
     from phalanb.vllm.verify import verify_exchange
 
-    with Simulator(SimConfig(seed=5, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
+    with Simulator(SimConfig(seed=5, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026")) as sim:
         with Client(base_url=sim.base_url, model=sim.model) as c:
             ex = c.chat("the old way", max_tokens=4)
             sig = fetch_signature(c, ex.chat_id)

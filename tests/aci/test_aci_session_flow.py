@@ -33,9 +33,13 @@ OWN_LINK = {
 }
 
 
-def _verify(**config):
+SHAPES = ("v3", "aug-2026", "preview-2026-06")
+
+
+def _verify(shape="aug-2026", **config):
     https = config.pop("https", False)
-    with Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026", https=https, **config)) as sim:
+    with Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape=shape, https=https,
+                             **config)) as sim:
         settings = Settings(base_url=sim.base_url, model=sim.model, trust="simulated",
                             ca_pem=sim.ca_pem if https else None)
         with Session(settings) as session:
@@ -60,9 +64,20 @@ def test_every_aci_fault_is_covered_here():
     assert {f for f in FAULTS if f.startswith("aci_")} == set(OWN_LINK)
 
 
+def test_the_default_v3_gateway_flow_is_verified():
+    with Session(Settings(protocol="aci")) as session:
+        result = session.chat_and_verify("Verify me through the v3 gateway.", max_tokens=8)
+    v = result.verdict
+    assert v.status == "verified", v.table()
+    assert v["aci.shape"].evidence["shape"] == "v3"
+    for cid in ("aci.keyset_b64", "aci.tee_type", *ISSUE_IDS):
+        assert v[cid].status.value in ("pass", "warning"), (cid, v[cid].reason)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("fault", sorted(OWN_LINK))
-def test_each_fault_fails_exactly_its_own_link(fault):
-    result = _verify(faults={fault}, https=fault == "aci_tls_key_not_in_keyset")
+def test_each_fault_fails_exactly_its_own_link(fault, shape):
+    result = _verify(shape, faults={fault}, https=fault == "aci_tls_key_not_in_keyset")
     failed = {c.id for c in result.verdict.failed}
     assert failed == OWN_LINK[fault], result.verdict.table()
     if fault == "aci_rewrite_request":

@@ -396,7 +396,8 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
                       tls_spki_sha256: str | None = None, host: str | None = None) -> AciAttestation:
     """Every check of an ACI report; ``.keyset`` is set only when the binding and the quote verified.
 
-    ``nonce``: the 32 bytes we sent (None: none was sent); for a v3 report also the exact nonce string sent. ``collateral``: Intel collateral for the TCB status
+    ``nonce``: the 32 bytes we sent (None: none was sent); for a v3 report also the exact nonce string sent.
+    ``collateral``: Intel collateral for the TCB status
     (without it ``tdx.tcb_status`` is skipped and the verdict is at best incomplete).
     """
     if not isinstance(report, AciReport):

@@ -1,9 +1,9 @@
 """The simulated v3 gateway terminates E2EE v3 (ACI-v3.md §8) with the X25519 key its keyset lists.
 
-Validation in the reference's order: any E2EE header while the service terminates none → ``e2ee_invalid_version``;
-version missing → ``e2ee_header_missing``; version ≠ ``3`` (after trimming) → ``e2ee_invalid_version``; a key header
-missing → ``e2ee_header_missing``; a key not 32-byte hex → ``e2ee_invalid_public_key``; the model key not verbatim an
-attested X25519 entry → ``e2ee_model_key_mismatch``; envelope, base64 or AEAD failure → ``e2ee_decryption_failed``.
+Validation in the reference's order: version missing → ``e2ee_header_missing``; version ≠ ``3`` (after trimming)
+→ ``e2ee_invalid_version``; a key header missing → ``e2ee_header_missing``; a key not 32-byte hex →
+``e2ee_invalid_public_key``; the model key not verbatim an attested X25519 entry → ``e2ee_model_key_mismatch``;
+envelope, base64 or AEAD failure → ``e2ee_decryption_failed``.
 The client key is lower-cased into the AAD. No replay cache, no timestamp.
 
 The reply: a buffered body becomes ``{"sealed_b64":…}``; a stream keeps its framing and seals each event's data

@@ -244,7 +244,6 @@ class AciGateway:
         self._model_session: dict[tuple[str, bool], str] = {}
         self._session_lock = asyncio.Lock()
         self.e2ee: E2eeHook | None = None
-        self._keyset_bytes: dict[int, bytes] = {}
         if config.aci_e2ee and self.v3:
             from .aci_e2ee_v3 import GatewayE2EEv3
 
@@ -291,11 +290,9 @@ class AciGateway:
                            tls_spki=self.tls_entries())
 
     def keyset_bytes(self, keys: docs.GatewayKeys | None = None) -> bytes:
-        """v3: the keyset's bytes, written once and served unchanged for the process lifetime (ACI-v3.md §3)."""
-        keys = keys or self.keys
-        if id(keys) not in self._keyset_bytes:
-            self._keyset_bytes[id(keys)] = _compact(self.keyset(keys))
-        return self._keyset_bytes[id(keys)]
+        """v3: the keyset's bytes (ACI-v3.md §3). The same keyset always gives the same bytes (the reference writes
+        them once per process); a fault that changes the keyset (set at run time) changes them, as a restart would."""
+        return _compact(self.keyset(keys))
 
     def keyset_digest(self, keys: docs.GatewayKeys | None = None) -> str:
         if self.v3:

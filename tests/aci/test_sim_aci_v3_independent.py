@@ -123,7 +123,8 @@ def _chat(service, body: bytes, headers=None):
     resp = service.post("/v1/chat/completions", content=body, headers={
         "Authorization": f"Bearer {KEY}", "Content-Type": "application/json", **(headers or {})})
     assert resp.status_code == 200, resp.text
-    receipt = service.get(f"/v1/aci/receipts/{resp.headers['x-receipt-id']}", headers={"Authorization": f"Bearer {KEY}"})
+    receipt = service.get(f"/v1/aci/receipts/{resp.headers['x-receipt-id']}",
+                          headers={"Authorization": f"Bearer {KEY}"})
     assert receipt.status_code == 200
     return resp, receipt
 

@@ -588,10 +588,12 @@ class Client:
         return self._aci_get(f"aci/receipts/{receipt_id}", {}, what="ACI receipt fetch")
 
     def session(self, session_id: str) -> AciFetch:
-        """``GET /aci/sessions/{id}``: the exact bytes that must hash to ``session_id``."""
+        """``GET /aci/sessions/{id}``: the exact bytes that must hash to ``session_id``. A v3 id
+        (``sha256:<hex>``) is fetched by its hex (ACI-v3.md §2)."""
         if not session_id or "/" in session_id or "?" in session_id:
             raise InputError(f"not a session id: {session_id!r}")
-        return self._aci_get(f"aci/sessions/{session_id}", {}, what="ACI session fetch", auth=False)
+        path_id = session_id.removeprefix("sha256:")
+        return self._aci_get(f"aci/sessions/{path_id}", {}, what="ACI session fetch", auth=False)
 
     def sessions(self, model: str | None = None, upstream_name: str | None = None) -> AciFetch:
         """``GET /aci/sessions?upstream_name=&model=``. Entries lack evidence data: fetch one to audit it."""

@@ -35,7 +35,11 @@ from ..errors import ParseError
 
 __all__ = ["SHAPE", "NONCE_RULE", "check_nonce", "nonce_ok", "strict_b64decode", "report_shape", "receipt_shape",
            "session_id_shape", "session_fetch_id", "served_sha256", "ENVELOPE_MEMBERS", "TEE_TYPES",
-           "UNVERIFIABLE_TEE_TYPES"]
+           "UNVERIFIABLE_TEE_TYPES", "certificate_sha256", "binding_holds", "SOURCE"]
+
+#: Where the v3 shape is defined (for a registry of shapes: markers, parser, checks, source).
+SOURCE = ("Dstack-TEE/private-ai-gateway spec/aci.md @2b412cf6ba8b4a8ddb536cbb0e90fee169b3e297, vectors "
+          "spec/test-vectors.md @9827446b81805389ddd453234a3ae9a0cfa0d892 (../shared/ACI-v3.md)")
 
 #: The name phalanb gives this revision (upstream: still ``aci/1``; E2EE version 3).
 SHAPE = "v3"
@@ -182,3 +186,24 @@ def session_id_shape(cited: Any) -> str:
 def session_fetch_id(cited: str) -> str:
     """What goes into ``GET /v1/aci/sessions/{id}``: v3 drops the ``sha256:`` prefix (ACI-v3.md §2)."""
     return cited[7:] if session_id_shape(cited) == SHAPE else cited
+
+
+# -- channel bindings (ACI-v3.md §7) -------------------------------------------------------------------------------
+
+def certificate_sha256(der_leaf: bytes) -> str:
+    """What a ``tls_certificate_sha256`` binding names: bare hex sha256 of the DER-encoded leaf certificate (the
+    spec does not say; the DER leaf is what both ends can hash byte for byte, ACI-v3.md §12.6). Unlike an SPKI
+    binding it changes with every renewal."""
+    return hashlib.sha256(bytes(der_leaf)).hexdigest()
+
+
+def binding_holds(binding: Mapping[str, Any], *, certificate_der: bytes | None = None,
+                  spki_sha256: str | None = None) -> bool | None:
+    """Whether an observed TLS leaf (its DER, or its SPKI sha256) is the one a session binding names; None when the
+    binding is of a type the observation cannot decide (another type, or nothing observed of that kind)."""
+    kind = binding.get("type")
+    if kind == "tls_certificate_sha256" and certificate_der is not None:
+        return binding.get("certificate_sha256") == certificate_sha256(certificate_der)
+    if kind == "tls_spki_sha256" and spki_sha256 is not None:
+        return binding.get("spki_sha256") == spki_sha256.lower().removeprefix("sha256:")
+    return None

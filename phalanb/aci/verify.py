@@ -717,6 +717,28 @@ def _claims_check(session: AttestedSession, policy: Policy) -> Check:
                  f"({' or '.join(policy.aci_claim_sources)})", ev)
 
 
+def _binding_check(session: AttestedSession) -> Check:
+    """``session.channel_binding`` (v3, informative): how the gateway says it reached the upstream. Covered by the
+    session id, but about a connection phalanb never sees: the gateway's word, shown with what each type means."""
+    from .session import BINDING_TYPES
+
+    known = [b for b in session.channel_binding if b.get("type") in BINDING_TYPES]
+    unknown = sorted({str(b.get("type")) for b in session.channel_binding if b.get("type") not in BINDING_TYPES})
+    ev = {"bindings": session.channel_binding, "not_enforceable": unknown,
+          "meaning": {"tls_spki_sha256": "sha256 of the upstream TLS key (SPKI)",
+                      "tls_certificate_sha256": "sha256 of the upstream's DER leaf certificate (renewal-fragile)",
+                      "e2ee_public_key_sha256": "sha256 of the upstream E2EE key the gateway encrypted to"}}
+    if not session.channel_binding:
+        return Check("session.channel_binding", Status.SKIPPED, "the session names no channel binding to the "
+                     "upstream", ev, required=False)
+    why = (f"{len(known)} binding(s) ({', '.join(sorted({str(b.get('type')) for b in known})) or 'none known'}) "
+           "of the gateway's connection to the upstream, covered by the session id; phalanb does not see that "
+           "connection, so they are the gateway's signed word")
+    if unknown:
+        why += f"; not enforceable (unknown type): {', '.join(unknown)}"
+    return Check("session.channel_binding", Status.WARNING if unknown else Status.PASS, why, ev, required=False)
+
+
 def _deep_audit(session: AttestedSession, policy: Policy, *, at: Any, collateral: Any, nras_response: Any,
                 jwks: Any) -> list[Check]:
     """Re-verify the session's evidence with phalanb's own report verifier, as ``upstream.*`` checks."""
@@ -798,6 +820,8 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
         checks.append(Check("session.evidence_digest", Status.FAIL, "the decoded evidence does not hash to "
                             "evidence.digest", dev))
     checks.append(_claims_check(session, policy))
+    if session.shape == "v3":
+        checks.append(_binding_check(session))
     wev = {"served_at": served_at, "established_at": session.established_at, "expires_at": session.expires_at}
     if served_at is None:
         checks.append(Check("session.window", Status.SKIPPED, "no served_at to place in the session's window", wev))

@@ -140,6 +140,24 @@ def test_a_tls_certificate_binding_is_read_and_the_record_has_its_own_id():
     assert [b["type"] for b in s.channel_binding if b["type"] == "tls_certificate_sha256"]
 
 
+def test_a_tls_certificate_binding_names_the_der_leaf_and_is_shown_not_trusted():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from phalanb.sim.tls import make_self_signed  # any real certificate will do
+
+    der = x509.load_pem_x509_certificate(make_self_signed(1).cert_pem).public_bytes(serialization.Encoding.DER)
+    binding = {"type": "tls_certificate_sha256", "origin": "https://u",
+               "certificate_sha256": v3.certificate_sha256(der)}
+    assert v3.binding_holds(binding, certificate_der=der) is True
+    assert v3.binding_holds(binding, certificate_der=der + b"\0") is False
+    assert v3.binding_holds(binding, spki_sha256="00" * 32) is None  # another kind of observation
+    rec = S["tls_certificate_binding"]
+    check = [c for c in verify_session(rec["bytes"].encode(), expected_id=rec["session_id"], served_at=1750000000,
+                                       policy=Policy(), deep=False) if c.id == "session.channel_binding"][0]
+    assert check.status is Status.PASS and not check.required and "gateway's signed word" in check.reason
+
+
 def test_published_session_passes_for_the_published_receipt():
     checks = verify_session(S["published"]["bytes"].encode(), expected_id=S["published"]["session_id"],
                             served_at=1750000000, policy=Policy(), deep=False)

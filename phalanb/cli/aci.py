@@ -154,7 +154,9 @@ def cmd_session(args: argparse.Namespace) -> int:
     from ..aci.session import parse_session
     from ..aci.verify import verify_session
 
-    session = parse_session(_read(args.file, "session"))
+    # A v3 session's id rule comes from the id that cites it (sha256: over the bytes served), never from the file.
+    v3_id = isinstance(args.id, str) and args.id.startswith("sha256:")
+    session = parse_session(_read(args.file, "session"), cited=args.id if v3_id else None)
     policy = Policy(trust=args.trust, **service_policy(args))
     checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=policy, at=args.at,
                             collateral=_collateral(args.collateral))

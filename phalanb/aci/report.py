@@ -23,8 +23,8 @@ from ..errors import ParseError
 from . import jcs
 from ._util import obj, opt_str, read_document, req_int, req_str
 
-__all__ = ["AciReport", "AciEvidence", "parse_aci_report", "is_aci_report", "is_legacy_gateway_report",
-           "MAX_REPORT_BYTES", "SHAPES"]
+__all__ = ["AciReport", "AciEvidence", "parse_aci_report", "parse_v3_report", "parse_v3_keyset", "is_aci_report",
+           "is_legacy_gateway_report", "MAX_REPORT_BYTES", "SHAPES"]
 
 #: A real report (quote + event log + custody) is ~30 KB; a few MB is already absurd.
 MAX_REPORT_BYTES = 4 * 1024 * 1024
@@ -197,7 +197,7 @@ def parse_aci_report(data: bytes | str | Mapping[str, Any]) -> AciReport:
     from . import v3
 
     if v3.report_shape(doc) == v3.SHAPE:
-        return _parse_v3(doc)
+        return parse_v3_report(doc)
     att = obj(doc, "attestation", "")
     keyset = obj(att, "workload_keyset", "attestation.")
     preview, current = _markers(doc, att, keyset)
@@ -263,11 +263,15 @@ def parse_v3_keyset(data: bytes, *, field_name: str = "attestation.workload_keys
     return keyset
 
 
-def _parse_v3(doc: dict[str, Any]) -> AciReport:
-    """A v3 report (ACI-v3.md §5). The keyset is read from ``workload_keyset_b64``'s exact bytes, kept for the
-    digest; ``service_capabilities.serving`` no longer exists (an old one is ignored, never used)."""
+def parse_v3_report(data: bytes | str | Mapping[str, Any]) -> AciReport:
+    """A v3 report (ACI-v3.md §5), the parser of the ``v3`` shape (its marker: :func:`phalanb.aci.v3.is_v3_report`).
+    The keyset is read from ``workload_keyset_b64``'s exact bytes, kept for the digest;
+    ``service_capabilities.serving`` no longer exists (an old one is ignored, never used)."""
     from . import v3
 
+    doc = read_document(data, what="report", max_bytes=MAX_REPORT_BYTES)
+    if v3.report_shape(doc) != v3.SHAPE:
+        raise ParseError("is not a v3 report (no workload_keyset_b64)", field="attestation.workload_keyset_b64")
     att = obj(doc, "attestation", "")
     raw = v3.strict_b64decode(att.get("workload_keyset_b64"), field="attestation.workload_keyset_b64")
     keyset = parse_v3_keyset(raw)

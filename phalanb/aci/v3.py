@@ -33,9 +33,9 @@ from typing import Any, Mapping
 
 from ..errors import ParseError
 
-__all__ = ["SHAPE", "NONCE_RULE", "check_nonce", "nonce_ok", "strict_b64decode", "report_shape", "receipt_shape",
-           "session_id_shape", "session_fetch_id", "served_sha256", "ENVELOPE_MEMBERS", "TEE_TYPES",
-           "UNVERIFIABLE_TEE_TYPES", "certificate_sha256", "binding_holds", "SOURCE"]
+__all__ = ["SHAPE", "SOURCE", "NONCE_RULE", "check_nonce", "nonce_ok", "strict_b64decode", "served_sha256",
+           "report_shape", "is_v3_report", "receipt_shape", "session_id_shape", "session_fetch_id",
+           "ENVELOPE_MEMBERS", "TEE_TYPES", "UNVERIFIABLE_TEE_TYPES", "certificate_sha256", "binding_holds"]
 
 #: Where the v3 shape is defined (for a registry of shapes: markers, parser, checks, source).
 SOURCE = ("Dstack-TEE/private-ai-gateway spec/aci.md @2b412cf6ba8b4a8ddb536cbb0e90fee169b3e297, vectors "
@@ -145,6 +145,14 @@ def report_shape(doc: Any) -> str:
         raise ParseError(f"has neither workload_keyset_b64 (v3) nor workload_keyset (current/preview) (found: "
                          f"{_found(doc)})", field="attestation.workload_keyset_b64")
     return "preview" if preview else "current"
+
+
+def is_v3_report(doc: Any) -> bool:
+    """The v3 report marker as a yes/no: ``attestation.workload_keyset_b64`` present, no other shape's markers."""
+    try:
+        return report_shape(doc) == SHAPE
+    except ParseError:
+        return False
 
 
 def receipt_shape(doc: Any) -> str:

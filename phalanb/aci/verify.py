@@ -86,6 +86,17 @@ class EstablishedKeyset:
         return cls(digest=jcs.sha256_digest(keyset), keyset=keyset, shape=shape, serving="unknown",
                    established=False)
 
+    @classmethod
+    def given_v3(cls, keyset_bytes: bytes) -> "EstablishedKeyset":
+        """A v3 keyset handed over as its exact bytes (digest = their sha256); established no more than
+        :meth:`given`'s."""
+        from .report import parse_v3_keyset
+        from .v3 import served_sha256
+
+        raw = bytes(keyset_bytes)
+        return cls(digest=served_sha256(raw), keyset=parse_v3_keyset(raw, field_name="keyset"), shape="v3",
+                   serving="unknown", established=False)
+
     @property
     def receipt_keys(self) -> dict[str, dict[str, Any]]:
         return {k["key_id"]: dict(k) for k in self.keyset.get("receipt_signing_keys") or []
@@ -884,7 +895,7 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                host: str | None = None, request_bytes: bytes | None = None, response_bytes: bytes | None = None,
                nras_response: Any = None, jwks: Any = None,
                upstream: Mapping[str, Mapping[str, Any]] | None = None, e2ee: Any = None,
-               keyset: Mapping[str, Any] | None = None) -> Verdict:
+               keyset: Mapping[str, Any] | bytes | None = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
     ``exchange_or_bytes``: an :class:`~phalanb.wire.exchange.Exchange` (its exact request/response bytes), a
@@ -902,7 +913,7 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     ``upstream``: session id → ``{"collateral", "nras_response", "jwks"}`` for that session's upstream report
     (its quote is another machine's); a session without an entry uses ``collateral``/``nras_response``/``jwks``.
 
-    ``keyset``: a ``workload_keyset`` given directly instead of a report. The receipt is judged under it (a forged
+    ``keyset``: a ``workload_keyset`` given directly instead of a report (a v3 keyset: its exact bytes). The receipt is judged under it (a forged
     or edited receipt fails), but nothing establishes it: ``aci.keyset_given`` is skipped and the verdict is at
     best incomplete.
     """
@@ -927,7 +938,11 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     if keyset is not None:
         if report is not None:
             raise InputError("give either the ACI report (which establishes a keyset) or a keyset directly, not both")
-        given = EstablishedKeyset.given(keyset)
+        if isinstance(keyset, (bytes, bytearray, str)):
+            # Bytes are a v3 keyset as served (its digest is their sha256); a parsed object is hashed as JCS.
+            given = EstablishedKeyset.given_v3(keyset.encode() if isinstance(keyset, str) else keyset)
+        else:
+            given = EstablishedKeyset.given(keyset)
         att = AciAttestation([Check("aci.keyset_given", Status.SKIPPED, "a keyset given directly is not established "
                                     f"(no verified report binds it to a TEE); it hashes to {given.digest}: the receipt "
                                     "is judged under it, but what it proves rests on where you got the keyset",

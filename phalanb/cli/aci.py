@@ -130,16 +130,22 @@ def cmd_receipt(args: argparse.Namespace) -> int:
     doc = jcs.loads(_read(args.receipt, "receipt"), what="receipt")
     receipt = parse_signature_wrapper(doc).receipt if is_signature_wrapper(doc) else parse_receipt(doc)
     sessions = {}
+    from ..aci.v3 import served_sha256
+
     for path in args.session:
         raw = _read(path, "session")
-        sessions[parse_session(raw).id] = raw
+        # A v3 receipt cites its sessions by sha256 of their exact bytes; the older shapes by their own id rules.
+        sessions[served_sha256(raw) if receipt.shape == "v3" else parse_session(raw).id] = raw
     report = _read(args.report, "report")
     keyset = None
     if args.keyset is not None:
-        # Judged under the given keyset (a forged or edited receipt fails), never established by it.
-        keyset = jcs.loads(_read(args.keyset, "keyset"), what="keyset")
-        if not isinstance(keyset, dict):
-            raise InputError(f"{args.keyset} is not a workload_keyset JSON object")
+        # Judged under the given keyset (a forged or edited receipt fails), never established by it. A v3 receipt's
+        # keyset is its exact bytes (their sha256 is the digest it cites).
+        keyset = _read(args.keyset, "keyset")
+        if receipt.shape != "v3":
+            keyset = jcs.loads(keyset, what="keyset")
+            if not isinstance(keyset, dict):
+                raise InputError(f"{args.keyset} is not a workload_keyset JSON object")
     elif report is None:
         print("phalanb: note: no --report given: no keyset is established, so the receipt's signature cannot be "
               "trusted (verdict at best incomplete)", file=sys.stderr)

@@ -421,7 +421,7 @@ assert v["e2ee.request_encrypted"].passed and v["e2ee.response_authenticated"].p
 # %% [markdown]
 # ## 11. E2EE v3: the whole body sealed (the v3 gateway)
 #
-# The v3 revision of the protocol (`../shared/ACI-v3.md`, what phalanb's simulator serves by default) seals the
+# The v3 revision of the protocol (ACI-v3.md in the project notes; what phalanb's simulator serves by default) seals the
 # **entire request body** instead of single fields: the wire carries `{"model": …, "sealed_b64": …}` and three
 # headers (`X-E2EE-Version: 3`, the client's one-time X25519 key, the attested model key). The AAD is plain bytes,
 # not JSON: `"aci.e2ee.v3.request" 0x00 model 0x00 client_key_hex`. A unit is `ephemeral key (32) ‖ GCM nonce

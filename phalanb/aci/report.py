@@ -1,9 +1,11 @@
 """The ACI attestation report (``GET /v1/aci/attestation``), parsed: no crypto, no judgement.
 
-Two wire shapes are both called ``aci/1`` (ACI.md §0, §2): **current** (the spec: keyset with ``not_after``, no
-``workload_id``) and **preview** (the June 2026 build: ``workload_id``, ``workload_identity``, ``keyset_epoch``,
-``keyset_endorsement``). :func:`parse_aci_report` says which it saw; a report carrying markers of both is refused,
-because every binding is computed by one shape's rules and a mixture has no single meaning.
+Three wire shapes are all called ``aci/1`` (ACI.md §0, §2; ACI-v3.md): **v3** (``workload_keyset_b64``: the
+keyset's exact bytes, hashed as served; :func:`parse_v3_report`), **current** (Aug 2026: keyset object with
+``not_after``, no ``workload_id``) and **preview** (the June 2026 build: ``workload_id``, ``workload_identity``,
+``keyset_epoch``, ``keyset_endorsement``). :func:`parse_aci_report` says which it saw, from explicit markers only
+(:func:`phalanb.aci.v3.report_shape`); a report carrying markers of two is refused, because every binding is
+computed by one shape's rules and a mixture has no single meaning.
 
 The legacy ``/v1/attestation/report`` answer of the same gateway carries the keyset fields next to
 ``signing_address``/``intel_quote``/``nvidia_payload`` (ACI.md §4): its quote binds a *legacy* report_data, not

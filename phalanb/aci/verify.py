@@ -17,6 +17,11 @@ The chain, link by link:
 3. the session the receipt cites: its id, evidence digest, claims and window (``session.*``), and — when its
    evidence is a report phalanb knows — that report re-verified by phalanb itself (``upstream.*``).
 
+Each document is judged by its own shape's rules (v3, current, preview; ACI-v3.md §9), never a mixture: in v3 the
+keyset digest is sha256 of ``workload_keyset_b64``'s exact bytes (``aci.keyset_b64``), ``aci.tee_type`` names what
+cannot be verified yet (``sev_snp``), receipts are envelopes signed over their decoded payload bytes, session ids
+are ``sha256:`` of the served bytes, and E2EE v3 adds ``e2ee.model_key``, ``e2ee.request_sealed``, ``e2ee.open``.
+
 Nothing passes on a document's own word; anything that cannot be checked is skipped with its reason.
 
 >>> verdict = verify_aci(exchange, receipt=receipt_bytes, report=report_bytes, nonce=nonce,

@@ -744,9 +744,6 @@ def _binding_check(session: AttestedSession) -> Check:
           "meaning": {"tls_spki_sha256": "sha256 of the upstream TLS key (SPKI)",
                       "tls_certificate_sha256": "sha256 of the upstream's DER leaf certificate (renewal-fragile)",
                       "e2ee_public_key_sha256": "sha256 of the upstream E2EE key the gateway encrypted to"}}
-    if not session.channel_binding:
-        return Check("session.channel_binding", Status.SKIPPED, "the session names no channel binding to the "
-                     "upstream", ev, required=False)
     why = (f"{len(known)} binding(s) ({', '.join(sorted({str(b.get('type')) for b in known})) or 'none known'}) "
            "of the gateway's connection to the upstream, covered by the session id; phalanb does not see that "
            "connection, so they are the gateway's signed word")
@@ -836,7 +833,7 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
         checks.append(Check("session.evidence_digest", Status.FAIL, "the decoded evidence does not hash to "
                             "evidence.digest", dev))
     checks.append(_claims_check(session, policy))
-    if session.shape == "v3":
+    if session.shape == "v3" and session.channel_binding:  # shown only when the session names a binding
         checks.append(_binding_check(session))
     wev = {"served_at": served_at, "established_at": session.established_at, "expires_at": session.expires_at}
     if served_at is None:

@@ -262,3 +262,25 @@ def test_e2ee_v3_a_seal_over_the_upper_case_client_key_does_not_open(service, at
     _, body, headers = _sealed_request(attested, b'{"model":"%s","messages":[]}' % MODEL.encode(), upper=True)
     resp = service.post("/v1/chat/completions", content=body, headers=headers)
     assert resp.status_code == 400 and resp.json()["error"]["type"] == "e2ee_decryption_failed"
+
+
+def test_phalanbs_client_says_what_403_and_502_mean():
+    # Not independent (phalanb's client): the v3 answers reach the user as sentences, never as "not found".
+    from phalanb.errors import NotFoundError, ServiceError
+    from phalanb.sim import SimConfig, Simulator
+    from phalanb.wire.client import Client
+
+    with Simulator(SimConfig(seed=15, ttft_ms=0, tokens_per_second=0, protocol="aci",
+                             faults={"aci_upstream_failed"})) as sim:
+        with Client(base_url=sim.base_url, model=sim.model, api_key="sk-owner-000000000000000000",
+                    api_key_env=False) as owner, \
+                Client(base_url=sim.base_url, model=sim.model, api_key="sk-other-000000000000000000",
+                       api_key_env=False) as other:
+            with pytest.raises(ServiceError) as refused:
+                owner.chat("hi", max_tokens=2)
+            assert refused.value.status == 502 and "did not forward the prompt" in str(refused.value)
+            rid = refused.value.partial.receipt_id
+            with pytest.raises(ServiceError) as redacted:
+                other.receipt(rid)
+            assert not isinstance(redacted.value, NotFoundError)
+            assert redacted.value.status == 403 and "not absence" in str(redacted.value)

@@ -177,3 +177,12 @@ def test_a_batch_audit_verifies_aci_bundles_beside_the_old_ones(clean, tmp_path)
     assert df.loc[str(tmp_path / "aci.phalanb.json"), "verdict"] == "verified"
     row = df.loc[str(tmp_path / "aci-tampered.phalanb.json")]
     assert row["verdict"] == "failed" and row["failing"] == "receipt.response_hash"
+
+
+def test_an_e2ee_v3_stream_with_a_keepalive_comment_is_verified():
+    # The comment passes unsealed (ACI-v3.md §8) and is hashed with the rest of the stream.
+    with Session(Settings(protocol="aci", sim_options={"aci_keepalive": True})) as session:
+        result = session.chat_and_verify("Seal me.", max_tokens=6, e2ee=True)
+    assert result.exchange.response_bytes.startswith(b": PROCESSING\n\ndata: {\"sealed_b64\":")
+    assert result.verdict.status == "verified", result.verdict.table()
+    assert all(result.verdict[c].passed for c in ("e2ee.model_key", "e2ee.request_sealed", "e2ee.open"))

@@ -31,7 +31,8 @@ from phalanb.sim.aci_docs import sign_receipt
 def _receipts(n: int):
     """A real receipt of the simulated gateway, then ``n`` receipts like it over different exact bodies, signed by
     the gateway's receipt key (as the gateway signs every request's)."""
-    with Simulator(SimConfig(seed=7, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
+    # The batch fast path covers the August shape's JCS receipts; v3 envelopes take the single verifier's path.
+    with Simulator(SimConfig(seed=7, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026")) as sim:
         with Client(base_url=sim.base_url, model=sim.model) as c:
             ex = c.chat("a receipt to imitate", max_tokens=24)
             template = c.receipt(ex.receipt_id).document

@@ -175,6 +175,11 @@ BASH: dict[str, Run | Exclude | Special] = {
     # "Two protocols": the embedded simulator, trusted as simulated because it is the embedded one.
     "phalanb demo": Run(0, "the embedded simulator: every check holds"),
     "phalanb demo --protocol legacy": Run(0, "the embedded model server alone: every check holds"),
+    # "Three revisions of ACI": the embedded simulator in each shape.
+    "phalanb demo --aci-shape aug-2026": Run(0, "the embedded gateway in the August 2026 shape: every check holds"),
+    "phalanb demo --aci-shape preview-2026-06": Run(3, "the June 2026 shape: its report publishes no app_compose, so "
+                                                     "aci.provenance is skipped and the verdict is incomplete"),
+    "phalanb demo --e2ee --aci-shape v3": Run(0, "the embedded v3 gateway with E2EE v3: every check holds"),
     'phalanb chat "Hello" --save reply.phalanb.json': Run(0, "the embedded simulator; saves an audit bundle"),
     "phalanb verify reply.phalanb.json --trust simulated": Run(0, "the bundle the chat above saved, re-verified "
                                                                   "under the simulated roots it was made with"),
@@ -646,8 +651,9 @@ def test_readme_python_example_runs(tmp_path, gateway, model_server, block, exam
         assert not failed, result  # no collateral is fetched by these examples: incomplete at worst, never failed
         assert result["status"] in ("verified", "incomplete")
     if "AttestedE2EEKey" in block.splitlines()[0]:  # the E2EE fragment proves the round trip
-        assert {result["checks"][c] for c in ("e2ee.key_attested", "e2ee.request_encrypted",
-                                              "e2ee.response_authenticated")} == {"pass"}
+        ids = (("e2ee.model_key", "e2ee.request_sealed", "e2ee.open") if "e2ee.model_key" in result["checks"]
+               else ("e2ee.key_attested", "e2ee.request_encrypted", "e2ee.response_authenticated"))
+        assert {result["checks"][c] for c in ids} == {"pass"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -50,8 +50,10 @@ from phalanb.widgets import table as show_table  # left-aligned, wrapped, nothin
 from phalanb.tdx import fetch_collateral_sync, parse_quote
 
 API_KEY = "sk-notebook-10-not-a-real-key"
+# The August 2026 shape (aci_shape "aug-2026"): its sessions hash as JCS and its report still states `serving`.
+# The v3 revision (notebook 11, section 11) hashes a session's served bytes and drops `serving`.
 sim = Simulator(SimConfig(seed=10, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_mode="aggregator",
-                          api_key=API_KEY)).start()
+                          api_key=API_KEY, aci_shape="aug-2026")).start()
 client = Client(base_url=sim.base_url, api_key=API_KEY, model=sim.model)
 policy = Policy.for_simulator()
 service_root = sim.base_url.removesuffix("/v1")

@@ -16,7 +16,7 @@
 # %% [markdown]
 # [Index](00_start_here.ipynb) · [← Back: the reseller chain](10_reseller_chain.ipynb) · (last notebook)
 #
-# # 11 · What the wire sees: end-to-end encryption (ACI E2EE v2)
+# # 11 · What the wire sees: end-to-end encryption (ACI E2EE v2, then v3)
 #
 # Attestation proves *which* machine holds a key. It is only worth something if your prompt goes **to** that
 # machine and nowhere else: not to a proxy, a load balancer or a log on the way. The ACI gateway offers E2EE v2:
@@ -39,6 +39,7 @@
 # ones.
 
 # %%
+import base64
 import hashlib
 import json
 import os
@@ -54,7 +55,10 @@ from phalanb.sim import SimConfig, Simulator
 from phalanb.widgets import table as show_table  # left-aligned, wrapped, nothing cut
 
 API_KEY = "sk-notebook-11-not-a-real-key"
-sim = Simulator(SimConfig(seed=11, ttft_ms=0, tokens_per_second=0, protocol="aci", api_key=API_KEY)).start()
+# Sections 1-10 walk through E2EE v2, which the August 2026 gateway speaks (aci_shape "aug-2026"); section 11
+# shows E2EE v3, the whole-body seal of the v3 revision that the simulator serves by default.
+sim = Simulator(SimConfig(seed=11, ttft_ms=0, tokens_per_second=0, protocol="aci", api_key=API_KEY,
+                          aci_shape="aug-2026")).start()
 client = Client(base_url=sim.base_url, api_key=API_KEY, model=sim.model)
 policy = Policy.for_simulator()  # the simulated Intel root and the simulated dstack-KMS root are trusted
 PROMPT = "My bank PIN is 4417. Keep it secret."
@@ -416,6 +420,77 @@ assert v["e2ee.key_attested"].status.value == "skipped" and v.status != "verifie
 assert v["e2ee.request_encrypted"].passed and v["e2ee.response_authenticated"].passed
 
 # %% [markdown]
+# ## 11. E2EE v3: the whole body sealed (the v3 gateway)
+#
+# The v3 revision of the protocol (ACI-v3.md in the project notes; what phalanb's simulator serves by default) seals the
+# **entire request body** instead of single fields: the wire carries `{"model": …, "sealed_b64": …}` and three
+# headers (`X-E2EE-Version: 3`, the client's one-time X25519 key, the attested model key). The AAD is plain bytes,
+# not JSON: `"aci.e2ee.v3.request" 0x00 model 0x00 client_key_hex`. A unit is `ephemeral key (32) ‖ GCM nonce
+# (12) ‖ ciphertext ‖ tag (16)`. The reply body (or each stream event's data) comes back as `{"sealed_b64": …}`.
+# The same rule holds: the key comes from a keyset phalanb verified — here a v3 keyset, whose digest covers the
+# keyset's exact bytes (`workload_keyset_b64`).
+
+# %%
+from phalanb.aci import e2ee_v3
+
+v3sim = Simulator(SimConfig(seed=12, ttft_ms=0, tokens_per_second=0, protocol="aci", api_key=API_KEY)).start()
+v3client = Client(base_url=v3sim.base_url, api_key=API_KEY, model=v3sim.model)
+att3 = v3client.aci_attestation()
+collateral3 = fetch_collateral_sync(parse_quote(att3.document["attestation"]["evidence"]["quote"]),
+                                    v3sim.base_url.removesuffix("/v1") + "/pccs")
+attested3 = verify_aci_report(att3.raw, nonce=att3.nonce, policy=policy, collateral=collateral3)
+assert attested3.keyset is not None and attested3.keyset.shape == "v3", attested3.reason
+key3 = AttestedE2EEKey.from_established_keyset(attested3.keyset)  # v3: X25519 only, compared verbatim
+clear3 = v3client.chat(PROMPT, stream=False, max_tokens=24)
+sealed3 = v3client.chat(PROMPT, stream=False, max_tokens=24, e2ee=key3)
+print(key3)
+table(list(zip_longest(lines(clear3.request_bytes), lines(sealed3.request_bytes), fillvalue="")),
+      ["request bytes in clear", "request bytes sealed (E2EE v3)"])
+table([(k, v) for k, v in sealed3.request_headers.items()
+       if k.lower().startswith(("x-e2ee", "x-client", "x-model"))], ["header", "value"])
+assert PROMPT.encode() not in sealed3.request_bytes and b"messages" not in sealed3.request_bytes
+assert sorted(json.loads(sealed3.request_bytes)) == ["model", "sealed_b64"]
+
+# %% [markdown]
+# The AAD rebuilt by hand from the headers, the unit's layout, and the reply opened again with the per-unit key
+# phalanb recorded (it opens that one unit only; the client's private key is never kept):
+
+# %%
+rec3 = sealed3.e2ee
+aad3_by_hand = b"aci.e2ee.v3.request" + b"\0" + rec3.model.encode() + b"\0" + rec3.client_public_key.lower().encode()
+assert aad3_by_hand == e2ee_v3.request_aad(rec3.model, rec3.client_public_key)
+unit3 = base64.b64decode(json.loads(sealed3.request_bytes)["sealed_b64"])
+table([("ephemeral X25519 key", 32), ("GCM nonce", 12), ("ciphertext = the whole plaintext body",
+                                                          len(rec3.restored_request)), ("GCM tag", 16),
+       ("unit", len(unit3))], ["part", "bytes"])
+assert len(unit3) == 32 + 12 + len(rec3.restored_request) + 16
+reply_unit = e2ee_v3.reply_units(sealed3.response_bytes, stream=False)[0]
+reopened = e2ee_v3.open_unit_with_key(bytes.fromhex(rec3.reply_keys[0]), reply_unit,
+                                      e2ee_v3.response_aad(rec3.model))
+assert reopened.decode() == rec3.reply and sealed3.text.encode() not in sealed3.response_bytes
+print("reply on the wire:", sealed3.response_bytes[:80].decode(), "…")
+print("reply we read    :", sealed3.text)
+
+# %% [markdown]
+# The receipt (a v3 *envelope*: the signature covers the decoded `payload_b64` bytes) hashes the plaintext we
+# sealed in `request.received` and the sealed envelope in `response.returned`; the verdict's three v3 checks are
+# `e2ee.model_key`, `e2ee.request_sealed` and `e2ee.open`.
+
+# %%
+fetched3 = v3client.receipt(sealed3.receipt_id)
+payload3 = parse_receipt(fetched3.raw)
+events3 = {e["type"]: e for e in payload3.events}
+assert events3["request.received"]["body_hash"] == h(rec3.restored_request)
+assert events3["response.returned"]["body_hash"] == h(sealed3.response_bytes)
+sessions3 = {sid: v3client.session(sid).raw for sid in payload3.cited_session_ids}
+verdict3 = verify_aci(sealed3, receipt=fetched3.raw, report=att3.raw, nonce=att3.nonce, sessions=sessions3,
+                      policy=policy, collateral=collateral3)
+table([(c.id, c.status.value, c.reason) for c in verdict3.checks if c.id.startswith("e2ee.")],
+      ["check", "status", "reason"])
+print(verdict3.summary())
+assert verdict3.status == "verified" and all(verdict3[c].passed for c in e2ee_v3.E2EE_V3_CHECK_IDS)
+
+# %% [markdown]
 # ## Check yourself
 #
 # 1. The wire never shows the prompt. Name three things about the request it *does* show.
@@ -449,4 +524,4 @@ def solution():
 
 # %%
 assert opens(response_aad()) and not opens(response_aad(ts=mine.timestamp - 1))
-# The simulator and the client stay up for solution(); both end with the kernel (or: client.close(); sim.stop()).
+# The simulators and clients stay up for solution(); they end with the kernel (or: client.close(); sim.stop()).

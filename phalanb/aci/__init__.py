@@ -1,5 +1,6 @@
 """ACI (Attested Confidential Inference): the gateway protocol api.redpill.ai and inference.phala.com speak since
-mid-2026 (``../shared/ACI.md``). Parsing (:mod:`.report`, :mod:`.receipt`, :mod:`.session`), verification
+mid-2026 (``../shared/ACI.md``), in three wire shapes: v3 (``../shared/ACI-v3.md``, :mod:`.v3`), current (Aug 2026)
+and preview (June 2026). Parsing (:mod:`.report`, :mod:`.receipt`, :mod:`.session`), verification
 (:mod:`.verify`, :mod:`.custody`) and judgement (the :class:`~phalanb.policy.Policy`) are kept apart, as in
 :mod:`phalanb.tdx` and :mod:`phalanb.gpu`.
 
@@ -12,7 +13,8 @@ from .e2ee import AttestedE2EEKey
 from .e2ee_wire import E2EE_CHECK_IDS, E2EERecord, e2ee_checks
 from .jcs import canonicalize, sha256_digest
 from .receipt import Receipt, SignatureWrapper, is_signature_wrapper, parse_receipt, parse_signature_wrapper
-from .report import AciEvidence, AciReport, is_aci_report, is_legacy_gateway_report, parse_aci_report
+from . import v3
+from .report import AciEvidence, AciReport, is_aci_report, is_legacy_gateway_report, parse_aci_report, parse_v3_report
 from .session import AttestedSession, Claim, decode_data_uri, parse_session, parse_session_list
 from .verify import (
     AciAttestation,
@@ -29,7 +31,8 @@ from .verify import (
 
 __all__ = [
     "canonicalize", "sha256_digest",
-    "AciReport", "AciEvidence", "parse_aci_report", "is_aci_report", "is_legacy_gateway_report",
+    "AciReport", "AciEvidence", "parse_aci_report", "parse_v3_report", "is_aci_report", "is_legacy_gateway_report",
+    "v3",
     "Receipt", "SignatureWrapper", "parse_receipt", "parse_signature_wrapper", "is_signature_wrapper",
     "AttestedSession", "Claim", "parse_session", "parse_session_list", "decode_data_uri",
     "KNOWN_KMS_ROOTS", "custody_chain",

@@ -61,7 +61,8 @@ def custody_chain(entry: Mapping[str, Any], *, shape: str, app_id: bytes) -> Cus
     problem is recorded on the link."""
     role = str(entry.get("role"))
     purpose = entry.get("purpose")
-    covered = entry.get("kms_public_key") if shape == "current" else entry.get("public_key")
+    # v3 keeps the current shape's custody (ACI-v3.md §3: "the dstack KMS chain, ACI.md §2.1").
+    covered = entry.get("kms_public_key") if shape in ("current", "v3") else entry.get("public_key")
     chain = entry.get("signature_chain")
     link = CustodyLink(role, str(covered), None, None)
     if not isinstance(purpose, str) or not isinstance(covered, str):

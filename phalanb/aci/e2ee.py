@@ -58,7 +58,7 @@ class AttestedE2EEKey:
     :class:`EncryptedRequest` so :func:`check_key_attested` can report it.
     """
 
-    __slots__ = ("key_id", "algo", "public_key", "attested", "keyset_digest", "_suite")
+    __slots__ = ("key_id", "algo", "public_key", "attested", "keyset_digest", "_suite", "version")
 
     def __init__(self, *args: Any, **kw: Any):
         raise TypeError("an AttestedE2EEKey comes from AttestedE2EEKey.from_established_keyset(...) (a keyset "
@@ -66,8 +66,9 @@ class AttestedE2EEKey:
 
     @classmethod
     def _make(cls, *, key_id: str | None, algo: str, public_key: bytes, attested: bool,
-              keyset_digest: str | None) -> "AttestedE2EEKey":
+              keyset_digest: str | None, version: int = 2) -> "AttestedE2EEKey":
         self = object.__new__(cls)
+        object.__setattr__(self, "version", version)
         object.__setattr__(self, "key_id", key_id)
         object.__setattr__(self, "algo", algo)
         object.__setattr__(self, "public_key", public_key)
@@ -86,7 +87,11 @@ class AttestedE2EEKey:
     def seal(self, payload: Mapping[str, Any], *, endpoint: str) -> "EncryptedRequest":
         """The wire's :class:`~phalanb.wire.encryption.Encryption`: ``payload`` sealed to this key
         (:func:`prepare_request`); the client sends ``.body`` with ``.headers`` and opens the reply with
-        ``.opener(...)``."""
+        ``.opener(...)``. A key of a v3 keyset seals the whole body by E2EE v3 (:mod:`phalanb.aci.e2ee_v3`)."""
+        if self.version == 3:
+            from .e2ee_v3 import seal_request
+
+            return seal_request(payload, model_key=self, endpoint=endpoint)
         return prepare_request(payload, model_key=self, endpoint=endpoint)
 
     @property
@@ -96,7 +101,8 @@ class AttestedE2EEKey:
 
     def __repr__(self) -> str:
         how = "attested" if self.attested else "UNVERIFIED"
-        return f"<AttestedE2EEKey {how} {self.key_id or '-'} {self.algo} {self.public_key_hex[:16]}…>"
+        return (f"<AttestedE2EEKey {how} {self.key_id or '-'} {self.algo} E2EE v{self.version} "
+                f"{self.public_key_hex[:16]}…>")
 
     @classmethod
     def from_established_keyset(cls, established: Any, key_id: str | None = None, *,
@@ -121,6 +127,8 @@ class AttestedE2EEKey:
                             "first, or use AttestedE2EEKey.UNVERIFIED_override knowingly")
         keyset = established.keyset
         entries = keyset.get("e2ee_public_keys") if isinstance(keyset, Mapping) else None
+        if established.shape == "v3":
+            return cls._from_v3_keyset(established, entries, key_id)
         if not isinstance(entries, list):
             raise E2EEError("the established keyset has no e2ee_public_keys list", field="e2ee_public_keys")
         v2 = [e for e in entries if isinstance(e, Mapping) and e.get("algo") in SUITES]
@@ -149,13 +157,34 @@ class AttestedE2EEKey:
                          keyset_digest=digest if isinstance(digest, str) else None)
 
     @classmethod
+    def _from_v3_keyset(cls, established: Any, entries: Any, key_id: str | None) -> "AttestedE2EEKey":
+        """E2EE v3 (ACI-v3.md §8): X25519 only; ``X-Model-Pub-Key`` is the entry's text verbatim."""
+        from .e2ee_v3 import SUITE
+
+        listed = [e for e in entries or [] if isinstance(e, Mapping) and e.get("algo") == SUITE
+                  and (key_id is None or e.get("key_id") == key_id)]
+        if not listed:
+            raise UnsupportedError("the established v3 keyset lists no X25519 E2EE key"
+                                   + (f" named {key_id!r}" if key_id else ""))
+        chosen = listed[0]
+        text = chosen.get("public_key")
+        public = parse_public_key(SUITE, text, what=f"e2ee key {chosen.get('key_id')}")
+        if not isinstance(text, str) or text != public.hex():
+            raise E2EEError("a v3 X25519 key is 64 lowercase hex (it is compared verbatim)", field="public_key")
+        return cls._make(key_id=chosen.get("key_id"), algo=SUITE, public_key=public, attested=True,
+                         keyset_digest=established.digest, version=3)
+
+    @classmethod
     def UNVERIFIED_override(  # noqa: N802 - the shout is the point: this skips attestation
-            cls, public_key_hex: str, algo: str, *, key_id: str | None = None) -> "AttestedE2EEKey":
+            cls, public_key_hex: str, algo: str, *, key_id: str | None = None, version: int = 2
+    ) -> "AttestedE2EEKey":
         """A key taken on trust, with no attestation behind it. Encryption to it works, but nothing shows the
         private key lives in a TEE: :func:`check_key_attested` reports it as not checked, and the verdict cannot
         be ``verified``."""
+        if version not in (2, 3):
+            raise InputError(f"E2EE version is 2 or 3, got {version!r}")
         return cls._make(key_id=key_id, algo=algo, public_key=parse_public_key(algo, public_key_hex),
-                         attested=False, keyset_digest=None)
+                         attested=False, keyset_digest=None, version=version)
 
 
 @dataclass(frozen=True, repr=False)

@@ -474,7 +474,12 @@ class ReplyOpener:
             raise err
 
 
-def _read_record(d: Any) -> E2EERecord:
+def _read_record(d: Any) -> Any:
+    """A saved exchange's E2EE record: E2EE v3 records say ``version: 3``; anything else is read as v2."""
+    if isinstance(d, Mapping) and d.get("version") == 3:
+        from .e2ee_v3 import E2EEv3Record
+
+        return E2EEv3Record.from_dict(d)
     return E2EERecord.from_dict(d)
 
 

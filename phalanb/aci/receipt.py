@@ -48,10 +48,14 @@ class Receipt:
     method: str | None = None
     served_at: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    payload_bytes: bytes | None = field(default=None, repr=False)   # v3: the decoded payload_b64, as signed
+    envelope: dict[str, Any] | None = field(default=None, repr=False)  # v3: the envelope as served
 
     def signing_input(self) -> bytes:
-        """The exact bytes the signature covers, re-canonicalized from what was parsed (any re-encoding of the
-        same document gives the same bytes)."""
+        """The exact bytes the signature covers. v3: the decoded ``payload_b64`` as served (never re-encoded);
+        current/preview: re-canonicalized from what was parsed (any re-encoding gives the same bytes)."""
+        if self.shape == "v3":
+            return bytes(self.payload_bytes or b"")
         doc = copy.deepcopy(self.raw)
         if self.shape == "preview":
             doc["signature"] = {k: v for k, v in doc["signature"].items() if k != "value"}
@@ -117,6 +121,10 @@ def parse_receipt(data: bytes | str | Mapping[str, Any]) -> Receipt:
     """Parse a receipt of either shape. Raises :class:`~phalanb.errors.ParseError` on malformed input (oversized,
     duplicate member names, floats, non-ASCII names, missing signature, a mixture of both shapes)."""
     doc = read_document(data, what="receipt", max_bytes=MAX_RECEIPT_BYTES)
+    from . import v3
+
+    if "payload_b64" in doc and v3.receipt_shape(doc) == v3.SHAPE:
+        return _parse_envelope(doc)
     sig = doc.get("signature")
     if isinstance(sig, Mapping):
         if "key_id" in doc:
@@ -140,6 +148,30 @@ def parse_receipt(data: bytes | str | Mapping[str, Any]) -> Receipt:
                    model=opt_str(doc, "model", ""), workload_id=opt_str(doc, "workload_id", ""),
                    endpoint=opt_str(doc, "endpoint", ""), method=opt_str(doc, "method", ""),
                    served_at=opt_int(doc, "served_at", ""), raw=doc)
+
+
+def _parse_envelope(env: dict[str, Any]) -> Receipt:
+    """A v3 receipt envelope ``{payload_b64, key_id, algo, signature}`` (ACI-v3.md §6): the payload is read from
+    its decoded bytes, which the signature covers as they are."""
+    from . import v3
+
+    key_id, algo, sig = req_str(env, "key_id", ""), req_str(env, "algo", ""), req_str(env, "signature", "")
+    payload = v3.strict_b64decode(env.get("payload_b64"), field="payload_b64")
+    doc = jcs.loads(payload, what="payload_b64 (decoded receipt payload)", max_bytes=MAX_RECEIPT_BYTES)
+    if not isinstance(doc, Mapping):
+        raise ParseError(f"decodes to a {type(doc).__name__}, not a receipt payload object", field="payload_b64")
+    doc = dict(doc)
+    for name in ("key_id", "signature", "seq"):
+        if name in doc:
+            raise ParseError(f"a v3 receipt payload carries no {name} (it lives in the envelope): the shapes are "
+                             "mixed", field=f"payload_b64→{name}")
+    w = "payload_b64→"
+    return Receipt(shape=v3.SHAPE, api_version=opt_str(doc, "api_version", w), receipt_id=opt_str(doc, "receipt_id", w),
+                   workload_keyset_digest=opt_str(doc, "workload_keyset_digest", w), events=_events(doc),
+                   key_id=key_id, signature=sig, signature_algo=algo, chat_id=opt_str(doc, "chat_id", w),
+                   model=opt_str(doc, "model", w), endpoint=opt_str(doc, "endpoint", w),
+                   method=opt_str(doc, "method", w), served_at=opt_int(doc, "served_at", w), raw=doc,
+                   payload_bytes=payload, envelope=env)
 
 
 def is_signature_wrapper(obj_: Any) -> bool:

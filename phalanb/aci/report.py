@@ -1,9 +1,11 @@
 """The ACI attestation report (``GET /v1/aci/attestation``), parsed: no crypto, no judgement.
 
-Two wire shapes are both called ``aci/1`` (ACI.md §0, §2): **current** (the spec: keyset with ``not_after``, no
-``workload_id``) and **preview** (the June 2026 build: ``workload_id``, ``workload_identity``, ``keyset_epoch``,
-``keyset_endorsement``). :func:`parse_aci_report` says which it saw; a report carrying markers of both is refused,
-because every binding is computed by one shape's rules and a mixture has no single meaning.
+Three wire shapes are all called ``aci/1`` (ACI.md §0, §2; ACI-v3.md): **v3** (``workload_keyset_b64``: the
+keyset's exact bytes, hashed as served; :func:`parse_v3_report`), **current** (Aug 2026: keyset object with
+``not_after``, no ``workload_id``) and **preview** (the June 2026 build: ``workload_id``, ``workload_identity``,
+``keyset_epoch``, ``keyset_endorsement``). :func:`parse_aci_report` says which it saw, from explicit markers only
+(:func:`phalanb.aci.v3.report_shape`); a report carrying markers of two is refused, because every binding is
+computed by one shape's rules and a mixture has no single meaning.
 
 The legacy ``/v1/attestation/report`` answer of the same gateway carries the keyset fields next to
 ``signing_address``/``intel_quote``/``nvidia_payload`` (ACI.md §4): its quote binds a *legacy* report_data, not
@@ -23,15 +25,16 @@ from ..errors import ParseError
 from . import jcs
 from ._util import obj, opt_str, read_document, req_int, req_str
 
-__all__ = ["AciReport", "AciEvidence", "parse_aci_report", "is_aci_report", "is_legacy_gateway_report",
-           "MAX_REPORT_BYTES", "SHAPES"]
+__all__ = ["AciReport", "AciEvidence", "parse_aci_report", "parse_v3_report", "parse_v3_keyset", "is_aci_report",
+           "is_legacy_gateway_report", "MAX_REPORT_BYTES", "SHAPES"]
 
 #: A real report (quote + event log + custody) is ~30 KB; a few MB is already absurd.
 MAX_REPORT_BYTES = 4 * 1024 * 1024
 
 SHAPES = {
-    "current": "aci/1 as the spec defines it (keyset not_after, no workload_id)",
-    "preview": "aci/1 preview build (workload_id, keyset_epoch, keyset endorsement)",
+    "v3": "aci/1 v3, the served-bytes revision (workload_keyset_b64 hashed as served; receipt envelopes; E2EE v3)",
+    "current": "aci/1 of August 2026 (aug-2026: keyset object hashed as JCS, not_after, no workload_id)",
+    "preview": "aci/1 preview build of June 2026 (preview-2026-06: workload_id, keyset_epoch, keyset endorsement)",
 }
 
 _LEGACY_MARKERS = ("signing_address", "intel_quote", "nvidia_payload")
@@ -70,6 +73,7 @@ class AciReport:
     workload_id: str | None = None             # preview
     keyset_endorsement: dict[str, Any] | None = None   # preview
     freshness: dict[str, Any] | None = None    # preview (advisory, not bound)
+    keyset_bytes: bytes | None = field(default=None, repr=False)   # v3: the decoded workload_keyset_b64, as served
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -195,6 +199,10 @@ def parse_aci_report(data: bytes | str | Mapping[str, Any], *, legacy_body: bool
         raise ParseError("this is the gateway's legacy /v1/attestation/report answer (signing_address, "
                          "intel_quote…): its quote does not bind the keyset; fetch /v1/aci/attestation instead",
                          field="report")
+    from . import v3
+
+    if v3.report_shape(doc) == v3.SHAPE:
+        return parse_v3_report(doc)
     att = obj(doc, "attestation", "")
     keyset = obj(att, "workload_keyset", "attestation.")
     preview, current = _markers(doc, att, keyset)
@@ -241,3 +249,43 @@ def parse_aci_report(data: bytes | str | Mapping[str, Any], *, legacy_body: bool
         serving=serving, serving_raw=serving_raw,
         supported_e2ee_versions=list(versions) if isinstance(versions, list) else [],
         workload_id=workload_id, keyset_endorsement=endorsement, freshness=freshness, raw=doc)
+
+
+def parse_v3_keyset(data: bytes, *, field_name: str = "attestation.workload_keyset_b64") -> dict[str, Any]:
+    """The v3 keyset from its exact bytes (ACI-v3.md §3): strict JSON (a duplicate member would let the digest
+    cover content nobody read), ``not_after`` an integer, the key lists well formed."""
+    keyset = jcs.loads(data, what=f"{field_name} (decoded keyset)")
+    if not isinstance(keyset, Mapping):
+        raise ParseError(f"decodes to a {type(keyset).__name__}, not a keyset object", field=field_name)
+    keyset = dict(keyset)
+    kw = f"{field_name}→"
+    req_int(keyset, "not_after", kw)
+    if keyset.get("subject") is not None:
+        opt_str(keyset, "subject", kw)
+    _keys_list(keyset, "receipt_signing_keys", kw, ("key_id", "algo", "public_key"))
+    _keys_list(keyset, "e2ee_public_keys", kw, ("key_id", "algo", "public_key"))
+    _keys_list(keyset, "tls_public_keys", kw, ("spki_sha256",))
+    return keyset
+
+
+def parse_v3_report(data: bytes | str | Mapping[str, Any]) -> AciReport:
+    """A v3 report (ACI-v3.md §5), the parser of the ``v3`` shape (its marker: :func:`phalanb.aci.v3.is_v3_report`).
+    The keyset is read from ``workload_keyset_b64``'s exact bytes, kept for the digest;
+    ``service_capabilities.serving`` no longer exists (an old one is ignored, never used)."""
+    from . import v3
+
+    doc = read_document(data, what="report", max_bytes=MAX_REPORT_BYTES)
+    if v3.report_shape(doc) != v3.SHAPE:
+        raise ParseError("is not a v3 report (no workload_keyset_b64)", field="attestation.workload_keyset_b64")
+    att = obj(doc, "attestation", "")
+    raw = v3.strict_b64decode(att.get("workload_keyset_b64"), field="attestation.workload_keyset_b64")
+    keyset = parse_v3_keyset(raw)
+    caps = obj(doc, "service_capabilities", "", required=False) or {}
+    versions = caps.get("supported_e2ee_versions")
+    return AciReport(
+        shape=v3.SHAPE, api_version="aci/1", claimed_keyset_digest=req_str(doc, "workload_keyset_digest", ""),
+        keyset=keyset, report_data=req_str(att, "report_data", "attestation."), evidence=_evidence(att),
+        tee_type=opt_str(att, "tee_type", "attestation."),
+        source_provenance=obj(att, "source_provenance", "attestation.", required=False),
+        serving="not stated", serving_raw=None,
+        supported_e2ee_versions=list(versions) if isinstance(versions, list) else [], keyset_bytes=raw, raw=doc)

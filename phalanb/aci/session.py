@@ -31,7 +31,7 @@ from ._util import obj, opt_int, opt_str, read_document
 
 __all__ = ["AttestedSession", "Claim", "EvidencePart", "SessionListEntry", "parse_session",
            "parse_session_list", "decode_data_uri", "CLAIM_NAMES", "CLAIM_STATUSES",
-           "CLAIM_SOURCES", "MAX_SESSION_BYTES"]
+           "CLAIM_SOURCES", "MAX_SESSION_BYTES", "BINDING_TYPES"]
 
 #: Sessions carry the upstream's evidence (a report with GPU evidence: a few MB at most).
 MAX_SESSION_BYTES = 16 * 1024 * 1024
@@ -158,9 +158,44 @@ def _preview_id(doc: Mapping[str, Any], evidence_digest: str | None) -> str:
     return "as_" + hashlib.sha256(jcs.canonicalize(subset)).hexdigest()
 
 
-def parse_session(data: bytes | str | Mapping[str, Any]) -> AttestedSession:
+#: Channel binding types a session may carry (ACI-v3.md §7) and the members each needs; others are not enforceable.
+BINDING_TYPES = {"tls_spki_sha256": ("origin", "spki_sha256"),
+                 "tls_certificate_sha256": ("origin", "certificate_sha256"),
+                 "e2ee_public_key_sha256": ("provider", "algorithm", "public_key_sha256")}
+
+
+def _check_bindings(binding: list[Any]) -> None:
+    for i, b in enumerate(binding):
+        if not isinstance(b, Mapping):
+            raise ParseError("must be an object {type, …}", field=f"channel_binding[{i}]")
+        kind = opt_str(b, "type", f"channel_binding[{i}].")
+        for member in BINDING_TYPES.get(kind or "", ()):
+            value = opt_str(b, member, f"channel_binding[{i}].")
+            if value is None:
+                raise ParseError(f"a {kind} binding needs {member}", field=f"channel_binding[{i}].{member}")
+            if member.endswith("sha256") and not (len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+                raise ParseError("must be 64 lowercase hex (a bare sha256)", field=f"channel_binding[{i}].{member}")
+
+
+def parse_session(data: bytes | str | Mapping[str, Any], *, cited: str | None = None) -> AttestedSession:
     """Parse a full session record and compute its id by its shape's rule. Raises
-    :class:`~phalanb.errors.ParseError` on malformed input (incl. an undecodable evidence URI)."""
+    :class:`~phalanb.errors.ParseError` on malformed input (incl. an undecodable evidence URI).
+
+    ``cited``: the id the receipt cites. A v3 session document is shaped exactly like a current one (ACI-v3.md
+    §9), so the id rule comes from the citing id's form: ``sha256:<hex>`` (v3) hashes the exact bytes served, which
+    must then be given as bytes; without ``cited`` the document's own markers decide (current or preview)."""
+    from . import v3
+
+    if cited is not None and v3.session_id_shape(cited) == v3.SHAPE:
+        if not isinstance(data, (bytes, bytearray, memoryview, str)):
+            raise ParseError("a v3 session id is sha256 of the exact bytes served: pass those bytes, not a parsed "
+                             "document", field="session")
+        served = bytes(data) if not isinstance(data, str) else data.encode("utf-8")
+        doc = read_document(served, what="session", max_bytes=MAX_SESSION_BYTES)
+        if "session_id" in doc or "provider" in doc:
+            raise ParseError("a v3 session (cited by a sha256: id) carries neither session_id nor provider (preview "
+                             "members): the shapes are mixed, or this is a session list entry", field="session")
+        return _build(doc, shape=v3.SHAPE, sid=v3.served_sha256(served), declared=None)
     doc = read_document(data, what="session", max_bytes=MAX_SESSION_BYTES)
     if doc.get("api_version") != "aci/1":
         said = "is missing" if doc.get("api_version") is None else f"is {doc.get('api_version')!r}"
@@ -186,8 +221,30 @@ def parse_session(data: bytes | str | Mapping[str, Any]) -> AttestedSession:
     if not isinstance(binding, list):
         raise ParseError("must be a list", field="channel_binding")
     sid = _preview_id(doc, digest) if preview else hashlib.sha256(jcs.canonicalize(doc)).hexdigest()
+    return _build(doc, shape="preview" if preview else "current", sid=sid, declared=declared)
+
+
+def _build(doc: dict[str, Any], *, shape: str, sid: str, declared: str | None) -> AttestedSession:
+    preview = shape == "preview"
+    if doc.get("api_version") != "aci/1":
+        said = "is missing" if doc.get("api_version") is None else f"is {doc.get('api_version')!r}"
+        raise ParseError(f"{said}: an ACI session document (GET /v1/aci/sessions/ID) says \"aci/1\"",
+                         field="api_version")
+    ev = obj(doc, "evidence", "", required=False) or {}
+    digest = opt_str(ev, "digest", "evidence.") or (opt_str(doc, "evidence_digest", "") if preview else None)
+    uri = opt_str(ev, "data", "evidence.")
+    media = body = None
+    parts: list[EvidencePart] = []
+    if uri is not None:
+        media, body, parts = decode_data_uri(uri)
+    claims, extra = _claims(doc)
+    binding = doc.get("channel_binding") or []
+    if not isinstance(binding, list):
+        raise ParseError("must be a list", field="channel_binding")
+    if shape == "v3":
+        _check_bindings(binding)
     return AttestedSession(
-        shape="preview" if preview else "current", id=sid, declared_id=declared,
+        shape=shape, id=sid, declared_id=declared,
         upstream_name=opt_str(doc, "provider" if preview else "upstream_name", ""),
         endpoint=opt_str(doc, "endpoint", ""), verifier_id=opt_str(doc, "verifier_id", ""),
         established_at=opt_int(doc, "established_at", ""), expires_at=opt_int(doc, "expires_at", ""),

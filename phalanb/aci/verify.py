@@ -18,6 +18,11 @@ The chain, link by link:
    and its evidence re-verified by the ``auditor`` handed in (``upstream.*``): the upstream's report is another
    protocol's, so the deep audit lives above both protocols (:func:`phalanb.gateway.verify_aci` passes it).
 
+Each document is judged by its own shape's rules (v3, current, preview; ACI-v3.md §9), never a mixture: in v3 the
+keyset digest is sha256 of ``workload_keyset_b64``'s exact bytes (``aci.keyset_b64``), ``aci.tee_type`` names what
+cannot be verified yet (``sev_snp``), receipts are envelopes signed over their decoded payload bytes, session ids
+are ``sha256:`` of the served bytes, and E2EE v3 adds ``e2ee.model_key``, ``e2ee.request_sealed``, ``e2ee.open``.
+
 Nothing passes on a document's own word; anything that cannot be checked is skipped with its reason.
 
 >>> verdict = verify_aci(exchange, receipt=receipt_bytes, report=report_bytes, nonce=nonce,
@@ -82,9 +87,21 @@ class EstablishedKeyset:
         the verdict carries ``aci.keyset_given`` skipped."""
         if not isinstance(keyset, Mapping):
             raise InputError("a keyset given directly must be a workload_keyset JSON object")
+        # A keyset object is hashed as JCS: the current/preview rule. (A v3 keyset is bytes: see report.keyset_bytes.)
         shape = "preview" if ("keyset_epoch" in keyset or "workload_identity" in keyset) else "current"
         return cls(digest=jcs.sha256_digest(keyset), keyset=keyset, shape=shape, serving="unknown",
                    established=False)
+
+    @classmethod
+    def given_v3(cls, keyset_bytes: bytes) -> "EstablishedKeyset":
+        """A v3 keyset handed over as its exact bytes (digest = their sha256); established no more than
+        :meth:`given`'s."""
+        from .report import parse_v3_keyset
+        from .v3 import served_sha256
+
+        raw = bytes(keyset_bytes)
+        return cls(digest=served_sha256(raw), keyset=parse_v3_keyset(raw, field_name="keyset"), shape="v3",
+                   serving="unknown", established=False)
 
     @property
     def receipt_keys(self) -> dict[str, dict[str, Any]]:
@@ -125,7 +142,13 @@ def workload_id_of(report: AciReport) -> str | None:
 
 def statement(keyset_digest: str, nonce_hex: str | None, *, shape: str = "current",
               workload_id: str | None = None) -> bytes:
-    """The exact statement bytes whose sha256 is ``report_data`` (ACI.md §2.1/§2.2)."""
+    """The exact statement bytes whose sha256 is ``report_data`` (ACI.md §2.1/§2.2; v3: ACI-v3.md §4, the same
+    template as current, with a nonce of 1-128 characters of ``[0-9A-Za-z_-]`` — anything else is refused here,
+    before any statement is built)."""
+    if shape == "v3" and nonce_hex is not None:
+        from .v3 import check_nonce
+
+        check_nonce(nonce_hex)
     if shape == "preview":
         return jcs.canonicalize({"nonce": nonce_hex, "purpose": _PURPOSE, "workload_id": workload_id,
                                  "workload_keyset_digest": keyset_digest})
@@ -157,11 +180,18 @@ def _binding_checks(report: AciReport, nonce: bytes | None, digest: str, wid: st
                     ) -> tuple[Check, Check]:
     """``aci.report_data`` and ``aci.nonce_fresh``."""
     claimed = report.report_data.lower()
-    ours = nonce.hex() if nonce is not None else None
+    ours = _nonce_text(nonce)
     kw = {"shape": report.shape, "workload_id": wid}
     null_rd = report_data_for(digest, None, **kw)
     ev: dict[str, Any] = {"report_data": claimed, "keyset_digest": digest, "workload_id": wid, "nonce": ours,
                           "null_nonce_report_data": null_rd}
+    if ours is not None and report.shape == "v3":
+        from .v3 import NONCE_RULE, nonce_ok
+
+        if not nonce_ok(ours):
+            why = (f"the nonce {ours[:40]!r}{'…' if len(ours) > 40 else ''} is not {NONCE_RULE}: no v3 statement is "
+                   "built from it (the service must have refused it too)")
+            return Check("aci.report_data", Status.FAIL, why, ev), Check("aci.nonce_fresh", Status.FAIL, why, ev)
     if ours is not None:
         st = statement(digest, ours, **kw)
         want = hashlib.sha256(st).hexdigest()
@@ -189,11 +219,37 @@ def _binding_checks(report: AciReport, nonce: bytes | None, digest: str, wid: st
             Check("aci.nonce_fresh", Status.SKIPPED, "no nonce given, so freshness cannot be shown", ev))
 
 
+def _nonce_text(nonce: bytes | str | None) -> str | None:
+    """The nonce as the statement carries it: bytes we sent travel as lowercase hex; a v3 nonce may be given as the
+    exact string sent (1-128 characters of [0-9A-Za-z_-])."""
+    if nonce is None or isinstance(nonce, str):
+        return nonce
+    return bytes(nonce).hex()
+
+
+def _tee_type_check(report: AciReport) -> Check:
+    """``aci.tee_type`` (v3): ``tdx`` is verified as a TDX quote; ``sev_snp`` is a type v3 defines that phalanb
+    cannot verify yet (named, never passed); anything else needs a published verifier extension."""
+    from .v3 import UNVERIFIABLE_TEE_TYPES
+
+    tee = report.tee_type
+    ev = {"tee_type": tee}
+    if tee == "tdx":
+        return Check("aci.tee_type", Status.PASS, "tee_type tdx: the evidence is checked as an Intel TDX quote", ev)
+    if tee in UNVERIFIABLE_TEE_TYPES:
+        return Check("aci.tee_type", Status.SKIPPED, f"tee_type {tee}: {UNVERIFIABLE_TEE_TYPES[tee]}", ev)
+    return Check("aci.tee_type", Status.FAIL, f"tee_type {tee!r} is not one v3 defines (tdx, sev_snp): it needs a "
+                 "published verifier extension, and phalanb has none", ev)
+
+
 def _slot_check(report: AciReport, quote: Any) -> Check:
     """``aci.quote_slot``: quote report_data == evidence.quote_report_data == report_data ‖ 32 zero bytes."""
     want = report.report_data.lower() + "00" * 32
     served = (report.evidence.quote_report_data or "").lower()
     ev: dict[str, Any] = {"expected_slot": want, "quote_report_data": served or None}
+    if report.shape == "v3" and report.tee_type == "sev_snp":
+        return Check("aci.quote_slot", Status.SKIPPED, "tee_type sev_snp: phalanb cannot read an SEV-SNP report's "
+                     "report_data yet", ev)
     if quote is None:
         return Check("aci.quote_slot", Status.FAIL if report.evidence.quote else Status.SKIPPED,
                      "the quote cannot be decoded, so its report_data cannot be read" if report.evidence.quote
@@ -203,7 +259,9 @@ def _slot_check(report: AciReport, quote: Any) -> Check:
     problems = []
     if in_quote != want:
         problems.append("the quote's report_data is not report_data ‖ 32 zero bytes")
-    if served != want:
+    if served != want and report.shape != "v3":
+        # v3 (ACI-v3.md §5, trap 9): quote_report_data's length varies (the reference fixture: 32 bytes); the slot
+        # is read from the quote itself, as the reference CLI does.
         problems.append("evidence.quote_report_data is not report_data ‖ 32 zero bytes")
     if problems:
         return Check("aci.quote_slot", Status.FAIL, "; ".join(problems), ev)
@@ -328,7 +386,7 @@ def _custody_check(report: AciReport, policy: Policy, event_log_ok: bool) -> Che
     if problems:
         return Check("aci.key_custody", Status.FAIL, "; ".join(dict.fromkeys(problems)), ev)
     note = (" (the chain covers the KMS-derived secp256k1 key; its Ed25519/X25519 form rests on the measured code)"
-            if report.shape == "current" else "")
+            if report.shape in ("current", "v3") else "")
     return Check("aci.key_custody", Status.PASS, f"{', '.join(roles_needed(report.shape))} key(s) descend from an "
                  f"allow-listed KMS root via app {ev['app_id']}{note}", ev)
 
@@ -355,12 +413,14 @@ def _tls_check(report: AciReport, spki: str | None, host: str | None) -> Check:
                  ev)
 
 
-def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, nonce: bytes | None, policy: Policy,
+def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, nonce: bytes | str | None,
+                      policy: Policy,
                       collateral: Any = None, at: float | None = None, keyset_digest_header: str | None = None,
                       tls_spki_sha256: str | None = None, host: str | None = None) -> AciAttestation:
     """Every check of an ACI report; ``.keyset`` is set only when the binding and the quote verified.
 
-    ``nonce``: the 32 bytes we sent (None: none was sent). ``collateral``: Intel collateral for the TCB status
+    ``nonce``: the 32 bytes we sent (None: none was sent); for a v3 report also the exact nonce string sent.
+    ``collateral``: Intel collateral for the TCB status
     (without it ``tdx.tcb_status`` is skipped and the verdict is at best incomplete).
     """
     if not isinstance(report, AciReport):
@@ -375,12 +435,24 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     checks = [Check("aci.shape", Status.PASS, f"{report.shape}: {report.description}",
                     {"shape": report.shape, "serving": report.serving, "serving_raw": report.serving_raw},
                     required=False)]
-    digest = jcs.sha256_digest(report.keyset)
+    if report.shape == "v3":
+        # ACI-v3.md §3: the digest covers the decoded bytes exactly as served, never a re-canonicalisation.
+        from .v3 import served_sha256
+
+        raw = report.keyset_bytes or b""
+        checks.append(Check("aci.keyset_b64", Status.PASS, f"workload_keyset_b64 is canonical base64 of {len(raw)} "
+                            "bytes that parse as a keyset (strict JSON: no duplicate members)",
+                            {"bytes": len(raw)}))
+        digest = served_sha256(raw)
+        rule = "sha256(decoded workload_keyset_b64, as served)"
+    else:
+        digest = jcs.sha256_digest(report.keyset)
+        rule = "sha256(JCS(workload_keyset))"
     ok_digest = digest == report.claimed_keyset_digest
     checks.append(Check("aci.keyset_digest", Status.PASS if ok_digest else Status.FAIL,
-                        "sha256(JCS(workload_keyset)) equals workload_keyset_digest" if ok_digest else
-                        "the keyset does not hash to the digest the report claims: it was altered",
-                        {"recomputed": digest, "claimed": report.claimed_keyset_digest}))
+                        f"{rule} equals workload_keyset_digest" if ok_digest else
+                        f"the keyset does not hash to the digest the report claims ({rule}): it was altered",
+                        {"recomputed": digest, "claimed": report.claimed_keyset_digest, "rule": rule}))
     wid = None
     if report.shape == "preview":
         wid = workload_id_of(report)
@@ -391,7 +463,14 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
                             {"recomputed": wid, "claimed": report.workload_id}))
     rd, fresh = _binding_checks(report, nonce, digest, wid)
     checks += [rd, fresh]
-    tdx, quote = _tdx_checks(report, policy=policy, collateral=collateral, at=at)
+    if report.shape == "v3":
+        checks.append(_tee_type_check(report))
+    if report.shape == "v3" and report.tee_type != "tdx":
+        tdx, quote = [Check(i, Status.SKIPPED, f"tee_type {report.tee_type!r}: no Intel TDX quote to verify"
+                            + (" (SEV-SNP verification comes later)" if report.tee_type == "sev_snp" else ""))
+                      for i in _QUOTE_CHECKS], None
+    else:
+        tdx, quote = _tdx_checks(report, policy=policy, collateral=collateral, at=at)
     checks.append(_slot_check(report, quote))
     checks.append(_expiry_check(report, at))
     if report.shape == "preview":
@@ -419,6 +498,8 @@ def verify_aci_report(report: AciReport | bytes | str | Mapping[str, Any], *, no
     needed = ["aci.keyset_digest", "aci.report_data", "aci.quote_slot", *_QUOTE_CHECKS]
     if report.shape == "preview":
         needed += ["aci.workload_id", "aci.keyset_endorsement"]
+    if report.shape == "v3":
+        needed += ["aci.keyset_b64", "aci.tee_type"]
     missing = [i for i in needed if status.get(i) is not Status.PASS]
     # A key that expired, a debug TD, a revoked TCB or keys from an unaccepted KMS: the quote may verify, but the
     # keys it vouches for are not trusted to sign receipts.
@@ -451,7 +532,7 @@ def _signature_check(receipt: Receipt, keyset: EstablishedKeyset | None) -> Chec
     if receipt.signature_algo is not None and receipt.signature_algo != algo:
         return Check("receipt.signature", Status.FAIL, f"the receipt says algo {receipt.signature_algo!r} but the "
                      f"keyset lists {receipt.key_id!r} as {algo!r}", ev)
-    allowed = ("ed25519",) if receipt.shape == "current" else ("ed25519", "ecdsa-secp256k1")
+    allowed = ("ed25519",) if receipt.shape in ("current", "v3") else ("ed25519", "ecdsa-secp256k1")
     if algo not in allowed:
         return Check("receipt.signature", Status.FAIL, f"refused: algo {algo!r} is not a receipt algorithm of the "
                      f"{receipt.shape} shape ({', '.join(allowed)})", ev)
@@ -463,9 +544,16 @@ def _signature_check(receipt: Receipt, keyset: EstablishedKeyset | None) -> Chec
     except ParseError as exc:
         return Check("receipt.signature", Status.FAIL, str(exc), ev)
     if algo == "ed25519":
+        from ..ed25519 import check_public_key
+
+        try:
+            check_public_key(key, field=f"receipt_signing_keys[{receipt.key_id}].public_key")
+        except ParseError as exc:
+            return Check("receipt.signature", Status.FAIL, f"refused before any signature math: {exc}", ev)
         ok = ed25519_ok(key, sig, message)
-        what = "Ed25519 over JCS(receipt minus signature)" if receipt.shape == "current" else \
-            "Ed25519 over JCS(receipt minus signature.value)"
+        what = {"current": "Ed25519 over JCS(receipt minus signature)",
+                "v3": "Ed25519 over the decoded payload_b64 bytes, as served"}.get(
+            receipt.shape, "Ed25519 over JCS(receipt minus signature.value)")
     else:
         if len(sig) != 65:
             return Check("receipt.signature", Status.FAIL, f"an ecdsa-secp256k1 receipt signature is 65 bytes "
@@ -658,6 +746,25 @@ def _claims_check(session: AttestedSession, policy: Policy) -> Check:
 EvidenceAuditor = Callable[..., list[Check]]
 
 
+def _binding_check(session: AttestedSession) -> Check:
+    """``session.channel_binding`` (v3, informative): how the gateway says it reached the upstream. Covered by the
+    session id, but about a connection phalanb never sees: the gateway's word, shown with what each type means."""
+    from .session import BINDING_TYPES
+
+    known = [b for b in session.channel_binding if b.get("type") in BINDING_TYPES]
+    unknown = sorted({str(b.get("type")) for b in session.channel_binding if b.get("type") not in BINDING_TYPES})
+    ev = {"bindings": session.channel_binding, "not_enforceable": unknown,
+          "meaning": {"tls_spki_sha256": "sha256 of the upstream TLS key (SPKI)",
+                      "tls_certificate_sha256": "sha256 of the upstream's DER leaf certificate (renewal-fragile)",
+                      "e2ee_public_key_sha256": "sha256 of the upstream E2EE key the gateway encrypted to"}}
+    why = (f"{len(known)} binding(s) ({', '.join(sorted({str(b.get('type')) for b in known})) or 'none known'}) "
+           "of the gateway's connection to the upstream, covered by the session id; phalanb does not see that "
+           "connection, so they are the gateway's signed word")
+    if unknown:
+        why += f"; not enforceable (unknown type): {', '.join(unknown)}"
+    return Check("session.channel_binding", Status.WARNING if unknown else Status.PASS, why, ev, required=False)
+
+
 def _refuted_check(session: AttestedSession) -> Check | None:
     """``session.refuted_claims``: a claim the gateway itself *refutes* is news the auditor must see, whatever the
     policy requires (a refuted ``tcb_up_to_date`` means the upstream runs on an out-of-date platform)."""
@@ -700,7 +807,8 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
     where the deep audit lives: :func:`phalanb.gateway.verify_session`)."""
     if not isinstance(session, AttestedSession):
         try:
-            session = parse_session(session)
+            v3_cited = expected_id is not None and _cited_form(expected_id) == "v3"
+            session = parse_session(session, cited=expected_id if v3_cited else None)
         except ParseError as exc:
             reason = f"the session cannot be read: {exc}"
             return [Check("session.id", Status.FAIL, reason)] + [
@@ -709,11 +817,13 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
     checks = []
     ev: dict[str, Any] = {"computed": session.id, "expected": expected_id, "declared": session.declared_id,
                           "shape": session.shape}
-    rule = "sha256(JCS(document))" if session.shape == "current" else "the preview as_ id rule"
+    rule = {"current": "sha256(JCS(document))", "v3": "sha256(the exact bytes served)"}.get(
+        session.shape, "the preview as_ id rule")
     if expected_id is None:
         checks.append(Check("session.id", Status.SKIPPED, f"no expected id given; the document hashes to "
                             f"{session.id} ({rule})", ev))
-    elif session.id != expected_id.lower() or (session.declared_id not in (None, session.id)):
+    elif (session.id != (expected_id if session.shape == "v3" else expected_id.lower())
+          or (session.declared_id not in (None, session.id))):
         checks.append(Check("session.id", Status.FAIL, f"the document hashes to {session.id} by {rule}, not the "
                             f"cited {expected_id}: it was edited or is another session", ev))
     else:
@@ -721,8 +831,10 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
     dev = {"claimed": session.evidence_digest, "computed": session.evidence_sha256,
            "media_type": session.evidence_media_type}
     if session.evidence_bytes is None:
-        checks.append(Check("session.evidence_digest", Status.SKIPPED, "the session carries no evidence data",
-                            dev))
+        # v3 (ACI-v3.md §10, U.2): missing evidence is a failure, not a skip.
+        checks.append(Check("session.evidence_digest", Status.FAIL if session.shape == "v3" else Status.SKIPPED,
+                            "the session carries no evidence data" + (" (v3 requires it: U.2)"
+                                                                      if session.shape == "v3" else ""), dev))
     elif session.evidence_sha256 == session.evidence_digest:
         checks.append(Check("session.evidence_digest", Status.PASS, "sha256 of the decoded evidence equals "
                             "evidence.digest", dev))
@@ -733,6 +845,8 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
     refuted = _refuted_check(session)
     if refuted is not None:
         checks.append(refuted)
+    if session.shape == "v3" and session.channel_binding:  # shown only when the session names a binding
+        checks.append(_binding_check(session))
     wev = {"served_at": served_at, "established_at": session.established_at, "expires_at": session.expires_at}
     if served_at is None:
         checks.append(Check("session.window", Status.SKIPPED, "no served_at to place in the session's window", wev))
@@ -779,6 +893,15 @@ def verify_session(session: AttestedSession | bytes | str | Mapping[str, Any], *
 
 # -- one call ---------------------------------------------------------------------------------------------------
 
+def _cited_form(sid: Any) -> str | None:
+    from .v3 import session_id_shape
+
+    try:
+        return session_id_shape(sid)
+    except ParseError:
+        return None
+
+
 @dataclass
 class _Bytes:
     request_bytes: bytes | None
@@ -795,7 +918,7 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
                host: str | None = None, request_bytes: bytes | None = None, response_bytes: bytes | None = None,
                nras_response: Any = None, jwks: Any = None,
                upstream: Mapping[str, Mapping[str, Any]] | None = None, e2ee: Any = None,
-               keyset: Mapping[str, Any] | None = None, auditor: EvidenceAuditor | None = None) -> Verdict:
+               keyset: Mapping[str, Any] | bytes | None = None, auditor: EvidenceAuditor | None = None) -> Verdict:
     """Verify one ACI reply end to end: report → established keyset → receipt → cited sessions (→ deep audit).
 
     ``exchange_or_bytes``: an :class:`~phalanb.wire.exchange.Exchange` (its exact request/response bytes), a
@@ -813,7 +936,7 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     ``upstream``: session id → ``{"collateral", "nras_response", "jwks"}`` for that session's upstream report
     (its quote is another machine's); a session without an entry uses ``collateral``/``nras_response``/``jwks``.
 
-    ``keyset``: a ``workload_keyset`` given directly instead of a report. The receipt is judged under it (a forged
+    ``keyset``: a ``workload_keyset`` given directly instead of a report (a v3 keyset: its exact bytes). The receipt is judged under it (a forged
     or edited receipt fails), but nothing establishes it: ``aci.keyset_given`` is skipped and the verdict is at
     best incomplete.
 
@@ -827,8 +950,10 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
         e2ee = getattr(exchange_or_bytes, "e2ee", None)
     if e2ee is False:
         e2ee = None
-    if e2ee is not None and not isinstance(e2ee, E2EERecord):
-        raise InputError("e2ee= takes the E2EERecord of an E2EE exchange (exchange.e2ee), or False")
+    from .e2ee_v3 import E2EEv3Record, e2ee_v3_checks
+
+    if e2ee is not None and not isinstance(e2ee, (E2EERecord, E2EEv3Record)):
+        raise InputError("e2ee= takes the E2EE record of an E2EE exchange (exchange.e2ee), or False")
     if isinstance(exchange_or_bytes, tuple) and len(exchange_or_bytes) == 2:
         exchange_or_bytes = _Bytes(*exchange_or_bytes)
     if exchange_or_bytes is not None:
@@ -839,7 +964,11 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     if keyset is not None:
         if report is not None:
             raise InputError("give either the ACI report (which establishes a keyset) or a keyset directly, not both")
-        given = EstablishedKeyset.given(keyset)
+        if isinstance(keyset, (bytes, bytearray, str)):
+            # Bytes are a v3 keyset as served (its digest is their sha256); a parsed object is hashed as JCS.
+            given = EstablishedKeyset.given_v3(keyset.encode() if isinstance(keyset, str) else keyset)
+        else:
+            given = EstablishedKeyset.given(keyset)
         att = AciAttestation([Check("aci.keyset_given", Status.SKIPPED, "a keyset given directly is not established "
                                     f"(no verified report binds it to a TEE); it hashes to {given.digest}: the receipt "
                                     "is judged under it, but what it proves rests on where you got the keyset",
@@ -873,17 +1002,27 @@ def verify_aci(exchange_or_bytes: Any = None, *, receipt: Any, report: Any, nonc
     checks = rchecks + att.checks
     if e2ee is not None:
         response_hash = next((c for c in rchecks if c.id == "receipt.response_hash"), None)
-        checks += e2ee_checks(e2ee, keyset=att.keyset if att.keyset is None or att.keyset.established else None,
-                              request_bytes=request_bytes, response_bytes=response_bytes,
-                              response_hash=response_hash)
+        judge = e2ee_v3_checks if isinstance(e2ee, E2EEv3Record) else e2ee_checks
+        checks += judge(e2ee, keyset=att.keyset if att.keyset is None or att.keyset.established else None,
+                        request_bytes=request_bytes, response_bytes=response_bytes, response_hash=response_hash)
     if parsed is not None:  # every cited session is judged, whatever the report says about its serving mode
         sessions = dict(sessions or {})
         cited = parsed.cited_session_ids
         for i, sid in enumerate(cited):
             suffix = "" if i == 0 else f"#{i + 1}"
+            form = _cited_form(sid)
+            if form != parsed.shape:
+                reason = (f"the {parsed.shape}-shape receipt cites {str(sid)[:80]!r}, " +
+                          (f"an id of the {form} shape" if form else "which is no session id of any shape") +
+                          ": one receipt and its sessions are always of one shape")
+                checks += _unique([Check("session.id", Status.FAIL, reason)] + [
+                    Check(x, Status.SKIPPED, reason) for x in ("session.evidence_digest", "session.claims",
+                                                               "session.window", "upstream.evidence")], suffix)
+                continue
             data = sessions.get(sid)
             if data is None:
-                reason = f"session {sid} was not given: fetch GET /v1/aci/sessions/{sid}"
+                fetch = sid[7:] if form == "v3" else sid
+                reason = f"session {sid} was not given: fetch GET /v1/aci/sessions/{fetch}"
                 checks += _unique([Check(x, Status.SKIPPED, reason) for x in
                                    ("session.id", "session.evidence_digest", "session.claims", "session.window",
                                     "upstream.evidence")], suffix)

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--keyset", type=Path, help="a workload_keyset JSON: the receipt's signature and hashes are "
                      "judged under it (a forged or edited receipt fails), but it establishes nothing (at best "
                      "incomplete)")
-    p.add_argument("--nonce", help="the 64-hex nonce you sent when fetching the report")
+    p.add_argument("--nonce", help="the nonce you sent when fetching the report: 64 hex digits, or for a v3 report "
+                   "the exact string (1-128 characters of [0-9A-Za-z_-])")
     p.add_argument("--request", type=Path, help="the exact request body bytes you sent")
     p.add_argument("--response", type=Path, help="the exact response bytes you received (the whole stream)")
     p.add_argument("--session", type=Path, action="append", default=[], metavar="FILE",
@@ -74,16 +75,27 @@ def _read(path: Path | None, what: str) -> bytes | None:
         raise InputError(f"cannot read the {what} {path}: {exc.strerror}") from None
 
 
-def parse_nonce(text: str | None) -> bytes | None:
+def parse_nonce(text: str | None, *, shape: str | None = None) -> bytes | str | None:
+    """64 hex digits → the 32 bytes sent (every shape); any other legal v3 nonce (1-128 characters of
+    [0-9A-Za-z_-], ACI-v3.md §4) → the exact string, which only a v3 report's statement can carry (``shape``:
+    the report's, when known: another shape's nonce is 32 bytes)."""
     if not text:
         return None
     try:
         nonce = bytes.fromhex(text.removeprefix("0x"))
     except ValueError:
-        raise InputError("--nonce must be hex") from None
-    if len(nonce) != 32:
-        raise InputError(f"--nonce must be 32 bytes (64 hex digits), got {len(nonce)}")
-    return nonce
+        nonce = None
+    if nonce is not None and len(nonce) == 32:
+        return nonce
+    from ..aci.v3 import NONCE_RULE, nonce_ok
+
+    if shape not in (None, "v3"):
+        raise InputError(f"--nonce must be 32 bytes (64 hex digits) for a {shape}-shape report, got "
+                         + (f"{len(nonce)} bytes" if nonce is not None else f"{text[:40]!r}"))
+    if nonce_ok(text):
+        return text
+    raise InputError(f"--nonce must be 64 hex digits (the 32 bytes sent) or, for a v3 report, the exact nonce "
+                     f"string sent ({NONCE_RULE}); got {text[:40]!r}")
 
 
 def _collateral(path: Path | None) -> Any:
@@ -118,16 +130,22 @@ def cmd_receipt(args: argparse.Namespace) -> int:
     doc = jcs.loads(_read(args.receipt, "receipt"), what="receipt")
     receipt = parse_signature_wrapper(doc).receipt if is_signature_wrapper(doc) else parse_receipt(doc)
     sessions = {}
+    from ..aci.v3 import served_sha256
+
     for path in args.session:
         raw = _read(path, "session")
-        sessions[parse_session(raw).id] = raw
+        # A v3 receipt cites its sessions by sha256 of their exact bytes; the older shapes by their own id rules.
+        sessions[served_sha256(raw) if receipt.shape == "v3" else parse_session(raw).id] = raw
     report = _read(args.report, "report")
     keyset = None
     if args.keyset is not None:
-        # Judged under the given keyset (a forged or edited receipt fails), never established by it.
-        keyset = jcs.loads(_read(args.keyset, "keyset"), what="keyset")
-        if not isinstance(keyset, dict):
-            raise InputError(f"{args.keyset} is not a workload_keyset JSON object")
+        # Judged under the given keyset (a forged or edited receipt fails), never established by it. A v3 receipt's
+        # keyset is its exact bytes (their sha256 is the digest it cites).
+        keyset = _read(args.keyset, "keyset")
+        if receipt.shape != "v3":
+            keyset = jcs.loads(keyset, what="keyset")
+            if not isinstance(keyset, dict):
+                raise InputError(f"{args.keyset} is not a workload_keyset JSON object")
     elif report is None:
         print("phalanb: note: no --report given: no keyset is established, so the receipt's signature cannot be "
               "trusted (verdict at best incomplete)", file=sys.stderr)
@@ -142,7 +160,9 @@ def cmd_session(args: argparse.Namespace) -> int:
     from ..aci.session import parse_session
     from ..gateway import verify_session
 
-    session = parse_session(_read(args.file, "session"))
+    # A v3 session's id rule comes from the id that cites it (sha256: over the bytes served), never from the file.
+    v3_id = isinstance(args.id, str) and args.id.startswith("sha256:")
+    session = parse_session(_read(args.file, "session"), cited=args.id if v3_id else None)
     policy = Policy(trust=args.trust, **service_policy(args))
     checks = verify_session(session, expected_id=args.id, served_at=args.served_at, policy=policy, at=args.at,
                             collateral=_collateral(args.collateral))

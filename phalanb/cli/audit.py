@@ -274,8 +274,8 @@ def _cmd_aci_report(args: argparse.Namespace) -> int:
         raw = args.file.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read the report {args.file}: {exc.strerror}") from None
-    nonce = parse_nonce(args.nonce)
     report = parse_aci_report(raw)  # unreadable input is a usage/input error (exit 2), not a failed verdict
+    nonce = parse_nonce(args.nonce, shape=report.shape)
     policy = dataclasses.replace(_policy(args), aci_kms_roots=tuple(args.kms_root))
     att = verify_aci_report(report, nonce=nonce, policy=policy,
                             collateral=_read_json(args.collateral, "collateral"), at=args.at)

@@ -75,8 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "now; legacy: the vllm-proxy model server alone")
     p.add_argument("--aci-mode", choices=("aggregator", "direct"), default="aggregator",
                    help="aggregator (default): attested upstream sessions; direct: the gateway serves the model")
-    p.add_argument("--aci-shape", choices=("current", "preview"), default="current",
-                   help="current (default): the ACI spec's documents; preview: the June 2026 build's")
+    p.add_argument("--aci-shape", choices=("v3", "aug-2026", "preview-2026-06", "current", "preview"), default="v3",
+                   help="v3 (default): the served-bytes revision (ACI-v3.md: keyset bytes, receipt envelopes, E2EE "
+                        "v3); aug-2026: the August 2026 spec (alias current); preview-2026-06: the June 2026 build "
+                        "(alias preview)")
     p.add_argument("--https", action="store_true",
                    help="serve over TLS with a self-signed certificate made at start-up (its SPKI is in the keyset)")
     p.add_argument("--receipt-ttl", type=_positive(float), default=3600.0, metavar="S",
@@ -118,6 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--aci-shape", choices=("v3", "aug-2026", "preview-2026-06", "current", "preview"), default=None,
+                   help="the ACI shape the embedded simulator serves (default v3; see phalanb sim --aci-shape)")
     p.add_argument("--base-url", help="service base URL, e.g. https://api.redpill.ai/v1 (default: the embedded "
                    f"simulator). The API key comes from ${ENV_VARS[0]} or ${ENV_VARS[1]}.")
     p.add_argument("--model", help="model id (default: the first one the service lists)")
@@ -163,6 +167,11 @@ def _session(args: argparse.Namespace) -> Session:
         settings.nras_url = args.nras_url
     if getattr(args, "no_nras", False):
         settings.ask_nras = False
+    if getattr(args, "aci_shape", None):
+        if args.base_url:
+            raise InputError("--aci-shape chooses what the embedded simulator serves; a real service (--base-url) "
+                             "serves its own shape, which phalanb reads from its documents")
+        settings.sim_options = {**settings.sim_options, "aci_shape": args.aci_shape}
     return Session(settings, allow_insecure_http=args.allow_insecure_http)
 
 
@@ -223,6 +232,11 @@ def _say_e2ee(exchange: Any, out: Any) -> None:
     """What travelled: with E2EE the prompt left as ciphertext to a key of the verified keyset."""
     rec = getattr(exchange, "e2ee", None)
     if rec is None:
+        return
+    if getattr(rec, "version", 2) == 3:
+        print(f"E2EE v3 ({rec.algo}): the whole request body ({len(rec.restored_request)} bytes) left sealed to "
+              f"{rec.key_id} of the verified keyset; the request on the wire was {len(exchange.request_bytes)} bytes, "
+              "the reply opened locally", file=out)
         return
     fields = ", ".join(rec.encrypted_fields)
     print(f"E2EE v2 ({rec.algo}): {fields} left encrypted to {rec.key_id} of the verified keyset; the request on the "

@@ -148,6 +148,17 @@ REGISTRY: tuple[Shape, ...] = (
           ("report.shape", "scope", "legacy.report_data", "legacy.nonce_fresh", "report.signing_key", _TDX,
            "aci.keyset_digest", "aci.keyset_established", "gpu.*", "service.profile"),
           "ACI.md §4"),
+    Shape("aci-v3", "aci", "ACI aci/1 v3 (served bytes): workload_keyset_b64 hashed as served, receipt envelopes, "
+          "sha256: session ids, E2EE v3",
+          (equals("api_version", "aci/1"), has_path("attestation.workload_keyset_b64"),
+           lacks_path("attestation.workload_keyset"), lacks("workload_id"), lacks(*_LEGACY)),
+          "phalanb.aci.report.parse_aci_report",
+          ("aci.shape", "aci.keyset_b64", "aci.keyset_digest", "aci.report_data", "aci.nonce_fresh", "aci.tee_type",
+           "aci.quote_slot", "aci.keyset_expiry", "aci.provenance", "aci.key_custody", _TDX, "channel.tls_spki",
+           "aci.keyset_header", "service.profile", "receipt.* (envelopes)", "session.* (sha256: ids)",
+           "e2ee.model_key, e2ee.request_sealed, e2ee.open"),
+          "ACI-v3.md; Dstack-TEE/private-ai-gateway spec/aci.md @2b412cf6, vectors @9827446b; fixture "
+          "aci/v3/upstream/aci_report_fixture.json"),
     Shape("aci-preview", "aci", "ACI aci/1 preview (June 2026): workload_id, keyset_epoch, keyset endorsement",
           (equals("api_version", "aci/1"), has("attestation", "workload_id"), lacks(*_LEGACY)),
           "phalanb.aci.report.parse_aci_report",

@@ -1,4 +1,7 @@
-"""The simulated ACI gateway (ACI.md §1–5), as api.redpill.ai / inference.phala.com answer today.
+"""The simulated ACI gateway (ACI.md §1–5, ACI-v3.md), as api.redpill.ai / inference.phala.com answer.
+
+Three shapes (:data:`phalanb.sim.config.ACI_SHAPES`): ``v3`` (default; keyset served as bytes, receipt envelopes,
+``sha256:`` session ids over served bytes, E2EE v3, 403/502 answers), ``aug-2026`` and ``preview-2026-06``.
 
 It sits in front of phalanb's simulated model server (:func:`phalanb.sim.app.create_app`, called in-process over
 ASGI, so the model server's own logic, timings and faults stay exactly what they are in legacy mode):
@@ -17,6 +20,7 @@ The ``aci_*`` faults of :data:`phalanb.sim.config.FAULTS` each break exactly one
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import random
@@ -47,6 +51,7 @@ UPSTREAM_ENDPOINT = "https://upstream.phalanb-sim.invalid/v1"
 VERIFIER_ID = "phalanb-sim/dstack-vllm-proxy/1"
 _CHAT_PATH = "/v1/chat/completions"
 _NONCE = re.compile(r"[0-9a-f]{64}")
+_NONCE_V3 = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _RECEIPT_ID = re.compile(r"rcpt-[0-9a-f]{24}")
 _CHAT_ID = re.compile(rb'"id"\s*:\s*"([^"]{1,200})"')
 
@@ -185,7 +190,16 @@ class StoredReceipt:
 
     @property
     def served(self) -> bytes:
+        if "payload_b64" in self.document:  # a v3 envelope: compact, in its wire order
+            return _compact(self.document)
         return canonicalize(self.document)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The receipt's events (a v3 envelope's are inside its signed payload)."""
+        if "payload_b64" in self.document:
+            return _json.loads(base64.b64decode(self.document["payload_b64"]))["event_log"]
+        return self.document["event_log"]
 
 
 @dataclass
@@ -195,6 +209,12 @@ class StoredSession:
     established_at: int
     expires_at: int
     models: set[str] = field(default_factory=set)
+    served: bytes | None = None  # v3: the exact bytes its id hashes, served unchanged while receipts cite it
+
+
+def _compact(obj: Any) -> bytes:
+    """v3's producer form (ACI-v3.md §1): insertion order, compact, ASCII. Not sorted: only the bytes bind."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 class AciGateway:
@@ -224,7 +244,11 @@ class AciGateway:
         self._model_session: dict[tuple[str, bool], str] = {}
         self._session_lock = asyncio.Lock()
         self.e2ee: E2eeHook | None = None
-        if config.aci_e2ee:
+        if config.aci_e2ee and self.v3:
+            from .aci_e2ee_v3 import GatewayE2EEv3
+
+            self.e2ee = GatewayE2EEv3(self.keys)
+        elif config.aci_e2ee:
             from .aci_e2ee import GatewayE2EE, service_for_keys
 
             # The E2EE service holds the private halves of exactly the keyset's e2ee_public_keys; its clock is the
@@ -234,7 +258,11 @@ class AciGateway:
     # -- facts --------------------------------------------------------------------------------------------------
     @property
     def preview(self) -> bool:
-        return self.config.aci_shape == "preview"
+        return self.config.aci_shape == "preview-2026-06"
+
+    @property
+    def v3(self) -> bool:
+        return self.config.aci_shape == "v3"
 
     def fault(self, name: str) -> bool:
         return name in self.config.faults
@@ -261,7 +289,14 @@ class AciGateway:
         return docs.keyset(keys, subject=f"dstack-app://{self.app_id.hex()}", not_after=self.not_after(),
                            tls_spki=self.tls_entries())
 
+    def keyset_bytes(self, keys: docs.GatewayKeys | None = None) -> bytes:
+        """v3: the keyset's bytes (ACI-v3.md §3). The same keyset always gives the same bytes (the reference writes
+        them once per process); a fault that changes the keyset (set at run time) changes them, as a restart would."""
+        return _compact(self.keyset(keys))
+
     def keyset_digest(self, keys: docs.GatewayKeys | None = None) -> str:
+        if self.v3:
+            return _hash(self.keyset_bytes(keys))
         return sha256_digest(self.keyset(keys))
 
     def workload_id(self, keys: docs.GatewayKeys | None = None) -> str:
@@ -307,6 +342,16 @@ class AciGateway:
                                     "freshness": {"fetched_at": now, "stale_after": now + 3600},
                                     "evidence": evidence},
                     "service_capabilities": {"supported_e2ee_versions": ["2"]}}
+        if self.v3:
+            digest = self.keyset_digest()
+            report_data = hashlib.sha256(docs.statement(digest, stmt_nonce)).digest()
+            evidence = self._evidence(slot if slot is not None else report_data + bytes(32), self.keys.key_custody())
+            return {"api_version": docs.API_VERSION, "workload_keyset_digest": digest,
+                    "attestation": {"tee_type": "tdx",
+                                    "workload_keyset_b64": base64.b64encode(self.keyset_bytes()).decode("ascii"),
+                                    "report_data": (slot if slot is not None else report_data).hex(),
+                                    "source_provenance": self._provenance(), "evidence": evidence},
+                    "service_capabilities": {"supported_e2ee_versions": ["3"] if self.config.aci_e2ee else []}}
         report_data = hashlib.sha256(docs.statement(digest, stmt_nonce)).digest()
         evidence = self._evidence(slot if slot is not None else report_data + bytes(32), self.keys.key_custody())
         return {"api_version": docs.API_VERSION, "workload_keyset_digest": digest,
@@ -362,7 +407,13 @@ class AciGateway:
                     established_at=established, expires_at=established + SESSION_TTL, identity=identity,
                     channel_binding=[], claims=self._claims(), evidence=evidence)
                 sid = docs.session_id(doc)
-            stored = self.sessions.get(sid) or StoredSession(sid, doc, established, established + SESSION_TTL)
+            served = None
+            if self.v3:
+                # v3: the id is sha256 of the exact bytes, which are stored and served unchanged.
+                served = _compact(doc)
+                sid = _hash(served)
+            stored = self.sessions.get(sid) or StoredSession(sid, doc, established, established + SESSION_TTL,
+                                                             served=served)
             stored.models.add(model)
             self.sessions[sid] = stored
             self._model_session[(model, expired)] = sid
@@ -375,6 +426,9 @@ class AciGateway:
             doc = json.loads(json.dumps(doc))
             doc["claims"]["os_known_good"] = {"status": "asserted", "source": "operator_asserted",
                                               "reason": "edited after the session was established"}
+            return _compact(doc) if self.v3 else canonicalize(doc)
+        if stored.served is not None:
+            return stored.served
         return canonicalize(doc)
 
     # -- receipts -----------------------------------------------------------------------------------------------
@@ -435,6 +489,24 @@ class AciGateway:
                    "workload_id": self.workload_id(keys), "workload_keyset_digest": self.keyset_digest(keys),
                    "endpoint": _CHAT_PATH, "method": "POST", "served_at": served_at, "event_log": events}
             signed = docs.sign_preview_receipt(doc, keys)
+        elif self.v3:
+            # ACI-v3.md §6: the payload in wire order, signed as the bytes it is served as (inside payload_b64).
+            payload = {"api_version": docs.API_VERSION, "receipt_id": receipt_id, "chat_id": chat_id, "model": model,
+                       "workload_keyset_digest": self.keyset_digest(keys), "endpoint": _CHAT_PATH, "method": "POST",
+                       "served_at": served_at, "event_log": events}
+            raw = _compact(payload)
+            signed = {"payload_b64": base64.b64encode(raw).decode("ascii"), "key_id": docs.RECEIPT_KEY_ID,
+                      "algo": "ed25519", "signature": keys.sign_receipt_bytes(raw).hex()}
+            if self.fault("aci_tamper_receipt"):
+                # Changed after signing, in a field no other check reads: only the signature can notice.
+                for ev in payload["event_log"]:
+                    if ev["type"] == "route.selected":
+                        ev["target_route_id"] += "-edited"
+                        break
+                else:
+                    payload["served_at"] = served_at + 1
+                signed["payload_b64"] = base64.b64encode(_compact(payload)).decode("ascii")
+            return signed
         else:
             doc = {"api_version": docs.API_VERSION, "receipt_id": receipt_id, "chat_id": chat_id, "model": model,
                    "workload_keyset_digest": self.keyset_digest(keys), "endpoint": _CHAT_PATH, "method": "POST",
@@ -450,10 +522,11 @@ class AciGateway:
         return signed
 
     def store_receipt(self, doc: dict[str, Any], owner: str | None) -> None:
-        rid = doc["receipt_id"]
-        self.receipts[rid] = StoredReceipt(doc, owner, self.clock(), doc.get("chat_id"))
-        if doc.get("chat_id"):
-            self._by_chat[doc["chat_id"]] = rid
+        inner = _json.loads(base64.b64decode(doc["payload_b64"])) if "payload_b64" in doc else doc
+        rid = inner["receipt_id"]
+        self.receipts[rid] = StoredReceipt(doc, owner, self.clock(), inner.get("chat_id"))
+        if inner.get("chat_id"):
+            self._by_chat[inner["chat_id"]] = rid
 
     def find_receipt(self, ident: str) -> StoredReceipt | None:
         rid = ident if ident in self.receipts else self._by_chat.get(ident)
@@ -512,7 +585,9 @@ def _owner(request: Request) -> str | None:
 async def aci_attestation(request: Request) -> Response:
     gw = _gw(request)
     nonce = request.query_params.get("nonce")
-    if nonce is not None and not gw.preview and not _NONCE.fullmatch(nonce):
+    if nonce is not None and gw.v3 and not _NONCE_V3.fullmatch(nonce):
+        return _error(400, "nonce must be 1-128 characters of [0-9A-Za-z_-]", "invalid_request_error")
+    if nonce is not None and not gw.preview and not gw.v3 and not _NONCE.fullmatch(nonce):
         return _error(400, "nonce must be exactly 64 lowercase hex characters (32 bytes)", "invalid_request_error")
     report = await asyncio.to_thread(gw.report, nonce)
     return _json_response(report)
@@ -529,7 +604,7 @@ def _owned(gw: AciGateway, request: Request, item: StoredReceipt | None) -> Resp
         return _error(401, "This receipt belongs to an authenticated request; send the same API key",
                       "unauthorized")
     if not secrets.compare_digest(owner, item.owner):
-        if gw.preview:
+        if gw.preview or gw.v3:
             return _error(403, "This receipt belongs to another API key", "redaction_required")
         return _error(404, "Receipt not found or expired", "not_found")
     return None
@@ -546,7 +621,10 @@ async def aci_receipt(request: Request) -> Response:
 
 async def aci_session(request: Request) -> Response:
     gw = _gw(request)
-    stored = gw.sessions.get(request.path_params["sid"])
+    sid = request.path_params["sid"]
+    if gw.v3 and not sid.startswith("sha256:"):
+        sid = "sha256:" + sid  # GET /v1/aci/sessions/{hex}; the reference also accepts the prefixed form
+    stored = gw.sessions.get(sid)
     if stored is None:
         return _error(404, "Session not found", "not_found")
     return Response(gw.served_session(stored), media_type="application/json")
@@ -601,7 +679,7 @@ async def chat_completions(request: Request) -> Response:
     required = True  # the simulated host is TEE-only: it forces aci_verified (ACI.md §5)
     pins: list[str] | None = None
     middleware = raw
-    if "provider" in body:
+    if "provider" in body and not gw.v3:  # v3: request pinning is gone (service configuration decides)
         provider = body.get("provider")
         if not isinstance(provider, dict):
             return _error(400, "'provider' must be an object", "invalid_request_error")
@@ -644,8 +722,8 @@ async def chat_completions(request: Request) -> Response:
         upstream_event = gw.upstream_event(model, session, reason, required)
         if session is None and required:
             # Required verification failed: the prompt is not forwarded; the refusal itself gets a receipt.
-            err = _error(503, f"Upstream verification failed: {reason}", "upstream_verification_failed",
-                         headers={"X-Receipt-Id": receipt_id})
+            err = _error(502 if gw.v3 else 503, f"Upstream verification failed: {reason}",
+                         "upstream_verification_failed", headers={"X-Receipt-Id": receipt_id})
             gw.store_receipt(gw.build_receipt(receipt_id=receipt_id, chat_id=None, model=model, received=raw,
                                               middleware=None, forwarded=None, upstream=upstream_event,
                                               response_received=None, returned=bytes(err.body)), owner)
@@ -787,7 +865,7 @@ async def legacy_signature(request: Request) -> Response:
     refused = _owned(gw, request, item)
     if refused is not None:
         return refused
-    events = {ev["type"]: ev for ev in item.document["event_log"]}
+    events = {ev["type"]: ev for ev in item.events}
     req = events["request.received"]["body_hash"]
     ret = events["response.returned"]
     resp = ret["wire_hash"] if gw.preview else ret["body_hash"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 
-__all__ = ["ACI_MODES", "ACI_SHAPES", "FAULTS", "FAULT_NEEDS", "fault_refusal", "LATENCY_DISTRIBUTIONS", "PROTOCOLS", "SimConfig"]
+__all__ = ["ACI_MODES", "ACI_SHAPES", "ACI_SHAPE_ALIASES", "ACI_SHAPE_PARSED", "FAULTS", "FAULT_NEEDS", "fault_refusal", "LATENCY_DISTRIBUTIONS", "PROTOCOLS", "SimConfig"]
 
 #: How a jitter fraction j spreads a base delay b (the TTFT, or one token gap).
 LATENCY_DISTRIBUTIONS: dict[str, str] = {
@@ -67,7 +67,13 @@ _FLAGS = {("protocol", "aci"): "--protocol aci", ("https", True): "--https",
 
 PROTOCOLS = ("aci", "legacy")
 ACI_MODES = ("aggregator", "direct")
-ACI_SHAPES = ("current", "preview")
+#: The ACI wire shapes the simulator serves (ACI-v3.md, ACI.md §0), named for what they are: ``v3`` (the served-bytes
+#: revision, the default), ``aug-2026`` (the August 2026 spec, b6b5c1b) and ``preview-2026-06`` (the June 2026 build).
+ACI_SHAPES = ("v3", "aug-2026", "preview-2026-06")
+#: Older names, still accepted: what ACI.md called "current" is the August shape; "preview" the June one.
+ACI_SHAPE_ALIASES = {"current": "aug-2026", "preview": "preview-2026-06"}
+#: The parser's shape name (``AciReport.shape``, check ``aci.shape``) of each simulator shape.
+ACI_SHAPE_PARSED = {"v3": "v3", "aug-2026": "current", "preview-2026-06": "preview"}
 
 
 @dataclass
@@ -84,9 +90,11 @@ class SimConfig:
     ``text_format`` picks the 2-part ``req:resp`` or 3-part ``model:req:resp`` signed text.
     ``protocol``: ``"legacy"`` serves the model server alone (the vllm-proxy API of SPEC §2); ``"aci"`` puts the
     simulated ACI gateway in front of it (ACI.md): ``aci_mode`` ``"aggregator"`` (attested upstream sessions) or
-    ``"direct"``, ``aci_shape`` ``"current"`` (the spec) or ``"preview"`` (the June 2026 build), ``receipt_ttl``
+    ``"direct"``, ``aci_shape`` ``"v3"`` (the served-bytes revision, ACI-v3.md), ``"aug-2026"`` (alias
+    ``"current"``) or ``"preview-2026-06"`` (alias ``"preview"``), ``receipt_ttl``
     seconds of receipt retention, ``aci_keepalive`` one ``: PROCESSING`` comment before a stream's first event,
-    ``aci_e2ee`` the gateway terminates E2EE v2 (ACI.md §6; a request without E2EE headers stays plaintext),
+    ``aci_e2ee`` the gateway terminates E2EE (v3 in the v3 shape, else v2, ACI.md §6; a request without E2EE
+    headers stays plaintext),
     ``https`` a TLS listener with a self-signed certificate generated at start-up.
     ``upstream``: base URL of a real OpenAI-compatible server (e.g. a local llama.cpp, ``http://127.0.0.1:8080/v1``)
     whose replies the simulator forwards byte for byte and signs, as the real proxy signs vLLM's.
@@ -113,13 +121,14 @@ class SimConfig:
     faults: set[str] = field(default_factory=set)
     protocol: str = "legacy"
     aci_mode: str = "aggregator"
-    aci_shape: str = "current"
+    aci_shape: str = "v3"
     receipt_ttl: float = 3600.0
     aci_keepalive: bool = False
     aci_e2ee: bool = True
     https: bool = False
 
     def __post_init__(self) -> None:
+        self.aci_shape = ACI_SHAPE_ALIASES.get(self.aci_shape, self.aci_shape)
         self.validate()
 
     def validate(self) -> None:

@@ -111,6 +111,15 @@ def new_nonce() -> bytes:
     return secrets.token_bytes(32)
 
 
+#: Error types whose meaning a user needs spelled out (ACI-v3.md §2: what the status alone does not say).
+_MEANINGS = {
+    "redaction_required": "the receipt exists but belongs to another API key (not absence): fetch it with the key "
+                          "that made the request",
+    "upstream_verification_failed": "the gateway could not verify the model server's TEE and did not forward the "
+                                    "prompt; its refusal has a signed receipt (X-Receipt-Id)",
+}
+
+
 def encode_body(body: Mapping[str, Any]) -> bytes:
     """The request bytes phalanb sends for a JSON body: compact, UTF-8. These exact bytes are what gets hashed."""
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -301,6 +310,8 @@ class Client:
         if code is not None and code.startswith("e2ee_") and msg is not None:
             # The E2EE refusals are told apart by their type (e2ee_replay_detected, …): keep it in the sentence.
             msg = f"{code}: {msg}"
+        elif code in _MEANINGS:
+            msg = f"{code}: {msg + ' — ' if msg else ''}{_MEANINGS[code]}"
         text = f"{what} failed: HTTP {status}" + (f": {msg}" if msg else "")
         cls = NotFoundError if status == 404 else ServiceError
         raise cls(text, status=status, server_message=msg, url=str(response.request.url))
@@ -588,10 +599,12 @@ class Client:
         return self._aci_get(f"aci/receipts/{receipt_id}", {}, what="ACI receipt fetch")
 
     def session(self, session_id: str) -> AciFetch:
-        """``GET /aci/sessions/{id}``: the exact bytes that must hash to ``session_id``."""
+        """``GET /aci/sessions/{id}``: the exact bytes that must hash to ``session_id``. A v3 id
+        (``sha256:<hex>``) is fetched by its hex (ACI-v3.md §2)."""
         if not session_id or "/" in session_id or "?" in session_id:
             raise InputError(f"not a session id: {session_id!r}")
-        return self._aci_get(f"aci/sessions/{session_id}", {}, what="ACI session fetch", auth=False)
+        path_id = session_id.removeprefix("sha256:")
+        return self._aci_get(f"aci/sessions/{path_id}", {}, what="ACI session fetch", auth=False)
 
     def sessions(self, model: str | None = None, upstream_name: str | None = None) -> AciFetch:
         """``GET /aci/sessions?upstream_name=&model=``. Entries lack evidence data: fetch one to audit it."""

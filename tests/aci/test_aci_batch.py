@@ -18,7 +18,7 @@ from phalanb.verdict import Status
 
 @pytest.fixture(scope="module")
 def gateway():
-    with Simulator(SimConfig(seed=11, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
+    with Simulator(SimConfig(seed=11, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026")) as sim:
         with Client(base_url=sim.base_url, model=sim.model) as c:
             exchanges = [c.chat(f"audit me {i}", max_tokens=6, stream=i % 2 == 0) for i in range(4)]
             receipts = [c.receipt(e.receipt_id).raw for e in exchanges]
@@ -129,3 +129,25 @@ def test_input_is_consumed_lazily(gateway):
 
     rows = audit_receipts(items(), keyset=keyset)
     assert next(rows).status == "pass" and seen == [0]
+
+
+def test_v3_envelopes_get_the_single_verifiers_decision_in_a_batch():
+    # One decision per question: the batch hands v3 envelopes (signed payload bytes) to the single verifier.
+    import base64
+
+    with Simulator(SimConfig(seed=12, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
+        with Client(base_url=sim.base_url, model=sim.model) as c:
+            exchanges = [c.chat(f"audit me {i}", max_tokens=6, stream=i % 2 == 0) for i in range(2)]
+            receipts = [c.receipt(e.receipt_id).raw for e in exchanges]
+            att = c.aci_attestation()
+    keyset = verify_aci_report(att.raw, nonce=att.nonce, policy=Policy(trust="simulated")).keyset
+    assert keyset is not None and keyset.shape == "v3"
+    env = json.loads(receipts[0])
+    payload = json.loads(base64.b64decode(env["payload_b64"]))
+    resorted = {**env, "payload_b64": base64.b64encode(json.dumps(payload, sort_keys=True).encode()).decode()}
+    items = [ReceiptItem(r, e.request_bytes, e.response_bytes) for e, r in zip(exchanges, receipts)]
+    items.append(ReceiptItem(json.dumps(resorted).encode(), exchanges[0].request_bytes, exchanges[0].response_bytes))
+    rows = list(audit_receipts(items, keyset=keyset))
+    for item, row in zip(items, rows):
+        assert (row.status, row.failing, row.skipped, row.warnings) == _single(item, keyset)
+    assert [r.status for r in rows] == ["pass", "pass", "fail"]

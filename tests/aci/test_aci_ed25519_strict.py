@@ -16,7 +16,7 @@ from phalanb import ed25519
 from phalanb.aci import EstablishedKeyset, verify_receipt
 from phalanb.aci import jcs
 from phalanb.aci.batch import ReceiptItem, audit_receipts
-from phalanb.aci.verify import _ENDORSEMENT_PURPOSE, _endorsement_check
+from phalanb.aci.verify import _ENDORSEMENT_PURPOSE, keyset_endorsement_check
 from phalanb.errors import ParseError, SignatureFormatError
 from phalanb.vllm.signatures import recover_signer
 from phalanb.verdict import Status
@@ -89,7 +89,7 @@ def test_aci_keyset_endorsement_by_a_small_order_identity_key_fails():
     for key in (IDENTITY, bytes(32), (_P + 1).to_bytes(32, "little")):
         report = SimpleNamespace(keyset_endorsement={"algo": "ed25519", "value": FORGED.hex()},
                                  identity_public_key={"algo": "ed25519", "public_key": key.hex()})
-        assert _endorsement_check(report, DIGEST).status is Status.FAIL
+        assert keyset_endorsement_check(report, DIGEST).status is Status.FAIL
 
 
 def test_aci_keyset_endorsement_by_an_ordinary_key_still_passes():
@@ -97,7 +97,7 @@ def test_aci_keyset_endorsement_by_an_ordinary_key_still_passes():
     payload = jcs.canonicalize({"purpose": _ENDORSEMENT_PURPOSE, "workload_keyset_digest": DIGEST})
     report = SimpleNamespace(keyset_endorsement={"algo": "ed25519", "value": key.sign(payload).hex()},
                              identity_public_key={"algo": "ed25519", "public_key": _raw(key).hex()})
-    assert _endorsement_check(report, DIGEST).status is Status.PASS
+    assert keyset_endorsement_check(report, DIGEST).status is Status.PASS
 
 
 def test_every_path_uses_the_one_strict_helper():

@@ -33,9 +33,13 @@ OWN_LINK = {
 }
 
 
-def _verify(**config):
+SHAPES = ("v3", "aug-2026", "preview-2026-06")
+
+
+def _verify(shape="aug-2026", **config):
     https = config.pop("https", False)
-    with Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=0, protocol="aci", https=https, **config)) as sim:
+    with Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape=shape, https=https,
+                             **config)) as sim:
         settings = Settings(base_url=sim.base_url, model=sim.model, trust="simulated",
                             ca_pem=sim.ca_pem if https else None)
         with Session(settings) as session:
@@ -44,7 +48,7 @@ def _verify(**config):
 
 @pytest.fixture(scope="module")
 def clean():
-    with Session(Settings(protocol="aci")) as session:
+    with Session(Settings(protocol="aci", sim_options={"aci_shape": "aug-2026"})) as session:
         yield session.chat_and_verify("Verify me through the gateway.", max_tokens=8)
 
 
@@ -60,9 +64,20 @@ def test_every_aci_fault_is_covered_here():
     assert {f for f in FAULTS if f.startswith("aci_")} == set(OWN_LINK)
 
 
+def test_the_default_v3_gateway_flow_is_verified():
+    with Session(Settings(protocol="aci")) as session:
+        result = session.chat_and_verify("Verify me through the v3 gateway.", max_tokens=8)
+    v = result.verdict
+    assert v.status == "verified", v.table()
+    assert v["aci.shape"].evidence["shape"] == "v3"
+    for cid in ("aci.keyset_b64", "aci.tee_type", *ISSUE_IDS):
+        assert v[cid].status.value in ("pass", "warning"), (cid, v[cid].reason)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("fault", sorted(OWN_LINK))
-def test_each_fault_fails_exactly_its_own_link(fault):
-    result = _verify(faults={fault}, https=fault == "aci_tls_key_not_in_keyset")
+def test_each_fault_fails_exactly_its_own_link(fault, shape):
+    result = _verify(shape, faults={fault}, https=fault == "aci_tls_key_not_in_keyset")
     failed = {c.id for c in result.verdict.failed}
     assert failed == OWN_LINK[fault], result.verdict.table()
     if fault == "aci_rewrite_request":
@@ -116,7 +131,7 @@ def test_the_old_flow_against_the_gateway_is_never_proof_about_the_model():
     from phalanb.policy import Policy
     from phalanb.gateway import verify_exchange
 
-    with Simulator(SimConfig(seed=5, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
+    with Simulator(SimConfig(seed=5, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026")) as sim:
         with Client(base_url=sim.base_url, model=sim.model) as c:
             ex = c.chat("the old way", max_tokens=4)
             sig = fetch_signature(c, ex.chat_id)
@@ -162,3 +177,12 @@ def test_a_batch_audit_verifies_aci_bundles_beside_the_old_ones(clean, tmp_path)
     assert df.loc[str(tmp_path / "aci.phalanb.json"), "verdict"] == "verified"
     row = df.loc[str(tmp_path / "aci-tampered.phalanb.json")]
     assert row["verdict"] == "failed" and row["failing"] == "receipt.response_hash"
+
+
+def test_an_e2ee_v3_stream_with_a_keepalive_comment_is_verified():
+    # The comment passes unsealed (ACI-v3.md §8) and is hashed with the rest of the stream.
+    with Session(Settings(protocol="aci", sim_options={"aci_keepalive": True})) as session:
+        result = session.chat_and_verify("Seal me.", max_tokens=6, e2ee=True)
+    assert result.exchange.response_bytes.startswith(b": PROCESSING\n\ndata: {\"sealed_b64\":")
+    assert result.verdict.status == "verified", result.verdict.table()
+    assert all(result.verdict[c].passed for c in ("e2ee.model_key", "e2ee.request_sealed", "e2ee.open"))

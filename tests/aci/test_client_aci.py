@@ -19,13 +19,13 @@ from phalanb.sim import SimConfig, Simulator
 
 @pytest.fixture(scope="module")
 def http_sim():
-    with Simulator(SimConfig(seed=41, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
+    with Simulator(SimConfig(seed=41, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026")) as sim:
         yield sim
 
 
 @pytest.fixture(scope="module")
 def https_sim():
-    with Simulator(SimConfig(seed=42, ttft_ms=0, tokens_per_second=0, protocol="aci", https=True)) as sim:
+    with Simulator(SimConfig(seed=42, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026", https=True)) as sim:
         yield sim
 
 
@@ -101,7 +101,7 @@ def test_aci_ids_with_path_characters_are_refused(http_sim, api_key, bad):
 
 
 def test_a_keyset_change_between_attestation_and_chat_is_visible(api_key):
-    with Simulator(SimConfig(seed=43, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim, \
+    with Simulator(SimConfig(seed=43, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026")) as sim, \
             _client(sim, api_key) as c:
         att = c.aci_attestation()
         c.chat("hi", max_tokens=2)
@@ -144,7 +144,7 @@ def test_exchange_from_dict_refuses_a_non_string_receipt_id(http_sim, api_key):
 
 
 def test_refused_chat_keeps_the_receipt_id_of_the_refusal(api_key):
-    with Simulator(SimConfig(seed=44, ttft_ms=0, tokens_per_second=0, protocol="aci",
+    with Simulator(SimConfig(seed=44, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026",
                              faults={"aci_upstream_failed"})) as sim, _client(sim, api_key) as c:
         with pytest.raises(ServiceError) as info:
             c.chat("hi", max_tokens=2)

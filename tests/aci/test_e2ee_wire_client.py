@@ -32,7 +32,7 @@ SUITES = [ec.X25519, ec.SECP256K1]
 
 @pytest.fixture(scope="module")
 def sim():
-    with Simulator(SimConfig(seed=71, ttft_ms=0, tokens_per_second=0, protocol="aci")) as s:
+    with Simulator(SimConfig(seed=71, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026")) as s:
         yield s
 
 
@@ -356,7 +356,7 @@ def test_without_the_e2ee_record_the_wire_bytes_do_not_match_request_received(si
 
 
 def test_keepalive_comments_and_direct_serving_do_not_disturb_the_sealed_stream(api_key):
-    with Simulator(SimConfig(seed=72, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_keepalive=True,
+    with Simulator(SimConfig(seed=72, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026", aci_keepalive=True,
                              aci_mode="direct")) as s, \
             Client(base_url=s.base_url, model=s.model, api_key=api_key, api_key_env=False) as c:
         fetch, att = _attest(s, c)

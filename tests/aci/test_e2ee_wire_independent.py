@@ -102,7 +102,7 @@ def chat(http, algo, *, stream: bool) -> tuple[bytes, str]:
 
 @pytest.fixture(scope="module")
 def http():
-    with Simulator(SimConfig(seed=81, ttft_ms=0, tokens_per_second=0, protocol="aci", reply="a sealed answer")) as sim:
+    with Simulator(SimConfig(seed=81, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026", reply="a sealed answer")) as sim:
         with httpx.Client(base_url=sim.base_url.removesuffix("/v1"), timeout=30) as client:
             yield client
 

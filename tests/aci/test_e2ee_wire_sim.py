@@ -24,7 +24,7 @@ PROMPT = "the launch code is 0000 and nobody may know"
 
 @pytest.fixture(scope="module")
 def gw():
-    with Simulator(SimConfig(seed=61, ttft_ms=0, tokens_per_second=0, protocol="aci")) as sim:
+    with Simulator(SimConfig(seed=61, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026")) as sim:
         with httpx.Client(base_url=sim.base_url.removesuffix("/v1"), timeout=30) as http:
             yield sim, http
 
@@ -185,7 +185,7 @@ def test_the_timestamp_window_follows_the_gateway_clock(gw):
 
 
 def test_e2ee_can_be_switched_off():
-    with Simulator(SimConfig(seed=63, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_e2ee=False)) as sim:
+    with Simulator(SimConfig(seed=63, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026", aci_e2ee=False)) as sim:
         assert sim.aci.e2ee is None
 
 
@@ -201,7 +201,7 @@ def test_the_gateway_opens_the_vector_request_and_its_receipt_hashes_the_vector_
     body = b'{"model":"demo-model","messages":[{"role":"user","content":"' + d["field_value_hex"].encode() + b'"}]}'
     headers = {"X-E2EE-Version": "2", "X-Client-Pub-Key": client, "X-Model-Pub-Key": v["service_public_key"],
                "X-E2EE-Nonce": v["request_nonce"], "X-E2EE-Timestamp": str(v["request_timestamp"])}
-    with Simulator(SimConfig(seed=64, ttft_ms=0, tokens_per_second=0, protocol="aci", models=("demo-model",))) as sim:
+    with Simulator(SimConfig(seed=64, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026", models=("demo-model",))) as sim:
         # The vector's service key (seed 0x03×32) behind the gateway, its clock at the vector's timestamp.
         sim.aci.e2ee = GatewayE2EE(E2EEService([ServiceE2EEKey.from_seed(bytes.fromhex(v["service_seed_hex"]),
                                                                          key_id="e2ee-1")],

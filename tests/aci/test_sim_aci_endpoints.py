@@ -22,6 +22,7 @@ BOB = {"Authorization": "Bearer sk-bob-11111111111111111111"}
 
 
 def _start(**kw):
+    kw.setdefault("aci_shape", "aug-2026")  # the August shape's own endpoints (v3: test_sim_aci_v3_independent)
     return Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=0, protocol="aci", **kw))
 
 
@@ -142,7 +143,7 @@ def test_receipt_expires_after_receipt_ttl():
 
 def test_streaming_receipt_exists_only_after_the_stream_ended():
     # A slow stream (4 tokens/s): the receipt is asked for while the stream is still being produced.
-    with Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=4, protocol="aci")) as sim, \
+    with Simulator(SimConfig(seed=21, ttft_ms=0, tokens_per_second=4, protocol="aci", aci_shape="aug-2026")) as sim, \
             httpx.Client(base_url=sim.base_url.removesuffix("/v1"), timeout=30) as http:
         body = json.dumps({"model": MODEL, "stream": True, "max_tokens": 4,
                            "messages": [{"role": "user", "content": "hi"}]}).encode()

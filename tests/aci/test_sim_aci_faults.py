@@ -26,7 +26,7 @@ ACI_FAULTS = sorted(f for f in FAULTS if f.startswith("aci_"))
 
 @pytest.fixture(scope="module")
 def gw():
-    with Simulator(SimConfig(seed=31, ttft_ms=0, tokens_per_second=0, protocol="aci", https=True)) as sim:
+    with Simulator(SimConfig(seed=31, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026", https=True)) as sim:
         with httpx.Client(base_url=sim.base_url.removesuffix("/v1"), timeout=30,
                           verify=_ctx(sim.ca_pem)) as http:
             yield sim, http

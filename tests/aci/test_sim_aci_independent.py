@@ -46,7 +46,7 @@ def sha256_hex(data: bytes) -> str:
 def service():
     from phalanb.sim import SimConfig, Simulator  # the only phalanb import: starting the service
 
-    with Simulator(SimConfig(seed=11, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_keepalive=True)) as sim:
+    with Simulator(SimConfig(seed=11, ttft_ms=0, tokens_per_second=0, protocol="aci", aci_shape="aug-2026", aci_keepalive=True)) as sim:
         with httpx.Client(base_url=sim.base_url.removesuffix("/v1"), timeout=30) as http:
             yield http
 

@@ -13,7 +13,7 @@ import pytest
 from phalanb.cli import main
 from phalanb.errors import UnsupportedError
 from phalanb.gateway import REGISTRY, WRAPPERS, identify, shape_table
-from phalanb.gateway.shapes import Marker, Shape
+from phalanb.gateway.shapes import Marker
 from phalanb.vllm.report import parse_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,17 +113,15 @@ def test_a_reseller_wrapper_is_identified_before_the_bare_gateway_report(fixture
     assert identify(doc).name == "reseller-aci-gateway" and identify(bare).name == "aci-legacy-gateway"
 
 
-def test_a_new_shape_is_one_more_entry(monkeypatch):
-    """ACI v3 (added by the integrator) is one entry: markers, parser, checks, source."""
-    import phalanb.gateway.shapes as shapes
-
-    v3 = Shape("aci-v3-example", "aci", "an example revision", (shapes.equals("api_version", "aci/1"),
-                                                                 shapes.has_path("attestation.workload_keyset_b64")),
-               "phalanb.aci.report.parse_aci_report", ("aci.keyset_digest",), "ACI-v3.md")
-    monkeypatch.setattr(shapes, "REGISTRY", (v3,) + shapes.REGISTRY)
-    doc = {"api_version": "aci/1", "attestation": {"workload_keyset_b64": "e30="}}
-    assert shapes.identify(doc).name == "aci-v3-example"
-    assert "`aci-v3-example`" in shapes.shape_table()
+def test_aci_v3_is_one_entry_of_the_registry(fixtures):
+    """ACI v3 is one entry (markers, parser, checks, source): the upstream's own v3 report is named by it, and the
+    older shapes keep theirs (a v3 keyset beside an August one is no shape at all: never guessed)."""
+    doc = _doc(fixtures, "aci/v3/upstream/aci_report_fixture.json")
+    shape = identify(doc)
+    assert shape.name == "aci-v3" and shape.protocol == "aci" and "ACI-v3.md" in shape.source
+    mixed = json.loads(json.dumps(doc))
+    mixed["attestation"]["workload_keyset"] = {"not_after": 1}
+    assert identify(mixed).name != "aci-v3"
 
 
 def test_the_readme_shape_table_is_the_registrys():

@@ -229,6 +229,10 @@ class Session:
             require_loopback_for_simulated(base_url, trust=trust)
             require_loopback_for_simulated(settings.pccs_url, trust=trust, what="the PCCS URL")
             require_loopback_for_simulated(settings.nras_url, trust=trust, what="the NRAS URL")
+            require_loopback_for_simulated(settings.rim_url, trust=trust, what="the RIM service URL")
+            require_loopback_for_simulated(settings.ocsp_url, trust=trust, what="the OCSP responder URL")
+            if settings.rims is not None and not isinstance(settings.rims, (str, os.PathLike)):
+                raise InputError(f"rims is 'fetch' or a folder that caches RIMs, got {type(settings.rims).__name__}")
             self.policy = (Policy.for_simulator(self.sim, **_service_kw(settings.service)) if self.sim is not None
                            else Policy(trust=trust, **_service_kw(settings.service, base_url, trust)))
             if self.client.model is None:

@@ -135,6 +135,11 @@ def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--e2ee", action="store_true",
                    help="ACI only: verify the gateway's report first, then encrypt the prompt (E2EE v2) to an E2EE "
                    "key of the keyset it established; the reply is decrypted and the verdict adds e2ee.* checks")
+    p.add_argument("--rims", metavar="fetch|DIR", default=None,
+                   help="also appraise the GPU measurements with NVIDIA's signed reference manifests (RIMs): 'fetch' "
+                   "fetches them and their OCSP answers from NVIDIA's RIM service and OCSP responder (the "
+                   "simulator's own, for the simulator) and keeps them in memory and in --save bundles; DIR uses the "
+                   "folder as a cache (missing RIMs are fetched into it). Default: NRAS alone")
     p.add_argument("--protocol", choices=("aci", "legacy"), default="aci",
                    help="what the embedded simulator serves: aci (default; today's Redpill/Phala gateway: report, "
                    "signed receipts, attested sessions) or legacy (a model server's vllm-proxy protocol). A real "
@@ -163,6 +168,10 @@ def _session(args: argparse.Namespace) -> Session:
         settings.nras_url = args.nras_url
     if getattr(args, "no_nras", False):
         settings.ask_nras = False
+    if getattr(args, "rims", None):
+        if args.rims != "fetch" and Path(args.rims).expanduser().exists() and not Path(args.rims).expanduser().is_dir():
+            raise InputError(f"--rims {args.rims}: not a folder (give 'fetch', or the folder that caches the RIMs)")
+        settings.rims = args.rims
     return Session(settings, allow_insecure_http=args.allow_insecure_http)
 
 

@@ -233,6 +233,8 @@ class Session:
             require_loopback_for_simulated(settings.ocsp_url, trust=trust, what="the OCSP responder URL")
             if settings.rims is not None and not isinstance(settings.rims, (str, os.PathLike)):
                 raise InputError(f"rims is 'fetch' or a folder that caches RIMs, got {type(settings.rims).__name__}")
+            if settings.rims == "fetch" and not settings.online:
+                raise InputError("rims='fetch' needs the network: give a folder of RIMs offline")
             self.policy = (Policy.for_simulator(self.sim, **_service_kw(settings.service)) if self.sim is not None
                            else Policy(trust=trust, **_service_kw(settings.service, base_url, trust)))
             if self.client.model is None:

@@ -241,6 +241,9 @@ def _say_e2ee(exchange: Any, out: Any) -> None:
 def cmd_chat(args: argparse.Namespace) -> int:
     if args.save and args.no_signature:
         raise InputError("--save writes an audit bundle, which needs the signature or receipt: drop --no-signature")
+    if args.rims and not args.save:
+        raise InputError("--rims appraises the GPUs of a verified reply, and phalanb chat verifies only with --save "
+                         "FILE: add --save (or use phalanb demo --rims)")
     def on_text(t: str) -> None:
         sys.stdout.write(t)
         sys.stdout.flush()

@@ -159,3 +159,21 @@ def test_a_batch_audit_of_the_bundles_reaches_the_verdicts_their_sessions_did(si
     df = audit([tmp_path], workers=1, policy=Policy(trust="simulated"), progress=False)
     assert len(df) == 4 and (df.verdict == df.recorded).all()
     assert sorted(df.verdict) == ["failed", "failed", "verified", "verified"]
+
+
+def test_chat_with_rims_but_nothing_verified_is_refused_not_ignored(capsys):
+    from phalanb.cli import main
+
+    assert main(["chat", "Hello", "--rims", "fetch"]) == 2
+    assert "add --save" in capsys.readouterr().err
+
+
+def test_chat_save_with_rims_keeps_them_for_phalanb_verify(tmp_path, capsys):
+    from phalanb.cli import main
+
+    path = tmp_path / "chat.json"
+    assert main(["chat", "Hello", "--rims", "fetch", "--save", str(path)]) == 0  # the embedded ACI gateway
+    assert sorted(load_bundle(path).rims["rims"]) == ["NV_GPU_DRIVER_GH100_570.172.08",
+                                                      "NV_GPU_VBIOS_G520_0280_895_9600CF0002"]
+    assert main(["verify", str(path), "--trust", "simulated"]) == 0
+    assert "upstream.gpu.measurements" in capsys.readouterr().out

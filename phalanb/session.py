@@ -116,7 +116,8 @@ class Settings:
     def describe(self) -> str:
         where = "phalanb's embedded simulator" if self.base_url is None else self.base_url
         key = "an API key" if self.api_key is not None else "no API key"
-        return f"{where}, model {self.model or '(first listed)'}, {key}, trust {self.trust or 'auto'}"
+        rims = "" if self.rims is None else f", RIMs {'fetched' if self.rims == 'fetch' else f'cached in {self.rims}'}"
+        return f"{where}, model {self.model or '(first listed)'}, {key}, trust {self.trust or 'auto'}{rims}"
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Any, Callable, Mapping
 from ..errors import PhalanbError
 from ..vllm.report import parse_report
 
-__all__ = ["OnlineEvidence", "AciOnlineEvidence", "RimSources", "DEFAULT_PCCS_URL", "CollateralCache", "fetch_online_evidence",
-           "fetch_aci_online_evidence"]
+__all__ = ["OnlineEvidence", "AciOnlineEvidence", "RimSources", "DEFAULT_PCCS_URL", "CollateralCache",
+           "fetch_online_evidence", "fetch_aci_online_evidence"]
 
 #: dcap-qvl's default collateral source (a public PCCS that mirrors Intel PCS).
 DEFAULT_PCCS_URL = "https://pccs.phala.network"
@@ -180,7 +180,8 @@ def _fetch_rims(source: Any, where: RimSources, timeout: float, problems: list[s
         return RimStore()  # the GPU checks say why the evidence cannot be read
     try:
         return fetch_rims_for(payload, cache_dir=where.cache_dir, rim_url=where.rim_url,
-                              ocsp_url=where.ocsp_url or OCSP_URL, with_ocsp=where.ocsp_url is not None, timeout=timeout)
+                              ocsp_url=where.ocsp_url or OCSP_URL, with_ocsp=where.ocsp_url is not None,
+                              timeout=timeout)
     except PhalanbError as exc:
         problems.append(f"RIMs from {where.rim_url}: {exc}")
         return RimStore()

@@ -19,8 +19,18 @@ Settings come from arguments or the environment:
   e.g. by ``phalanb lab`` or the test suite).
 
 Online evidence: Intel collateral from a PCCS and NVIDIA's NRAS appraisal of the GPU evidence are fetched by
-default (``Settings.online``; ``ask_nras=False`` stops asking NRAS). Production policy requires the NRAS answer, so
-a real service verified without it is *incomplete*, never *verified*.
+default (``Settings.online``; ``ask_nras=False`` stops asking NRAS). Production policy requires NVIDIA's appraisal
+of the GPU measurements — NRAS's, or phalanb's own against NVIDIA's signed RIMs — so a real service verified with
+neither is *incomplete*, never *verified*.
+
+RIMs: ``Settings(rims="fetch")`` makes phalanb appraise the GPU measurements itself too: the RIMs and OCSP answers
+the GPUs need are fetched from NVIDIA's RIM service and OCSP responder (from the simulator's own, for the embedded
+or a loopback simulator under simulated trust) and kept in memory; ``rims="DIR"`` uses the folder as a cache (RIMs
+found there are used, missing ones fetched and written there; offline, the folder alone). For an ACI gateway the
+RIMs are those of the upstream model servers' GPUs, appraised in the deep audit. Saved bundles keep the RIMs, so
+``phalanb verify`` repeats the appraisal offline. The default (``rims=None``) asks NRAS only, as before RIMs
+existed: fetching RIMs costs a round trip to two more NVIDIA services per reply, and NRAS alone already completes
+the verdict.
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ from .wire.apikey import ApiKey, resolve_api_key
 from .audit.bundle import Bundle, make_bundle, save_bundle
 from .wire.client import AttestationFetch, Client
 from .errors import InputError, NotFoundError, ServiceError
-from .audit.evidence import DEFAULT_PCCS_URL, OnlineEvidence, fetch_online_evidence
+from .audit.evidence import DEFAULT_PCCS_URL, OnlineEvidence, RimSources, fetch_online_evidence
 from .wire.exchange import Exchange
 from .gpu.nras import NRAS_URL
 from .policy import Policy
@@ -72,6 +82,12 @@ class Settings:
     # The service profile the auditor expects (phalanb.services); None: picked from the base URL's host when
     # exactly one profile lists it (the embedded simulator gets its own), else none (unplaced: incomplete).
     service: str | None = None
+    # phalanb's own appraisal of the GPU measurements against NVIDIA's signed RIMs: None (default: NRAS only, as
+    # before), "fetch" (fetch them, and their OCSP answers, for every reply; kept in memory and in saved bundles),
+    # or a folder (a cache: RIMs found there are used, missing ones fetched and written there). See the module doc.
+    rims: str | os.PathLike[str] | None = None
+    rim_url: str | None = None  # None: the simulator's RIM service, or NVIDIA's (RIM_SERVICE_URL) for real services
+    ocsp_url: str | None = None  # None: the simulator's OCSP responder, or NVIDIA's (OCSP_URL) for real services
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, model_server: bool = False,
@@ -100,7 +116,8 @@ class Settings:
     def describe(self) -> str:
         where = "phalanb's embedded simulator" if self.base_url is None else self.base_url
         key = "an API key" if self.api_key is not None else "no API key"
-        return f"{where}, model {self.model or '(first listed)'}, {key}, trust {self.trust or 'auto'}"
+        rims = "" if self.rims is None else f", RIMs {'fetched' if self.rims == 'fetch' else f'cached in {self.rims}'}"
+        return f"{where}, model {self.model or '(first listed)'}, {key}, trust {self.trust or 'auto'}{rims}"
 
 
 @dataclass
@@ -122,7 +139,7 @@ class VerifiedChat:
                            verdict=self.verdict, collateral=self.online.collateral,
                            gateway_collateral=self.online.gateway_collateral,
                            nras_response=self.online.nras_response, jwks=self.online.jwks, endpoint=self.endpoint,
-                           verified_at=self.verified_at)
+                           verified_at=self.verified_at, rims=_kept_rims(self.policy))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the audit bundle (re-verifies offline with ``phalanb verify``)."""
@@ -154,7 +171,8 @@ class VerifiedAciChat:
 
         return make_aci_bundle(self.exchange, attestation=self.attestation, receipt=self.receipt,
                                sessions=self.sessions, policy=self.policy, verdict=self.verdict, online=self.online,
-                               host=self.host, verified_at=self.verified_at, endpoint=self.endpoint)
+                               host=self.host, verified_at=self.verified_at, endpoint=self.endpoint,
+                               rims=_kept_rims(self.policy))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the audit bundle (schema 2; re-verifies offline with ``phalanb verify``)."""
@@ -162,6 +180,13 @@ class VerifiedAciChat:
 
     def __repr__(self) -> str:
         return f"<VerifiedAciChat {self.exchange.receipt_id} {self.verdict.status}>"
+
+
+def _kept_rims(policy: Policy) -> Any:
+    """The RIM store a verdict was appraised with, for its bundle (None when RIMs were not asked for)."""
+    from .gpu.appraise import RimStore
+
+    return policy.rims if isinstance(policy.rims, RimStore) else None
 
 
 def _service_kw(service: str | None, base_url: str | None = None, trust: str | None = None) -> dict[str, Any]:
@@ -205,6 +230,12 @@ class Session:
             require_loopback_for_simulated(base_url, trust=trust)
             require_loopback_for_simulated(settings.pccs_url, trust=trust, what="the PCCS URL")
             require_loopback_for_simulated(settings.nras_url, trust=trust, what="the NRAS URL")
+            require_loopback_for_simulated(settings.rim_url, trust=trust, what="the RIM service URL")
+            require_loopback_for_simulated(settings.ocsp_url, trust=trust, what="the OCSP responder URL")
+            if settings.rims is not None and not isinstance(settings.rims, (str, os.PathLike)):
+                raise InputError(f"rims is 'fetch' or a folder that caches RIMs, got {type(settings.rims).__name__}")
+            if settings.rims == "fetch" and not settings.online:
+                raise InputError("rims='fetch' needs the network: give a folder of RIMs offline")
             self.policy = (Policy.for_simulator(self.sim, **_service_kw(settings.service)) if self.sim is not None
                            else Policy(trust=trust, **_service_kw(settings.service, base_url, trust)))
             if self.client.model is None:
@@ -264,23 +295,58 @@ class Session:
                                          signing_address=signature.signing_address)
         return self.verify(exchange, signature, attestation)
 
+    def _rim_sources(self) -> RimSources | None:
+        """Where this session fetches RIMs and OCSP answers (None: it does not, offline or not asked to)."""
+        s = self.settings
+        if s.rims is None or not s.online:
+            return None
+        from .gpu.rim_fetch import OCSP_URL, RIM_SERVICE_URL
+
+        cache = None if s.rims == "fetch" else Path(s.rims).expanduser()
+        if self.simulated:
+            # The simulator signs RIMs under NVIDIA's own ids: they would shadow the real ones in a shared cache.
+            cache = cache / "simulated" if cache is not None else None
+            return RimSources(s.rim_url or f"{self.service_root}/rim/v1/rim", s.ocsp_url or f"{self.service_root}/ocsp",
+                              cache)
+        return RimSources(s.rim_url or RIM_SERVICE_URL, s.ocsp_url or OCSP_URL, cache)
+
+    def _policy_with(self, fetched: Any) -> Policy:
+        """This session's policy, with the RIMs this reply is appraised against (when RIMs were asked for)."""
+        s = self.settings
+        if s.rims is None:
+            return self.policy
+        from dataclasses import replace
+
+        from .gpu.appraise import RimStore
+
+        if fetched is None and not s.online:
+            if s.rims == "fetch":
+                raise InputError("rims='fetch' needs the network: give a folder of RIMs offline")
+            folder = Path(s.rims).expanduser()
+            fetched = RimStore.from_dir(folder / "simulated" if self.simulated else folder)
+        # Asked for but nothing fetched (no GPU evidence, a failed fetch): an empty store, so the appraisal names
+        # every missing RIM rather than silently not running.
+        return replace(self.policy, rims=fetched if fetched is not None else RimStore())
+
     def verify(self, exchange: Exchange, signature: SignatureRecord, attestation: AttestationFetch) -> VerifiedChat:
         """Fetch the online evidence for an attestation (if online) and verify the reply with this session's
         policy."""
         pccs, nras = self._online_sources()
+        rims = self._rim_sources()
         online = OnlineEvidence()
-        if pccs or nras:
+        if pccs or nras or rims:
             online = fetch_online_evidence(attestation.report, signing_address=signature.signing_address,
                                            nonce=attestation.nonce, pccs_url=pccs, nras_url=nras,
-                                           timeout=self.settings.timeout, trust=self.policy.trust)
+                                           timeout=self.settings.timeout, trust=self.policy.trust, rims=rims)
+        policy = self._policy_with(online.rims)
         at = time.time()
         verdict = verify_exchange(exchange, signature, attestation.report, nonce=attestation.nonce,
-                                  policy=self.policy, collateral=online.collateral,
+                                  policy=policy, collateral=online.collateral,
                                   nras_response=online.nras_response, jwks=online.jwks, at=at,
                                   gateway_collateral=online.gateway_collateral)
         endpoint = {"base_url": self.client.base_url, "model": self.client.model, "simulated": self.simulated,
                     "protocol": "vllm-proxy"}
-        return VerifiedChat(exchange, signature, attestation, online, verdict, self.policy, endpoint, at)
+        return VerifiedChat(exchange, signature, attestation, online, verdict, policy, endpoint, at)
 
     def attested_e2ee_key(self) -> tuple[Any, Any]:
         """A fresh ACI report, verified now, and the E2EE key its established keyset lists (X25519 first)."""
@@ -330,21 +396,23 @@ class Session:
             except PhalanbError as exc:
                 problems.append(f"session {sid[:16]}…: {exc}")  # verify_aci skips its checks with the reason
         pccs, nras = self._online_sources()
+        rims = self._rim_sources()
         online = AciOnlineEvidence()
-        if pccs or nras:
+        if pccs or nras or rims:
             online = fetch_aci_online_evidence(attestation.report, sessions, pccs_url=pccs, nras_url=nras,
-                                               timeout=self.settings.timeout)
+                                               timeout=self.settings.timeout, rims=rims, trust=self.policy.trust)
         online.problems[:0] = problems
+        # The upstream model servers' GPUs are appraised in the deep audit, with the RIMs fetched for them.
+        policy = self._policy_with(online.rims)
         at = time.time()
         host = urlsplit(client.base_url).hostname
         verdict = verify_aci(exchange, receipt=receipt.raw, report=attestation.raw, nonce=attestation.nonce,
-                             sessions=sessions, policy=self.policy, collateral=online.collateral, at=at,
+                             sessions=sessions, policy=policy, collateral=online.collateral, at=at,
                              upstream=online.upstream_dict(), tls_spki_sha256=exchange.tls_spki_sha256,
                              keyset_digest_header=exchange.aci_keyset_digest, host=host)
         endpoint = {"base_url": client.base_url, "model": client.model, "simulated": self.simulated,
                     "protocol": "aci"}
-        return VerifiedAciChat(exchange, attestation, receipt, sessions, online, verdict, self.policy, endpoint, at,
-                               host)
+        return VerifiedAciChat(exchange, attestation, receipt, sessions, online, verdict, policy, endpoint, at, host)
 
     def close(self) -> None:
         client = getattr(self, "client", None)

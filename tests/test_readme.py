@@ -686,6 +686,10 @@ PROSE: dict[str, list[Variant] | Mention] = {
     "phalanb audit": Mention("the Commands table's audit row; tests/test_batch_frames.py audits .pbatch batches"),
     "phalanb gpu": Mention("the Commands table's gpu row (exit 3 without an NRAS answer, as this sentence says)"),
     "phalanb verify": Mention("the intro and 'Against a real service' blocks"),
+    "phalanb demo --rims fetch": [
+        Variant(0, "the embedded ACI gateway: the upstream model server's GPUs appraised against the RIMs and OCSP "
+                   "answers fetched from the simulator's own RIM service and OCSP responder; every check holds"),
+    ],
     "phalanb report FILE": Mention("the Commands table's report row without options"),
     "phalanb report --e2e-instances FILE": [
         Variant(3, "a real Chutes evidence answer (the report the fragment leaves to the reader) with its "

@@ -257,6 +257,20 @@ print(today.check("gpu.measurements").reason)
 assert today.check("gpu.measurements").status.value == "fail"
 
 # %% [markdown]
+# Online, a session does the same for every reply with `Settings(rims="fetch")` (`phalanb demo --rims fetch`): it
+# fetches the RIMs and OCSP answers its GPUs need — from NVIDIA's RIM service and OCSP responder for a real service,
+# from the simulator's own (under its simulated root, trusted only on this machine) here — and a saved bundle keeps
+# them, so `phalanb verify` repeats the appraisal offline. Without it (the default) NRAS alone appraises.
+
+# %%
+with Session(Settings.from_env(model_server=True, rims="fetch")) as session:
+    fetched = session.chat_and_verify("Whose firmware measured you?")
+print(fetched.verdict["gpu.measurements"].reason)
+print(fetched.verdict["gpu.revocation"].reason)
+if session.simulated:  # a real service's verdict is its own: shown above, not asserted
+    assert fetched.verdict["gpu.measurements"].passed and fetched.verdict["gpu.revocation"].passed
+
+# %% [markdown]
 # ## Check yourself
 #
 # 1. Which bytes of the evidence does the GPU sign, and why is the signature located by offset?

@@ -80,6 +80,13 @@ except InputError as exc:
 # First with no fault at all, on each simulator, so every difference below is the fault's doing.
 
 # %%
+def rims_for(faults):
+    """RIM faults break NVIDIA's reference manifests, which phalanb reads only when asked to appraise the GPU
+    measurements itself: those sessions fetch the RIMs (Settings(rims="fetch"), here from the simulator's RIM service
+    and OCSP responder). The others ask NRAS alone, the default."""
+    return "fetch" if any(f.startswith("rim_") for f in faults) else None
+
+
 def attempt(faults):
     """Chat and verify once against the simulator the faults belong to, with those faults injected."""
     kinds = {protocol_of(f) for f in faults} or {"vllm-proxy"}
@@ -89,7 +96,7 @@ def attempt(faults):
     try:
         sim.set_faults(faults)  # a fault this simulator cannot inject is refused here: an error, not a verdict
         with Session(Settings(base_url=sim.base_url, model=sim.model, trust="simulated", timeout=1.0,
-                              ca_pem=sim.ca_pem)) as session:
+                              ca_pem=sim.ca_pem, rims=rims_for(faults))) as session:
             return session.chat_and_verify("Tell me something verifiable.")
     except PhalanbError as exc:
         return exc
@@ -105,12 +112,21 @@ for kind, sim in sims.items():
     assert not baselines[kind].failed, baselines[kind].table()
 assert baselines["vllm-proxy"].status == baselines["ACI"].status == "verified"
 assert baselines["ACI over HTTPS"]["channel.tls_spki"].passed  # over HTTPS the TLS key is observed, and listed
+# The RIM faults' baseline: the same model server, with phalanb appraising the GPU measurements against the RIMs.
+sim = sims["vllm-proxy"]
+with Session(Settings(base_url=sim.base_url, model=sim.model, trust="simulated", rims="fetch")) as s:
+    with_rims = s.chat_and_verify("Tell me something verifiable.").verdict
+print(f"vllm-proxy with RIMs: {with_rims.tally()}\n    {with_rims['gpu.measurements'].reason}")
+assert with_rims.status == "verified" and with_rims["gpu.measurements"].passed and with_rims["gpu.revocation"].passed
 
 # %% [markdown]
 # Read the three summaries: over plain http the ACI verdict is `verified` with `channel.tls_spki` skipped — an
 # optional check, named, not counted as held. Over HTTPS that check passes, but the verdict is `incomplete`: the
 # session fetches Intel's collateral from the simulator's PCCS without the simulator's self-signed CA, so the TCB
-# status could not be judged — and phalanb says so instead of passing it. Only failures matter for the gallery.
+# status could not be judged — and phalanb says so instead of passing it. The fourth line is the model server again
+# with `Settings(rims="fetch")`: phalanb fetched NVIDIA-style signed reference manifests (RIMs) and OCSP answers from
+# the simulator and appraised every GPU measurement itself — the baseline the three `rim_*` faults are read against.
+# Only failures matter for the gallery.
 
 # %% [markdown]
 # ## 2. Every fault
@@ -147,6 +163,11 @@ OWN_LINK = {
     "debug_td": {"tdx.debug_disabled"},
     "wrong_compose_hash": {"app.compose_hash"},
     "gpu_nonce_mismatch": {"gpu.nonce", "gpu.agree", "nras.result"},
+    # NVIDIA's reference manifests (sessions with rims="fetch"); the simulated NRAS knows nothing of the broken RIM
+    # and passes, so phalanb's own appraisal and NRAS disagree: shown as gpu.appraisal_agree, never averaged away
+    "rim_mismatch": {"gpu.measurements", "gpu.appraisal_agree"},
+    "rim_other_version": {"gpu.measurements", "gpu.appraisal_agree"},
+    "rim_revoked": {"gpu.revocation"},
     # the gateway's protocol (ACI)
     "aci_tamper_response": {"receipt.response_hash"},
     "aci_tamper_receipt": {"receipt.signature"},
@@ -169,7 +190,7 @@ for name, out in outcomes.items():
         assert outcome == "verified" and out.verdict[DISCLOSED[name]].status.value == "warning", (name, outcome)
     else:
         assert outcome in ("verified", "error"), (name, outcome)
-assert set(OWN_LINK) | set(DISCLOSED) >= {f for f in FAULTS if f.startswith("aci_")}
+assert set(OWN_LINK) | set(DISCLOSED) >= {f for f in FAULTS if f.startswith(("aci_", "rim_"))}
 
 # %% [markdown]
 # ## 3. How to read each one
@@ -193,6 +214,13 @@ assert set(OWN_LINK) | set(DISCLOSED) >= {f for f in FAULTS if f.startswith("aci
 #   You would otherwise audit a document that is not what runs.
 # - **`gpu_nonce_mismatch`** — the GPUs signed evidence for another nonce: old GPU evidence replayed beside a fresh
 #   quote. `gpu.nonce` fails.
+# - **`rim_mismatch`, `rim_other_version`, `rim_revoked`** — NVIDIA's signed reference manifest (RIM) for the GPUs'
+#   driver lists another value for index 7 than the GPUs measured, is signed for another driver version, or is
+#   signed by a certificate the OCSP responder says is revoked. Only a session that appraises the measurements
+#   itself (`Settings(rims="fetch")`, `phalanb demo --rims fetch`) reads RIMs: `gpu.measurements` names the index
+#   with both values, or the two versions; `gpu.revocation` names the revoked signer. NRAS — here the simulator's,
+#   which knows nothing of the fault — still passed, so `gpu.appraisal_agree` fails too: when the two appraisals
+#   disagree phalanb shows both instead of picking one.
 # - **`chat_500`, `signature_500`, `attestation_500`, `signature_missing`** — the service did not answer, so there
 #   is nothing to verify: phalanb raises an error naming the endpoint rather than inventing a verdict. A missing
 #   signature is common in real life: signatures expire (20 minutes today), and behind a load balancer the node you

@@ -354,10 +354,12 @@ def _aci_part(value: Any) -> dict[str, Any] | None:
 
 def make_aci_bundle(exchange: Exchange | None, *, attestation: Any, receipt: Any, sessions: Mapping[str, bytes],
                     policy: Policy, verdict: Verdict | None, online: Any = None, host: str | None = None,
-                    verified_at: float | None = None, endpoint: Mapping[str, Any] | None = None) -> Bundle:
+                    verified_at: float | None = None, endpoint: Mapping[str, Any] | None = None,
+                    rims: Any = None) -> Bundle:
     """Collect the evidence of one ACI verification: ``attestation`` an :class:`~phalanb.wire.client.AciAttestationFetch`,
     ``receipt`` an :class:`~phalanb.wire.client.AciFetch`, ``sessions`` session id → exact bytes, ``online`` an
-    :class:`~phalanb.audit.evidence.AciOnlineEvidence`."""
+    :class:`~phalanb.audit.evidence.AciOnlineEvidence`, ``rims`` the RimStore the upstream GPUs were appraised
+    with (kept, so the deep audit's appraisal re-runs offline)."""
     now = time.time()
     aci = {
         "report_b64": base64.b64encode(attestation.raw).decode(),
@@ -374,12 +376,18 @@ def make_aci_bundle(exchange: Exchange | None, *, attestation: Any, receipt: Any
     return Bundle(exchange=exchange, signature=None, report=None, nonce=None, policy=policy,
                   verified_at=verified_at if verified_at is not None else now, endpoint=dict(endpoint or {}),
                   recorded_verdict=verdict.to_dict() if verdict is not None else None, created_at=now,
-                  fetched_at=attestation.fetched_at, aci=aci)
+                  fetched_at=attestation.fetched_at, aci=aci, rims=rims.to_dict() if rims is not None else None)
 
 
 def verify_bundle(bundle: Bundle, *, policy: Policy, at: float) -> Verdict:
     """The verdict a bundle's evidence gives now: :func:`phalanb.gateway.verify_aci` for ACI bundles,
     :func:`phalanb.gateway.verify_exchange` for the model servers' protocol."""
+    if bundle.rims is not None and policy.rims is None:
+        # RIMs and OCSP answers are signed evidence: the ones the bundle kept are used (and verified against the
+        # pinned NVIDIA root) unless the auditor names their own.
+        from ..gpu.appraise import RimStore
+
+        policy = replace(policy, rims=RimStore.from_dict(bundle.rims))
     if bundle.aci is not None:
         from ..gateway import verify_aci
 
@@ -393,12 +401,6 @@ def verify_bundle(bundle: Bundle, *, policy: Policy, at: float) -> Verdict:
                           host=a.get("host"))
     from ..gateway import verify_exchange
 
-    if bundle.rims is not None and policy.rims is None:
-        # RIMs and OCSP answers are signed evidence: the ones the bundle kept are used (and verified against the
-        # pinned NVIDIA root) unless the auditor names their own.
-        from ..gpu.appraise import RimStore
-
-        policy = replace(policy, rims=RimStore.from_dict(bundle.rims))
     return verify_exchange(bundle.exchange, bundle.signature, bundle.report, nonce=bundle.nonce, policy=policy,
                            collateral=bundle.collateral, nras_response=bundle.nras_response, jwks=bundle.jwks, at=at,
                            gateway_collateral=bundle.gateway_collateral)

@@ -139,6 +139,11 @@ def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--e2ee", action="store_true",
                    help="ACI only: verify the gateway's report first, then encrypt the prompt (E2EE v2) to an E2EE "
                    "key of the keyset it established; the reply is decrypted and the verdict adds e2ee.* checks")
+    p.add_argument("--rims", metavar="fetch|DIR", default=None,
+                   help="also appraise the GPU measurements with NVIDIA's signed reference manifests (RIMs): 'fetch' "
+                   "fetches them and their OCSP answers from NVIDIA's RIM service and OCSP responder (the "
+                   "simulator's own, for the simulator) and keeps them in memory and in --save bundles; DIR uses the "
+                   "folder as a cache (missing RIMs are fetched into it). Default: NRAS alone")
     p.add_argument("--protocol", choices=("aci", "legacy"), default="aci",
                    help="what the embedded simulator serves: aci (default; today's Redpill/Phala gateway: report, "
                    "signed receipts, attested sessions) or legacy (a model server's vllm-proxy protocol). A real "
@@ -172,6 +177,10 @@ def _session(args: argparse.Namespace) -> Session:
             raise InputError("--aci-shape chooses what the embedded simulator serves; a real service (--base-url) "
                              "serves its own shape, which phalanb reads from its documents")
         settings.sim_options = {**settings.sim_options, "aci_shape": args.aci_shape}
+    if getattr(args, "rims", None):
+        if args.rims != "fetch" and Path(args.rims).expanduser().exists() and not Path(args.rims).expanduser().is_dir():
+            raise InputError(f"--rims {args.rims}: not a folder (give 'fetch', or the folder that caches the RIMs)")
+        settings.rims = args.rims
     return Session(settings, allow_insecure_http=args.allow_insecure_http)
 
 
@@ -246,6 +255,9 @@ def _say_e2ee(exchange: Any, out: Any) -> None:
 def cmd_chat(args: argparse.Namespace) -> int:
     if args.save and args.no_signature:
         raise InputError("--save writes an audit bundle, which needs the signature or receipt: drop --no-signature")
+    if args.rims and not args.save:
+        raise InputError("--rims appraises the GPUs of a verified reply, and phalanb chat verifies only with --save "
+                         "FILE: add --save (or use phalanb demo --rims)")
     def on_text(t: str) -> None:
         sys.stdout.write(t)
         sys.stdout.flush()

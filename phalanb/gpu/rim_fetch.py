@@ -100,6 +100,19 @@ def fetch_ocsp(cert: x509.Certificate, issuer: x509.Certificate, *, client: http
     return body
 
 
+def _cached_answer(path: Path | None, rim_id: str) -> bytes | None:
+    """A cached RIM service answer for ``rim_id``, or None when there is none or it is not one (then refetched)."""
+    if path is None or not path.is_file():
+        return None
+    body = path.read_bytes()
+    try:
+        doc = json.loads(body)
+        base64.b64decode(doc["rim"], validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    return body if doc.get("id") == rim_id else None
+
+
 def _fresh(answer: bytes, at: _dt.datetime) -> bool:
     try:
         resp = load_ocsp(answer)
@@ -131,8 +144,12 @@ def fetch_rims_for(payload: GpuPayload, *, cache_dir: str | Path | None = None, 
     try:
         ids = sorted({i for g in payload.gpus for i in rim_ids(g.spdm, g.arch).values()})
         for rim_id in ids:
+            if not _SAFE_ID.match(rim_id):
+                # The id is built from the evidence's version strings: one that is no file name (a "/", "..") is
+                # neither looked up in the cache nor fetched; the appraisal names the RIM missing.
+                continue
             cached = cache / f"{rim_id}.json" if cache is not None else None
-            body = cached.read_bytes() if cached is not None and cached.is_file() else None
+            body = _cached_answer(cached, rim_id)
             if body is None:
                 body = fetch_rim(rim_id, client=client, rim_url=rim_url, api_key=api_key)
                 if body is not None and cached is not None:

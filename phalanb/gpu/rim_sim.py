@@ -9,7 +9,8 @@ Served by the simulator (:meth:`SimulatedRims.routes`): ``GET /rim/v1/rim/{id}``
 ``{"id", "rim": base64, "sha256"}``) and ``POST /ocsp`` (``application/ocsp-request``). Faults, each one thing a
 real deployment can get wrong: ``rim_mismatch`` (one driver index differs from what the GPUs measure),
 ``rim_revoked`` (the RIM signer is revoked, certificateHold), ``rim_other_version`` (the RIM served under the id is
-signed for another driver version).
+signed for another driver version). The OCSP responder also answers for the GPUs' device chains (below the
+root, the FMC leaf excepted, as NVIDIA's does), each answer signed by the certificate's issuer.
 
 >>> rims = SimulatedRims(SimulatedGpus(seed=1))
 >>> sorted(rims.documents())[0]
@@ -156,28 +157,49 @@ class SimulatedRims:
             return None
         return {"id": rim_id, "rim": base64.b64encode(doc).decode(), "sha256": hashlib.sha256(doc).hexdigest()}
 
+    def _responders(self) -> dict[int, tuple[x509.Certificate, x509.Certificate, ec.EllipticCurvePrivateKey]]:
+        """Serial → (certificate, issuer, issuer's key) for every certificate the responder answers for: the RIM
+        signer, and each GPU's device chain below the root but its FMC leaf (as NVIDIA's responder does)."""
+        if getattr(self, "_answers_for", None) is None:
+            from .sim import _fixed_root
+
+            root_key, root, _, signer = _pki()
+            table = {signer.serial_number: (signer, root, root_key)}
+            keys = {_fixed_root()[1].subject: _fixed_root()[0]}
+            for g in self.gpus._gpus:
+                certs = x509.load_pem_x509_certificates(g.chain_pem)
+                # Issuer keys by subject: the simulated PKI derives them from the same labels SimulatedGpus does.
+                keys[certs[3].subject] = self.gpus._key(b"identity")
+                keys[certs[2].subject] = self.gpus._key(b"provisioner-ica")
+                for cert, issuer in zip(certs[1:-1], certs[2:]):
+                    table.setdefault(cert.serial_number, (cert, issuer, keys[issuer.subject]))
+            self._answers_for = table
+        return self._answers_for
+
     def ocsp_answer(self, request_der: bytes, faults: Iterable[str] = (), *,
                     now: _dt.datetime | None = None) -> bytes:
-        """The DER OCSP response for a request about the RIM signer, signed by the simulated root."""
-        root_key, root, _, signer = _pki()
+        """The DER OCSP response for a request about the RIM signer (signed by the simulated CoRIM root) or a
+        certificate of a GPU's device chain (signed by its issuer)."""
         try:
             req = ocsp.load_der_ocsp_request(request_der)
         except ValueError:
             return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(
                 Encoding.DER)
-        if req.serial_number != signer.serial_number:
+        known = self._responders().get(req.serial_number)
+        if known is None:
             return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED).public_bytes(
                 Encoding.DER)
+        cert, issuer, issuer_key = known
         now = (now or _dt.datetime.now(_dt.timezone.utc)).replace(microsecond=0)
-        revoked = "rim_revoked" in set(faults)
+        revoked = "rim_revoked" in set(faults) and cert.serial_number == _pki()[3].serial_number
         builder = ocsp.OCSPResponseBuilder().add_response(
-            cert=signer, issuer=root, algorithm=hashes.SHA384(),
+            cert=cert, issuer=issuer, algorithm=hashes.SHA384(),
             cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
             this_update=now - _dt.timedelta(minutes=5), next_update=now + _dt.timedelta(hours=24),
             revocation_time=now - _dt.timedelta(days=1) if revoked else None,
             revocation_reason=x509.ReasonFlags.certificate_hold if revoked else None,
-        ).responder_id(ocsp.OCSPResponderEncoding.NAME, root)
-        return builder.sign(root_key, hashes.SHA384()).public_bytes(Encoding.DER)
+        ).responder_id(ocsp.OCSPResponderEncoding.NAME, issuer)
+        return builder.sign(issuer_key, hashes.SHA384()).public_bytes(Encoding.DER)
 
     def routes(self) -> list:
         from starlette.requests import Request

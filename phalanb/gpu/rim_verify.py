@@ -142,19 +142,25 @@ def verify_rim_signature(rim: Rim) -> StepResult:
             parent.text = (parent.text or "") + sig.tail
     parent.remove(sig)
     method = s.transforms[1] if len(s.transforms) == 2 else _C14N10
-    got = digest(_canonical(doc, method)).digest()
+    try:
+        canonical = _canonical(doc, method)
+        signed_bytes = _canonical(rim.root.find(f"{{{DSIG_NS}}}Signature/{{{DSIG_NS}}}SignedInfo"),
+                                  s.canonicalization)
+    except etree.C14NError as exc:
+        # e.g. a namespace name that is no URI: libxml2 refuses to canonicalise it, so nothing signed can match
+        return StepResult(False, f"the RIM cannot be canonicalised ({exc}): no signature can cover it", detail)
+    got = digest(canonical).digest()
     detail["digest"] = got.hex()
     detail["digest_value"] = s.digest_value.hex()
     if got != s.digest_value:
         return StepResult(False, f"digest mismatch: the document hashes to {got.hex()[:16]}… but the signature "
                           f"covers {s.digest_value.hex()[:16]}… — the RIM was altered after it was signed", detail)
-    signed_info = rim.root.find(f"{{{DSIG_NS}}}Signature/{{{DSIG_NS}}}SignedInfo")
     sv = s.signature_value
     if len(sv) != 96:
         return StepResult(False, f"SignatureValue is {len(sv)} bytes; ECDSA P-384 r‖s is 96", detail)
     try:
         key.verify(encode_dss_signature(int.from_bytes(sv[:48], "big"), int.from_bytes(sv[48:], "big")),
-                   _canonical(signed_info, s.canonicalization), ec.ECDSA(hashes.SHA384()))
+                   signed_bytes, ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:
         return StepResult(False, f"the SignedInfo signature does not verify with the key of '{_cn(certs[0])}'",
                           detail)

@@ -922,9 +922,10 @@ def create_aci_app(config: SimConfig, *, model_app: Starlette, tdx: TdxProvider 
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]
-    # The model server's own extra routes (control endpoint, simulated PCCS and NRAS) stay reachable.
+    # The model server's own extra routes (control endpoint, simulated PCCS, NRAS, RIM service and OCSP responder)
+    # stay reachable: an auditor of the gateway appraises the upstream's GPUs with them.
     for route in model_app.routes:
-        if getattr(route, "path", "").startswith(("/_sim", "/pccs", "/nras")):
+        if getattr(route, "path", "").startswith(("/_sim", "/pccs", "/nras", "/rim/", "/ocsp")):
             routes.append(route)
     app = Starlette(routes=routes, middleware=[Middleware(_AciHeaders, gateway=gateway)])
     app.state.aci = gateway

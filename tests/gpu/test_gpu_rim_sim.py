@@ -97,3 +97,21 @@ def test_gpu_cli_fetches_rims_into_the_folder_then_appraises(fresh_sim, tmp_path
     main(argv)
     again = {c["id"]: c["status"] for c in json.loads(capsys.readouterr().out)["verdict"]["checks"]}
     assert again["gpu.measurements"] == "pass"
+
+
+def test_a_rim_id_that_is_no_file_name_never_touches_the_cache(fresh_sim, tmp_path, monkeypatch):
+    # RIM ids are built from the evidence's version strings: a liar's "../" must not read or write outside the cache
+    outside = tmp_path / "NV_GPU_DRIVER_GH100_X.json"
+    outside.write_text('{"id": "../NV_GPU_DRIVER_GH100_X", "rim": ""}')
+    monkeypatch.setattr("phalanb.gpu.rim_fetch.rim_ids", lambda spdm, arch: {"driver": "../NV_GPU_DRIVER_GH100_X"})
+    payload, store = _fetch(fresh_sim(gpus=1), tmp_path, with_ocsp=False)
+    assert not store.rims and not (tmp_path / "cache").exists()
+
+
+def test_a_corrupt_cache_entry_is_fetched_again(fresh_sim, tmp_path):
+    sim = fresh_sim(gpus=1)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "NV_GPU_DRIVER_GH100_570.172.08.json").write_text("{not json")
+    payload, store = _fetch(sim, tmp_path, with_ocsp=False)
+    assert sorted(store.rims) == ["NV_GPU_DRIVER_GH100_570.172.08", "NV_GPU_VBIOS_G520_0280_895_9600CF0002"]
+    assert appraise_payload(payload, store, root=simulated_rim_root()).check("gpu.measurements").passed

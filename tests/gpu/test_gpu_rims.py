@@ -517,3 +517,15 @@ def test_535_report_matches_the_2023_vbios_rim_and_not_the_resigned_copy(fixture
     resigned = _store_with(rims, **{vbios: "NV_GPU_VBIOS_1010_0200_882_96005E0001_measurement_mismatch.xml"})
     g = appraise_payload(p, resigned, at=dt.datetime(2024, 1, 1, tzinfo=UTC)).gpus[0]
     assert [r.index for r in g.mismatches] == [9] and g.measurements.ok is False
+
+
+def test_a_rim_whose_namespace_is_no_uri_fails_its_signature_without_crashing(rims, hopper):
+    # found by the mutation test above: one flipped byte turns "http://…" into "http'//…", which C14N refuses
+    raw = (rims / "NV_GPU_DRIVER_GH100_550.90.07.xml").read_bytes()
+    broken = raw.replace(b'xmlns:ns2="http://www.w3.org/2001/04/xmlenc#sha384"',
+                         b'xmlns:ns2="http\'//www.w3.org/2001/04/xmlenc#sha384"', 1)
+    assert broken != raw
+    store = _store_with(rims, NV_GPU_VBIOS_1010_0200_882_96009F0001="NV_GPU_VBIOS_1010_0200_882_96009F0001.xml")
+    store.add("NV_GPU_DRIVER_GH100_550.90.07", broken, "edited")
+    g = appraise_payload(hopper, store, at=IN_WINDOW).gpus[0]
+    assert g.measurements.ok is False and "cannot be canonicalised" in g.measurements.reason

@@ -662,12 +662,12 @@ def quick_line(line: bytes, n: int, clean: dict | None) -> tuple | None:
     return _quick(row, sig, ex, request, response, n, clean)
 
 
-
 def _line_has_duplicates(line: bytes, row: dict, ex: dict) -> bool | None:
     """:func:`phalanb._json.has_duplicates` for a line orjson read to ``row`` whose ``ex["request_b64"]`` and
     ``ex["response_b64"]`` are canonical base64 (:func:`_b64` decoded them), without counting through the base64:
     most of a line's bytes, where no colon can be; has_duplicates itself for a line not written that way. None
-    when it cannot tell (a backslash: the caller then takes the general path).
+    when it cannot tell (a backslash, or a value nested beyond orjson's writer: the caller then takes the general
+    path).
 
     The same count as has_duplicates', minus what is known to be zero. On the line's side: without a backslash,
     the bytes after ``"response_b64": "`` up to the next quote are one string's (see :func:`_brackets`); holding no

@@ -199,24 +199,37 @@ def loads(data: str | bytes | bytearray, *, field: str | None = None,
     return value
 
 
-def has_duplicates(raw: bytes | str, value: Any) -> bool | None:
+def has_duplicates(raw: bytes | str, value: Any, *, written: bytes | None = None) -> bool | None:
     """Whether the JSON text ``raw`` holds a duplicate member, given ``value``, what a reader that keeps the last
-    duplicate (orjson, msgspec, ``json.loads``) parsed it to; None when this cannot tell (``raw`` holds a backslash).
+    duplicate (orjson, msgspec, ``json.loads``) parsed it to; None when this cannot tell (``raw`` holds a backslash
+    and is not ``written`` itself).
 
-    Why it is exact: without a backslash every ``"`` in ``raw`` opens or closes a string, and each string's bytes
-    are its parsed text in UTF-8. A colon outside strings separates a member name from its value, one per member
-    written, so ``raw.count(b":")`` = (members written) + (colons inside strings written). Parsing keeps one member
-    per distinct name and drops the rest, each with its name and value strings, so (members kept) + (colons in the
-    kept strings) falls short of that count by at least one for every dropped member, and equals it when none was
-    dropped."""
-    colon, backslash = (b":", b"\\") if isinstance(raw, (bytes, bytearray)) else (":", "\\")
-    if backslash in raw:
+    ``written``: ``value`` as a writer wrote it that writes each member ``value`` holds once and nothing else — a
+    msgspec Struct whose absent fields are ``UNSET``, encoded by msgspec; by default ``orjson.dumps(value)``.
+
+    Why it is exact. First, ``raw == written``: a writer never writes two members of one object under one name
+    (a dict's keys, a Struct's fields are distinct, and distinct names are written distinctly), so ``raw`` then has
+    no duplicate — the usual case for a document a compact writer wrote in the same member order, decided by one
+    comparison. Otherwise, by counting colons: without a backslash every ``"`` in ``raw`` opens or closes a string,
+    and each string's bytes are its parsed text in UTF-8. A colon outside strings separates a member name from its
+    value, one per member written, so ``raw.count(b":")`` = (members written) + (colons inside strings written).
+    Parsing keeps one member per distinct name and drops the rest, each with its name and value strings, so
+    (members kept) + (colons in the kept strings) — what ``written`` holds, as no writer escapes a colon — falls
+    short of that count by at least one for every dropped member, and equals it when none was dropped."""
+    if written is None:
+        try:  # the same count, in C: orjson writes one colon per member kept and every colon of the kept strings
+            written = orjson.dumps(value)
+        except (orjson.JSONEncodeError, TypeError):  # e.g. nested beyond orjson's writer: count by walking
+            written = None
+    if isinstance(raw, (bytes, bytearray)):
+        if written is not None and written == raw:
+            return False
+        if b"\\" in raw:
+            return None
+        return raw.count(b":") != (written.count(b":") if written is not None else _members_and_colons(value))
+    if "\\" in raw:
         return None
-    try:  # the same count, in C: orjson writes one colon per member kept and every colon of the kept strings
-        kept = orjson.dumps(value).count(b":")
-    except (orjson.JSONEncodeError, TypeError):  # e.g. nested beyond orjson's writer: count by walking
-        kept = _members_and_colons(value)
-    return raw.count(colon) != kept
+    return raw.count(":") != (written.count(b":") if written is not None else _members_and_colons(value))
 
 
 def _members_and_colons(value: Any) -> int:

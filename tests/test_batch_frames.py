@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: make the kits importable
 
 import batchkit  # noqa: E402
+import dupkit  # noqa: E402
 import fuzzkit as fk  # noqa: E402
 from phalanb.audit import fastpath as _batchscan
 from phalanb.wire import frames as _frames  # noqa: E402
@@ -197,6 +198,49 @@ def test_the_fast_reader_agrees_with_the_exact_reader_on_mutated_records(framed)
     assert all(kinds.values()), kinds  # each way was taken
 
 
+def _written(framed) -> list[tuple[bytes, bytes, bytes]]:
+    """The records of the framed batch as phalanb's writer wrote them (compact metas)."""
+    data = framed["framed"].read_bytes()
+    start = data.index(b"\n") + 1
+    return [(m, q, r) for _, _, m, q, r in _frames.records(data[start:], start)]
+
+
+def test_a_meta_as_phalanb_writes_it_is_told_free_of_duplicates_by_one_comparison(framed):
+    """The typed reader writes back the record it read with exactly the members it kept; for a meta phalanb wrote,
+    that writing is the meta itself, byte for byte — no member was dropped — and the record is read fast."""
+    written = _written(framed)
+    assert len(written) >= 4
+    for meta, request, response in written:
+        assert _batchscan._encode(_batchscan._decode_record(meta)) == meta
+        assert _fast_or_exact(meta, request, response)[0] == "fast"
+
+
+def test_a_member_written_twice_anywhere_in_a_meta_is_refused_as_the_exact_reader_refuses_it(framed):
+    """One member of any object of a meta (the record, the exchange, its headers, timings, the signature) written
+    twice — the same value or another of its type, before or after the original, compact or spaced: the typed
+    reader never reads the record (the exact reader refuses it); written once in another member order or spacing,
+    the typed reader reads it, to the exact reader's row."""
+    rng = random.Random(1915)
+    kinds = {True: {"fast": 0, "exact": 0, "refused": 0}, False: {"fast": 0, "exact": 0, "refused": 0}}
+    typed = 0
+    for meta, request, response in _written(framed)[:4]:
+        value = json.loads(meta)
+        docs = dupkit.variants(value, rng, per_object=10)
+        shuffled = {k: dict(reversed(v.items())) if isinstance(v, dict) else v for k, v in reversed(value.items())}
+        docs.append(dupkit.write(shuffled, rng, at=None))  # written once, in another order: the colon count decides
+        for doc, twice in docs:
+            kind = _fast_or_exact(doc, request, response)[0]
+            kinds[twice][kind] += 1
+            assert kind == ("refused" if twice else "fast"), doc[:300]
+            if twice:
+                try:  # msgspec read it, keeping the last: only the duplicate test declined it
+                    _batchscan._decode_record(doc)
+                    typed += 1
+                except _batchscan._DecodeError:
+                    pass
+    assert kinds[True]["refused"] == 240 and typed > 150 and kinds[False]["fast"] == 12, (kinds, typed)
+
+
 # -- files that lie, or are cut short --------------------------------------------------------------------------
 
 def _errors(path) -> list[tuple]:
@@ -348,6 +392,25 @@ def test_the_chat_id_read_in_one_pass_is_the_recorders(framed):
                 assert _batchscan.response_chat_id(whole, stream, 200) == want, whole[:200]
                 checked += 1
     assert checked == 400 * sum(map(len, bodies.values())) and bodies[True] and bodies[False]
+
+
+def test_the_chat_id_of_a_body_with_a_member_written_twice_is_the_recorders(framed):
+    """A member of any object of a JSON body, or of a stream's first event, written twice (compact, as servers
+    write: where orjson's writing of the parse is the body when nothing was, or spaced): the fast reader names the
+    id the exchange recorder names — none, as the exact reader refuses the body (the event)."""
+    rng = random.Random(1916)
+    checked = {True: 0, False: 0}
+    for _, _, response in _written(framed)[:4]:
+        stream = response.startswith(b"data:")
+        first = response.split(b"\n\n")[0][6:] if stream else response
+        for part, twice in dupkit.variants(json.loads(first), rng, per_object=5):
+            whole = (b"data: " + part + b"\n\n" + response.split(b"\n\n", 1)[1]) if stream else part
+            want = Exchange.from_bytes(request_bytes=b"", response_bytes=whole, stream=stream).chat_id
+            assert _batchscan.response_chat_id(whole, stream, 200) == want, whole[:200]
+            if not stream:
+                assert (want is None) == twice
+            checked[twice] += 1
+    assert checked[True] > 50 and checked[False] == 8, checked
 
 
 def test_a_file_that_changes_after_it_was_cut_into_spans_is_named_so(framed, tmp_path):

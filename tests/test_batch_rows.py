@@ -164,7 +164,9 @@ def test_the_fast_reader_reads_a_line_as_the_exact_reader_does():
     assert scan._fast_json(b'{"a": NaN}') is None                          # orjson refuses NaN
     assert scan._fast_json(b'"\\ud800"') is None                           # and lone surrogates
     assert scan._fast_json(b"[" * 600 + b"]" * 600) is None                # deeper than the exact reader allows
-    assert scan._fast_json(b"[" * 300 + b"]" * 300) is not None
+    assert scan._fast_json(b"[" * 300 + b"]" * 300) is None                # deeper than orjson writes: declined
+    assert scan._fast_json(b"[" * 250 + b"]" * 250) is not None
+    assert scan._WRITER_BOUNDS_DEPTH                                       # this orjson stops writing at 255 levels
     assert scan._fast_json(b'{"a": 1, "a": 2}') is None                    # orjson keeps the last; refused
     assert scan._fast_json(b'{"a": "1:2", "b": {"c": 2}}') == {"a": "1:2", "b": {"c": 2}}
     assert scan._fast_json(b'{"a": "\\u0041"}') is None                    # a backslash: the exact reader decides
@@ -215,3 +217,74 @@ def test_the_fast_reader_agrees_with_the_exact_reader_on_mutated_lines(batch):
         assert _outcome(scan.read_line, line) == want, line[:300]
         kinds.add(want[0])
     assert kinds == {"reply", "line error"}
+
+
+def _quick_or_exact(line: bytes) -> str:
+    """What the batch makes of a line: "fast" (the one-pass reader's row, which must be the exact reader's), "exact"
+    (the one-pass reader declined; the exact reader reads it) or "refused" (the exact reader refuses it: then the
+    one-pass reader must not have read it, and the general reader raises the exact reader's error)."""
+    import phalanb.audit.fastpath as scan
+    from phalanb.audit.batch import _own
+
+    row = scan.quick_line(line, 0, None)
+    try:
+        r = scan._exact_line(line, 0, 0)
+    except scan.LineError as exc:
+        assert row is None, "the one-pass reader read a line the exact reader refuses"
+        assert _outcome(scan.read_line, line) == ("line error", exc.detail, exc.field, exc.offset)
+        return "refused"
+    if row is None:
+        return "exact"
+    want = _own(0, r.chat_id if r.request_bytes is not None else r.signature.chat_id, r.request_bytes,
+                r.response_bytes, r.stream, r.signature, None, r.timings, False)
+    assert row == want, (row, want)
+    return "fast"
+
+
+def test_a_member_written_twice_anywhere_in_a_line_is_refused_as_the_exact_reader_refuses_it(batch):
+    """One member of any object of a line written twice (request_b64 and response_b64 among them, with base64 or
+    with colons, before or after the original; compact or spaced): the one-pass reader never reads the line — its
+    count leaves the base64 out, so this is its proof at work — and the general reader raises the exact reader's
+    error; written once, in either spacing, the line is read as it was (fast, to the exact reader's row)."""
+    import random
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import dupkit
+
+    path, _ = batch
+    lines = [line for line in path.read_bytes().split(b"\n")[1:] if line.strip()]
+    rng = random.Random(1917)
+    kinds = {True: {"fast": 0, "exact": 0, "refused": 0}, False: {"fast": 0, "exact": 0, "refused": 0}}
+    for line in lines[:4]:  # two untouched replies (read fast), then two whose request differs (read exactly)
+        alone = _quick_or_exact(line)
+        value = json.loads(line)
+        docs = dupkit.variants(value, rng, per_object=8)
+        ex = value["exchange"]
+        for key in ("request_b64", "response_b64"):  # the members the count skips, written twice on purpose
+            for dup in (ex[key], "AAAA", "a:b", ":"):
+                for after in (False, True):
+                    pair = f'"{key}": "{dup}", '
+                    at = line.index(f'"{key}": '.encode())
+                    if after:
+                        end = line.index(b'"', line.index(b'": "', at) + 4) + 1
+                        docs.append((line[:end] + b", " + pair[:-2].encode() + line[end:], True))
+                    else:
+                        docs.append((line[:at] + pair.encode() + line[at:], True))
+        # A string after the first '"response_b64": "' that is not the exchange's base64 and holds colons (here a
+        # field of the signature, written first), beside a member written twice whose colons match them: the count
+        # must not leave that string out.
+        first = {"signature": {**value["signature"], "response_b64": ":"}, "exchange": ex}
+        once = json.dumps(first).encode()
+        docs.append((once, False))
+        docs.append((once.replace(b'"stream": ', b'"stream": %s, "stream": ' % json.dumps(ex["stream"]).encode(), 1),
+                     True))
+        first["signature"]["response_b64"] = ":" * (ex["url"].count(":") + 1)
+        once = json.dumps(first).encode()
+        docs.append((once.replace(b'"url": ', b'"url": %s, "url": ' % json.dumps(ex["url"]).encode(), 1), True))
+        for doc, twice in docs:
+            kind = _quick_or_exact(doc)
+            kinds[twice][kind] += 1
+            assert kind == ("refused" if twice else alone), doc[:300]
+    assert kinds[True]["refused"] > 200 and kinds[False]["fast"] == 6 and kinds[False]["exact"] == 6, kinds

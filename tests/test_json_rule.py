@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: make fuzzkit importable
+import dupkit  # noqa: E402
 import fuzzkit as fk  # noqa: E402
 from phalanb import _json  # noqa: E402
 from phalanb.aci import jcs, parse_receipt, parse_session  # noqa: E402
@@ -95,3 +96,36 @@ def test_the_fast_readers_duplicate_test_is_the_exact_readers():
         dups += exact
     assert compared > 1000 and dups > 300
     print(f"has_duplicates compared with the exact reader on {compared} documents ({dups} with a duplicate)")
+
+
+def test_the_duplicate_test_decides_by_one_comparison_or_by_the_count_as_the_exact_reader_does():
+    """A member written twice in any object, at any depth, compact (where orjson's writing of the parse is the
+    document itself, when nothing was written twice: one comparison decides) or spaced (the colon count decides):
+    has_duplicates answers as the exact reader does, every time."""
+    rng = random.Random(1919)
+    compared = by_comparison = dups = 0
+    for _ in range(400):
+        value = {fk.random_key(rng): fk.random_json_value(rng) for _ in range(rng.randrange(1, 5))}
+        for raw, twice in dupkit.variants(value, rng, per_object=2):
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            verdict = _json.has_duplicates(raw, parsed)
+            try:
+                _json.loads(raw)
+                exact = False
+            except _json.JSONRefused as exc:
+                exact = "appears twice" in exc.msg
+            if verdict is None:
+                assert b"\\" in raw
+                continue
+            assert verdict == exact, raw[:200]
+            # a member written twice under one name is what the exact reader refuses (keys may collide otherwise)
+            assert exact or not twice
+            compared += 1
+            dups += exact
+            by_comparison += orjson.dumps(parsed) == raw
+    assert compared > 1000 and dups > 400 and by_comparison > 300
+    print(f"has_duplicates compared with the exact reader on {compared} documents ({dups} with a duplicate, "
+          f"{by_comparison} decided by the comparison)")

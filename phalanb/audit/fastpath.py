@@ -222,23 +222,52 @@ def _fast_json(data: bytes | str) -> Any:
 
     The two agree on every document orjson accepts, with three exceptions, all handled: orjson keeps the last of
     duplicate members where the exact reader refuses the document (:func:`phalanb._json.has_duplicates` tells from
-    the bytes and the parse whether any member was dropped; a document it cannot judge, one with a backslash, is
-    left to the exact reader), orjson nests up to 1024
-    levels where the exact reader refuses more than 512 (a document with more brackets than that, as
-    :func:`_brackets` counts them, is left to the exact reader), and orjson reads an integer beyond 64 bits as a float (callers
-    accept only the value types the exact reader would give, so such a field sends the line the exact way).
-    Everything orjson refuses — NaN and Infinity, lone surrogates, invalid UTF-8, bad syntax — returns None, and
-    the exact reader then reads the document or words its error."""
-    if len(data) > 2 * _json.MAX_DEPTH and _brackets(data) > _json.MAX_DEPTH:  # fewer bytes cannot nest so deep
+    the bytes and orjson's writing of the parse whether any member was dropped; a document it cannot judge, one
+    with a backslash that orjson would not write so, is left to the exact reader), orjson nests up to 1024 levels
+    where the exact reader refuses more than 512 (a value orjson's writer refuses is left to the exact reader:
+    :func:`_writer_bounds_depth` checks that it refuses anything deeper than 512 levels, and where it does not, a
+    document with more brackets than that, as :func:`_brackets` counts them, is left to the exact reader), and
+    orjson reads an integer beyond 64 bits as a float (callers accept only the value types the exact reader would
+    give, so such a field sends the line the exact way). Everything orjson refuses — NaN and Infinity, lone
+    surrogates, invalid UTF-8, bad syntax — returns None, and the exact reader then reads the document or words its
+    error."""
+    if not _WRITER_BOUNDS_DEPTH and len(data) > 2 * _json.MAX_DEPTH and _brackets(data) > _json.MAX_DEPTH:
         return None
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
+        value = _loads(data)
+    except _JSONDecodeError:
         return None
     if type(value) is dict or type(value) is list:
-        if _json.has_duplicates(data, value) is not False:
+        try:
+            written = _dumps(value)
+        except (orjson.JSONEncodeError, TypeError):  # nested beyond orjson's writer: perhaps beyond 512 levels
+            return None
+        if _json.has_duplicates(data, value, written=written) is not False:
             return None
     return value
+
+
+_loads, _dumps, _JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+
+
+def _writer_bounds_depth() -> bool:
+    """Whether orjson's writer refuses every value nested deeper than the exact reader reads (it stops at 255
+    levels), so that a value it writes was read from a document the exact reader does not refuse for its depth.
+    Checked once, on a list and an object one level too deep; a writer that does not refuse them is not relied
+    on (the bracket count then guards)."""
+    for wrap in (lambda v: [v], lambda v: {"a": v}):
+        value: Any = 0
+        for _ in range(_json.MAX_DEPTH + 1):
+            value = wrap(value)
+        try:
+            orjson.dumps(value)
+        except (orjson.JSONEncodeError, TypeError):
+            continue
+        return False
+    return True
+
+
+_WRITER_BOUNDS_DEPTH = _writer_bounds_depth()
 
 
 _RESPONSE_B64 = b'"response_b64": "'
@@ -609,8 +638,15 @@ _EIP191_129 = _EIP191 + b"129"
 
 
 def quick_line(line: bytes, n: int, clean: dict | None) -> tuple | None:
-    """:func:`_quick` for a JSONL line."""
-    row = _fast_json(line)
+    """:func:`_quick` for a JSONL line, read by orjson as :func:`_fast_json` reads it, with
+    :func:`_line_has_duplicates` for its duplicate test (which writes the line's value with orjson: its depth is
+    then bounded as _fast_json's is)."""
+    if not _WRITER_BOUNDS_DEPTH and len(line) > 2 * _json.MAX_DEPTH and _brackets(line) > _json.MAX_DEPTH:
+        return None
+    try:
+        row = _loads(line)
+    except _JSONDecodeError:
+        return None
     if type(row) is not dict:
         return None
     sig, ex = row.get("signature"), row.get("exchange")
@@ -621,80 +657,131 @@ def quick_line(line: bytes, n: int, clean: dict | None) -> tuple | None:
         response = _b64(ex["response_b64"])
     except (KeyError, TypeError, ValueError, binascii.Error):
         return None
+    if _line_has_duplicates(line, row, ex) is not False:
+        return None  # the exact reader refuses the line, or this test cannot tell: the general path reads it
     return _quick(row, sig, ex, request, response, n, clean)
+
+
+def _line_has_duplicates(line: bytes, row: dict, ex: dict) -> bool | None:
+    """:func:`phalanb._json.has_duplicates` for a line orjson read to ``row`` whose ``ex["request_b64"]`` and
+    ``ex["response_b64"]`` are canonical base64 (:func:`_b64` decoded them), without counting through the base64:
+    most of a line's bytes, where no colon can be; has_duplicates itself for a line not written that way. None
+    when it cannot tell (a backslash, or a value nested beyond orjson's writer: the caller then takes the general
+    path).
+
+    The same count as has_duplicates', minus what is known to be zero. On the line's side: without a backslash,
+    the bytes after ``"response_b64": "`` up to the next quote are one string's (see :func:`_brackets`); holding no
+    colon (``find``, a memchr, tells), they add none, and the line's colons are those before and after them. On the
+    kept side: the kept request_b64 and response_b64 are canonical base64, which has no colon, so the kept members
+    and the colons of the kept strings are those orjson writes for ``row`` with those two values emptied (the
+    members stay, so their count does not change). The two counts are then has_duplicates' two counts, and differ
+    exactly when a member was dropped."""
+    if b"\\" in line:
+        return None
+    start = line.find(_RESPONSE_B64)
+    end = -1 if start < 0 else line.find(b'"', start + len(_RESPONSE_B64))
+    if end < 0 or line.find(b":", start + len(_RESPONSE_B64), end) >= 0:
+        try:
+            return _json.has_duplicates(line, row, written=_dumps(row))
+        except (orjson.JSONEncodeError, TypeError):  # nested beyond orjson's writer
+            return None
+    start += len(_RESPONSE_B64)
+    ex["request_b64"] = ex["response_b64"] = ""  # the row is this reader's own: only _quick reads it next
+    try:
+        written = _dumps(row)
+    except (orjson.JSONEncodeError, TypeError):  # nested beyond orjson's writer
+        return None
+    return line.count(b":", 0, start) + line.count(b":", end) != written.count(b":")
 
 
 # A framed record's meta, typed: msgspec decodes and type-checks it in one C pass. Every field a record may hold
 # is named, with the narrowest type the exact reader accepts for it, and any other field is refused; so a meta
 # decoded here is one Exchange.from_dict and SignatureRecord.from_dict accept, read to the same values (msgspec
-# agrees with the exact reader wherever it accepts a document, once _fast_json has ruled out duplicate members —
-# which msgspec would read as the last one where the exact reader refuses them: integers are exact; it refuses
-# NaN, lone surrogates, invalid UTF-8 and numbers out of range). A meta it refuses — an unknown field, a
+# agrees with the exact reader wherever it accepts a document without a duplicate member: integers are exact; it
+# refuses NaN, lone surrogates, invalid UTF-8 and numbers out of range). A meta it refuses — an unknown field, a
 # "status" of 200.0 — is read the exact way. Being fully typed, the document cannot nest deeper than six levels,
 # so no depth guard is needed.
+#
+# Duplicate members, which msgspec reads as the last one where the exact reader refuses the record, are told from
+# this same pass: a field absent from the meta stays UNSET, so msgspec writes the decoded record back with exactly
+# the members it kept, and _json.has_duplicates compares that writing with the meta — one comparison of bytes for
+# a meta written compactly in the fields' order (as phalanb's writer writes it: the fields below are declared in
+# its order), else the colon count its docstring proves. The typed reading is then the exact reader's, or None.
+
+_UNSET = msgspec.UNSET
+
 
 class _Timings(msgspec.Struct, forbid_unknown_fields=True):
-    request_sent_ns: int = 0
-    headers_ns: int | None = None
-    first_byte_ns: int | None = None
-    first_token_ns: int | None = None
-    done_ns: int | None = None
-    last_byte_ns: int | None = None
-    chunks: list[tuple[int, int]] = []
-    token_ns: list[int] = []
-    wall_start: float = 0.0
+    request_sent_ns: int | msgspec.UnsetType = _UNSET  # absent: 0
+    headers_ns: int | None | msgspec.UnsetType = _UNSET
+    first_byte_ns: int | None | msgspec.UnsetType = _UNSET
+    first_token_ns: int | None | msgspec.UnsetType = _UNSET
+    done_ns: int | None | msgspec.UnsetType = _UNSET
+    chunks: list[tuple[int, int]] | msgspec.UnsetType = _UNSET
+    token_ns: list[int] | msgspec.UnsetType = _UNSET
+    wall_start: float | msgspec.UnsetType = _UNSET
+    last_byte_ns: int | None | msgspec.UnsetType = _UNSET
 
 
 class _Exchange(msgspec.Struct, forbid_unknown_fields=True):
-    url: str = ""
-    status: int = 200
-    stream: bool = False
-    request_headers: dict[str, str] | None = None
-    response_headers: dict[str, str] | None = None
-    complete: bool | None = None
-    timings: _Timings | None = None
-    receipt_id: str | None = None
-    aci_keyset_digest: str | None = None
-    tls_spki_sha256: str | None = None
+    url: str | msgspec.UnsetType = _UNSET
+    status: int | msgspec.UnsetType = _UNSET  # absent: 200
+    stream: bool | msgspec.UnsetType = _UNSET  # absent: False
+    request_headers: dict[str, str] | None | msgspec.UnsetType = _UNSET
+    response_headers: dict[str, str] | None | msgspec.UnsetType = _UNSET
+    complete: bool | None | msgspec.UnsetType = _UNSET
+    timings: _Timings | None | msgspec.UnsetType = _UNSET
+    receipt_id: str | None | msgspec.UnsetType = _UNSET
+    aci_keyset_digest: str | None | msgspec.UnsetType = _UNSET
+    tls_spki_sha256: str | None | msgspec.UnsetType = _UNSET
 
 
 class _Signature(msgspec.Struct, forbid_unknown_fields=True):
     text: str
     signature: str
-    signing_address: str | None = None
-    signing_algo: str | None = None
-    chat_id: str | None = None
+    signing_address: str | None | msgspec.UnsetType = _UNSET
+    signing_algo: str | None | msgspec.UnsetType = _UNSET
+    chat_id: str | None | msgspec.UnsetType = _UNSET
 
 
-class _Record(msgspec.Struct, forbid_unknown_fields=True):
+class _Record(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    exchange: _Exchange | None | msgspec.UnsetType = _UNSET
     signature: _Signature
-    exchange: _Exchange | None = None
 
 
 _decode_record = msgspec.json.Decoder(_Record).decode
+_encode = msgspec.json.Encoder().encode
 
 
 def quick_record(meta: bytes, request: bytes, response: bytes, n: int, clean: dict | None) -> tuple | None:
     """:func:`_quick` for a framed record, its meta decoded and typed by msgspec."""
-    if _fast_json(meta) is None:  # msgspec keeps the last duplicate too: a meta the exact reader refuses
-        return None
     try:
         record = _decode_record(meta)
     except _DecodeError:
         return None
+    if _json.has_duplicates(meta, record, written=_encode(record)) is not False:
+        return None  # a member written twice (the exact reader refuses the record), or a backslash: the exact way
     ex, sig = record.exchange, record.signature
-    if ex is None:
+    if ex is None or ex is _UNSET:
         return None
     address = sig.signing_address
-    if address is None:
+    if address is None or address is _UNSET:
         return None
     t = ex.timings
-    if t is None:
+    if t is None or t is _UNSET:
         sent, first, done = 0, None, None
     else:
         sent, first, done = t.request_sent_ns, t.first_token_ns, t.done_ns
-    return _common_row(n, sig.text, sig.signature, address, sig.signing_algo, clean, request, response, ex.stream,
-                       ex.status, sent, first, done)
+        if sent is _UNSET:
+            sent = 0
+        if first is _UNSET:
+            first = None
+        if done is _UNSET:
+            done = None
+    status, stream, algo = ex.status, ex.stream, sig.signing_algo
+    return _common_row(n, sig.text, sig.signature, address, None if algo is _UNSET else algo, clean, request,
+                       response, False if stream is _UNSET else stream, 200 if status is _UNSET else status, sent,
+                       first, done)
 
 
 def read_span(path: str, start: int, end: int, clean: dict | None | bool = False, framed: bool = False

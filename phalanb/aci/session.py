@@ -209,17 +209,9 @@ def parse_session(data: bytes | str | Mapping[str, Any], *, cited: str | None = 
     if declared is not None and not declared.startswith("as_"):
         raise ParseError("a session document carrying its own session_id is the preview shape, whose ids start "
                          "with 'as_' (a session *list* entry? fetch the full record)", field="session_id")
+    # The preview id covers the evidence digest; everything else is read (and refused) once, by _build.
     ev = obj(doc, "evidence", "", required=False) or {}
     digest = opt_str(ev, "digest", "evidence.") or (opt_str(doc, "evidence_digest", "") if preview else None)
-    uri = opt_str(ev, "data", "evidence.")
-    media = body = None
-    parts: list[EvidencePart] = []
-    if uri is not None:
-        media, body, parts = decode_data_uri(uri)
-    claims, extra = _claims(doc)
-    binding = doc.get("channel_binding") or []
-    if not isinstance(binding, list):
-        raise ParseError("must be a list", field="channel_binding")
     sid = _preview_id(doc, digest) if preview else hashlib.sha256(jcs.canonicalize(doc)).hexdigest()
     return _build(doc, shape="preview" if preview else "current", sid=sid, declared=declared)
 

@@ -45,7 +45,7 @@ def _vlines(ax) -> list[float]:
 
 def test_figures_are_built_without_pyplot_or_a_display(tmp_path):
     # A fresh interpreter with no display: drawing and saving must neither need one nor import pyplot.
-    code = ("import sys, pandas as pd; from phalanb import plots; "
+    code = ("import sys, pandas as pd; from phalanb.timing import plots; "
             "fig = plots.tokens_per_second(pd.DataFrame({'run': [0, 1], 'tokens_per_s': [49.0, 51.0]})); "
             f"plots.save(fig, {str(tmp_path / 'headless.png')!r}); "
             "print('pyplot' if 'matplotlib.pyplot' in sys.modules else 'no pyplot')")

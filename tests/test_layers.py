@@ -3,7 +3,7 @@
 pyproject.toml declares phalanb's layers for import-linter (``lint-imports``, run by .ci/run). These tests read
 the same contracts and check them over phalanb's own AST: every import, at module level or inside a function,
 goes down the layers, never up; siblings separated by ``|`` never import each other; the two protocols and the two
-TEEs stay apart; every module has a layer; and no import circle runs between layers.
+TEEs stay apart; every module has a layer; and no import circle runs between layers, nor between any two modules.
 """
 
 from __future__ import annotations
@@ -178,6 +178,66 @@ def test_no_import_circle_runs_between_layers():
         return False
 
     assert not any(visit(n, []) for n in sorted(graph) if state.get(n) is None), f"import circle: {loop}"
+
+
+def import_circles(edges) -> list[str]:
+    """Every import circle among modules (a strongly connected group of more than one), each named by its modules
+    and the imports that tie them, with their lines; lazy imports count like any other."""
+    graph: dict[str, set[str]] = {}
+    for a, b, _, _ in edges:
+        graph.setdefault(a, set()).add(b)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan: a module's group is closed when no import leads back above it
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    named = []
+    for group in groups:
+        ties = sorted({f"{a} -> {b} (line {line}{', inside a function' if lazy else ''})"
+                       for a, b, line, lazy in edges if a in group and b in group})
+        named.append(f"circle {' '.join(sorted(group))}: {'; '.join(ties)}")
+    return sorted(named)
+
+
+def test_no_import_circle_among_modules_lazy_imports_included():
+    """Module by module, not only between layers: no two modules need each other, even through an import inside a
+    function. What both sides need belongs in a module below them."""
+    circles = import_circles(_edges())
+    assert not circles, "\n".join(circles)
+
+
+def test_the_circle_check_sees_a_circle_closed_by_a_lazy_import():
+    """Not vacuous: one lazy import back up (the simulated PKI asking for the GPU simulator) is named as a circle."""
+    known = set(_modules())
+    source = "def f():\n    from .sim import SimulatedGpus\n    return SimulatedGpus\n"
+    back = [("phalanb.gpu.sim_pki", t, line, lazy)
+            for t, line, lazy in imports_of("phalanb.gpu.sim_pki", source, is_package=False, known=known)]
+    circles = import_circles(_edges() + back)
+    assert len(circles) == 1
+    assert {"phalanb.gpu.sim", "phalanb.gpu.sim_pki"} <= set(circles[0].partition(":")[0].split()[1:])
+    assert "phalanb.gpu.sim_pki -> phalanb.gpu.sim (line 2, inside a function)" in circles[0]
 
 
 def test_the_wire_and_the_model_servers_name_the_same_signing_algorithms():

@@ -32,10 +32,12 @@ from ..errors import E2EEError, InputError, UnsupportedError
 from ..wire.sse import SSEDecoder
 from ..verdict import Check, Status
 from .e2ee_crypto import (
-    CHAT, COMPLETIONS, E2EE_VERSION, EMBEDDINGS, SECP256K1, SUITES, X25519, Rng, Suite, endpoint_kind,
+    E2EE_HEADERS, CHAT, COMPLETIONS, E2EE_VERSION, EMBEDDINGS, SECP256K1, SUITES, X25519, Rng, Suite, endpoint_kind,
     looks_sealed, open_field, parse_public_key, request_aad, request_slots, response_aad, response_slots,
-    seal_field, serde_dumps, serde_loads, stream_slots, suite_for,
+    seal_field, serde_dumps, serde_loads, stream_slots, suite_for, _split,
 )
+from .e2ee_record import E2EERecord, is_present, reply_units
+from .established import AciAttestation, EstablishedKeyset
 
 __all__ = [
     "AttestedE2EEKey", "EncryptedRequest", "DecryptedResponse", "DecryptedChunk", "DecryptedStream", "StreamDecryptor",
@@ -43,9 +45,6 @@ __all__ = [
     "check_key_attested", "check_request_encrypted", "check_response_authenticated",
     "E2EE_HEADERS", "X25519", "SECP256K1",
 ]
-
-#: The five request headers of E2EE v2, in the order the spec lists them.
-E2EE_HEADERS = ("X-E2EE-Version", "X-Client-Pub-Key", "X-Model-Pub-Key", "X-E2EE-Nonce", "X-E2EE-Timestamp")
 
 #: Preferred suite when a keyset offers both: X25519 (the spec's RECOMMENDED suite).
 _PREFERENCE = (X25519, SECP256K1)
@@ -115,8 +114,6 @@ class AttestedE2EEKey:
         unverified key through. Select by ``key_id`` or ``algo``; with neither, X25519 is preferred, then
         secp256k1. Entries of other algorithms (``ecdsa``, ``ed25519`` in preview keysets) are never picked.
         """
-        from .verify import AciAttestation, EstablishedKeyset
-
         if isinstance(established, AciAttestation):
             raise E2EEError("pass the attestation's .keyset (an EstablishedKeyset), not the AciAttestation itself"
                             + ("" if established.keyset is not None else
@@ -232,8 +229,6 @@ class EncryptedRequest:
 
     def opener(self, *, stream: bool, on_text: Callable[[str], None] | None = None) -> Any:
         """The wire's :class:`~phalanb.wire.encryption.ReplyOpener` for this request's reply."""
-        from .e2ee_wire import ReplyOpener
-
         return ReplyOpener(self, stream=stream, on_text=on_text)
 
     def __repr__(self) -> str:
@@ -723,3 +718,84 @@ def check_response_authenticated(outcome: DecryptedResponse | DecryptedStream | 
         evidence["done"] = outcome.done
     return Check(cid, Status.PASS, f"{len(outcome.fields)} reply {kind} decrypted and authenticated under their "
                  "AAD", evidence)
+
+
+# -- recording the reply on the exchange (the wire's ReplyOpener) ----------------------------------------
+
+def reply_field_keys(request: EncryptedRequest, wire: bytes, *, stream: bool) -> tuple[str, ...]:
+    """The AES-256-GCM key of every sealed reply value, in wire order, derived with the client private key the
+    live ``request`` holds. Call after the reply decrypted (each key is then known to open its field)."""
+    if request._client_private is None:
+        raise E2EEError("this request carries no client private key: the reply's field keys cannot be derived")
+    suite = request.model_key.suite
+    keys = []
+    for _, slots in reply_units(wire, stream=stream, endpoint=request.endpoint):
+        for slot in slots:
+            if is_present(slot):
+                eph, _, _ = _split(suite, slot.container[slot.key], slot.path)
+                keys.append(suite.aes_key(suite.shared_secret(request._client_private, eph)).hex())
+    return tuple(keys)
+
+
+def record_e2ee(request: EncryptedRequest, *, stream: bool, reply: Any = None, reply_fields: tuple[str, ...] = (),
+                reply_keys: tuple[str, ...] = (), reply_error: str | None = None) -> E2EERecord:
+    """The record of one sent :class:`~phalanb.aci.e2ee.EncryptedRequest` and how its reply opened."""
+    return E2EERecord(algo=request.algo, key_id=request.model_key.key_id, headers=dict(request.headers),
+                      restored_request=request.restored_body, encrypted_fields=request.encrypted_fields,
+                      model=request.model, endpoint=request.endpoint, stream=stream,
+                      key_attested=request.key_attested, keyset_digest=request.model_key.keyset_digest,
+                      reply=reply, reply_fields=tuple(reply_fields), reply_keys=tuple(reply_keys),
+                      reply_error=reply_error, warnings=request.warnings)
+
+
+class ReplyOpener:
+    """Opens an E2EE v2 reply for :meth:`~phalanb.wire.client.Client.chat` (the wire's
+    :class:`~phalanb.wire.encryption.ReplyOpener`): event by event while it streams (plaintext to
+    ``on_text``), or whole at the end; then records it on the exchange. A decryption failure does not stop the
+    reading — the exact bytes are still wanted for the receipt — but is raised once the reply is complete."""
+
+    def __init__(self, request: EncryptedRequest, *, stream: bool, on_text: Callable[[str], None] | None):
+        self.request = request
+        self.stream = stream
+        self.on_text = on_text
+        self.decryptor = StreamDecryptor(request) if stream else None
+        self.error: E2EEError | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self.error is not None or self.decryptor is None:
+            return
+        try:
+            for event in self.decryptor.feed(chunk):
+                piece = event.deltas.get(0)
+                if piece and self.on_text is not None:
+                    self.on_text(piece)
+        except E2EEError as exc:
+            self.error = exc
+
+    def finish(self, exchange: Any) -> None:
+        reply: Any = None
+        fields: tuple[str, ...] = ()
+        keys: tuple[str, ...] = ()
+        if self.error is None:
+            try:
+                if self.decryptor is not None:
+                    self.decryptor.close()
+                    reply = [c.data for c in self.decryptor.chunks]
+                    fields = self.decryptor.fields
+                else:
+                    opened = decrypt_response(exchange.response_bytes, self.request)
+                    reply, fields = opened.body, opened.fields
+                    if opened.text and self.on_text is not None:
+                        self.on_text(opened.text)
+                keys = reply_field_keys(self.request, exchange.response_bytes, stream=self.stream)
+            except E2EEError as exc:
+                self.error = exc
+        exchange.e2ee = record_e2ee(self.request, stream=self.stream, reply=None if self.error else reply,
+                                    reply_fields=() if self.error else fields, reply_keys=() if self.error else keys,
+                                    reply_error=str(self.error) if self.error else None)
+        exchange.text = exchange.e2ee.text
+        if self.error is not None:
+            err = E2EEError(f"the encrypted reply could not be opened: {self.error} (the exact bytes are kept in "
+                            "the exception's .partial exchange)", field=self.error.field)
+            err.partial = exchange  # type: ignore[attr-defined]
+            raise err

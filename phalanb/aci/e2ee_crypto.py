@@ -46,10 +46,12 @@ __all__ = [
     "request_aad", "response_aad", "seal_field", "open_field", "looks_sealed",
     "CHAT", "COMPLETIONS", "EMBEDDINGS", "ENDPOINTS", "endpoint_kind",
     "RequestSlot", "request_slots", "ResponseSlot", "response_slots", "stream_slots",
-    "serde_loads", "serde_dumps",
+    "serde_loads", "serde_dumps", "E2EE_HEADERS",
 ]
 
 E2EE_VERSION = "2"
+#: The five request headers of E2EE v2, in the order the spec lists them.
+E2EE_HEADERS = ("X-E2EE-Version", "X-Client-Pub-Key", "X-Model-Pub-Key", "X-E2EE-Nonce", "X-E2EE-Timestamp")
 X25519 = "x25519-aes-256-gcm-hkdf-sha256"
 SECP256K1 = "secp256k1-aes-256-gcm-hkdf-sha256"
 REQUEST_PURPOSE = "aci.e2ee.request.v2"

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from ..errors import InputError, ParseError, PhalanbError
@@ -45,6 +45,7 @@ from . import jcs
 from ._util import hex_bytes
 from .crypto import compressed, ed25519_ok, eth_address, recover_secp256k1, secp256k1_rs_ok
 from .custody import custody_chain, roles_needed
+from .established import AciAttestation, EstablishedKeyset
 from .receipt import Receipt, SignatureWrapper, parse_receipt, parse_signature_wrapper
 from .report import AciReport, parse_aci_report
 from .session import AttestedSession, parse_session
@@ -59,77 +60,6 @@ MAX_KEYSET_LIFETIME_S = 10 * 365 * 24 * 3600
 _PURPOSE = "aci.report_data.v1"
 _ENDORSEMENT_PURPOSE = "aci.keyset.endorsement.v1"
 _QUOTE_CHECKS = ("tdx.quote_signature", "tdx.qe_report", "tdx.pck_chain")
-
-
-# -- what a verified report establishes ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class EstablishedKeyset:
-    """A keyset a *verified* report established: its digest, receipt keys, expiry and the serving mode the report
-    *claims* (``serving`` is outside the keyset digest and the statement: shown, never used to choose a check).
-
-    The public path (:func:`verify_aci_report`) creates one only when the keyset digest, the statement, the
-    report_data, the quote slot and the quote itself verified. Constructing one by hand is for unit tests of the
-    receipt layer only: it asserts a trust decision nothing checked.
-    """
-
-    digest: str
-    keyset: Mapping[str, Any] = field(repr=False)
-    shape: str = "current"
-    serving: str = "aggregator"
-    workload_id: str | None = None
-    established: bool = field(default=True, repr=False)
-
-    @classmethod
-    def given(cls, keyset: Mapping[str, Any]) -> "EstablishedKeyset":
-        """A keyset the user handed over directly (``phalanb receipt --keyset``): receipts can be checked against
-        it (signature, digest, hashes), but no verified report binds it to a TEE, so ``established`` is False and
-        the verdict carries ``aci.keyset_given`` skipped."""
-        if not isinstance(keyset, Mapping):
-            raise InputError("a keyset given directly must be a workload_keyset JSON object")
-        # A keyset object is hashed as JCS: the current/preview rule. (A v3 keyset is bytes: see report.keyset_bytes.)
-        shape = "preview" if ("keyset_epoch" in keyset or "workload_identity" in keyset) else "current"
-        return cls(digest=jcs.sha256_digest(keyset), keyset=keyset, shape=shape, serving="unknown",
-                   established=False)
-
-    @classmethod
-    def given_v3(cls, keyset_bytes: bytes) -> "EstablishedKeyset":
-        """A v3 keyset handed over as its exact bytes (digest = their sha256); established no more than
-        :meth:`given`'s."""
-        from .report import parse_v3_keyset
-        from .v3 import served_sha256
-
-        raw = bytes(keyset_bytes)
-        return cls(digest=served_sha256(raw), keyset=parse_v3_keyset(raw, field_name="keyset"), shape="v3",
-                   serving="unknown", established=False)
-
-    @property
-    def receipt_keys(self) -> dict[str, dict[str, Any]]:
-        return {k["key_id"]: dict(k) for k in self.keyset.get("receipt_signing_keys") or []
-                if isinstance(k, Mapping) and isinstance(k.get("key_id"), str)}
-
-    @property
-    def not_after(self) -> int | None:
-        """The keyset's expiry, read from the keyset itself (the digest covers it); None when it states none."""
-        epoch = self.keyset.get("keyset_epoch")
-        value = epoch.get("not_after") if isinstance(epoch, Mapping) else self.keyset.get("not_after")
-        return value if type(value) is int else None
-
-    @property
-    def e2ee_keys(self) -> list[dict[str, Any]]:
-        return [dict(k) for k in self.keyset.get("e2ee_public_keys") or [] if isinstance(k, Mapping)]
-
-
-@dataclass
-class AciAttestation:
-    checks: list[Check]
-    keyset: EstablishedKeyset | None
-    report: AciReport | None
-    reason: str | None = None   # why no keyset was established
-
-    @property
-    def verdict(self) -> Verdict:
-        return Verdict(self.checks)
 
 
 # -- recomputations (public so notebooks can show the bytes) ---------------------------------------------------

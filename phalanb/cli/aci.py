@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..policy import Policy
 from ..timeutil import at_argument
 from ..verdict import Verdict
-from .audit import service_args, service_policy
+from .options import service_args, service_policy
 
 __all__ = ["register", "print_verdict"]
 

@@ -19,6 +19,7 @@ from .._term import verdict_table
 from ..errors import InputError, ParseError
 from ..policy import Policy
 from ..timeutil import at_argument
+from .options import service_args, service_policy
 
 __all__ = ["register"]
 
@@ -96,19 +97,6 @@ def _policy_args(p: argparse.ArgumentParser) -> None:
     service_args(p)
 
 
-def service_args(p: argparse.ArgumentParser, *, compose: bool = True) -> None:
-    from ..services import profiles
-
-    p.add_argument("--service", metavar="NAME", choices=tuple(profiles()),
-                   help="the service you expect (its profile: protocol, shapes, upstream, KMS roots, app ids): "
-                   f"{', '.join(profiles())}. Without one (or a pinned compose) a deployment phalanb cannot place "
-                   "is incomplete")
-    if not compose:
-        return
-    p.add_argument("--expect-compose", metavar="HEX", default=None,
-                   help="the compose hash (sha256 of app_compose) the deployment must have")
-
-
 def _policy(args: argparse.Namespace) -> Policy:
     accept: dict[str, list[str]] = {}
     for item in args.accept_measurement:
@@ -125,20 +113,6 @@ def _rim_folder(path: Path | None) -> str | None:
     if path is not None and not path.is_dir():
         raise InputError(f"--rims {path}: not a folder (give the folder that holds the RIM .xml / .swidtag files)")
     return str(path) if path is not None else None
-
-
-def service_policy(args: argparse.Namespace) -> dict[str, Any]:
-    """``--service`` / ``--expect-compose`` as Policy keywords (the auditor's word, never the evidence's)."""
-    kw: dict[str, Any] = {}
-    if getattr(args, "service", None):
-        kw["service"] = args.service
-    compose = getattr(args, "expect_compose", None)
-    if compose:
-        h = compose.lower().removeprefix("0x")
-        if len(h) != 64 or any(ch not in "0123456789abcdef" for ch in h):
-            raise InputError(f"--expect-compose takes the 64-hex sha256 of app_compose, got {compose!r:.70}")
-        kw["expected"] = {"compose_hash": h}
-    return kw
 
 
 def _read_json(path: Path | None, what: str) -> Any:

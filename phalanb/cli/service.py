@@ -21,7 +21,7 @@ from ..session import Session, Settings
 from ..sim.config import LATENCY_DISTRIBUTIONS
 from ..errors import InputError, SignatureExpiredError
 from ..vllm.signatures import ALGOS, fetch_signature
-from .audit import service_args
+from .options import service_args
 
 __all__ = ["register"]
 

@@ -12,6 +12,7 @@ real deployment can get wrong: ``rim_mismatch`` (one driver index differs from w
 signed for another driver version). The OCSP responder also answers for the GPUs' device chains (below the
 root, the FMC leaf excepted, as NVIDIA's does), each answer signed by the certificate's issuer.
 
+>>> from phalanb.gpu.sim import SimulatedGpus
 >>> rims = SimulatedRims(SimulatedGpus(seed=1))
 >>> sorted(rims.documents())[0]
 'NV_GPU_DRIVER_GH100_570.172.08'
@@ -34,7 +35,7 @@ from cryptography.x509 import ocsp
 from lxml import etree
 
 from .rim import DSIG_NS, SWID_NS
-from .sim import _NOT_AFTER, _NOT_BEFORE, _P384_ORDER, DRIVER_VERSION, VBIOS_VERSION, SimulatedGpus, _sign_cert
+from .sim_pki import DRIVER_VERSION, NOT_AFTER, NOT_BEFORE, P384_ORDER, VBIOS_VERSION, fixed_root, sign_cert, sim_name
 from .verify import TrustRoot
 
 __all__ = ["SimulatedRims", "simulated_rim_root", "RIM_FAULTS", "DRIVER_INDICES", "VBIOS_INDICES"]
@@ -50,7 +51,7 @@ _SHA384_NS = "http://www.w3.org/2001/04/xmlenc#sha384"
 
 
 def _key(label: bytes) -> ec.EllipticCurvePrivateKey:
-    value = int.from_bytes(hashlib.sha512(label).digest(), "big") % (_P384_ORDER - 1) + 1
+    value = int.from_bytes(hashlib.sha512(label).digest(), "big") % (P384_ORDER - 1) + 1
     return ec.derive_private_key(value, ec.SECP384R1())
 
 
@@ -63,18 +64,18 @@ def _usage(*, sign: bool) -> x509.KeyUsage:
 @lru_cache(maxsize=1)
 def _pki() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, ec.EllipticCurvePrivateKey, x509.Certificate]:
     root_key, signer_key = _key(_ROOT_LABEL), _key(_ROOT_LABEL + b"/signer")
-    root_name = SimulatedGpus._name("phalanb simulated CoRIM signing Root CA")
-    signer_name = SimulatedGpus._name("phalanb simulated RIM Signer")
-    root = _sign_cert(
+    root_name = sim_name("phalanb simulated CoRIM signing Root CA")
+    signer_name = sim_name("phalanb simulated RIM Signer")
+    root = sign_cert(
         x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name).public_key(root_key.public_key())
         .serial_number(int.from_bytes(hashlib.sha256(_ROOT_LABEL).digest()[:16], "big") | 1)
-        .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
+        .not_valid_before(NOT_BEFORE).not_valid_after(NOT_AFTER)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_usage(sign=False), critical=True), root_key)
-    signer = _sign_cert(
+    signer = sign_cert(
         x509.CertificateBuilder().subject_name(signer_name).issuer_name(root_name).public_key(signer_key.public_key())
         .serial_number(int.from_bytes(hashlib.sha256(_ROOT_LABEL + b"/signer").digest()[:16], "big") | 1)
-        .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
+        .not_valid_before(NOT_BEFORE).not_valid_after(NOT_AFTER)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(sign=True), critical=True), root_key)
     return root_key, root, signer_key, signer
@@ -129,7 +130,7 @@ def _swid(version: str, values: dict[int, bytes], owned: Iterable[int]) -> Any:
 class SimulatedRims:
     """The RIMs and OCSP answers that go with ``gpus`` (a :class:`~phalanb.gpu.sim.SimulatedGpus`)."""
 
-    def __init__(self, gpus: SimulatedGpus):
+    def __init__(self, gpus: Any):
         self.gpus = gpus
         self.driver_id = f"NV_GPU_DRIVER_GH100_{DRIVER_VERSION}"
         self.vbios_id = "NV_GPU_VBIOS_G520_0280_895_" + VBIOS_VERSION.replace(".", "")
@@ -161,11 +162,9 @@ class SimulatedRims:
         """Serial → (certificate, issuer, issuer's key) for every certificate the responder answers for: the RIM
         signer, and each GPU's device chain below the root but its FMC leaf (as NVIDIA's responder does)."""
         if getattr(self, "_answers_for", None) is None:
-            from .sim import _fixed_root
-
             root_key, root, _, signer = _pki()
             table = {signer.serial_number: (signer, root, root_key)}
-            keys = {_fixed_root()[1].subject: _fixed_root()[0]}
+            keys = {fixed_root()[1].subject: fixed_root()[0]}
             for g in self.gpus._gpus:
                 certs = x509.load_pem_x509_certificates(g.chain_pem)
                 # Issuer keys by subject: the simulated PKI derives them from the same labels SimulatedGpus does.

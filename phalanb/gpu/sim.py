@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as _dt
 import hashlib
 import json
 import secrets
@@ -45,29 +44,25 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import NameOID
 
 from ..errors import InputError, PhalanbError
 from .nras import NrasAnchor, jwk_of, sign_es384
 from .payload import parse_payload
 from .spdm import OPAQUE_FIELD_NAMES
+from .rim_sim import SimulatedRims
+from .sim_pki import (DRIVER_VERSION, NOT_AFTER, NOT_BEFORE, P384_ORDER, VBIOS_VERSION, fixed_root, sign_cert,
+                      sim_name)
 from .verify import TrustRoot, verify_payload
 
 __all__ = ["SimulatedGpus", "SIM_NRAS_ISSUER", "simulated_root",
            "simulated_nras_anchor"]
 
 SIM_NRAS_ISSUER = "https://nras.phalanb-simulator.invalid"
-_P384_ORDER = int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973", 16)
-_SIM_ORG = "phalanb simulator (not NVIDIA)"
-_NOT_BEFORE = _dt.datetime(2020, 10, 17, tzinfo=_dt.timezone.utc)
-_NOT_AFTER = _dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=_dt.timezone.utc)
 _SHA384_OID = bytes.fromhex("0609608648016503040202")  # DER of OID 2.16.840.1.101.3.4.2.2
 _FWID_OID = x509.ObjectIdentifier("2.23.133.5.4.1")
 _NVIDIA_SAN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.412.274.1")
 _ID = {name.removeprefix("OPAQUE_FIELD_ID_"): num for num, name in OPAQUE_FIELD_NAMES.items()}
 
-DRIVER_VERSION = "570.172.08"
-VBIOS_VERSION = "96.00.CF.00.02"
 # Measurement counts per block as a 570-series H100 reports them; blocks counted 0 read as 48 zero bytes.
 _MSRSCNT = [0, 1, 5, 1, 1, 1, 1, 1, 0, 1, 0, 131, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1,
             2, 1, 1, 1, 1, 1, 1, 1] + [0] * 22
@@ -92,39 +87,6 @@ def _tlv(ftype: int, value: bytes) -> bytes:
     return ftype.to_bytes(2, "little") + len(value).to_bytes(2, "little") + value
 
 
-def _sign_cert(builder: x509.CertificateBuilder, key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
-    try:
-        # Deterministic ECDSA (RFC 6979): the same seed gives the same certificate bytes in every process.
-        return builder.sign(key, hashes.SHA384(), ecdsa_deterministic=True)
-    except TypeError:  # cryptography < 44
-        return builder.sign(key, hashes.SHA384())
-
-
-# The simulated device root is the same for every seed and every process, like NVIDIA's: evidence recorded from
-# any simulator re-verifies offline against it (``phalanb gpu FILE --root sim``). Its key is derived from a public
-# label, so it protects nothing — which is why it is never trusted unless a caller passes it explicitly.
-_ROOT_LABEL = b"phalanb-sim-gpu/fixed/device-identity-root"
-
-
-@lru_cache(maxsize=1)
-def _fixed_root() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    value = int.from_bytes(hashlib.sha512(_ROOT_LABEL).digest(), "big") % (_P384_ORDER - 1) + 1
-    key = ec.derive_private_key(value, ec.SECP384R1())
-    name = SimulatedGpus._name("phalanb simulated Device Identity CA")
-    pub = key.public_key()
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pub)
-               .serial_number(int.from_bytes(hashlib.sha256(_ROOT_LABEL).digest()[:16], "big") | 1)
-               .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
-               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                            key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                            key_cert_sign=True, crl_sign=True, encipher_only=False,
-                                            decipher_only=False), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pub), critical=False))
-    return key, _sign_cert(builder, key)
-
-
 # The simulated NRAS intermediate plays NVIDIA's "Attestation Service GPU Intermediate": every simulator's NRAS key
 # carries an x5c chain to it, so the simulator's tokens verify exactly the way NVIDIA's do — under simulated trust
 # only. Like the device root its key comes from a public label and protects nothing.
@@ -133,16 +95,16 @@ _NRAS_LABEL = b"phalanb-sim-gpu/fixed/nras-intermediate"
 
 @lru_cache(maxsize=1)
 def _fixed_nras_intermediate() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    value = int.from_bytes(hashlib.sha512(_NRAS_LABEL).digest(), "big") % (_P384_ORDER - 1) + 1
+    value = int.from_bytes(hashlib.sha512(_NRAS_LABEL).digest(), "big") % (P384_ORDER - 1) + 1
     key = ec.derive_private_key(value, ec.SECP384R1())
-    name = SimulatedGpus._name("phalanb simulated Attestation Service Intermediate")
+    name = sim_name("phalanb simulated Attestation Service Intermediate")
     pub = key.public_key()
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pub)
                .serial_number(int.from_bytes(hashlib.sha256(_NRAS_LABEL).digest()[:16], "big") | 1)
-               .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
+               .not_valid_before(NOT_BEFORE).not_valid_after(NOT_AFTER)
                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False))
-    return key, _sign_cert(builder, key)
+    return key, sign_cert(builder, key)
 
 
 def simulated_nras_anchor() -> NrasAnchor:
@@ -152,7 +114,7 @@ def simulated_nras_anchor() -> NrasAnchor:
 
 def simulated_root() -> TrustRoot:
     """phalanb's simulated NVIDIA device root (the same everywhere). Never trusted unless passed explicitly."""
-    return TrustRoot(_fixed_root()[1], "phalanb simulated Device Identity CA", simulated=True)
+    return TrustRoot(fixed_root()[1], "phalanb simulated Device Identity CA", simulated=True)
 
 
 @dataclass
@@ -175,7 +137,7 @@ class SimulatedGpus:
         self.count = count
         self._seed = (str(seed) if seed is not None else secrets.token_hex(16)).encode()
         self.nras_issuer = SIM_NRAS_ISSUER
-        root_key, self._root = _fixed_root()
+        root_key, self._root = fixed_root()
         identity_key = self._key(b"identity")
         ica_key = self._key(b"provisioner-ica")
         identity = self._cert(self._name("phalanb simulated GH100 Identity"), identity_key, self._root, root_key,
@@ -201,25 +163,20 @@ class SimulatedGpus:
         ca_key, ca = _fixed_nras_intermediate()
         nras_leaf = (self._builder(self._name("phalanb simulated Attestation Service GPU"), self._nras_key, ca, ca_key)
                      .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
-        self._nras_chain = [_sign_cert(nras_leaf, ca_key), ca]
+        self._nras_chain = [sign_cert(nras_leaf, ca_key), ca]
 
     # --- deterministic material ----------------------------------------------------------------------------
 
     def _key(self, label: bytes) -> ec.EllipticCurvePrivateKey:
-        value = int.from_bytes(hashlib.sha512(self._seed + b"/" + label).digest(), "big") % (_P384_ORDER - 1) + 1
+        value = int.from_bytes(hashlib.sha512(self._seed + b"/" + label).digest(), "big") % (P384_ORDER - 1) + 1
         return ec.derive_private_key(value, ec.SECP384R1())
 
     def _serial(self, label: bytes, size: int = 19) -> int:
         # Positive and at most 20 bytes, as RFC 5280 (and the web-PKI verifier) require.
         return int.from_bytes(hashlib.sha256(self._seed + b"serial/" + label).digest()[:size], "big") | 1
 
-    @staticmethod
-    def _name(cn: str, serial: str | None = None) -> x509.Name:
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, _SIM_ORG),
-                 x509.NameAttribute(NameOID.COUNTRY_NAME, "US")]
-        if serial:
-            attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
-        return x509.Name(attrs)
+    # Every simulated certificate, the GPUs' and the RIMs', is named alike (sim_pki).
+    _name = staticmethod(sim_name)
 
     def _builder(self, subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
                  issuer_key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
@@ -227,7 +184,7 @@ class SimulatedGpus:
         b = (x509.CertificateBuilder().subject_name(subject)
              .issuer_name(issuer.subject if issuer is not None else subject)
              .public_key(pub).serial_number(self._serial(subject.rfc4514_string().encode()))
-             .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
+             .not_valid_before(NOT_BEFORE).not_valid_after(NOT_AFTER)
              .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False))
         aki_key = issuer_key.public_key()
         return b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(aki_key), critical=False)
@@ -239,7 +196,7 @@ class SimulatedGpus:
         b = b.add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
                                           data_encipherment=False, key_agreement=False, key_cert_sign=True,
                                           crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        return _sign_cert(b, issuer_key)
+        return sign_cert(b, issuer_key)
 
     def _leaf(self, i: int, key: ec.EllipticCurvePrivateKey, brom: x509.Certificate,
               brom_key: ec.EllipticCurvePrivateKey, fwid: bytes) -> x509.Certificate:
@@ -257,7 +214,7 @@ class SimulatedGpus:
         fwid_seq = _der(0x30, _SHA384_OID + _der(0x04, fwid))
         dice = _der(0x30, _der(0x02, b"\x01") + spki + fwid_seq)
         b = b.add_extension(x509.UnrecognizedExtension(_FWID_OID, dice), critical=False)
-        return _sign_cert(b, brom_key)
+        return sign_cert(b, brom_key)
 
     def _measurement(self, index: int) -> bytes:
         if _MSRSCNT[index - 1] == 0:
@@ -388,8 +345,6 @@ class SimulatedGpus:
 
         async def jwks(request: Request) -> JSONResponse:
             return JSONResponse(self.jwks())
-
-        from .rim_sim import SimulatedRims  # the RIM service and OCSP responder that go with these GPUs
 
         return [Route("/nras/v3/attest/gpu", attest, methods=["POST"]),
                 Route("/nras/.well-known/jwks.json", jwks, methods=["GET"])] + SimulatedRims(self).routes()

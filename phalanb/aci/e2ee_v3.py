@@ -30,7 +30,6 @@ offline; :func:`e2ee_v3_checks` makes the ``e2ee.*`` checks from it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field

@@ -186,7 +186,6 @@ def verify_legacy_gateway_report(report: Mapping[str, Any] | bytes | str, *, non
     """Verify an ACI gateway's legacy report (bare, or as a reseller serves it) for what it proves: the GATEWAY's
     TEE, the legacy binding of its signing key and our ``nonce``, the keyset it prints (not established), GPU
     evidence scoped by ``vm_config.num_gpus``, a reseller's claims. See the module docstring."""
-    from ..services import profile_check
     from ..tdx.node import attested_ids, node_tdx_checks
     from ..timeutil import parse_optional_time
     from ..vllm.report import check_signing_public_key

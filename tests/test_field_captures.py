@@ -290,13 +290,18 @@ def test_nvidia_sdk_hopper_cert_hold(field, capsys):
 
 
 def test_nvidia_sdk_nvswitch_ls10(field, capsys):
+    """Verified as NVSwitch evidence (nvswitch.*), never as a GPU's: the report verifies (incomplete without its
+    RIM), the InvalidSignature variant fails its signature (the SDK's SwitchEvidenceInvalidSignature)."""
     d = field / "nvidia-sdk-nvswitch-ls10"
-    for argv in ([str(d / "switchAttestationReport.txt"), "--chain", str(d / "switchCertChain.txt")],
-                 [str(d / "switchAttestationReportInvalidSignature.txt"), "--chain", str(d / "switchCertChain.txt")],
-                 [str(d / "switch_evidence_ls10.json")]):
-        assert main(["gpu", *argv, "--nonce", _SDK_NONCE]) == 2
-        err = capsys.readouterr().err
-        assert "NVSwitch" in err and "VBIOS" not in err
+    for argv, code, signature in (
+            ([str(d / "switchAttestationReport.txt"), "--chain", str(d / "switchCertChain.txt")], 3, "pass"),
+            ([str(d / "switchAttestationReportInvalidSignature.txt"), "--chain", str(d / "switchCertChain.txt")], 1,
+             "fail"),
+            ([str(d / "switch_evidence_ls10.json")], 3, "pass")):
+        got, out = _gpu_cli(capsys, *argv)
+        st = _statuses(out)
+        assert got == code and out["device"] == "NVSwitch"
+        assert st["nvswitch.evidence_signature"] == signature and not any(i.startswith("gpu.") for i in st)
 
 
 # -- the auditor's service profile (issue 19 item 4) --------------------------------------------------------------

@@ -374,6 +374,7 @@ def test_readme_lab_starts_both_simulators_and_prints_their_urls(tmp_path):
 VENICE = FIXTURES / "field" / "venice-qwen35-2026-06"  # a real capture with everything it was captured with
 VENICE_AT = "1781056027"                                # its capture time (SOURCE.md)
 NVTRUST = FIXTURES / "nvidia" / "nvtrust"               # a bare GPU evidence file and its PEM chain
+LS10 = FIXTURES / "field" / "nvidia-sdk-nvswitch-ls10"  # an NVSwitch's evidence file and its PEM chain
 TDX = FIXTURES / "tdx" / "dcap-qvl"                     # a TDX quote, its collateral and verification time
 
 
@@ -480,6 +481,12 @@ TABLE: dict[str, list[Variant] | Special] = {
                 keep=frozenset({"--chain", "--nonce", "--rims"}),
                 fill={"FILE": str(NVTRUST / "hopperAttestationReport.txt"), "PEM": str(NVTRUST / "hopperCertChain.txt"),
                       "HEX": "{nvtrust_nonce}", "DIR": str(FIXTURES / "nvidia" / "rims")}),
+        Variant(3, "an NVSwitch's evidence (LS10) verified as a switch's, appraised against its switch RIM judged "
+                   "now: signature, chain, nonce and 31 of 31 indices hold, revocation unknown (no OCSP answers)",
+                keep=frozenset({"--chain", "--nonce", "--rims"}),
+                fill={"FILE": str(LS10 / "switchAttestationReport.txt"), "PEM": str(LS10 / "switchCertChain.txt"),
+                      "HEX": "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb",
+                      "DIR": str(FIXTURES / "nvidia" / "rims")}),
         Variant(0, "a real report's 8 GPUs with the nonce, NRAS answer, NVIDIA's JWKS and the capture time",
                 keep=frozenset({"--nonce", "--nras-response"}),
                 fill={"FILE": str(VENICE / "attestation_report.json"), "HEX": "{nonce}",

@@ -6,12 +6,18 @@
     phalanb gpu sim_payload.json --nonce … --root sim       a simulator's evidence: trust its simulated root
     phalanb gpu hopperAttestationReport.txt --chain hopperCertChain.txt --rims rims/ --at 1761307200
     phalanb gpu report.json --nonce … --rims ~/.cache/phalanb/rims --fetch-rims    fetch from NVIDIA, then appraise
+    phalanb gpu switchAttestationReport.txt --chain switchCertChain.txt --nonce … --rims rims/ --at 1782864000
 
 FILE is an ``nvidia_payload`` (any variant), a whole attestation report holding one, a Chutes attestation entry,
 or a bare evidence file (hex, base64 or binary) given with ``--chain``. Exit codes: 0 every check passed, 1 a check
 failed, 3 incomplete (no ``--nonce``: freshness cannot be shown; neither an NRAS answer nor ``--rims``: the
 measurements were not appraised), 2 unreadable input. With ``--rims DIR`` phalanb compares every active reference
 index of NVIDIA's signed driver and VBIOS RIMs with the GPU's measurements itself, judging each RIM at ``--at``.
+
+NVSwitch (LS10) evidence — a chain whose leaf names an LS_10 switch, or NVIDIA's serialized switch evidence with
+``arch: LS10`` — is verified as a switch's, the same steps under its own checks (``nvswitch.*``), and with
+``--rims DIR`` appraised against its switch BIOS RIM; NRAS answers are for GPUs only. Without ``--rims`` the
+switch's measurements are not appraised and the result is incomplete (exit 3).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from ..errors import InputError, ParseError
 from ..timeutil import at_argument
 from ..verdict import Check, Status, Verdict
 from ..gpu.nras import NRAS_ISSUER, nvidia_nras_anchor, verify_nras
-from ..gpu.payload import GpuPayload, parse_files, parse_payload
+from ..gpu.payload import (GpuPayload, SwitchEvidenceRefused, is_switch_chain, parse_files, parse_payload,
+                           parse_switch_files, parse_switch_payload)
+from ..gpu.switch import appraise_switch_payload, verify_switch_payload
 from ..gpu.verify import TrustRoot, nvidia_device_identity_ca, verify_payload
 
 __all__ = ["register", "cmd_gpu", "load_payload"]
@@ -74,9 +82,10 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def load_payload(path: Path, chain: Path | None = None) -> GpuPayload:
-    """Read FILE as the CLI does: bare evidence with a chain, or JSON in any of the shapes described above."""
+    """Read FILE as the CLI does: bare evidence with a chain, or JSON in any of the shapes described above.
+    NVSwitch evidence (its chain's leaf names an LS_10 switch) is read as a switch's (``payload.device``)."""
     if chain is not None:
-        return parse_files(path, chain)
+        return parse_switch_files(path, chain) if is_switch_chain(chain) else parse_files(path, chain)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -93,7 +102,12 @@ def load_payload(path: Path, chain: Path | None = None) -> GpuPayload:
     elif isinstance(obj, dict) and isinstance(obj.get("all_attestations"), list) and obj["all_attestations"] \
             and isinstance(obj["all_attestations"][0], dict) and "gpu_evidence" in obj["all_attestations"][0]:
         obj = obj["all_attestations"][0]
-    return parse_payload(obj)
+    try:
+        return parse_payload(obj)
+    except SwitchEvidenceRefused:
+        # The GPU reader refused switch evidence: read it as a switch's (which in turn refuses a GPU entry, so a
+        # payload mixing both is refused rather than half-read).
+        return parse_switch_payload(obj)
 
 
 def _root(spec: str) -> TrustRoot:
@@ -122,6 +136,9 @@ def cmd_gpu(args: argparse.Namespace) -> int:
             raise InputError(f"--nonce must be the 32-byte nonce you sent (64 hex digits), got {size} bytes")
     payload = load_payload(args.file, args.chain)
     root = _root(args.root)
+    if payload.device == "NVSwitch" and args.nras_response is not None:
+        raise InputError("this is NVSwitch evidence: phalanb verifies NRAS answers for GPUs only; appraise the "
+                         "switch's measurements with --rims DIR")
     if args.fetch_rims:
         if args.rims is None:
             raise InputError("--fetch-rims stores what it fetches in --rims DIR: give that folder")
@@ -129,6 +146,8 @@ def cmd_gpu(args: argparse.Namespace) -> int:
 
         fetch_rims_for(payload, cache_dir=args.rims, rim_url=args.rim_url or RIM_SERVICE_URL,
                        ocsp_url=args.ocsp_url or OCSP_URL)
+    if payload.device == "NVSwitch":
+        return _cmd_switch(args, payload, root)
     result = verify_payload(payload, root=root, expected_nonce=args.nonce, at=args.at)
     checks = list(result.checks)
     nras_claims = None
@@ -196,6 +215,66 @@ def cmd_gpu(args: argparse.Namespace) -> int:
                 bad = g.mismatches
                 state = {True: "trusted", False: "NOT trusted", None: "missing"}
                 print(f"GPU-{g.index} RIMs: " + ", ".join(f"{v.role} {v.rim_id} ({state[v.trusted]})" for v in g.rims)
+                      + f"; {len(g.rows)} active indices, {len(bad)} mismatch(es)"
+                      + "".join(f"\n  index {r.index} ({r.owner}): measured {r.measured}, expected "
+                                f"{' or '.join(r.expected)}" for r in bad))
+            print()
+        print(verdict_table(verdict))
+    sys.stdout.flush()
+    return verdict.exit_code()
+
+
+def _rim_root(simulated: bool) -> Any:
+    from ..gpu.rim_sim import simulated_rim_root
+    from ..gpu.rim_verify import nvidia_rim_root
+
+    return simulated_rim_root() if simulated else nvidia_rim_root()
+
+
+def _cmd_switch(args: argparse.Namespace, payload: GpuPayload, root: TrustRoot) -> int:
+    """NVSwitch evidence: the switch's own checks (``nvswitch.*``), appraised against its switch RIM with --rims."""
+    result = verify_switch_payload(payload, root=root, expected_nonce=args.nonce, at=args.at)
+    checks = list(result.checks)
+    appraisal = None
+    if args.rims is not None:
+        from ..gpu.appraise import RimStore
+
+        appraisal = appraise_switch_payload(payload, RimStore.from_dir(args.rims), root=_rim_root(root.simulated),
+                                            at=args.at)
+        checks += appraisal.checks
+    else:
+        # Signature, chain and nonce show which switch said what, not that its firmware is NVIDIA's published one.
+        checks.append(Check("nvswitch.measurements", Status.SKIPPED, "the NVSwitch measurements were not appraised: "
+                            "no RIMs (--rims DIR with the switch BIOS RIM NVIDIA signed); the evidence was verified "
+                            "offline only (signature, chain, nonce)"))
+    verdict = Verdict(checks)
+    if args.json:
+        out = result.to_dict()
+        out["device"] = "NVSwitch"
+        blocks = {g.index: {str(i): v.hex() for i, v in sorted(g.spdm.measurements.items())} for g in payload.gpus}
+        for row in out["gpus"]:
+            row["measurements"] = blocks.get(row["index"], {})
+        out["verdict"] = verdict.to_dict()
+        if appraisal is not None:
+            out["rim_appraisal"] = appraisal.to_dict()
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(f"payload: {payload.description}  [NVSwitch evidence: checks nvswitch.*, never a GPU's]")
+        print(f"root:    {result.root.name} (SHA-256 {result.root.sha256[:16]}…)"
+              + ("  [SIMULATED]" if result.root.simulated else ""))
+        print()
+        print(f"{'switch':<11} {'arch':<6} {'hwmodel':<20} {'bios':<15} ueid (leaf serial)")
+        for f in result.facts:
+            print(f"NVSwitch-{f.index:<2} {f.arch or '?':<6} {f.hwmodel or '?':<20} {f.vbios_version or '?':<15} "
+                  f"{f.ueid}")
+        print(f"requester nonce: {', '.join(sorted({f.requester_nonce for f in result.facts}))}")
+        print()
+        if appraisal is not None:
+            for g in appraisal.gpus:
+                bad = g.mismatches
+                state = {True: "trusted", False: "NOT trusted", None: "missing"}
+                print(f"NVSwitch-{g.index} RIMs: " + ", ".join(f"{v.role} {v.rim_id} ({state[v.trusted]})"
+                                                              for v in g.rims)
                       + f"; {len(g.rows)} active indices, {len(bad)} mismatch(es)"
                       + "".join(f"\n  index {r.index} ({r.owner}): measured {r.measured}, expected "
                                 f"{' or '.join(r.expected)}" for r in bad))

@@ -437,7 +437,16 @@ class MeasurementAppraisal:
 def appraise_payload(payload: GpuPayload, store: RimStore, *, root: TrustRoot | None = None,
                      at: float | _dt.datetime | None = None) -> MeasurementAppraisal:
     """Appraise every GPU of ``payload`` against the RIMs in ``store`` at time ``at`` (the evidence's capture
-    time; default now — an old RIM's certificate may have expired since, which then fails and says so)."""
+    time; default now — an old RIM's certificate may have expired since, which then fails and says so).
+    NVSwitch payloads are appraised by :func:`phalanb.gpu.switch.appraise_switch_payload` (``nvswitch.*``)."""
+    if getattr(payload, "device", "GPU") != "GPU":
+        raise InputError(f"this payload holds {payload.device} evidence, not a GPU's: appraise it with "
+                         "phalanb.gpu.switch.appraise_switch_payload (its checks are nvswitch.*, never gpu.*)")
+    return _appraise_devices(payload, store, root=root, at=at, prefix="gpu", device="GPU")
+
+
+def _appraise_devices(payload: GpuPayload, store: RimStore, *, root: TrustRoot | None,
+                      at: float | _dt.datetime | None, prefix: str, device: str) -> MeasurementAppraisal:
     if not isinstance(store, RimStore):
         raise InputError("store must be a RimStore (RimStore.from_dir(path) for a folder of RIMs)")
     when = _at(at)
@@ -445,8 +454,10 @@ def appraise_payload(payload: GpuPayload, store: RimStore, *, root: TrustRoot | 
     gpus = [appraise_evidence(g.spdm, g.certificates, g.arch, store, root=root, at=when, index=g.index, memo=memo)
             for g in payload.gpus]
     checks = [
-        _aggregate("gpu.measurements", "measurements", [(g.index, g.measurements) for g in gpus]),
-        _aggregate("gpu.revocation", "revocation (OCSP)", [(g.index, g.revocation) for g in gpus]),
+        _aggregate(f"{prefix}.measurements", "measurements", [(g.index, g.measurements) for g in gpus],
+                   device=device),
+        _aggregate(f"{prefix}.revocation", "revocation (OCSP)", [(g.index, g.revocation) for g in gpus],
+                   device=device),
     ]
     for c in checks:
         c.evidence["at"] = when.isoformat()

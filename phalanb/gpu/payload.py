@@ -8,6 +8,10 @@ Shapes seen in the wild (the payload says which one it was in :attr:`GpuPayload.
 - ``chutes``: a Chutes ``gpu_evidence`` list (no nonces anywhere), or a Chutes attestation entry holding one.
 - ``files``: one evidence file (hex text, base64 or binary) plus one PEM chain file, as NVIDIA's samples ship.
 
+NVSwitch (LS10) evidence is SPDM like a GPU's but is a switch's: the GPU readers (:func:`parse_payload`,
+:func:`parse_files`) refuse it wherever a GPU's is expected, and only the switch readers (:func:`parse_switch_files`,
+:func:`parse_switch_payload`) read it, into a payload whose ``device`` is ``"NVSwitch"`` (and they refuse a GPU's).
+
 Evidence is base64 of the SPDM bytes, or (2024-25 services) base64 of the ASCII *hex* of them: decoded bytes that
 read ``11e001ff`` are hex text and are decoded once more. Certificates are base64 of a PEM chain, leaf first.
 
@@ -36,7 +40,7 @@ from ..errors import InputError, ParseError, UnsupportedError
 from .spdm import SpdmEvidence, parse_evidence
 
 __all__ = ["GpuEvidence", "GpuPayload", "parse_payload", "parse_files", "parse_cert_chain", "decode_evidence",
-           "arch_of_chain"]
+           "arch_of_chain", "SwitchEvidenceRefused", "parse_switch_files", "parse_switch_payload", "is_switch_chain", "SWITCH_ARCHES"]
 
 ARCHES = ("HOPPER", "BLACKWELL")
 _HEX_MAGIC = b"11e001ff"  # ASCII hex of the GET_MEASUREMENTS header: evidence that was hex text before base64
@@ -76,6 +80,8 @@ class GpuPayload:
     encoded_as: str = "object"  # "json-string", "object", "files"
     keys_sorted: bool = False
     raw: Any = field(default=None, repr=False, compare=False)
+    #: "GPU", or "NVSwitch" for a payload read by the switch readers (its ``gpus`` are then switches).
+    device: str = "GPU"
 
     @property
     def description(self) -> str:
@@ -89,7 +95,7 @@ class GpuPayload:
         parts.append("evidence " + "/".join(encodings))
         arches = sorted({g.arch or "?" for g in self.gpus})
         parts.append("/".join(arches))
-        return f"{self.variant} ({', '.join(parts)}; {len(self.gpus)} GPU{'s' if len(self.gpus) != 1 else ''})"
+        return f"{self.variant} ({', '.join(parts)}; {len(self.gpus)} {self.device}{'s' if len(self.gpus) != 1 else ''})"
 
 
 def _b64(text: Any, name: str) -> bytes:
@@ -254,7 +260,10 @@ def _nonce_text(value: Any, name: str) -> str | None:
     return text
 
 
-def _item(item: Any, index: int, where: str, cache: dict[bytes, x509.Certificate]) -> GpuEvidence:
+def _item(item: Any, index: int, where: str, cache: dict[bytes, x509.Certificate], *,
+          switch: bool = False) -> GpuEvidence:
+    if switch:
+        return _switch_item(item, index, where, cache)
     name = f"{where}[{index}]"
     if not isinstance(item, dict):
         raise ParseError(f"each GPU entry must be an object with evidence and certificate, got "
@@ -279,6 +288,43 @@ def _item(item: Any, index: int, where: str, cache: dict[bytes, x509.Certificate
                        item_nonce=_nonce_text(item.get("nonce"), f"{name}.nonce"),
                        evidence_text=item["evidence"] if isinstance(item["evidence"], str) else None,
                        certificate_text=item["certificate"])
+
+
+def _switch_item(item: Any, index: int, where: str, cache: dict[bytes, x509.Certificate]) -> GpuEvidence:
+    name = f"{where}[{index}]"
+    if not isinstance(item, dict):
+        raise ParseError(f"each NVSwitch entry must be an object with evidence and certificate, got "
+                         f"{type(item).__name__}", field=name)
+    for key in ("evidence", "certificate"):
+        if key not in item:
+            raise ParseError(f"missing '{key}' (has {sorted(item)})", field=name)
+    arch = _norm_arch(item.get("arch"), f"{name}.arch")
+    raw, encoding = decode_evidence(item["evidence"], f"{name}.evidence")
+    certs = parse_cert_chain(_b64(item["certificate"], f"{name}.certificate"), f"{name}.certificate", cache)
+    arch = _switch_arch(arch, certs, name)
+    try:
+        spdm = parse_evidence(raw)
+    except ParseError as exc:
+        raise ParseError(f"NVSwitch {index}: {exc.reason}", field=f"{name}.evidence.{exc.field}" if exc.field else
+                         f"{name}.evidence", offset=exc.offset) from None
+    return GpuEvidence(index=index, arch=arch, spdm=spdm, certificates=certs, evidence_encoding=encoding,
+                       item_nonce=_nonce_text(item.get("nonce"), f"{name}.nonce"),
+                       evidence_text=item["evidence"] if isinstance(item["evidence"], str) else None,
+                       certificate_text=item["certificate"])
+
+
+def _switch_arch(declared: str | None, certs: Sequence[x509.Certificate], where: str) -> str:
+    """The switch arch, which the chain's leaf must name (so GPU evidence is never read as a switch's); a declared
+    arch must agree with it."""
+    named = arch_of_chain(certs)
+    if named not in SWITCH_ARCHES:
+        raise UnsupportedError(f"{where}: this is not NVSwitch evidence: its chain's leaf names "
+                               f"{named or 'no known chip'}, not an NVSwitch (LS10); read GPU evidence as a GPU's "
+                               "(parse_payload / parse_files)")
+    if declared is not None and declared.replace("_", "") != named:
+        raise ParseError(f"declared arch {declared!r} but the chain's leaf names an {named} NVSwitch",
+                         field=f"{where}.arch" if where else "arch")
+    return named
 
 
 def _keys_sorted(obj: Any) -> bool:
@@ -384,17 +430,85 @@ def parse_files(evidence: str | bytes | Path, chain: str | bytes | Path, *, arch
     return GpuPayload(variant="files", gpus=(gpu,), nonce=None, arch=gpu.arch, encoded_as="files")
 
 
+def is_switch_chain(chain: str | bytes | Path) -> bool:
+    """True when a PEM chain's leaf names an NVSwitch (``LS_10 A01 FSP FMC LF``): which reader a bare evidence
+    file needs. Only a choice of reader: the switch's checks are its own (``nvswitch.*``), never a GPU's."""
+    try:
+        return arch_of_chain(parse_cert_chain(_read(chain, "certificate chain"), "certificate")) in SWITCH_ARCHES
+    except ParseError:
+        return False
+
+
+def parse_switch_files(evidence: str | bytes | Path, chain: str | bytes | Path) -> GpuPayload:
+    """One NVSwitch from an evidence file and its PEM chain (NVIDIA's ``switchAttestationReport.txt`` +
+    ``switchCertChain.txt``). Refuses a GPU's chain: GPU evidence is read by :func:`parse_files`."""
+    raw, encoding = decode_evidence(_read(evidence, "evidence"), "evidence")
+    certs = parse_cert_chain(_read(chain, "certificate chain"), "certificate")
+    arch = _switch_arch(None, certs, "certificate")
+    switch = GpuEvidence(index=0, arch=arch, spdm=parse_evidence(raw), certificates=certs,
+                         evidence_encoding=encoding)
+    return GpuPayload(variant="files", gpus=(switch,), nonce=None, arch=arch, encoded_as="files",
+                      device="NVSwitch")
+
+
+def parse_switch_payload(value: str | bytes | dict | list) -> GpuPayload:
+    """NVSwitch evidence as NVIDIA's SDK serializes it (a list of ``{arch, certificate, evidence, nonce}``, e.g.
+    ``switch_evidence_ls10.json``) or as ``{"nonce", "evidence_list", "arch"}``. Every entry must be a switch's."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParseError("the NVSwitch evidence is neither JSON text nor an object", field="evidence") from None
+    encoded_as = "object"
+    if isinstance(value, str):
+        encoded_as = "json-string"
+        try:
+            value = _json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ParseError(f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
+                             field="evidence", offset=exc.pos) from None
+    nonce, arch = None, None
+    if isinstance(value, dict) and "evidence_list" in value:
+        items, variant = value["evidence_list"], "dstack"
+        nonce = _nonce_text(value.get("nonce"), "nonce")
+        arch = _norm_arch(value.get("arch"), "arch")
+        if arch is not None and arch.replace("_", "") not in SWITCH_ARCHES:
+            raise UnsupportedError(f"arch {arch!r} is not an NVSwitch's: read GPU evidence with parse_payload")
+    elif isinstance(value, list):
+        items, variant = value, "nvidia-sdk"
+    else:
+        raise ParseError(f"expected a list of NVSwitch entries or an object with evidence_list; got a "
+                         f"{type(value).__name__}", field="evidence")
+    if not isinstance(items, list):
+        raise ParseError(f"must be a list, got {type(items).__name__}", field="evidence_list")
+    if not items:
+        raise ParseError("the payload lists no NVSwitch evidence", field="evidence_list")
+    cache: dict[bytes, x509.Certificate] = {}
+    switches = tuple(_item(it, i, "evidence_list", cache, switch=True) for i, it in enumerate(items))
+    if nonce is None:
+        item_nonces = {g.item_nonce for g in switches if g.item_nonce}
+        nonce = item_nonces.pop() if len(item_nonces) == 1 else None
+    arches = {g.arch for g in switches}
+    return GpuPayload(variant=variant, gpus=switches, nonce=nonce, arch=arches.pop() if len(arches) == 1 else None,
+                      encoded_as=encoded_as, keys_sorted=_keys_sorted(value), raw=value, device="NVSwitch")
+
+
 _CHIP_ARCH = {"GH1": "HOPPER", "GB1": "BLACKWELL", "GB2": "BLACKWELL", "LS_": "LS10", "LS1": "LS10"}
 
 #: NVSwitch architectures: their SPDM evidence looks like a GPU's but is a switch's (31 blocks, other opaque fields).
 SWITCH_ARCHES = ("LS10",)
 
 
+class SwitchEvidenceRefused(UnsupportedError):
+    """NVSwitch evidence met where a GPU's is expected: never read (nor verified) as a GPU's."""
+
+
 def _refuse_switch(arch: Any, where: str) -> None:
     if isinstance(arch, str) and arch.upper().replace("_", "") in SWITCH_ARCHES:
-        raise UnsupportedError(f"this is NVSwitch evidence ({where} {arch!r}), not a GPU's: phalanb verifies NVIDIA "
-                               "GPU evidence (Hopper, Blackwell) only, so it neither decodes nor vouches for "
-                               "switches; NVIDIA's attestation SDK verifies NVSwitch (LS10) evidence")
+        raise SwitchEvidenceRefused(f"this is NVSwitch evidence ({where} {arch!r}), not a GPU's: where GPU evidence "
+                                    "is expected phalanb never reads nor vouches for a switch's; verify it as "
+                                    "NVSwitch evidence on its own (`phalanb gpu FILE --chain PEM` on the switch's "
+                                    "files, or phalanb.gpu.switch.verify_switch_payload)")
 
 
 def _refuse_switch_chain(certificate: Any, name: str) -> None:

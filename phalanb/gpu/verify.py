@@ -309,8 +309,8 @@ def verify_fwid(spdm: SpdmEvidence, leaf: x509.Certificate) -> StepResult:
     detail = {"opaque_fwid": fwid.hex() if fwid else None, "certificate_fwids": [f["digest"] for f in found],
               "extension": found[0]["extension"] if found else None}
     if fwid is None:
-        return StepResult(None, "the evidence has no OPAQUE_FIELD_ID_FWID (drivers before ~550 do not report it); "
-                          "nothing to compare with the certificate", detail)
+        return StepResult(None, "the evidence has no OPAQUE_FIELD_ID_FWID (GPU drivers before ~550 and NVSwitch "
+                          "firmware do not report it); nothing to compare with the certificate", detail)
     if not found:
         return StepResult(False, "the leaf certificate has no DICE FWID extension (2.23.133.5.4.1 / .1.1) to "
                           "compare the evidence's FWID with", detail)
@@ -436,46 +436,47 @@ class GpuVerification:
 
 
 def _aggregate(check_id: str, label: str, results: list[tuple[int, StepResult]], *,
-               skipped_required: bool = True) -> Check:
-    per = {f"GPU-{i}": r.to_dict() for i, r in results}
+               skipped_required: bool = True, device: str = "GPU") -> Check:
+    per = {f"{device}-{i}": r.to_dict() for i, r in results}
     failed = [(i, r) for i, r in results if r.ok is False]
     skipped = [(i, r) for i, r in results if r.ok is None]
     n = len(results)
     if failed:
         i, r = failed[0]
-        more = f" (and {len(failed) - 1} more GPU(s))" if len(failed) > 1 else ""
-        return Check(check_id, Status.FAIL, f"GPU-{i}: {r.reason}{more}", {"gpus": per})
+        more = f" (and {len(failed) - 1} more {device}(s))" if len(failed) > 1 else ""
+        return Check(check_id, Status.FAIL, f"{device}-{i}: {r.reason}{more}", {"gpus": per})
     if skipped:
         i, r = skipped[0]
-        return Check(check_id, Status.SKIPPED, f"{label} not checked for {len(skipped)} of {n} GPU(s): GPU-{i}: "
-                     f"{r.reason}", {"gpus": per}, required=skipped_required)
-    return Check(check_id, Status.PASS, f"{label}: all {n} GPU(s) pass; GPU-0: {results[0][1].reason}",
+        return Check(check_id, Status.SKIPPED, f"{label} not checked for {len(skipped)} of {n} {device}(s): "
+                     f"{device}-{i}: {r.reason}", {"gpus": per}, required=skipped_required)
+    return Check(check_id, Status.PASS, f"{label}: all {n} {device}(s) pass; {device}-0: {results[0][1].reason}",
                  {"gpus": per})
 
 
-def _agreement(payload: GpuPayload, results: list[GpuResult]) -> Check:
+def _agreement(payload: GpuPayload, results: list[GpuResult], *, check_id: str = "gpu.agree",
+               device: str = "GPU") -> Check:
     problems = []
     nonces = {g.facts.requester_nonce for g in results}
     if len(nonces) > 1:
-        problems.append(f"the GPUs carry {len(nonces)} different requester nonces")
+        problems.append(f"the {device}s carry {len(nonces)} different requester nonces")
     for g, ev in zip(results, payload.gpus):
         if ev.item_nonce is not None and ev.item_nonce != g.facts.requester_nonce:
-            problems.append(f"GPU-{g.facts.index}: its 'nonce' key {ev.item_nonce[:16]}… differs from the SPDM "
+            problems.append(f"{device}-{g.facts.index}: its 'nonce' key {ev.item_nonce[:16]}… differs from the SPDM "
                             f"requester nonce {g.facts.requester_nonce[:16]}…")
     if payload.nonce is not None and payload.nonce not in nonces:
-        problems.append(f"the payload's nonce {payload.nonce[:16]}… is not the GPUs' requester nonce")
+        problems.append(f"the payload's nonce {payload.nonce[:16]}… is not the {device}s' requester nonce")
     serials = [g.facts.ueid for g in results]
     if len(set(serials)) != len(serials):
-        problems.append("two entries carry the same leaf certificate: one GPU answering for several")
+        problems.append(f"two entries carry the same leaf certificate: one {device} answering for several")
     for g, ev in zip(results, payload.gpus):
         chip_arch = arch_of_chain(ev.certificates)
         if ev.arch and chip_arch and ev.arch != chip_arch:
-            problems.append(f"GPU-{g.facts.index} is declared {ev.arch} but its certificates name a {chip_arch} "
+            problems.append(f"{device}-{g.facts.index} is declared {ev.arch} but its certificates name a {chip_arch} "
                             "chip")
     evidence = {"requester_nonces": sorted(nonces), "ueids": serials, "payload_nonce": payload.nonce}
     if problems:
-        return Check("gpu.agree", Status.FAIL, "; ".join(problems), evidence)
-    return Check("gpu.agree", Status.PASS, f"{len(results)} distinct GPU(s) agree on one nonce and their arch",
+        return Check(check_id, Status.FAIL, "; ".join(problems), evidence)
+    return Check(check_id, Status.PASS, f"{len(results)} distinct {device}(s) agree on one nonce and their arch",
                  evidence)
 
 
@@ -485,26 +486,40 @@ def verify_payload(payload: GpuPayload, *, root: TrustRoot, expected_nonce: str 
 
     ``expected_nonce`` is what the client sent (or, for Chutes, :func:`chutes_gpu_nonce`); without it the nonce
     check is *skipped* and the verdict can only be incomplete. ``at`` pins the validation clock (Unix seconds).
+    NVSwitch evidence is refused here (its checks are its own: :func:`phalanb.gpu.switch.verify_switch_payload`).
     """
+    if payload.device != "GPU":
+        raise InputError(f"this payload holds {payload.device} evidence, not a GPU's: verify it with "
+                         "phalanb.gpu.switch.verify_switch_payload (its checks are nvswitch.*, never gpu.*)")
+    return _verify_devices(payload, root=root, expected_nonce=expected_nonce, at=at, prefix="gpu", device="GPU")
+
+
+def _verify_devices(payload: GpuPayload, *, root: TrustRoot, expected_nonce: str | bytes | None,
+                    at: float | _dt.datetime | None, prefix: str, device: str) -> GpuVerification:
+    """The same four steps for every device of a payload, aggregated into ``<prefix>.*`` checks."""
     if not isinstance(root, TrustRoot):
-        raise InputError("root must be a TrustRoot (phalanb.gpu.nvidia_device_identity_ca() for real GPUs)")
-    when = _at(at)  # one clock for every GPU, so an upper chain validated once holds for all of them
+        raise InputError("root must be a TrustRoot (phalanb.gpu.nvidia_device_identity_ca() for real NVIDIA "
+                         "devices)")
+    when = _at(at)  # one clock for every device, so an upper chain validated once holds for all of them
     verifier = _verifier(root, when)
     results = [verify_gpu(g, root=root, expected_nonce=expected_nonce, at=when, verifier=verifier,
                           validated=_UPPER_CHAINS) for g in payload.gpus]
     idx = [g.facts.index for g in results]
     checks = [
-        _aggregate("gpu.nonce", "requester nonce", list(zip(idx, (r.nonce for r in results)))),
-        _aggregate("gpu.evidence_signature", "SPDM signature", list(zip(idx, (r.signature for r in results)))),
-        _aggregate("gpu.cert_chain", "certificate chain", list(zip(idx, (r.chain for r in results)))),
-        # FWID is absent from old drivers' evidence: NVIDIA's own verifier then skips it, and so a missing FWID
-        # informs without making the verdict incomplete. A mismatch still fails.
-        _aggregate("gpu.fwid", "FWID", list(zip(idx, (r.fwid for r in results))), skipped_required=False),
-        _agreement(payload, results),
+        _aggregate(f"{prefix}.nonce", "requester nonce", list(zip(idx, (r.nonce for r in results))), device=device),
+        _aggregate(f"{prefix}.evidence_signature", "SPDM signature", list(zip(idx, (r.signature for r in results))),
+                   device=device),
+        _aggregate(f"{prefix}.cert_chain", "certificate chain", list(zip(idx, (r.chain for r in results))),
+                   device=device),
+        # FWID is absent from old drivers' evidence (and from NVSwitch evidence): NVIDIA's own verifier then skips
+        # it, and so a missing FWID informs without making the verdict incomplete. A mismatch still fails.
+        _aggregate(f"{prefix}.fwid", "FWID", list(zip(idx, (r.fwid for r in results))), skipped_required=False,
+                   device=device),
+        _agreement(payload, results, check_id=f"{prefix}.agree", device=device),
     ]
     if root.simulated:
-        checks.append(Check("gpu.trust_root", Status.WARNING, f"verified against the simulated root '{root.name}' "
-                            "(phalanb simulator): this proves nothing about real NVIDIA hardware",
+        checks.append(Check(f"{prefix}.trust_root", Status.WARNING, f"verified against the simulated root "
+                            f"'{root.name}' (phalanb simulator): this proves nothing about real NVIDIA hardware",
                             {"root_sha256": root.sha256}, required=False))
     return GpuVerification(payload, results, checks, root)
 

@@ -211,17 +211,22 @@ def cmd_gpu(args: argparse.Namespace) -> int:
         print(f"requester nonce: {', '.join(sorted({f.requester_nonce for f in result.facts}))}")
         print()
         if appraisal is not None:
-            for g in appraisal.gpus:
-                bad = g.mismatches
-                state = {True: "trusted", False: "NOT trusted", None: "missing"}
-                print(f"GPU-{g.index} RIMs: " + ", ".join(f"{v.role} {v.rim_id} ({state[v.trusted]})" for v in g.rims)
-                      + f"; {len(g.rows)} active indices, {len(bad)} mismatch(es)"
-                      + "".join(f"\n  index {r.index} ({r.owner}): measured {r.measured}, expected "
-                                f"{' or '.join(r.expected)}" for r in bad))
+            _print_rims(appraisal, "GPU")
             print()
         print(verdict_table(verdict))
     sys.stdout.flush()
     return verdict.exit_code()
+
+
+def _print_rims(appraisal: Any, device: str) -> None:
+    """Each device's RIMs (trusted or not) and every mismatched index with both values."""
+    state = {True: "trusted", False: "NOT trusted", None: "missing"}
+    for g in appraisal.gpus:
+        bad = g.mismatches
+        print(f"{device}-{g.index} RIMs: " + ", ".join(f"{v.role} {v.rim_id} ({state[v.trusted]})" for v in g.rims)
+              + f"; {len(g.rows)} active indices, {len(bad)} mismatch(es)"
+              + "".join(f"\n  index {r.index} ({r.owner}): measured {r.measured}, expected "
+                        f"{' or '.join(r.expected)}" for r in bad))
 
 
 def _rim_root(simulated: bool) -> Any:
@@ -270,14 +275,7 @@ def _cmd_switch(args: argparse.Namespace, payload: GpuPayload, root: TrustRoot) 
         print(f"requester nonce: {', '.join(sorted({f.requester_nonce for f in result.facts}))}")
         print()
         if appraisal is not None:
-            for g in appraisal.gpus:
-                bad = g.mismatches
-                state = {True: "trusted", False: "NOT trusted", None: "missing"}
-                print(f"NVSwitch-{g.index} RIMs: " + ", ".join(f"{v.role} {v.rim_id} ({state[v.trusted]})"
-                                                              for v in g.rims)
-                      + f"; {len(g.rows)} active indices, {len(bad)} mismatch(es)"
-                      + "".join(f"\n  index {r.index} ({r.owner}): measured {r.measured}, expected "
-                                f"{' or '.join(r.expected)}" for r in bad))
+            _print_rims(appraisal, "NVSwitch")
             print()
         print(verdict_table(verdict))
     sys.stdout.flush()

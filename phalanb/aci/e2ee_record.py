@@ -25,8 +25,22 @@ from .e2ee_crypto import (
 __all__ = ["E2EERecord", "reply_text", "reply_units", "open_reply_with_keys"]
 
 
+class KeyHeaders:
+    """The public keys a sealed request named in its headers (E2EE v2 and v3 name them alike)."""
+
+    headers: dict[str, str]
+
+    @property
+    def model_public_key(self) -> str:
+        return self.headers.get("X-Model-Pub-Key", "")
+
+    @property
+    def client_public_key(self) -> str:
+        return self.headers.get("X-Client-Pub-Key", "")
+
+
 @dataclass
-class E2EERecord:
+class E2EERecord(KeyHeaders):
     """What an E2EE v2 exchange needs to be re-verified offline. No private key is ever part of it.
 
     ``headers``: the five E2EE request headers as sent; ``restored_request``: the decrypted body as the gateway
@@ -64,14 +78,6 @@ class E2EERecord:
             return int(self.headers.get("X-E2EE-Timestamp", ""))
         except ValueError:
             return -1
-
-    @property
-    def model_public_key(self) -> str:
-        return self.headers.get("X-Model-Pub-Key", "")
-
-    @property
-    def client_public_key(self) -> str:
-        return self.headers.get("X-Client-Pub-Key", "")
 
     @property
     def text(self) -> str:

@@ -45,6 +45,7 @@ from .. import _json
 from ..errors import E2EEError, ParseError
 from ..verdict import Check, Status
 from ..wire.sse import SSEDecoder
+from .e2ee_record import KeyHeaders
 
 __all__ = ["VERSION", "SUITE", "CONTEXT_REQUEST", "CONTEXT_RESPONSE", "HEADERS", "request_aad", "response_aad",
            "derive_key", "seal_unit", "open_unit", "open_unit_with_key", "unit_key", "seal_request", "SealedV3Request",
@@ -233,7 +234,7 @@ def seal_request(payload: Mapping[str, Any] | bytes, *, model_key: Any, endpoint
 
 
 @dataclass
-class E2EEv3Record:
+class E2EEv3Record(KeyHeaders):
     """What an E2EE v3 exchange needs to be re-verified offline; never a private key. ``restored_request`` is the
     plaintext the client sealed (what ``request.received`` hashes); ``reply``: the opened body, or the opened
     event payloads of a stream; ``reply_keys``: hex AES key per sealed reply unit, in wire order."""
@@ -251,14 +252,6 @@ class E2EEv3Record:
     reply_error: str | None = None
     version: int = 3
     algo: str = SUITE
-
-    @property
-    def model_public_key(self) -> str:
-        return self.headers.get("X-Model-Pub-Key", "")
-
-    @property
-    def client_public_key(self) -> str:
-        return self.headers.get("X-Client-Pub-Key", "")
 
     @property
     def text(self) -> str:
